@@ -1,0 +1,1 @@
+//! Typed HubSpot API client with retries and a shared per-portal rate budget.

@@ -1,0 +1,1 @@
+//! A HubSpot API simulator for tests, benchmarks and the local demo.

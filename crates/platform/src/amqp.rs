@@ -1,0 +1,1 @@
+//! AMQP: connection, topology, confirmed publishing and consuming. (In progress.)

@@ -1,0 +1,151 @@
+//! PostgreSQL access: a diesel-async pool whose connections live in one service's schema,
+//! and the `migrate` step that creates that schema and applies the service's migrations.
+//!
+//! Every connection a service takes from its pool has `search_path` set to the service's
+//! own schema, so queries name tables without a schema and cannot wander into another
+//! service's tables by accident. Migrations run with the same `search_path`, which also
+//! keeps each schema's `__diesel_schema_migrations` bookkeeping table to itself.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use futures::FutureExt as _;
+use serde::Deserialize;
+
+/// A pool of connections to PostgreSQL, each scoped to one schema.
+pub type Pool = DeadPool<AsyncPgConnection>;
+
+/// A connection checked out of a [`Pool`]; it goes back when dropped.
+pub type Connection = Object<AsyncPgConnection>;
+
+/// Where the database is and how many connections a service may hold.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://user[:password]@host:port/database`. May carry a password: never log it.
+    pub url: String,
+    /// Upper bound on open connections held by this process.
+    pub max_connections: usize,
+    /// How long a caller waits for a free connection before failing.
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// Replaces the password part of a `scheme://user:password@host` URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Schema names are spliced into SQL, so only plain lower-case identifiers are accepted.
+fn checked_schema(schema: &str) -> anyhow::Result<&str> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase())
+        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(valid, "invalid schema name {schema:?}: use lower-case letters, digits and _");
+    Ok(schema)
+}
+
+async fn connect_in_schema(url: &str, schema: &str) -> Result<AsyncPgConnection, ConnectionError> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!("SET search_path TO {schema}"))
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// Builds a pool whose connections use `schema`. Connects lazily: a database that is down
+/// at start-up shows as not ready instead of stopping the service.
+pub fn connect_pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result<Pool> {
+    let schema = checked_schema(schema)?.to_owned();
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let schema = schema.clone();
+        let url = url.to_owned();
+        async move { connect_in_schema(&url, &schema).await }.boxed()
+    });
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&settings.url, config);
+    let timeout = Duration::from_millis(settings.acquire_timeout_ms);
+    DeadPool::builder(manager)
+        .max_size(settings.max_connections)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .with_context(|| format!("building a pool for {}", settings.redacted_url()))
+}
+
+/// Checks that a connection can be had and answers a trivial query.
+pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.context("no database connection")?;
+    conn.batch_execute("SELECT 1").await.context("database did not answer")?;
+    Ok(())
+}
+
+/// Creates `schema` if needed and applies every pending migration of each set, in order.
+/// Returns the versions applied; an up-to-date schema returns an empty list.
+///
+/// This is the `migrate` release step, never run on an ordinary start.
+pub async fn run_migrations(
+    url: &str,
+    schema: &str,
+    sets: impl IntoIterator<Item = EmbeddedMigrations>,
+) -> anyhow::Result<Vec<String>> {
+    let schema = checked_schema(schema)?;
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(url)))?;
+    conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
+        .await
+        .with_context(|| format!("creating schema {schema}"))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let mut applied = Vec::new();
+    for set in sets {
+        let versions = harness
+            .run_pending_migrations(set)
+            .map_err(|e| anyhow::anyhow!("applying migrations in schema {schema}: {e}"))?;
+        applied.extend(versions.into_iter().map(|v| v.to_string()));
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn schema_names_that_could_inject_sql_are_refused() {
+        assert!(checked_schema("sync").is_ok());
+        assert!(checked_schema("sync; DROP TABLE x").is_err());
+        assert!(checked_schema("Sync").is_err());
+        assert!(checked_schema("").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! What every hubscore service shares: configuration, telemetry, metrics, health,
+//! shutdown, the database pool and migrations, AMQP publishing and consuming, the
+//! transactional outbox, and internal JWTs.
+//!
+//! It holds infrastructure only: no HubSpot knowledge, no business rules, and nothing
+//! that belongs to one service.
+
+pub mod amqp;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod jwt;
+pub mod metrics;
+pub mod outbox;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
