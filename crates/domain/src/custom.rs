@@ -1,0 +1,1 @@
+//! Custom mappings (in progress).

@@ -1,0 +1,1 @@
+//! Outbound mapping (in progress).
