@@ -70,3 +70,6 @@ impl Drop for TestDatabase {
         let _ = dropper.join();
     }
 }
+
+// Broker helpers (unique settings, cleanup, a cuttable TCP proxy) live next to the AMQP code.
+pub use crate::amqp::testing::{BrokerCleanup, TcpProxy, amqp_settings, eventually};

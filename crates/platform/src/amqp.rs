@@ -1,1 +1,0 @@
-//! AMQP: connection, topology, confirmed publishing and consuming. (In progress.)

@@ -1,0 +1,441 @@
+//! The consumer loop: deliveries one at a time, each handled inside its message span, acked
+//! only once the handler says the work is done.
+//!
+//! Outcomes:
+//! - [`Outcome::Ack`]: done (its effects are committed).
+//! - [`Outcome::Retry`]: a passing failure. The message goes back to the queue after a
+//!   pause that doubles with each delivery; once it has used up the queue's delivery limit
+//!   it is dead-lettered with the last reason.
+//! - [`Outcome::DeadLetter`]: a permanent failure. The message is republished (confirmed,
+//!   mandatory) to its `{queue}.dlq` with the reason in [`DEAD_LETTER_REASON_HEADER`],
+//!   then acked.
+//!
+//! A handler that panics counts as a retry. A process that dies mid-message leaves it
+//! unacked; the broker redelivers it, and after `delivery_limit` deliveries its own
+//! dead-lettering moves it to the DLQ (reason `delivery_limit` in the `x-death` header).
+//!
+//! Handling is sequential per consumer, which keeps a queue's messages in order; the
+//! prefetch window hides the network round trip. For parallelism run several consumers.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::broker::Broker;
+use super::message::ORG_ID_HEADER;
+use super::publisher::Publisher;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// Header carrying why a message was dead-lettered by a handler.
+pub const DEAD_LETTER_REASON_HEADER: &str = "x-hubscore-dead-letter-reason";
+
+/// Header naming the queue a dead letter came from.
+pub const DEAD_LETTER_QUEUE_HEADER: &str = "x-hubscore-dead-letter-queue";
+
+/// Header keeping a dead letter's original routing key (it travels to the DLQ under the
+/// queue's name).
+const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-hubscore-original-routing-key";
+
+/// Pause before re-subscribing after the channel was lost while the connection stayed up.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
+
+/// What a handler decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: ack it.
+    Ack,
+    /// Failed for now (a dependency is down, a row is locked): deliver it again later.
+    Retry(String),
+    /// Can never succeed (malformed, refers to nothing): move it to the DLQ with this reason.
+    DeadLetter(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::Retry(_) => "retry",
+            Self::DeadLetter(_) => "dead_letter",
+        }
+    }
+}
+
+/// One received message, as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message's unique id; record it with [`crate::outbox::first_delivery`] to skip
+    /// duplicates.
+    pub message_id: Uuid,
+    /// AMQP `type`, the full protobuf message name (empty when the sender set none).
+    pub message_type: String,
+    /// Trace id; the message id when the sender set none.
+    pub correlation_id: String,
+    /// The `org_id` header, when present and a UUID.
+    pub org_id: Option<Uuid>,
+    /// The routing key it was published with.
+    pub routing_key: String,
+    /// The encoded message.
+    pub body: Vec<u8>,
+    /// The broker delivered it before (to this or another consumer).
+    pub redelivered: bool,
+    /// Earlier delivery attempts that did not end in an ack (the quorum queue's
+    /// `x-delivery-count`; 0 on the first delivery).
+    pub delivery_count: u32,
+}
+
+/// A message body did not decode as the expected event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The AMQP `type` names another message.
+    #[error("expected a {expected} message, got type {actual:?}")]
+    WrongType {
+        /// The event type asked for.
+        expected: &'static str,
+        /// The `type` property received.
+        actual: String,
+    },
+    /// The body is not valid protobuf for the type.
+    #[error("malformed {message_type} body: {source}")]
+    Malformed {
+        /// The event type asked for.
+        message_type: &'static str,
+        /// What prost said.
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+impl Delivery {
+    /// Decodes the body as `E`, checking the `type` property first. A failure is permanent:
+    /// answer it with [`Outcome::DeadLetter`].
+    pub fn decode<E: contracts::Event>(&self) -> Result<E, DecodeError> {
+        if self.message_type != E::TYPE_NAME {
+            return Err(DecodeError::WrongType {
+                expected: E::TYPE_NAME,
+                actual: self.message_type.clone(),
+            });
+        }
+        E::decode(self.body.as_slice()).map_err(|source| DecodeError::Malformed {
+            message_type: E::TYPE_NAME,
+            source,
+        })
+    }
+
+    /// Metadata for a message this one causes: same trace and organization, new id.
+    pub fn follow_up(&self) -> super::MessageMeta {
+        super::MessageMeta::new(self.correlation_id.clone(), self.org_id)
+    }
+
+    fn from_lapin(delivery: &lapin::message::Delivery) -> Result<Self, String> {
+        let properties = &delivery.properties;
+        let raw_id = properties
+            .message_id()
+            .as_ref()
+            .map(ShortString::as_str)
+            .unwrap_or_default();
+        let message_id = Uuid::parse_str(raw_id).map_err(|_| {
+            format!("message_id {raw_id:?} is missing or not a UUID; consumers dedupe by it")
+        })?;
+        let headers = properties.headers().as_ref();
+        let header = |name: &str| headers.and_then(|h| h.inner().get(name));
+        let org_id = header(ORG_ID_HEADER)
+            .and_then(amqp_string)
+            .and_then(|s| Uuid::parse_str(&s).ok());
+        let delivery_count = header("x-delivery-count")
+            .and_then(amqp_integer)
+            .unwrap_or(0);
+        Ok(Self {
+            message_id,
+            message_type: properties
+                .kind()
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            correlation_id: properties
+                .correlation_id()
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| message_id.to_string()),
+            org_id,
+            routing_key: delivery.routing_key.to_string(),
+            body: delivery.data.clone(),
+            redelivered: delivery.redelivered,
+            delivery_count: u32::try_from(delivery_count).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+fn amqp_string(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn amqp_integer(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::Timestamp(v) => Some(*v),
+        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+/// Handles one message. Implemented for every `Fn(Delivery) -> impl Future<Output = Outcome>`.
+pub trait Handler: Send + Sync + 'static {
+    /// Does the message's work (committing its effects) and says how it went.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Outcome> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Outcome> + Send {
+        self(delivery)
+    }
+}
+
+/// Consumes `queue` until `shutdown`, surviving broker restarts and reconnects.
+///
+/// On shutdown it stops taking deliveries, lets the message in hand finish and settles it,
+/// cancels the subscription and returns; prefetched messages not yet started go back to
+/// the queue when the channel closes.
+pub async fn consume<H: Handler>(
+    broker: Broker,
+    queue: String,
+    handler: H,
+    shutdown: Shutdown,
+    metrics: Metrics,
+) {
+    let handler = Arc::new(handler);
+    let publisher = Publisher::new(broker.clone());
+    let consumer = Consumer {
+        broker,
+        queue,
+        publisher,
+        shutdown,
+        metrics,
+    };
+    loop {
+        let connection = tokio::select! {
+            () = consumer.shutdown.cancelled() => return,
+            connection = consumer.broker.connected() => connection,
+        };
+        match consumer.session(&connection, handler.as_ref()).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(amqp.queue = %consumer.queue, %error, "consumer lost its channel; resubscribing");
+                tokio::select! {
+                    () = consumer.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
+                }
+            }
+        }
+    }
+}
+
+struct Consumer {
+    broker: Broker,
+    queue: String,
+    publisher: Publisher,
+    shutdown: Shutdown,
+    metrics: Metrics,
+}
+
+impl Consumer {
+    /// One subscription on one channel. `Ok` at shutdown, `Err` when the channel is lost.
+    async fn session<H: Handler>(
+        &self,
+        connection: &Connection,
+        handler: &H,
+    ) -> Result<(), String> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        channel
+            .basic_qos(self.broker.settings().prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let tag = format!("{}.{}", self.queue, Uuid::new_v4().simple());
+        let mut deliveries = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(amqp.queue = %self.queue, "consuming");
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                next = deliveries.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => self.handle(delivery, handler).await,
+                Some(Err(error)) => return Err(error.to_string()),
+                None => return Err("the broker cancelled the subscription".to_owned()),
+            }
+        }
+        self.stop(&channel, &tag).await;
+        Ok(())
+    }
+
+    async fn stop(&self, channel: &Channel, tag: &str) {
+        let _ = channel
+            .basic_cancel(tag.into(), BasicCancelOptions::default())
+            .await;
+        let _ = channel.close(200, "consumer shutting down".into()).await;
+        tracing::info!(amqp.queue = %self.queue, "stopped consuming");
+    }
+
+    async fn handle<H: Handler>(&self, raw: lapin::message::Delivery, handler: &H) {
+        let started = Instant::now();
+        let delivery = match Delivery::from_lapin(&raw) {
+            Ok(delivery) => delivery,
+            Err(reason) => {
+                let span = tracing::info_span!("message", amqp.queue = %self.queue);
+                self.dead_letter(&raw, &reason).instrument(span).await;
+                self.metrics.observe_message(
+                    &self.queue,
+                    "dead_letter",
+                    started.elapsed().as_secs_f64(),
+                );
+                return;
+            }
+        };
+        let span = crate::telemetry::message_span(
+            &self.queue,
+            &delivery.message_type,
+            &delivery.message_id.to_string(),
+            &delivery.correlation_id,
+        );
+        let delivery_count = delivery.delivery_count;
+        let outcome = AssertUnwindSafe(handler.handle(delivery))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| Outcome::Retry("the handler panicked".to_owned()));
+        self.settle(&raw, &outcome, delivery_count)
+            .instrument(span)
+            .await;
+        self.metrics.observe_message(
+            &self.queue,
+            outcome.label(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
+    async fn settle(&self, raw: &lapin::message::Delivery, outcome: &Outcome, delivery_count: u32) {
+        let settings = self.broker.settings();
+        match outcome {
+            Outcome::Ack => {
+                if let Err(error) = raw.acker.ack(BasicAckOptions::default()).await {
+                    // The message comes back and is handled again; handlers are idempotent.
+                    tracing::warn!(%error, "ack failed; the message will be redelivered");
+                }
+            }
+            // Returning it once more would make the broker dead-letter it without our reason.
+            Outcome::Retry(reason) if delivery_count >= settings.delivery_limit => {
+                let reason = format!(
+                    "gave up after {} deliveries; last failure: {reason}",
+                    delivery_count + 1
+                );
+                self.dead_letter(raw, &reason).await;
+            }
+            Outcome::Retry(reason) => {
+                let exponent = delivery_count.min(16);
+                let pause = Duration::from_millis(
+                    settings
+                        .retry_initial_backoff_ms
+                        .saturating_mul(1 << exponent)
+                        .min(settings.retry_max_backoff_ms),
+                );
+                tracing::warn!(%reason, delivery_count, retry_in_ms = pause.as_millis(), "handler failed; will retry");
+                // At shutdown the message goes back at once instead of holding the stop up.
+                tokio::select! {
+                    () = self.shutdown.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+                requeue(raw).await;
+            }
+            Outcome::DeadLetter(reason) => self.dead_letter(raw, reason).await,
+        }
+    }
+
+    /// Republishes to the DLQ with the reason, then acks; if that publish fails the message
+    /// is requeued instead, so it is never lost.
+    async fn dead_letter(&self, raw: &lapin::message::Delivery, reason: &str) {
+        let settings = self.broker.settings();
+        let mut headers = raw.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            DEAD_LETTER_REASON_HEADER.into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        headers.insert(
+            DEAD_LETTER_QUEUE_HEADER.into(),
+            AMQPValue::LongString(self.queue.as_str().into()),
+        );
+        headers.insert(
+            ORIGINAL_ROUTING_KEY_HEADER.into(),
+            AMQPValue::LongString(raw.routing_key.as_str().into()),
+        );
+        let properties = raw.properties.clone().with_headers(headers);
+        let published = self
+            .publisher
+            .publish_raw(
+                &settings.dead_letter_exchange,
+                &self.queue,
+                true,
+                &raw.data,
+                properties,
+            )
+            .await;
+        match published {
+            Ok(()) => {
+                tracing::error!(%reason, "message dead-lettered");
+                if let Err(error) = raw.acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(%error, "ack after dead-lettering failed; the message may come back");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%reason, %error, "could not dead-letter the message; requeueing it");
+                requeue(raw).await;
+            }
+        }
+    }
+}
+
+async fn requeue(raw: &lapin::message::Delivery) {
+    let options = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    if let Err(error) = raw.acker.nack(options).await {
+        // The channel is gone, which returns the message to the queue anyway.
+        tracing::warn!(%error, "requeue failed");
+    }
+}

@@ -1,0 +1,189 @@
+//! Test support for broker code, re-exported by `platform::testing`: per-test AMQP settings,
+//! cleanup of a test's queues and exchanges, a TCP proxy that can cut the broker off, and a
+//! polling helper. Compiled only with the `testing` feature.
+
+use super::AmqpSettings;
+use crate::testing::{amqp_url, unique_name};
+
+/// AMQP settings for one test: the test broker, exchanges of its own (so parallel tests
+/// never see each other's messages), a small delivery limit and short backoffs.
+pub fn amqp_settings() -> AmqpSettings {
+    AmqpSettings {
+        url: amqp_url(),
+        exchange: unique_name("test.events"),
+        dead_letter_exchange: unique_name("test.dlx"),
+        prefetch: 8,
+        delivery_limit: 3,
+        reconnect_initial_backoff_ms: 50,
+        reconnect_max_backoff_ms: 500,
+        retry_initial_backoff_ms: 20,
+        retry_max_backoff_ms: 200,
+    }
+}
+
+/// Deletes a test's queues (with their DLQs) and exchanges when dropped, even when the test
+/// panicked, so the broker does not collect leftovers.
+pub struct BrokerCleanup {
+    url: String,
+    queues: Vec<String>,
+    exchanges: Vec<String>,
+}
+
+impl BrokerCleanup {
+    /// Cleans up `settings`' two exchanges and each queue in `queues` and its `.dlq`.
+    pub fn new(settings: &AmqpSettings, queues: &[&str]) -> Self {
+        let queues = queues
+            .iter()
+            .flat_map(|q| [(*q).to_owned(), crate::amqp::dead_letter_queue_name(q)])
+            .collect();
+        Self {
+            url: settings.url.clone(),
+            queues,
+            exchanges: vec![
+                settings.exchange.clone(),
+                settings.dead_letter_exchange.clone(),
+            ],
+        }
+    }
+}
+
+impl Drop for BrokerCleanup {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let queues = std::mem::take(&mut self.queues);
+        let exchanges = std::mem::take(&mut self.exchanges);
+        let cleaner = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+                let Ok(connection) =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                for queue in &queues {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                for exchange in &exchanges {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                        .await;
+                }
+                let _ = connection.close(200, "cleaned up".into()).await;
+            });
+        });
+        let _ = cleaner.join();
+    }
+}
+
+/// A TCP proxy between a client and a server that a test can cut and restore, to show how
+/// the client behaves while the server is unreachable.
+pub struct TcpProxy {
+    address: std::net::SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    refusing: std::sync::atomic::AtomicBool,
+    links: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl TcpProxy {
+    /// Listens on a free local port and forwards every connection to `upstream`.
+    pub async fn start(upstream: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let state = std::sync::Arc::new(ProxyState::default());
+        let shared = state.clone();
+        let accept_task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if shared.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                let mut links = shared
+                    .links
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                links.retain(|l| !l.is_finished());
+                links.push(link.abort_handle());
+            }
+        });
+        Ok(Self {
+            address,
+            state,
+            accept_task,
+        })
+    }
+
+    /// The address clients should connect to.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Cuts every open connection and closes new ones at once, as if the server were down.
+    pub fn refuse(&self) {
+        self.state
+            .refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let links = std::mem::take(
+            &mut *self
+                .state
+                .links
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for link in links {
+            link.abort();
+        }
+    }
+
+    /// Forwards new connections again.
+    pub fn accept(&self) {
+        self.state
+            .refusing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.refuse();
+        self.accept_task.abort();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; `true` if it held.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
