@@ -1,1 +1,42 @@
-//! auth-gateway
+//! auth-gateway: hubscore's public API entry.
+//!
+//! It authenticates callers (JWT bearer), checks their role, connects HubSpot portals
+//! (OAuth code flow or a private-app token), keeps HubSpot credentials encrypted in the
+//! `auth` schema, and proxies `/api/v1/...` to the service that owns the data with a
+//! short-lived internal JWT. It is the only holder of the encryption key and the OAuth
+//! client secret. It must not read or write any other service's schema.
+
+pub mod config;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::Application;
+
+use platform::config::TelemetrySettings;
+use platform::shutdown::Shutdown;
+
+/// The `auth-gateway` service, as the shared runner sees it.
+pub struct AuthGateway;
+
+impl platform::service::Service for AuthGateway {
+    const NAME: &'static str = "auth-gateway";
+    const ABOUT: &'static str =
+        "hubscore API entry: JWT auth and roles, HubSpot connections, encrypted token vault";
+    const DEFAULTS: &'static str = config::DEFAULTS;
+    type Settings = Settings;
+
+    fn telemetry(settings: &Settings) -> &TelemetrySettings {
+        &settings.telemetry
+    }
+
+    async fn migrate(settings: Settings) -> anyhow::Result<()> {
+        startup::migrate(&settings).await
+    }
+
+    async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+        Application::build(settings)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    }
+}

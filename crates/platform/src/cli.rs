@@ -30,7 +30,10 @@ pub enum ServiceCommand {
 impl ServiceCli {
     /// Parses `std::env::args` with the service's own name and description in `--help`.
     pub fn parse_for(name: &'static str, about: &'static str) -> Self {
-        let matches = <Self as CommandFactory>::command().name(name).about(about).get_matches();
+        let matches = <Self as CommandFactory>::command()
+            .name(name)
+            .about(about)
+            .get_matches();
         match Self::from_arg_matches(&matches) {
             Ok(cli) => cli,
             Err(error) => error.exit(),

@@ -66,7 +66,10 @@ pub enum ConfigError {
 }
 
 /// Loads settings from the process environment. See the module docs for the order.
-pub fn load<T: DeserializeOwned>(service_defaults: &str, file: Option<&Path>) -> Result<T, ConfigError> {
+pub fn load<T: DeserializeOwned>(
+    service_defaults: &str,
+    file: Option<&Path>,
+) -> Result<T, ConfigError> {
     load_with_env(service_defaults, file, std::env::vars())
 }
 
@@ -78,8 +81,10 @@ pub fn load_with_env<T: DeserializeOwned>(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
     let prefix = format!("{ENV_PREFIX}__");
-    let env: config::Map<String, String> =
-        env.into_iter().filter(|(key, _)| key.starts_with(&prefix)).collect();
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .collect();
     let mut builder = Config::builder()
         .add_source(File::from_str(COMMON_DEFAULTS, FileFormat::Toml))
         .add_source(File::from_str(service_defaults, FileFormat::Toml));
@@ -151,11 +156,15 @@ mod tests {
     const DEFAULTS: &str = "[http]\nport = 8082\n[custom]\nbatch_size = 100\nname = \"built-in\"\n";
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn write_file(contents: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("hubscore-config-{}.toml", uuid::Uuid::new_v4()));
+        let path =
+            std::env::temp_dir().join(format!("hubscore-config-{}.toml", uuid::Uuid::new_v4()));
         std::fs::write(&path, contents).unwrap();
         path
     }
@@ -172,28 +181,40 @@ mod tests {
     #[test]
     fn file_overrides_defaults_and_env_overrides_file() {
         let path = write_file("[http]\nport = 9100\n[custom]\nbatch_size = 50\n");
-        let s: Settings =
-            load_with_env(DEFAULTS, Some(&path), env(&[("HUBSCORE__CUSTOM__BATCH_SIZE", "7")])).unwrap();
+        let s: Settings = load_with_env(
+            DEFAULTS,
+            Some(&path),
+            env(&[("HUBSCORE__CUSTOM__BATCH_SIZE", "7")]),
+        )
+        .unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(s.http.port, 9100, "file value beats the built-in default");
         assert_eq!(s.custom.batch_size, 7, "environment beats the file");
-        assert_eq!(s.custom.name, "built-in", "untouched keys keep their default");
+        assert_eq!(
+            s.custom.name, "built-in",
+            "untouched keys keep their default"
+        );
     }
 
     #[test]
     fn a_value_of_the_wrong_type_names_its_key() {
-        let err = load_with_env::<Settings>(DEFAULTS, None, env(&[("HUBSCORE__HTTP__PORT", "eighty")]))
-            .unwrap_err();
+        let err =
+            load_with_env::<Settings>(DEFAULTS, None, env(&[("HUBSCORE__HTTP__PORT", "eighty")]))
+                .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("http.port"), "{text}");
     }
 
     #[test]
     fn a_missing_value_names_its_key() {
-        let err = load_with_env::<Settings>("[http]\nport = 1\n[custom]\nname = \"x\"\n", None, env(&[]))
-            .unwrap_err();
+        let err =
+            load_with_env::<Settings>("[http]\nport = 1\n[custom]\nname = \"x\"\n", None, env(&[]))
+                .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("custom") && text.contains("batch_size"), "{text}");
+        assert!(
+            text.contains("custom") && text.contains("batch_size"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -205,8 +226,12 @@ mod tests {
 
     #[test]
     fn unrelated_environment_variables_are_ignored() {
-        let s: Settings =
-            load_with_env(DEFAULTS, None, env(&[("HTTP__PORT", "1"), ("HUBSCOREX__HTTP__PORT", "2")])).unwrap();
+        let s: Settings = load_with_env(
+            DEFAULTS,
+            None,
+            env(&[("HTTP__PORT", "1"), ("HUBSCOREX__HTTP__PORT", "2")]),
+        )
+        .unwrap();
         assert_eq!(s.http.port, 8082);
     }
 }

@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures::FutureExt as _;
 use serde::Deserialize;
@@ -60,8 +62,13 @@ fn checked_schema(schema: &str) -> anyhow::Result<&str> {
     let valid = !schema.is_empty()
         && schema.len() <= 63
         && schema.starts_with(|c: char| c.is_ascii_lowercase())
-        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    anyhow::ensure!(valid, "invalid schema name {schema:?}: use lower-case letters, digits and _");
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(
+        valid,
+        "invalid schema name {schema:?}: use lower-case letters, digits and _"
+    );
     Ok(schema)
 }
 
@@ -99,7 +106,9 @@ pub fn connect_pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result
 /// Checks that a connection can be had and answers a trivial query.
 pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = pool.get().await.context("no database connection")?;
-    conn.batch_execute("SELECT 1").await.context("database did not answer")?;
+    conn.batch_execute("SELECT 1")
+        .await
+        .context("database did not answer")?;
     Ok(())
 }
 
@@ -116,9 +125,11 @@ pub async fn run_migrations(
     let mut conn = AsyncPgConnection::establish(url)
         .await
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
-    conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
-        .await
-        .with_context(|| format!("creating schema {schema}"))?;
+    conn.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+    ))
+    .await
+    .with_context(|| format!("creating schema {schema}"))?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let mut applied = Vec::new();
     for set in sets {
@@ -136,7 +147,10 @@ mod tests {
 
     #[test]
     fn passwords_never_survive_redaction() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("not a url"), "not a url");
     }

@@ -60,13 +60,18 @@ impl Readiness {
         let runs = self.checks.iter().map(|(name, check)| {
             let check = check.clone();
             async move {
-                let outcome = tokio::time::timeout(std::time::Duration::from_secs(3), check()).await;
+                let outcome =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), check()).await;
                 let error = match outcome {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
                     Err(_) => Some("timed out after 3 s".to_owned()),
                 };
-                CheckResult { name, ok: error.is_none(), error }
+                CheckResult {
+                    name,
+                    ok: error.is_none(),
+                    error,
+                }
             }
         });
         futures::future::join_all(runs).await

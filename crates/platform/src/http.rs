@@ -65,9 +65,14 @@ async fn record_metrics(
     let response = next.call(req).await?;
     if let Some(context) = context {
         // The route pattern, not the raw path, so ids do not explode the label set.
-        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
         let status = response.status().as_u16();
-        context.metrics.observe_http(&method, &route, status, started.elapsed().as_secs_f64());
+        context
+            .metrics
+            .observe_http(&method, &route, status, started.elapsed().as_secs_f64());
     }
     Ok(response)
 }

@@ -170,7 +170,9 @@ mod tests {
     fn a_minted_token_verifies_for_its_audience_with_its_claims() {
         let jwt = InternalJwt::new(&settings(60)).unwrap();
         let org = Uuid::new_v4();
-        let token = jwt.mint("sync-worker", "user:7", Some(org), vec!["admin".into()]).unwrap();
+        let token = jwt
+            .mint("sync-worker", "user:7", Some(org), vec!["admin".into()])
+            .unwrap();
         let claims = jwt.verify(&token, "sync-worker").unwrap();
         assert_eq!(claims.sub, "user:7");
         assert_eq!(claims.org_id, Some(org));
@@ -180,16 +182,26 @@ mod tests {
     #[test]
     fn a_token_for_another_service_is_refused() {
         let jwt = InternalJwt::new(&settings(60)).unwrap();
-        let token = jwt.mint("scoring-engine", "auth-gateway", None, vec![]).unwrap();
-        assert_eq!(jwt.verify(&token, "sync-worker"), Err(JwtError::Invalid("wrong audience".into())));
+        let token = jwt
+            .mint("scoring-engine", "auth-gateway", None, vec![])
+            .unwrap();
+        assert_eq!(
+            jwt.verify(&token, "sync-worker"),
+            Err(JwtError::Invalid("wrong audience".into()))
+        );
     }
 
     #[test]
     fn an_expired_token_is_refused() {
         let jwt = InternalJwt::new(&settings(0)).unwrap();
-        let token = jwt.mint("sync-worker", "auth-gateway", None, vec![]).unwrap();
+        let token = jwt
+            .mint("sync-worker", "auth-gateway", None, vec![])
+            .unwrap();
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(jwt.verify(&token, "sync-worker"), Err(JwtError::Invalid("expired".into())));
+        assert_eq!(
+            jwt.verify(&token, "sync-worker"),
+            Err(JwtError::Invalid("expired".into()))
+        );
     }
 
     #[test]
@@ -197,13 +209,28 @@ mod tests {
         let jwt = InternalJwt::new(&settings(60)).unwrap();
         let mut other = settings(60);
         other.secret = "a-different-secret-that-is-long-enough-xyz".into();
-        let forged = InternalJwt::new(&other).unwrap().mint("sync-worker", "x", None, vec![]).unwrap();
-        assert_eq!(jwt.verify(&forged, "sync-worker"), Err(JwtError::Invalid("bad signature".into())));
+        let forged = InternalJwt::new(&other)
+            .unwrap()
+            .mint("sync-worker", "x", None, vec![])
+            .unwrap();
+        assert_eq!(
+            jwt.verify(&forged, "sync-worker"),
+            Err(JwtError::Invalid("bad signature".into()))
+        );
         let mut foreign = settings(60);
         foreign.issuer = "someone-else".into();
-        let token = InternalJwt::new(&foreign).unwrap().mint("sync-worker", "x", None, vec![]).unwrap();
-        assert_eq!(jwt.verify(&token, "sync-worker"), Err(JwtError::Invalid("wrong issuer".into())));
-        assert_eq!(jwt.verify("not.a.jwt", "sync-worker"), Err(JwtError::Invalid("malformed".into())));
+        let token = InternalJwt::new(&foreign)
+            .unwrap()
+            .mint("sync-worker", "x", None, vec![])
+            .unwrap();
+        assert_eq!(
+            jwt.verify(&token, "sync-worker"),
+            Err(JwtError::Invalid("wrong issuer".into()))
+        );
+        assert_eq!(
+            jwt.verify("not.a.jwt", "sync-worker"),
+            Err(JwtError::Invalid("malformed".into()))
+        );
     }
 
     #[test]

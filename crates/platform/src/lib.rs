@@ -14,6 +14,7 @@ pub mod http;
 pub mod jwt;
 pub mod metrics;
 pub mod outbox;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -3,10 +3,14 @@
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// Latency buckets in seconds, from 1 ms to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// A service's registry and the series every service records.
 #[derive(Clone)]
@@ -28,7 +32,10 @@ impl Metrics {
         let labels = std::iter::once(("service".to_owned(), service.to_owned())).collect();
         let registry = Registry::new_custom(Some("hubscore".to_owned()), Some(labels))?;
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered, by route and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route and status",
+            ),
             &["method", "route", "status"],
         )?;
         let http_duration = HistogramVec::new(
@@ -37,12 +44,18 @@ impl Metrics {
             &["method", "route"],
         )?;
         let messages = IntCounterVec::new(
-            Opts::new("messages_handled_total", "Messages handled, by queue and outcome"),
+            Opts::new(
+                "messages_handled_total",
+                "Messages handled, by queue and outcome",
+            ),
             &["queue", "outcome"],
         )?;
         let message_duration = HistogramVec::new(
-            HistogramOpts::new("message_handling_duration_seconds", "Message handling latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "message_handling_duration_seconds",
+                "Message handling latency",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["queue"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -51,7 +64,12 @@ impl Metrics {
         registry.register(Box::new(message_duration.clone()))?;
         Ok(Self {
             registry,
-            inner: Arc::new(Series { http_requests, http_duration, messages, message_duration }),
+            inner: Arc::new(Series {
+                http_requests,
+                http_duration,
+                messages,
+                message_duration,
+            }),
         })
     }
 
@@ -63,14 +81,26 @@ impl Metrics {
     /// Records one answered HTTP request.
     pub fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
-        self.inner.http_requests.with_label_values(&[method, route, &status]).inc();
-        self.inner.http_duration.with_label_values(&[method, route]).observe(seconds);
+        self.inner
+            .http_requests
+            .with_label_values(&[method, route, &status])
+            .inc();
+        self.inner
+            .http_duration
+            .with_label_values(&[method, route])
+            .observe(seconds);
     }
 
     /// Records one handled message and how it ended (`ack`, `retry`, `dead_letter`).
     pub fn observe_message(&self, queue: &str, outcome: &str, seconds: f64) {
-        self.inner.messages.with_label_values(&[queue, outcome]).inc();
-        self.inner.message_duration.with_label_values(&[queue]).observe(seconds);
+        self.inner
+            .messages
+            .with_label_values(&[queue, outcome])
+            .inc();
+        self.inner
+            .message_duration
+            .with_label_values(&[queue])
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every series in the registry.
@@ -101,6 +131,9 @@ mod tests {
         assert!(text.contains(
             r#"hubscore_messages_handled_total{outcome="ack",queue="sync-worker.webhooks",service="sync-worker"} 2"#
         ), "{text}");
-        assert!(text.contains("hubscore_message_handling_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("hubscore_message_handling_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

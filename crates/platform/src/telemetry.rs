@@ -16,13 +16,23 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
 }
 
 /// Installs the global subscriber with a custom writer.
-pub fn init_with_writer<W>(service: &'static str, settings: &TelemetrySettings, writer: W) -> anyhow::Result<()>
+pub fn init_with_writer<W>(
+    service: &'static str,
+    settings: &TelemetrySettings,
+    writer: W,
+) -> anyhow::Result<()>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&settings.level)
-        .map_err(|e| anyhow::anyhow!("telemetry.level {:?} is not a valid filter: {e}", settings.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let filter = EnvFilter::try_new(&settings.level).map_err(|e| {
+        anyhow::anyhow!(
+            "telemetry.level {:?} is not a valid filter: {e}",
+            settings.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -38,7 +48,12 @@ where
 }
 
 /// The span a message handler runs in: every log line inside it carries these fields.
-pub fn message_span(queue: &str, message_type: &str, message_id: &str, correlation_id: &str) -> Span {
+pub fn message_span(
+    queue: &str,
+    message_type: &str,
+    message_id: &str,
+    correlation_id: &str,
+) -> Span {
     tracing::info_span!(
         "message",
         amqp.queue = queue,
@@ -86,7 +101,12 @@ mod tests {
             .with_span_list(true)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let span = message_span("sync-worker.webhooks", "hubscore.v1.WebhookBatch", "m-1", "corr-42");
+            let span = message_span(
+                "sync-worker.webhooks",
+                "hubscore.v1.WebhookBatch",
+                "m-1",
+                "corr-42",
+            );
             let _guard = span.enter();
             tracing::info!("first");
             let inner = tracing::info_span!("fetch", hubspot.portal_id = 7);
@@ -94,12 +114,17 @@ mod tests {
             tracing::warn!(duration_ms = 12, "second");
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         for line in &lines {
             let spans = line["spans"].as_array().unwrap();
-            assert!(spans.iter().any(|s| s["correlation_id"] == "corr-42"), "{line}");
+            assert!(
+                spans.iter().any(|s| s["correlation_id"] == "corr-42"),
+                "{line}"
+            );
         }
         assert_eq!(lines[1]["duration_ms"], 12);
     }

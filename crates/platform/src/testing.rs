@@ -36,17 +36,30 @@ impl TestDatabase {
     pub async fn create() -> anyhow::Result<Self> {
         let admin_url = admin_database_url();
         let name = unique_name("hubscore_test");
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .context("connecting to the test PostgreSQL server (is it running? see scripts/services)")?;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
-        Ok(Self { url: format!("{base}/{name}"), name, admin_url })
+        let mut admin = AsyncPgConnection::establish(&admin_url).await.context(
+            "connecting to the test PostgreSQL server (is it running? see scripts/services)",
+        )?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        })
     }
 
     /// Pool settings pointing at this database.
     pub fn settings(&self) -> DatabaseSettings {
-        DatabaseSettings { url: self.url.clone(), max_connections: 5, acquire_timeout_ms: 5000 }
+        DatabaseSettings {
+            url: self.url.clone(),
+            max_connections: 5,
+            acquire_timeout_ms: 5000,
+        }
     }
 }
 
@@ -56,7 +69,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs inside or outside a runtime; a thread of its own works in both.
         let dropper = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
@@ -71,5 +87,173 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A service binary started by a test, with the port its HTTP server bound.
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl ServiceProcess {
+    /// Starts `binary serve` with `HUBSCORE__HTTP__PORT=0` plus `env`, and waits (up to
+    /// 30 s) for its `listening` log line to learn the port.
+    pub async fn start(binary: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .arg("serve")
+            .env("HUBSCORE__HTTP__PORT", "0")
+            .env("HUBSCORE__TELEMETRY__FORMAT", "json")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                    && value["message"] == "listening"
+                    && let Some(port) = value["http.port"].as_u64()
+                {
+                    return Ok(u16::try_from(port)?);
+                }
+            }
+            anyhow::bail!("{binary} exited before it was listening")
+        })
+        .await
+        .with_context(|| format!("{binary} did not start listening within 30 s"))??;
+        // Keep draining stdout so the service never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, port })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit; returns its status.
+    pub async fn terminate(
+        mut self,
+        within: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("process already exited")?;
+        let status = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| format!("still running {within:?} after SIGTERM"))?
+            .context("waiting for the process")
+    }
+}
+
+/// Runs `binary` with `args` to completion and returns its exit status and stdout.
+pub async fn run_binary(
+    binary: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(args)
+        .env("HUBSCORE__TELEMETRY__FORMAT", "json");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
+        .output()
+        .await
+        .with_context(|| format!("running {binary}"))?;
+    Ok((
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// The checks every service binary must pass, driven through its real interface:
+/// `migrate` applies to an empty database and again as a no-op (when the service owns a
+/// schema), `serve` answers `/healthz`, `/readyz` and `/metrics`, and SIGTERM makes it exit
+/// 0 within 10 seconds.
+pub async fn check_service_lifecycle(binary: &str, owns_schema: bool) -> anyhow::Result<()> {
+    let database = TestDatabase::create().await?;
+    let env = vec![
+        ("HUBSCORE__DATABASE__URL", database.url.clone()),
+        ("HUBSCORE__AMQP__URL", amqp_url()),
+    ];
+    let (status, first) = run_binary(binary, &["migrate"], &env).await?;
+    anyhow::ensure!(status.success(), "first migrate failed: {first}");
+    let (status, second) = run_binary(binary, &["migrate"], &env).await?;
+    anyhow::ensure!(status.success(), "second migrate failed: {second}");
+    if owns_schema {
+        anyhow::ensure!(
+            applied_count(&first)? > 0,
+            "first migrate applied nothing: {first}"
+        );
+        anyhow::ensure!(
+            applied_count(&second)? == 0,
+            "second migrate was not a no-op: {second}"
+        );
+    }
+
+    let service = ServiceProcess::start(binary, &env).await?;
+    let client = reqwest::Client::new();
+    let base = service.base_url();
+    let health = client.get(format!("{base}/healthz")).send().await?;
+    anyhow::ensure!(
+        health.status() == 200,
+        "/healthz answered {}",
+        health.status()
+    );
+    // The broker connection may take a moment after start; readiness must come.
+    let mut ready = None;
+    for _ in 0..100 {
+        let response = client.get(format!("{base}/readyz")).send().await?;
+        if response.status() == 200 {
+            ready = Some(response.json::<serde_json::Value>().await?);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ready = ready.context("/readyz never answered 200 within 10 s")?;
+    anyhow::ensure!(
+        ready["status"] == "ready",
+        "unexpected /readyz body {ready}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    anyhow::ensure!(
+        metrics.contains(r#"route="/healthz""#) && metrics.contains("hubscore_http_requests_total"),
+        "/metrics does not show the /healthz request:\n{metrics}"
+    );
+    let status = service
+        .terminate(std::time::Duration::from_secs(10))
+        .await?;
+    anyhow::ensure!(status.success(), "exited with {status} after SIGTERM");
+    Ok(())
+}
+
+fn applied_count(log: &str) -> anyhow::Result<u64> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "migrations applied")
+        .and_then(|line| line["migrations.applied"].as_u64())
+        .context("no `migrations applied` log line")
+}
+
 // Broker helpers (unique settings, cleanup, a cuttable TCP proxy) live next to the AMQP code.
-pub use crate::amqp::testing::{BrokerCleanup, TcpProxy, amqp_settings, eventually};
+pub use crate::amqp::testing::{
+    BrokerCleanup, TcpProxy, amqp_settings, drain, eventually, header, ready_count, take_message,
+    wait_for_message, x_death_reason,
+};

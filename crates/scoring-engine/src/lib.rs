@@ -1,1 +1,41 @@
-//! scoring-engine
+//! scoring-engine: computes each customer's health score (0-100) with its factors.
+//!
+//! It keeps its own projection of the CRM fields it needs in the `scoring` schema,
+//! recomputes affected customers on `crm.changed` and `sync.completed`, stores every score
+//! with its breakdown and config version, and publishes `score.updated`. It must not call
+//! HubSpot or read another service's schema.
+
+pub mod config;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::Application;
+
+use platform::config::TelemetrySettings;
+use platform::shutdown::Shutdown;
+
+/// The `scoring-engine` service, as the shared runner sees it.
+pub struct ScoringEngine;
+
+impl platform::service::Service for ScoringEngine {
+    const NAME: &'static str = "scoring-engine";
+    const ABOUT: &'static str =
+        "hubscore scoring engine: customer health scores with explained factors";
+    const DEFAULTS: &'static str = config::DEFAULTS;
+    type Settings = Settings;
+
+    fn telemetry(settings: &Settings) -> &TelemetrySettings {
+        &settings.telemetry
+    }
+
+    async fn migrate(settings: Settings) -> anyhow::Result<()> {
+        startup::migrate(&settings).await
+    }
+
+    async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+        Application::build(settings)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    }
+}

@@ -1,1 +1,6 @@
-fn main() {}
+//! The `scoring-engine` binary; see the library for what the service does.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::service::run_main::<scoring_engine::ScoringEngine>().await
+}

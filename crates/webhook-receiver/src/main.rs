@@ -1,1 +1,6 @@
-fn main() {}
+//! The `webhook-receiver` binary; see the library for what the service does.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::service::run_main::<webhook_receiver::WebhookReceiver>().await
+}

@@ -1,0 +1,143 @@
+//! The life of a service process, shared by all five binaries: parse the command line,
+//! load settings, start logging, then either `migrate` or `serve` until a shutdown signal.
+//!
+//! A service describes itself with [`Service`]; its `main` is one call to [`run_main`].
+//! [`Running`] holds what a started service runs (its HTTP server and background tasks)
+//! and stops them in order: stop accepting work, let in-flight work finish, exit.
+
+use std::future::Future;
+
+use actix_web::dev::Server;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use crate::cli::{ServiceCli, ServiceCommand};
+use crate::config::TelemetrySettings;
+use crate::shutdown::Shutdown;
+
+/// What a service binary is.
+pub trait Service {
+    /// Binary and package name, e.g. `sync-worker`.
+    const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// The service's built-in defaults (TOML), layered over the common ones.
+    const DEFAULTS: &'static str;
+    /// The service's typed settings.
+    type Settings: DeserializeOwned + Send + 'static;
+
+    /// The logging section of the settings.
+    fn telemetry(settings: &Self::Settings) -> &TelemetrySettings;
+
+    /// Applies the service's migrations and returns.
+    fn migrate(settings: Self::Settings) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Starts the service and runs it until `shutdown` is cancelled.
+    fn serve(
+        settings: Self::Settings,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The whole of a service's `main`.
+pub async fn run_main<S: Service>() -> anyhow::Result<()> {
+    let cli = ServiceCli::parse_for(S::NAME, S::ABOUT);
+    let settings: S::Settings = crate::config::load(S::DEFAULTS, cli.config.as_deref())?;
+    crate::telemetry::init(S::NAME, S::telemetry(&settings))?;
+    let result = match cli.subcommand() {
+        ServiceCommand::Migrate => S::migrate(settings).await,
+        ServiceCommand::Serve => S::serve(settings, crate::shutdown::on_signal()).await,
+    };
+    match &result {
+        Ok(()) => tracing::info!(service = S::NAME, "stopped"),
+        Err(error) => tracing::error!(service = S::NAME, error = format!("{error:#}"), "failed"),
+    }
+    result
+}
+
+/// A started service: its HTTP server and the background tasks (consumers, relays) that
+/// watch the same shutdown token.
+pub struct Running {
+    port: u16,
+    server: Server,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Running {
+    /// Wraps a started HTTP server listening on `port`.
+    pub fn new(port: u16, server: Server) -> Self {
+        Self {
+            port,
+            server,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Adds a background task. It must return once the shutdown token is cancelled.
+    pub fn with_task(mut self, name: &'static str, task: JoinHandle<anyhow::Result<()>>) -> Self {
+        self.tasks.push((name, task));
+        self
+    }
+
+    /// The port the HTTP server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until `shutdown` is cancelled or a background task fails; then stops the HTTP
+    /// server gracefully and waits for every task to finish its in-flight work.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let mut tasks = self.tasks;
+        // A task that ends on its own (before shutdown) is a failure: stop everything.
+        let mut failure: Option<anyhow::Error> = None;
+        let watch_tasks = async {
+            if tasks.is_empty() {
+                return std::future::pending::<anyhow::Error>().await;
+            }
+            let (index, name, result) = {
+                let futures = tasks
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, (name, task))| Box::pin(async move { (i, *name, task.await) }));
+                futures::future::select_all(futures).await.0
+            };
+            tasks.remove(index);
+            match result {
+                Ok(Ok(())) => anyhow::anyhow!("background task {name} stopped unexpectedly"),
+                Ok(Err(e)) => e.context(format!("background task {name} failed")),
+                Err(e) => anyhow::anyhow!("background task {name} panicked: {e}"),
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {},
+            error = watch_tasks => failure = Some(error),
+            result = &mut server => {
+                failure = Some(match result {
+                    Ok(Ok(())) => anyhow::anyhow!("HTTP server stopped unexpectedly"),
+                    Ok(Err(e)) => anyhow::Error::new(e).context("HTTP server failed"),
+                    Err(e) => anyhow::anyhow!("HTTP server panicked: {e}"),
+                });
+            }
+        }
+        shutdown.cancel();
+        handle.stop(true).await;
+        let _ = server.await;
+        for (name, task) in tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(
+                    task = name,
+                    error = format!("{e:#}"),
+                    "task failed while stopping"
+                ),
+                Err(e) => tracing::error!(task = name, error = %e, "task panicked while stopping"),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}

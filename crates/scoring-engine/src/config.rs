@@ -1,0 +1,26 @@
+//! `scoring-engine` settings: the common sections plus the service's own.
+
+use platform::config::{HttpSettings, TelemetrySettings};
+use platform::db::DatabaseSettings;
+use platform::jwt::InternalJwtSettings;
+use serde::Deserialize;
+
+/// Built-in defaults; the common ones (database, broker, logging) are in
+/// `platform::config::COMMON_DEFAULTS`.
+pub const DEFAULTS: &str = r#"
+[http]
+port = 8083
+"#;
+
+/// Everything `scoring-engine` is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Where the HTTP server listens.
+    pub http: HttpSettings,
+    /// PostgreSQL; the service keeps its tables in its own schema.
+    pub database: DatabaseSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+    /// Minting and verifying internal service tokens.
+    pub internal_jwt: InternalJwtSettings,
+}
