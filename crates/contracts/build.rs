@@ -16,6 +16,16 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     let descriptors = protox::compile(&files, [&root])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    // Kept for the tests, which walk it to check their samples set every field.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("hubscore.v1.fds"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    // Type names give every message a `prost::Name` impl, so tests can check that
+    // each `Event::TYPE_NAME` is the real protobuf full name.
+    prost_build::Config::new()
+        .enable_type_names()
+        .compile_fds(descriptors)?;
     Ok(())
 }

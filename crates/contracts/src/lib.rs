@@ -1,12 +1,41 @@
 //! Protobuf message contracts exchanged between hubscore services over RabbitMQ.
 //!
 //! The `.proto` sources live in `proto/hubscore/v1/`; this crate compiles them with
-//! prost and names, in one place, the routing key and AMQP `type` of every message.
-//! It holds types only: no I/O, no broker code.
+//! prost and names, in one place (the `events!` table below), the routing key and
+//! AMQP `type` of every message. It holds types and pure conversions only: no I/O,
+//! no broker code, no HubSpot wire types.
+//!
+//! # Routing
+//!
+//! | message | routing key |
+//! |---|---|
+//! | `ConnectionEstablished` | `connection.established` |
+//! | `ConnectionClosed` | `connection.closed` |
+//! | `SyncRequested` | `sync.requested` |
+//! | `WebhookBatch` | `webhook.batch` |
+//! | `CrmChanged` | `crm.changed.{contact,company,deal,owner,pipeline}` by its `object_type` |
+//! | `SyncProgress` | `sync.progress` |
+//! | `SyncCompleted` | `sync.completed` |
+//! | `ScoreUpdated` | `score.updated` |
+//! | `WritebackCompleted` | `writeback.completed` |
+//!
+//! DESIGN.md lists `crm.changed.{contact,company,deal}`; owners and deal pipelines
+//! are mirrored too, so they get `crm.changed.owner` and `crm.changed.pipeline`.
+//! Association changes have no key of their own: they travel as the upserted
+//! records of each affected side, which carry their association ids. A
+//! `CrmChanged` whose object type is unset or unknown goes to
+//! `crm.changed.unspecified`, which no service binds and [`ALL_ROUTING_KEYS`]
+//! omits: that is a producer bug, for the publisher's unroutable handling to see.
+
+pub mod time;
+pub mod webhook;
 
 /// Generated types for package `hubscore.v1`.
 pub mod v1 {
-    #![expect(missing_docs, reason = "generated code; the .proto files carry the docs")]
+    #![expect(
+        missing_docs,
+        reason = "generated code; the .proto files carry the docs"
+    )]
     include!(concat!(env!("OUT_DIR"), "/hubscore.v1.rs"));
 }
 
@@ -18,6 +47,77 @@ pub trait Event: prost::Message + Default {
     /// The full protobuf message name, sent as the AMQP `type` property.
     const TYPE_NAME: &'static str;
 
+    /// Every routing key a message of this kind may be published with: bind a
+    /// queue to these (or to a subset) to receive the kind.
+    const ROUTING_KEYS: &'static [&'static str];
+
     /// The routing key this message is published with.
     fn routing_key(&self) -> String;
+}
+
+/// Implements [`Event`] for each message and builds [`ALL_ROUTING_KEYS`] and
+/// [`ALL_TYPE_NAMES`], so every key and type name is written exactly once.
+macro_rules! events {
+    (
+        fixed: $( $fixed:ident => $key:literal ),+ ;
+        by_object_type: $(
+            $routed:ident => { $( $variant:ident => $rkey:literal ),+ $(,)? } else $fallback:literal
+        ),+ ;
+    ) => {
+        $(
+            impl Event for v1::$fixed {
+                const TYPE_NAME: &'static str = concat!("hubscore.v1.", stringify!($fixed));
+                const ROUTING_KEYS: &'static [&'static str] = &[$key];
+
+                fn routing_key(&self) -> String {
+                    $key.to_owned()
+                }
+            }
+        )+
+        $(
+            impl Event for v1::$routed {
+                const TYPE_NAME: &'static str = concat!("hubscore.v1.", stringify!($routed));
+                const ROUTING_KEYS: &'static [&'static str] = &[$($rkey),+];
+
+                fn routing_key(&self) -> String {
+                    match self.object_type() {
+                        $( v1::ObjectType::$variant => $rkey, )+
+                        _ => $fallback,
+                    }
+                    .to_owned()
+                }
+            }
+        )+
+
+        /// Every routing key any hubscore event is published with (fallback keys
+        /// of malformed messages excluded), for binding queues and for tests.
+        pub const ALL_ROUTING_KEYS: &[&str] = &[$($key,)+ $($($rkey,)+)+];
+
+        /// The AMQP `type` of every hubscore event, for dispatching on receipt.
+        pub const ALL_TYPE_NAMES: &[&str] = &[
+            $(concat!("hubscore.v1.", stringify!($fixed)),)+
+            $(concat!("hubscore.v1.", stringify!($routed)),)+
+        ];
+    };
+}
+
+// The one table of type names and routing keys (see "Routing" above).
+events! {
+    fixed:
+        ConnectionEstablished => "connection.established",
+        ConnectionClosed => "connection.closed",
+        SyncRequested => "sync.requested",
+        WebhookBatch => "webhook.batch",
+        SyncProgress => "sync.progress",
+        SyncCompleted => "sync.completed",
+        ScoreUpdated => "score.updated",
+        WritebackCompleted => "writeback.completed";
+    by_object_type:
+        CrmChanged => {
+            Contact => "crm.changed.contact",
+            Company => "crm.changed.company",
+            Deal => "crm.changed.deal",
+            Owner => "crm.changed.owner",
+            Pipeline => "crm.changed.pipeline",
+        } else "crm.changed.unspecified";
 }
