@@ -1,1 +1,96 @@
-//! Typed HubSpot API client with retries and a shared per-portal rate budget.
+//! Typed HubSpot API client with retries and one rate budget per portal shared by every
+//! process. Every hubscore service calls HubSpot through this crate and nothing else.
+//!
+//! It speaks HubSpot's wire format (`shared/hubspot-api.md`) and keeps all of hubscore inside
+//! each portal's rate limits. It must not interpret property values (they stay strings; the
+//! `domain` crate parses them), store tokens (a [`TokenSource`] supplies them), or put a token
+//! into an error or a log line.
+//!
+//! # Using it
+//!
+//! ```no_run
+//! # async fn demo(pool: platform::db::Pool) -> Result<(), hubspot_client::HubSpotError> {
+//! use std::sync::Arc;
+//! use futures::TryStreamExt as _;
+//! use hubspot_client::*;
+//! let access = PortalAccess { portal_id: 9990001, auth: AuthKind::PrivateApp, tier: Tier::Professional,
+//!     api_limit_increase: false, utc_offset_minutes: 0 };
+//! let limiter = Arc::new(PortalLimiter::new(PgBudgetStore::new(pool), access, BudgetSettings::default()));
+//! let client = HubSpotClient::builder(ClientConfig::default(), Arc::new(StaticToken::new("pat-na1-...")))
+//!     .limiter(limiter)
+//!     .build()?;
+//! let contacts: Vec<CrmObject> = client.list_objects("contacts", ListOptions::default()).try_collect().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The shared rate budget: design and why
+//!
+//! HubSpot counts a portal's requests by arrival time in **any** rolling 10-second window
+//! (110 for OAuth apps; 100, 190 or 250 for private apps by tier), searches at 5 per second,
+//! and private apps against a daily quota. Every hubscore process calling a portal draws from
+//! one budget in PostgreSQL (schema `hubspot_budget`, migrations in [`MIGRATIONS`]).
+//!
+//! * **A sliding window of grants, not a token bucket.** A bucket of capacity `C` refilled at
+//!   `r`/s lets `C + 10r` requests into some 10-s window, so staying under 190 means
+//!   `C + 10r ≤ 190` and an average rate of `(190 - C)/10`: a burst allowance of `C` is paid for
+//!   with `C/190` of the throughput. Instead each grant is recorded with the database clock's
+//!   instant, and a lease succeeds only while the grants inside the last `W` sum to less than
+//!   the limit. That is exactly HubSpot's own rule, so bursts and steady use both reach the
+//!   limit.
+//! * **Why `W` is longer than 10 s.** A process leases `k` tokens (8 by default; 1 for search)
+//!   and may send them until `lease_ttl` (250 ms) after it *asked*, which is before the grant's
+//!   timestamp; a request then takes up to `arrival_margin` (150 ms) to be counted by HubSpot.
+//!   So requests arriving in any 10-s window come from grants within a span of
+//!   `10 s + ttl + margin`; summing grants over `W` = 10,400 ms keeps every HubSpot window
+//!   strictly under the limit while still granting `10/10.4` ≈ 96 % of it in steady state
+//!   (search: `W` = 1,400 ms). Tokens a process did not spend before its lease expired are
+//!   given back with its next lease, so idle leases waste nothing.
+//! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
+//!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
+//!   and answers either a grant or how long until the oldest grants leave the window; callers
+//!   sleep exactly that long. At 190 requests per 10 s and leases of 8 that is about 2.4 round
+//!   trips per second per portal.
+//! * **Adapting to HubSpot.** Each response's `X-HubSpot-RateLimit-Max/Remaining` travels with
+//!   the next lease; if HubSpot counted more than we could have granted (another integration
+//!   spends the same app's budget) or reports a lower maximum, the row gets a `reduced_limit`
+//!   for the next window. Any 429 records `paused_until` and a limit of 80 % for two windows in
+//!   the shared row, so every process backs off, not only the one that was refused.
+//! * **Daily quota** (private apps): a counter per portal reset at the portal's midnight,
+//!   corrected downwards by `X-HubSpot-RateLimit-Daily-Remaining`; a `DAILY` 429 marks it used
+//!   up until the reset, and callers get [`HubSpotError::DailyQuotaExhausted`] without a request.
+//! * **Failing closed.** If PostgreSQL cannot be reached the call fails with
+//!   [`HubSpotError::Budget`] (retryable) rather than spending budget nobody recorded.
+//!
+//! # Retries
+//!
+//! 5xx, 423 and 477 (`Transient`) and burst/search 429s are retried with exponential backoff
+//! and jitter, honouring `Retry-After` (a `Retry-After` longer than
+//! [`RetryPolicy::max_retry_after_ms`] is handed to the caller instead). A 401 asks the token
+//! source for a fresh token once. Daily-quota exhaustion is never retried. Transport errors and
+//! undecodable bodies are retried only for idempotent calls (reads, search, updates, upserts).
+
+mod api;
+mod budget;
+mod client;
+mod config;
+mod error;
+mod metrics;
+mod oauth;
+mod token;
+mod types;
+
+pub use api::{
+    ASSOCIATION_BATCH_SIZE, ListOptions, ModifiedSince, OBJECT_BATCH_SIZE, SEARCH_RESULT_CAP,
+    last_modified_property,
+};
+pub use budget::{
+    AuthKind, BUDGET_SCHEMA, BudgetKind, BudgetSettings, LeaseOutcome, LeaseRequest, MIGRATIONS,
+    PgBudgetStore, PortalAccess, PortalLimiter, PortalLimits, Tier,
+};
+pub use client::{ClientBuilder, HubSpotClient};
+pub use config::{ClientConfig, RetryPolicy};
+pub use error::{FieldError, HubSpotError, RateLimitPolicy};
+pub use metrics::ClientMetrics;
+pub use oauth::{OAuthApp, OAuthClient, TokenInfo, TokenResponse};
+pub use token::{AccessToken, RefreshingToken, StaticToken, TokenSource};
+pub use types::*;

@@ -1,0 +1,3 @@
+//! Throughput benchmarks against the simulator (filled in below as the simulator lands).
+
+fn main() {}

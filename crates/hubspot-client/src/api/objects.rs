@@ -1,0 +1,291 @@
+//! CRM objects: list (as a stream over every page), get, create, update, archive, the batch
+//! calls chunked to HubSpot's 100 inputs, and merge.
+
+use std::collections::BTreeMap;
+
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{OBJECT_BATCH_SIZE, segment};
+use crate::client::{Call, HubSpotClient};
+use crate::error::HubSpotError;
+use crate::types::{
+    BatchResponse, CreateInput, CrmObject, ObjectId, Page, StandardError, UpdateInput,
+};
+
+/// What a list should return.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    /// Properties to return (HubSpot's defaults when empty).
+    pub properties: Vec<String>,
+    /// Object types whose associations to embed (v3 style).
+    pub associations: Vec<String>,
+    /// List the recycle bin instead.
+    pub archived: bool,
+    /// Records per page, at most 100.
+    pub page_size: u32,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        Self {
+            properties: Vec::new(),
+            associations: Vec::new(),
+            archived: false,
+            page_size: 100,
+        }
+    }
+}
+
+impl HubSpotClient {
+    pub(crate) fn objects_path(&self, object_type: &str) -> String {
+        format!(
+            "{}/{}",
+            self.config().family("/crm/v3/objects", "/crm/objects"),
+            segment(object_type)
+        )
+    }
+
+    /// One page of a list; `after` is the cursor from the previous page.
+    pub async fn list_objects_page(
+        &self,
+        object_type: &str,
+        options: &ListOptions,
+        after: Option<&str>,
+    ) -> Result<Page<CrmObject>, HubSpotError> {
+        let mut call = Call::get("objects.list", self.objects_path(object_type))
+            .query("limit", options.page_size.clamp(1, 100).to_string())
+            .query("archived", options.archived.to_string());
+        if !options.properties.is_empty() {
+            call = call.query("properties", options.properties.join(","));
+        }
+        if !options.associations.is_empty() {
+            call = call.query("associations", options.associations.join(","));
+        }
+        if let Some(after) = after {
+            call = call.query("after", after);
+        }
+        Ok(self.execute(&call).await?.1)
+    }
+
+    /// Every record of `object_type`, page after page until HubSpot sends no cursor.
+    pub fn list_objects(
+        &self,
+        object_type: &str,
+        options: ListOptions,
+    ) -> BoxStream<'static, Result<CrmObject, HubSpotError>> {
+        let client = self.clone();
+        let object_type = object_type.to_owned();
+        // State: Some(cursor) while pages remain; the first page has no cursor.
+        stream::try_unfold(Some(None::<String>), move |state| {
+            let client = client.clone();
+            let object_type = object_type.clone();
+            let options = options.clone();
+            async move {
+                let Some(after) = state else { return Ok(None) };
+                let page = client
+                    .list_objects_page(&object_type, &options, after.as_deref())
+                    .await?;
+                let next = page.next_after().map(|a| Some(a.to_owned()));
+                Ok(Some((stream::iter(page.results.into_iter().map(Ok)), next)))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// One record by id (or by a unique property with `id_property`).
+    pub async fn get_object(
+        &self,
+        object_type: &str,
+        id: &str,
+        properties: &[&str],
+        id_property: Option<&str>,
+    ) -> Result<CrmObject, HubSpotError> {
+        let mut call = Call::get(
+            "objects.get",
+            format!("{}/{}", self.objects_path(object_type), segment(id)),
+        );
+        if !properties.is_empty() {
+            call = call.query("properties", properties.join(","));
+        }
+        if let Some(id_property) = id_property {
+            call = call.query("idProperty", id_property);
+        }
+        Ok(self.execute(&call).await?.1)
+    }
+
+    /// Creates one record.
+    pub async fn create_object(
+        &self,
+        object_type: &str,
+        input: &CreateInput,
+    ) -> Result<CrmObject, HubSpotError> {
+        let call = Call::post("objects.create", self.objects_path(object_type), input)?;
+        Ok(self.execute(&call).await?.1)
+    }
+
+    /// Updates one record's properties.
+    pub async fn update_object(
+        &self,
+        object_type: &str,
+        id: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<CrmObject, HubSpotError> {
+        let path = format!("{}/{}", self.objects_path(object_type), segment(id));
+        let call = Call::post("objects.update", path, &json!({ "properties": properties }))?
+            .method(Method::PATCH)
+            .idempotent();
+        Ok(self.execute(&call).await?.1)
+    }
+
+    /// Moves one record to the recycle bin.
+    pub async fn archive_object(&self, object_type: &str, id: &str) -> Result<(), HubSpotError> {
+        let path = format!("{}/{}", self.objects_path(object_type), segment(id));
+        let call = Call::get("objects.archive", path).method(Method::DELETE);
+        let _: (u16, serde_json::Value) = self.execute(&call).await?;
+        Ok(())
+    }
+
+    /// Reads records by id, 100 per request. Ids HubSpot cannot find make it a
+    /// [`HubSpotError::PartialBatch`] carrying the records that were found.
+    pub async fn batch_read(
+        &self,
+        object_type: &str,
+        ids: &[String],
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let path = format!("{}/batch/read", self.objects_path(object_type));
+        self.batched(ids, |chunk| {
+            let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
+            Ok(Call::post(
+                "objects.batch_read",
+                path.clone(),
+                &json!({ "inputs": inputs, "properties": properties }),
+            )?
+            .idempotent())
+        })
+        .await
+    }
+
+    /// Creates records, 100 per request. Give each input a unique `object_write_trace_id` to get
+    /// per-input failures back as [`HubSpotError::PartialBatch`].
+    pub async fn batch_create(
+        &self,
+        object_type: &str,
+        inputs: &[CreateInput],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let path = format!("{}/batch/create", self.objects_path(object_type));
+        self.batched(inputs, |chunk| {
+            Call::post(
+                "objects.batch_create",
+                path.clone(),
+                &json!({ "inputs": chunk }),
+            )
+        })
+        .await
+    }
+
+    /// Updates records by id, 100 per request.
+    pub async fn batch_update(
+        &self,
+        object_type: &str,
+        inputs: &[UpdateInput],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let path = format!("{}/batch/update", self.objects_path(object_type));
+        self.batched(inputs, |chunk| {
+            Ok(Call::post(
+                "objects.batch_update",
+                path.clone(),
+                &json!({ "inputs": chunk }),
+            )?
+            .idempotent())
+        })
+        .await
+    }
+
+    /// Creates or updates records by a unique property (`id_property`), 100 per request.
+    /// Each result's `created` says whether it was new.
+    pub async fn batch_upsert(
+        &self,
+        object_type: &str,
+        inputs: &[UpdateInput],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let path = format!("{}/batch/upsert", self.objects_path(object_type));
+        self.batched(inputs, |chunk| {
+            Ok(Call::post(
+                "objects.batch_upsert",
+                path.clone(),
+                &json!({ "inputs": chunk }),
+            )?
+            .idempotent())
+        })
+        .await
+    }
+
+    /// Archives records by id, 100 per request.
+    pub async fn batch_archive(
+        &self,
+        object_type: &str,
+        ids: &[String],
+    ) -> Result<(), HubSpotError> {
+        let path = format!("{}/batch/archive", self.objects_path(object_type));
+        for chunk in ids.chunks(OBJECT_BATCH_SIZE) {
+            let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
+            let call = Call::post(
+                "objects.batch_archive",
+                path.clone(),
+                &json!({ "inputs": inputs }),
+            )?
+            .idempotent();
+            let _: (u16, serde_json::Value) = self.execute(&call).await?;
+        }
+        Ok(())
+    }
+
+    /// Merges `object_id_to_merge` into `primary_object_id`; returns the surviving record.
+    pub async fn merge_objects(
+        &self,
+        object_type: &str,
+        primary_object_id: &str,
+        object_id_to_merge: &str,
+    ) -> Result<CrmObject, HubSpotError> {
+        let path = format!("{}/merge", self.objects_path(object_type));
+        let body =
+            json!({ "primaryObjectId": primary_object_id, "objectIdToMerge": object_id_to_merge });
+        Ok(self
+            .execute(&Call::post("objects.merge", path, &body)?)
+            .await?
+            .1)
+    }
+
+    /// Runs one batch call per chunk of 100 and gathers results; 207 errors from any chunk are
+    /// returned together at the end so no successful chunk is lost. A chunk failing as a whole
+    /// stops the run with that error.
+    async fn batched<I: Serialize>(
+        &self,
+        inputs: &[I],
+        make_call: impl Fn(&[I]) -> Result<Call, HubSpotError>,
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let mut succeeded = Vec::with_capacity(inputs.len());
+        let mut errors: Vec<StandardError> = Vec::new();
+        for chunk in inputs.chunks(OBJECT_BATCH_SIZE) {
+            let (_, response): (u16, BatchResponse<CrmObject>) =
+                self.execute(&make_call(chunk)?).await?;
+            succeeded.extend(response.results);
+            errors.extend(response.errors);
+        }
+        if errors.is_empty() {
+            Ok(succeeded)
+        } else {
+            let failed_ids = errors.iter().flat_map(StandardError::failed_ids).collect();
+            Err(HubSpotError::PartialBatch {
+                succeeded,
+                failed_ids,
+                errors,
+            })
+        }
+    }
+}

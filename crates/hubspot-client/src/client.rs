@@ -1,0 +1,332 @@
+//! The request loop every typed call goes through: budget, bearer token, send, classify,
+//! retry. It is the only place that talks HTTP to the API host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use serde::de::DeserializeOwned;
+
+use crate::budget::{BudgetKind, PortalLimiter};
+use crate::config::ClientConfig;
+use crate::error::{HubSpotError, RateLimitPolicy, classify, parse_retry_after};
+use crate::metrics::ClientMetrics;
+use crate::token::TokenSource;
+
+/// A typed HubSpot client for one portal. Cheap to clone; clones share the limiter.
+#[derive(Clone)]
+pub struct HubSpotClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    tokens: Arc<dyn TokenSource>,
+    limiter: Option<Arc<PortalLimiter>>,
+    metrics: ClientMetrics,
+}
+
+/// Builds a [`HubSpotClient`].
+pub struct ClientBuilder {
+    config: ClientConfig,
+    tokens: Arc<dyn TokenSource>,
+    limiter: Option<Arc<PortalLimiter>>,
+    metrics: Option<ClientMetrics>,
+}
+
+impl ClientBuilder {
+    /// Draw every request from this portal budget. Without one the client only retries,
+    /// which is fine for one-off tools but not for services.
+    pub fn limiter(mut self, limiter: Arc<PortalLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Record into these series (otherwise into an unregistered set).
+    pub fn metrics(mut self, metrics: ClientMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<HubSpotClient, HubSpotError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
+            .timeout(Duration::from_millis(self.config.request_timeout_ms))
+            .build()
+            .map_err(HubSpotError::transport)?;
+        Ok(HubSpotClient {
+            inner: Arc::new(Inner {
+                http,
+                config: self.config,
+                tokens: self.tokens,
+                limiter: self.limiter,
+                metrics: self.metrics.unwrap_or_else(ClientMetrics::unregistered),
+            }),
+        })
+    }
+}
+
+/// One API call as the request loop sees it.
+pub(crate) struct Call {
+    /// Low-cardinality label for metrics, e.g. `objects.list`.
+    pub endpoint: &'static str,
+    pub method: Method,
+    /// Path below the API base URL, starting with `/`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub kind: BudgetKind,
+    /// Safe to resend after a transport error or a truncated body.
+    pub idempotent: bool,
+}
+
+impl Call {
+    pub(crate) fn get(endpoint: &'static str, path: String) -> Self {
+        Self {
+            endpoint,
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+            kind: BudgetKind::Burst,
+            idempotent: true,
+        }
+    }
+
+    pub(crate) fn post<B: serde::Serialize>(
+        endpoint: &'static str,
+        path: String,
+        body: &B,
+    ) -> Result<Self, HubSpotError> {
+        let body = serde_json::to_vec(body).map_err(|e| HubSpotError::Decode {
+            endpoint,
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            endpoint,
+            method: Method::POST,
+            path,
+            query: Vec::new(),
+            body: Some(body),
+            kind: BudgetKind::Burst,
+            idempotent: false,
+        })
+    }
+
+    pub(crate) fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    pub(crate) fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    pub(crate) fn search(mut self) -> Self {
+        self.kind = BudgetKind::Search;
+        self.idempotent = true;
+        self
+    }
+
+    pub(crate) fn query(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.query.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl HubSpotClient {
+    /// Starts a client for the hosts in `config`, authenticating with `tokens`.
+    pub fn builder(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> ClientBuilder {
+        ClientBuilder {
+            config,
+            tokens,
+            limiter: None,
+            metrics: None,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The limiter, when the client has one.
+    pub fn limiter(&self) -> Option<&Arc<PortalLimiter>> {
+        self.inner.limiter.as_ref()
+    }
+
+    /// Sends `call` and decodes a 2xx body as `T` (an empty body decodes as JSON `null`).
+    /// Returns the status too, since 207 means partial success.
+    pub(crate) async fn execute<T: DeserializeOwned>(
+        &self,
+        call: &Call,
+    ) -> Result<(u16, T), HubSpotError> {
+        let inner = &*self.inner;
+        let policy = &inner.config.retry;
+        let url = format!(
+            "{}{}",
+            inner.config.api_base_url.trim_end_matches('/'),
+            call.path
+        );
+        let mut token = inner.tokens.access_token().await?;
+        let mut refreshed = false;
+        let mut retries = 0u32;
+        loop {
+            if let Some(limiter) = &inner.limiter {
+                limiter.acquire(call.kind, &inner.metrics).await?;
+            }
+            let mut request = inner
+                .http
+                .request(call.method.clone(), &url)
+                .bearer_auth(token.secret());
+            if !call.query.is_empty() {
+                request = request.query(&call.query);
+            }
+            if let Some(body) = &call.body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    inner.metrics.response(call.endpoint, status);
+                    self.observe_headers(response.headers());
+                    let retry_after = parse_retry_after(
+                        response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()),
+                    );
+                    response
+                        .bytes()
+                        .await
+                        .map(|body| (status, body, retry_after))
+                }
+                Err(error) => Err(error),
+            };
+            let (status, body, retry_after) = match outcome {
+                Ok(parts) => parts,
+                Err(error) => {
+                    if call.idempotent && retries < policy.max_retries {
+                        retries += 1;
+                        inner.metrics.retry(call.endpoint, "transport");
+                        tokio::time::sleep(policy.delay(retries, None)).await;
+                        continue;
+                    }
+                    return Err(HubSpotError::transport(error));
+                }
+            };
+            if (200..300).contains(&status) {
+                let text: &[u8] = if body.is_empty() { b"null" } else { &body };
+                match serde_json::from_slice(text) {
+                    Ok(value) => return Ok((status, value)),
+                    Err(error) if call.idempotent && retries < policy.max_retries => {
+                        tracing::warn!(endpoint = call.endpoint, %error, "undecodable HubSpot response, retrying");
+                        retries += 1;
+                        inner.metrics.retry(call.endpoint, "decode");
+                        tokio::time::sleep(policy.delay(retries, None)).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        return Err(HubSpotError::Decode {
+                            endpoint: call.endpoint,
+                            message: error.to_string(),
+                        });
+                    }
+                }
+            }
+            match classify(status, &body, retry_after) {
+                HubSpotError::Unauthorized { .. } if !refreshed => {
+                    // Once only: a second 401 with a fresh token means revoked, not expired.
+                    refreshed = true;
+                    inner.metrics.retry(call.endpoint, "unauthorized");
+                    token = inner.tokens.refresh(&token).await?;
+                }
+                HubSpotError::RateLimited {
+                    policy: limit,
+                    retry_after,
+                } => {
+                    inner.metrics.rate_limited(limit.as_str());
+                    if let Some(limiter) = &inner.limiter
+                        && let Err(error) = limiter.rate_limited(&limit, retry_after).await
+                    {
+                        tracing::warn!(%error, "could not record the 429 in the shared budget");
+                    }
+                    if retries >= policy.max_retries {
+                        return Err(HubSpotError::RateLimited {
+                            policy: limit,
+                            retry_after,
+                        });
+                    }
+                    retries += 1;
+                    inner.metrics.retry(call.endpoint, "rate_limited");
+                    // With a shared budget the pause recorded above does the waiting; a short
+                    // jittered sleep keeps retries from lining up. Without one, wait at least
+                    // as long as the limit's own window needs to move.
+                    let floor = match (&inner.limiter, &limit) {
+                        (Some(_), _) => Duration::ZERO,
+                        (None, RateLimitPolicy::Secondly) => Duration::from_secs(1),
+                        (None, _) => Duration::from_secs(2),
+                    };
+                    tokio::time::sleep(policy.delay(retries, retry_after).max(floor)).await;
+                }
+                HubSpotError::DailyQuotaExhausted { .. } => {
+                    inner.metrics.rate_limited(RateLimitPolicy::Daily.as_str());
+                    let until = match &inner.limiter {
+                        Some(limiter) => limiter
+                            .rate_limited(&RateLimitPolicy::Daily, None)
+                            .await
+                            .unwrap_or_default(),
+                        None => None,
+                    };
+                    return Err(HubSpotError::DailyQuotaExhausted { until });
+                }
+                HubSpotError::Transient {
+                    status,
+                    retry_after,
+                } => {
+                    let too_long = retry_after
+                        .is_some_and(|d| d > Duration::from_millis(policy.max_retry_after_ms));
+                    if too_long || retries >= policy.max_retries {
+                        return Err(HubSpotError::Transient {
+                            status,
+                            retry_after,
+                        });
+                    }
+                    retries += 1;
+                    inner.metrics.retry(call.endpoint, "transient");
+                    // 423 means a ~2 s lock: waiting less is a wasted request.
+                    let floor = if status == 423 {
+                        Duration::from_secs(2)
+                    } else {
+                        Duration::ZERO
+                    };
+                    tokio::time::sleep(policy.delay(retries, retry_after).max(floor)).await;
+                }
+                other => return Err(other),
+            }
+        }
+    }
+
+    fn observe_headers(&self, headers: &HeaderMap) {
+        let Some(limiter) = &self.inner.limiter else {
+            return;
+        };
+        let max =
+            header_u64(headers, "x-hubspot-ratelimit-max").and_then(|v| u32::try_from(v).ok());
+        let remaining = header_u64(headers, "x-hubspot-ratelimit-remaining")
+            .and_then(|v| u32::try_from(v).ok());
+        let daily_remaining = header_u64(headers, "x-hubspot-ratelimit-daily-remaining");
+        if max.is_some() || daily_remaining.is_some() {
+            limiter.observe(max, remaining, daily_remaining);
+        }
+    }
+}
