@@ -14,6 +14,9 @@
 //! mapping configs and their validation), [`outbound`] (score, risk level and custom
 //! attributes to HubSpot property strings).
 
+#[macro_use]
+mod macros;
+
 pub mod custom;
 pub mod dedupe;
 pub mod ids;

@@ -150,10 +150,10 @@ pub struct HubSpotRecord {
     /// `properties`: every value a string; `None` (JSON null) and a missing key both mean
     /// no value.
     pub properties: BTreeMap<String, Option<String>>,
-    /// The envelope `createdAt`.
-    pub created_at: Option<String>,
-    /// The envelope `updatedAt`.
-    pub updated_at: Option<String>,
+    /// The envelope `createdAt` (already parsed by the client).
+    pub created_at: Option<DateTime<Utc>>,
+    /// The envelope `updatedAt` (already parsed by the client).
+    pub updated_at: Option<DateTime<Utc>>,
     /// The envelope `archived`.
     pub archived: bool,
     /// Ids of associated contacts.
@@ -186,8 +186,8 @@ pub struct HubSpotOwner {
     pub user_id: Option<u64>,
     /// `archived`.
     pub archived: bool,
-    /// `updatedAt`.
-    pub updated_at: Option<String>,
+    /// `updatedAt` (already parsed by the client).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A deal pipeline as HubSpot's pipelines API sends it (`hubspot-api.md` §6.2).
@@ -453,24 +453,13 @@ impl<'a> Reader<'a> {
         self.parsed(name, parse::parse_timestamp).map(|(v, _)| v)
     }
 
-    /// `name`, else the envelope field `fallback` (`createdAt`, `updatedAt`).
+    /// `name`, else the envelope's `createdAt` / `updatedAt`.
     fn timestamp_or(
         &mut self,
         name: &str,
-        fallback_name: &str,
-        fallback: Option<&str>,
+        fallback: Option<DateTime<Utc>>,
     ) -> Option<DateTime<Utc>> {
-        if let Some(at) = self.timestamp(name) {
-            return Some(at);
-        }
-        let raw = fallback?;
-        match parse::parse_timestamp(raw) {
-            Ok(at) => at,
-            Err(error) => {
-                self.invalid(fallback_name, raw, error);
-                None
-            }
-        }
+        self.timestamp(name).or(fallback)
     }
 
     fn rounded<T>(&mut self, name: &str, value: Option<(parse::Rounded<T>, &str)>) -> Option<T> {
@@ -627,12 +616,8 @@ pub fn map_contact(input: &HubSpotRecord) -> MappingOutcome<Customer> {
         lifecycle_stage: r.lifecycle_stage(props::LIFECYCLESTAGE),
         owner_id: r.owner_id(props::HUBSPOT_OWNER_ID),
         last_activity_at: r.timestamp(props::HS_LAST_SALES_ACTIVITY_DATE),
-        first_seen_at: r.timestamp_or(props::CREATEDATE, "createdAt", input.created_at.as_deref()),
-        source_updated_at: r.timestamp_or(
-            props::LASTMODIFIEDDATE,
-            "updatedAt",
-            input.updated_at.as_deref(),
-        ),
+        first_seen_at: r.timestamp_or(props::CREATEDATE, input.created_at),
+        source_updated_at: r.timestamp_or(props::LASTMODIFIEDDATE, input.updated_at),
         archived: input.archived,
         company_ids: r.associations("companies", &input.company_ids),
     };
@@ -657,12 +642,8 @@ pub fn map_company(input: &HubSpotRecord) -> MappingOutcome<Company> {
         lifecycle_stage: r.lifecycle_stage(props::LIFECYCLESTAGE),
         owner_id: r.owner_id(props::HUBSPOT_OWNER_ID),
         last_activity_at: r.timestamp(props::HS_LAST_SALES_ACTIVITY_DATE),
-        created_at: r.timestamp_or(props::CREATEDATE, "createdAt", input.created_at.as_deref()),
-        source_updated_at: r.timestamp_or(
-            props::HS_LASTMODIFIEDDATE,
-            "updatedAt",
-            input.updated_at.as_deref(),
-        ),
+        created_at: r.timestamp_or(props::CREATEDATE, input.created_at),
+        source_updated_at: r.timestamp_or(props::HS_LASTMODIFIEDDATE, input.updated_at),
         archived: input.archived,
         contact_ids: r.associations("contacts", &input.contact_ids),
     };
@@ -685,12 +666,8 @@ pub fn map_deal(input: &HubSpotRecord) -> MappingOutcome<Deal> {
         closed_at: r.timestamp(props::CLOSEDATE),
         close_probability: r.probability(props::HS_DEAL_STAGE_PROBABILITY),
         owner_id: r.owner_id(props::HUBSPOT_OWNER_ID),
-        created_at: r.timestamp_or(props::CREATEDATE, "createdAt", input.created_at.as_deref()),
-        source_updated_at: r.timestamp_or(
-            props::HS_LASTMODIFIEDDATE,
-            "updatedAt",
-            input.updated_at.as_deref(),
-        ),
+        created_at: r.timestamp_or(props::CREATEDATE, input.created_at),
+        source_updated_at: r.timestamp_or(props::HS_LASTMODIFIEDDATE, input.updated_at),
         archived: input.archived,
         contact_ids: r.associations("contacts", &input.contact_ids),
         company_ids: r.associations("companies", &input.company_ids),
@@ -721,17 +698,6 @@ pub fn map_owner(input: &HubSpotOwner) -> MappingOutcome<Owner> {
         r.warn_unknown("type", kind.is_unknown(), kind.as_str());
         kind
     });
-    let updated_at =
-        input
-            .updated_at
-            .as_deref()
-            .and_then(|raw| match parse::parse_timestamp(raw) {
-                Ok(at) => at,
-                Err(error) => {
-                    r.invalid("updatedAt", raw, error);
-                    None
-                }
-            });
     let owner = Owner {
         id,
         email,
@@ -739,7 +705,7 @@ pub fn map_owner(input: &HubSpotOwner) -> MappingOutcome<Owner> {
         kind,
         user_id: input.user_id,
         archived: input.archived,
-        updated_at,
+        updated_at: input.updated_at,
     };
     r.mapped(owner)
 }

@@ -222,6 +222,35 @@ impl DecimalNumber {
     }
 }
 
+impl Ord for DecimalNumber {
+    /// Exact comparison: the operand with fewer fraction digits is scaled up; if that
+    /// overflows i128 its magnitude is beyond anything the other can hold.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (a, b) = (self.mantissa, other.mantissa);
+        let rescale = |m: i128, by: u32| 10i128.checked_pow(by).and_then(|p| m.checked_mul(p));
+        match self.scale.cmp(&other.scale) {
+            Ordering::Equal => a.cmp(&b),
+            Ordering::Less => match rescale(a, other.scale - self.scale) {
+                Some(a) => a.cmp(&b),
+                None if a < 0 => Ordering::Less,
+                None => Ordering::Greater,
+            },
+            Ordering::Greater => match rescale(b, self.scale - other.scale) {
+                Some(b) => a.cmp(&b),
+                None if b < 0 => Ordering::Greater,
+                None => Ordering::Less,
+            },
+        }
+    }
+}
+
+impl PartialOrd for DecimalNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for DecimalNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let digits = self.mantissa.unsigned_abs().to_string();
