@@ -260,7 +260,11 @@ impl Supervisor {
             tokio::select! {
                 () = self.stop.cancelled() => return "stopped".to_owned(),
                 event = events.next() => match event {
-                    Some(lapin::Event::Error(error)) => return error.to_string(),
+                    // Channel errors (a publish to a missing exchange) come through here
+                    // too; only a connection that is no longer open needs a reconnect.
+                    Some(lapin::Event::Error(error)) if !connection.status().connected() => {
+                        return error.to_string();
+                    }
                     Some(_) => {}
                     None => return "connection closed".to_owned(),
                 },

@@ -187,3 +187,107 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Takes one message off `queue` (and acks it), if there is one.
+pub async fn take_message(
+    broker: &super::Broker,
+    queue: &str,
+) -> anyhow::Result<Option<lapin::message::Delivery>> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let channel = broker.channel().await?;
+    let message = channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await?;
+    let delivery = match message {
+        Some(message) => {
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await?;
+            Some(message.delivery)
+        }
+        None => None,
+    };
+    let _ = channel.close(200, "done".into()).await;
+    Ok(delivery)
+}
+
+/// Every message in `queue` right now, taken off it and acked, oldest first.
+pub async fn drain(
+    broker: &super::Broker,
+    queue: &str,
+) -> anyhow::Result<Vec<lapin::message::Delivery>> {
+    let mut messages = Vec::new();
+    while let Some(message) = take_message(broker, queue).await? {
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Waits up to `timeout` for a message on `queue` and takes it.
+pub async fn wait_for_message(
+    broker: &super::Broker,
+    queue: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<lapin::message::Delivery> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(message) = take_message(broker, queue).await? {
+            return Ok(message);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no message on {queue} within {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// How many messages are ready in `queue` (not counting unacknowledged ones).
+pub async fn ready_count(broker: &super::Broker, queue: &str) -> anyhow::Result<u32> {
+    use lapin::options::QueueDeclareOptions;
+    let channel = broker.channel().await?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(declared.message_count())
+}
+
+/// A header of `delivery` as text, if present and textual.
+pub fn header(delivery: &lapin::message::Delivery, name: &str) -> Option<String> {
+    use lapin::types::AMQPValue;
+    match delivery.properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// The `reason` of the most recent `x-death` entry RabbitMQ added when it dead-lettered
+/// `delivery` itself (for instance `delivery_limit`).
+pub fn x_death_reason(delivery: &lapin::message::Delivery) -> Option<String> {
+    use lapin::types::AMQPValue;
+    let AMQPValue::FieldArray(deaths) = delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-death")?
+    else {
+        return None;
+    };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else {
+        return None;
+    };
+    match first.inner().get("reason")? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,349 @@
+//! The consumer loop against the real RabbitMQ: acks, retries, dead letters, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicNackOptions};
+use platform::amqp::{
+    Broker, DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, Delivery, MessageMeta, Outcome,
+    OutgoingMessage, Publisher, QueueSpec, consume, dead_letter_queue_name,
+};
+use platform::metrics::Metrics;
+use platform::shutdown::Shutdown;
+use platform::testing::{self, BrokerCleanup};
+use tokio::sync::{Mutex, Notify};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Fixture {
+    broker: Broker,
+    publisher: Publisher,
+    queue: String,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    _cleanup: BrokerCleanup,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let settings = testing::amqp_settings();
+    let queue = testing::unique_name(name);
+    let cleanup = BrokerCleanup::new(&settings, &[&queue]);
+    let broker = Broker::start(settings, vec![QueueSpec::new(queue.as_str(), ["test.#"])]);
+    assert!(broker.wait_connected(WAIT).await, "broker did not connect");
+    Fixture {
+        publisher: Publisher::new(broker.clone()),
+        broker,
+        queue,
+        metrics: Metrics::new("test").unwrap(),
+        shutdown: Shutdown::new(),
+        _cleanup: cleanup,
+    }
+}
+
+impl Fixture {
+    async fn publish(&self, body: &[u8]) -> Uuid {
+        let meta = MessageMeta::new("corr-test", Some(Uuid::new_v4()));
+        let id = meta.message_id;
+        let message = OutgoingMessage {
+            routing_key: "test.thing".to_owned(),
+            message_type: "hubscore.test.Thing".to_owned(),
+            body: body.to_vec(),
+            meta,
+            created_at: chrono::Utc::now(),
+        };
+        self.publisher.publish(&message).await.unwrap();
+        id
+    }
+
+    fn start<H: platform::amqp::Handler>(&self, handler: H) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(consume(
+            self.broker.clone(),
+            self.queue.clone(),
+            handler,
+            self.shutdown.clone(),
+            self.metrics.clone(),
+        ))
+    }
+
+    async fn stop(&self, consumer: tokio::task::JoinHandle<()>) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, consumer)
+            .await
+            .expect("consumer stops")
+            .unwrap();
+    }
+
+    fn handled(&self, outcome: &str) -> u64 {
+        let text = self.metrics.render();
+        let needle = format!(
+            r#"hubscore_messages_handled_total{{outcome="{outcome}",queue="{}",service="test"}} "#,
+            self.queue
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&needle))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+}
+
+/// Records every delivery a handler saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Delivery>>>);
+
+impl Seen {
+    async fn push(&self, delivery: Delivery) -> usize {
+        let mut seen = self.0.lock().await;
+        seen.push(delivery);
+        seen.len()
+    }
+    async fn all(&self) -> Vec<Delivery> {
+        self.0.lock().await.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_fails_retryably_gets_the_message_again_and_succeeds() {
+    let f = fixture("test.retry").await;
+    let id = f.publish(b"payload").await;
+    let seen = Seen::default();
+    let handler_seen = seen.clone();
+    let consumer = f.start(move |delivery: Delivery| {
+        let seen = handler_seen.clone();
+        async move {
+            match seen.push(delivery).await {
+                1 | 2 => Outcome::Retry("the database is restarting".into()),
+                _ => Outcome::Ack,
+            }
+        }
+    });
+
+    assert!(
+        testing::eventually(WAIT, || async { f.handled("ack") == 1 }).await,
+        "never acked"
+    );
+    f.stop(consumer).await;
+
+    let seen = seen.all().await;
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|d| d.message_id == id && d.body == b"payload")
+    );
+    assert_eq!(
+        seen.iter().map(|d| d.delivery_count).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        seen.iter().map(|d| d.redelivered).collect::<Vec<_>>(),
+        vec![false, true, true]
+    );
+    assert_eq!(seen[0].correlation_id, "corr-test");
+    assert_eq!(f.handled("retry"), 2);
+    assert_eq!(
+        testing::ready_count(&f.broker, &f.queue).await.unwrap(),
+        0,
+        "acked, not requeued"
+    );
+    assert_eq!(
+        testing::ready_count(&f.broker, &dead_letter_queue_name(&f.queue))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_always_fails_lands_in_the_dlq_after_the_delivery_limit_with_its_reason() {
+    let f = fixture("test.poison").await;
+    let limit = f.broker.settings().delivery_limit;
+    let id = f.publish(b"poison").await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let consumer = f.start(move |_delivery: Delivery| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Outcome::Retry("HubSpot answered 502".into()) }
+    });
+
+    let dlq = dead_letter_queue_name(&f.queue);
+    let dead = testing::wait_for_message(&f.broker, &dlq, WAIT)
+        .await
+        .unwrap();
+    f.stop(consumer).await;
+
+    assert_eq!(
+        dead.properties
+            .message_id()
+            .as_ref()
+            .map(ToString::to_string),
+        Some(id.to_string())
+    );
+    assert_eq!(dead.data, b"poison");
+    let reason = testing::header(&dead, DEAD_LETTER_REASON_HEADER).expect("reason header");
+    assert!(reason.contains("HubSpot answered 502"), "{reason}");
+    assert_eq!(
+        testing::header(&dead, DEAD_LETTER_QUEUE_HEADER),
+        Some(f.queue.clone())
+    );
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        limit + 1,
+        "one delivery plus `delivery_limit` redeliveries"
+    );
+    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_dead_letter_outcome_moves_the_message_to_the_dlq_at_once_with_its_reason() {
+    let f = fixture("test.deadletter").await;
+    let id = f.publish(b"not protobuf").await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let consumer = f.start(move |_delivery: Delivery| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Outcome::DeadLetter("body is not a valid Thing".into()) }
+    });
+
+    let dead = testing::wait_for_message(&f.broker, &dead_letter_queue_name(&f.queue), WAIT)
+        .await
+        .unwrap();
+    f.stop(consumer).await;
+
+    assert_eq!(
+        testing::header(&dead, DEAD_LETTER_REASON_HEADER).as_deref(),
+        Some("body is not a valid Thing")
+    );
+    assert_eq!(
+        testing::header(&dead, "x-hubscore-original-routing-key").as_deref(),
+        Some("test.thing")
+    );
+    assert_eq!(
+        dead.properties
+            .message_id()
+            .as_ref()
+            .map(ToString::to_string),
+        Some(id.to_string())
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(f.handled("dead_letter"), 1);
+    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_killing_its_consumer_is_dead_lettered_by_the_broker() {
+    // No handler ever settles it: each consumer "dies" (the message is returned) before it
+    // can ack, as a crashing process would. RabbitMQ's own delivery limit must catch it.
+    let f = fixture("test.crashloop").await;
+    let limit = f.broker.settings().delivery_limit;
+    f.publish(b"crashes everyone").await;
+    let channel = f.broker.channel().await.unwrap();
+    for _ in 0..=limit {
+        let got = channel
+            .basic_get(f.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap();
+        let got = got.expect("still in the queue");
+        got.delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    let dead = testing::wait_for_message(&f.broker, &dead_letter_queue_name(&f.queue), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(dead.data, b"crashes everyone");
+    assert_eq!(
+        testing::x_death_reason(&dead).as_deref(),
+        Some("delivery_limit")
+    );
+    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_message_without_a_uuid_message_id_is_dead_lettered_without_reaching_the_handler() {
+    let f = fixture("test.noid").await;
+    let channel = f.broker.channel().await.unwrap();
+    channel
+        .basic_publish(
+            f.broker.settings().exchange.as_str().into(),
+            "test.anonymous".into(),
+            Default::default(),
+            b"who am I",
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let consumer = f.start(move |_delivery: Delivery| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Outcome::Ack }
+    });
+
+    let dead = testing::wait_for_message(&f.broker, &dead_letter_queue_name(&f.queue), WAIT)
+        .await
+        .unwrap();
+    f.stop(consumer).await;
+    let reason = testing::header(&dead, DEAD_LETTER_REASON_HEADER).unwrap();
+    assert!(reason.contains("message_id"), "{reason}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_message_in_hand_finish_and_acks_it_and_takes_no_more() {
+    let f = fixture("test.shutdown").await;
+    let first = f.publish(b"first").await;
+    f.publish(b"second").await;
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let seen = Seen::default();
+    let (handler_started, handler_release, handler_seen) =
+        (started.clone(), release.clone(), seen.clone());
+    let consumer = f.start(move |delivery: Delivery| {
+        let (started, release, seen) = (
+            handler_started.clone(),
+            handler_release.clone(),
+            handler_seen.clone(),
+        );
+        async move {
+            seen.push(delivery).await;
+            started.notify_one();
+            release.notified().await;
+            Outcome::Ack
+        }
+    });
+
+    tokio::time::timeout(WAIT, started.notified())
+        .await
+        .expect("handler started");
+    f.shutdown.cancel();
+    // Shutdown waits for the handler: the consumer is still running while it works.
+    tokio::task::yield_now().await;
+    assert!(
+        !consumer.is_finished(),
+        "stopped before the in-flight message finished"
+    );
+    release.notify_one();
+    tokio::time::timeout(WAIT, consumer)
+        .await
+        .expect("consumer stops")
+        .unwrap();
+
+    let seen = seen.all().await;
+    assert_eq!(seen.len(), 1, "no new delivery taken after shutdown");
+    assert_eq!(seen[0].message_id, first);
+    assert_eq!(f.handled("ack"), 1);
+    // The finished message was acked; the untouched one is back in the queue for the next replica.
+    let left = testing::drain(&f.broker, &f.queue).await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.data.clone()).collect::<Vec<_>>(),
+        vec![b"second".to_vec()]
+    );
+}
