@@ -1,0 +1,142 @@
+//! The shared budget's rules, exercised on a real PostgreSQL database.
+
+use std::time::Duration;
+
+use hubspot_client::{
+    BUDGET_SCHEMA, BudgetKind, LeaseOutcome, LeaseRequest, MIGRATIONS, PgBudgetStore,
+};
+use platform::testing::TestDatabase;
+
+async fn store() -> (TestDatabase, PgBudgetStore) {
+    let db = TestDatabase::create().await.unwrap();
+    platform::db::run_migrations(&db.url, BUDGET_SCHEMA, [MIGRATIONS])
+        .await
+        .unwrap();
+    let pool = platform::db::connect_pool(&db.settings(), BUDGET_SCHEMA).unwrap();
+    (db, PgBudgetStore::new(pool))
+}
+
+fn request(limit: u32, want: u32) -> LeaseRequest {
+    LeaseRequest {
+        portal_id: 42,
+        kind: BudgetKind::Burst,
+        limit,
+        window_ms: 2_000,
+        want,
+        give_back: None,
+        observation: None,
+        daily_limit: None,
+        daily_remaining: None,
+        utc_offset_minutes: 0,
+    }
+}
+
+fn granted(outcome: &LeaseOutcome) -> (u32, i64) {
+    match outcome {
+        LeaseOutcome::Granted { tokens, grant_id } => (*tokens, *grant_id),
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_stop_at_the_limit_and_say_when_tokens_free_up() {
+    let (_db, store) = store().await;
+    let mut total = 0;
+    loop {
+        match store.lease(&request(10, 4)).await.unwrap() {
+            LeaseOutcome::Granted { tokens, .. } => total += tokens,
+            LeaseOutcome::Wait(wait) => {
+                assert!(
+                    wait > Duration::ZERO && wait <= Duration::from_millis(2_000),
+                    "{wait:?}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, 10);
+    // Another portal is not affected.
+    let other_portal = LeaseRequest {
+        portal_id: 43,
+        ..request(10, 4)
+    };
+    assert_eq!(granted(&store.lease(&other_portal).await.unwrap()).0, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unspent_tokens_given_back_can_be_leased_again() {
+    let (_db, store) = store().await;
+    let (tokens, grant_id) = granted(&store.lease(&request(4, 4)).await.unwrap());
+    assert_eq!(tokens, 4);
+    assert!(matches!(
+        store.lease(&request(4, 4)).await.unwrap(),
+        LeaseOutcome::Wait(_)
+    ));
+    let with_give_back = LeaseRequest {
+        give_back: Some((grant_id, 3)),
+        ..request(4, 4)
+    };
+    assert_eq!(granted(&store.lease(&with_give_back).await.unwrap()).0, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_the_portal_for_every_process() {
+    let (_db, store) = store().await;
+    store
+        .slow_down(
+            42,
+            BudgetKind::Burst,
+            10,
+            Duration::from_millis(1_500),
+            0.8,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    match store.lease(&request(10, 4)).await.unwrap() {
+        LeaseOutcome::Wait(wait) => assert!(wait > Duration::from_millis(1_000), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_hubspot_reports_beyond_our_grants_lowers_the_limit_for_the_window() {
+    let (_db, store) = store().await;
+    assert_eq!(granted(&store.lease(&request(10, 2)).await.unwrap()).0, 2);
+    // HubSpot counted 8 of 10 used while we granted 2: someone else spends 6.
+    let observed = LeaseRequest {
+        observation: Some((10, 2, 2_000, 1)),
+        ..request(10, 10)
+    };
+    assert_eq!(
+        granted(&store.lease(&observed).await.unwrap()).0,
+        2,
+        "limit 10 - 6 foreign - 2 ours"
+    );
+    assert!(matches!(
+        store.lease(&request(10, 1)).await.unwrap(),
+        LeaseOutcome::Wait(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_quota_exhaustion_is_reported_with_the_reset_time() {
+    let (_db, store) = store().await;
+    let daily = LeaseRequest {
+        daily_limit: Some(5),
+        ..request(100, 4)
+    };
+    let mut total = 0;
+    loop {
+        match store.lease(&daily).await.unwrap() {
+            LeaseOutcome::Granted { tokens, .. } => total += tokens,
+            LeaseOutcome::DailyExhausted(until) => {
+                assert!(until > chrono::Utc::now());
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, 5);
+}
