@@ -1,5 +1,7 @@
 //! The shared budget's rules, exercised on a real PostgreSQL database.
 
+#![expect(clippy::unwrap_used, reason = "test set-up fails loudly")]
+
 use std::time::Duration;
 
 use hubspot_client::{
