@@ -348,7 +348,8 @@ pub enum MappingWarning {
         /// The value as sent.
         value: String,
     },
-    /// `hs_object_id` and the envelope id disagree; `hs_object_id` was used.
+    /// `hs_object_id` and the envelope id disagree; `hs_object_id` was used (HubSpot
+    /// documents it as the record id).
     IdMismatch {
         /// The envelope id.
         id: String,
@@ -535,22 +536,30 @@ impl<'a> Reader<'a> {
     fn record_id(&mut self, envelope_id: &str) -> Result<HubSpotObjectId, SkipReason> {
         let property = parse::clean_text(self.raw(props::HS_OBJECT_ID));
         let envelope = parse::clean_text(Some(envelope_id));
-        let chosen = match (&property, &envelope) {
-            (Some(p), Some(e)) => {
-                if p != e {
-                    self.warnings.push(MappingWarning::IdMismatch {
-                        id: e.clone(),
-                        hs_object_id: p.clone(),
-                    });
+        let parse_id = |s: &String| s.parse::<HubSpotObjectId>().ok();
+        match (&property, &envelope) {
+            (None, None) => Err(SkipReason::MissingId),
+            (Some(p), e) => match (parse_id(p), e.as_ref().and_then(parse_id)) {
+                (Some(pid), eid) => {
+                    if let Some(e) = e.as_ref().filter(|_| eid != Some(pid)) {
+                        self.warnings.push(MappingWarning::IdMismatch {
+                            id: e.clone(),
+                            hs_object_id: p.clone(),
+                        });
+                    }
+                    Ok(pid)
                 }
-                p
+                // A garbled hs_object_id must not cost a record whose envelope id is fine.
+                (None, Some(eid)) => {
+                    self.invalid(props::HS_OBJECT_ID, p, ValueError::NotADecimal);
+                    Ok(eid)
+                }
+                (None, None) => Err(SkipReason::InvalidId { value: p.clone() }),
+            },
+            (None, Some(e)) => {
+                parse_id(e).ok_or_else(|| SkipReason::InvalidId { value: e.clone() })
             }
-            (Some(one), None) | (None, Some(one)) => one,
-            (None, None) => return Err(SkipReason::MissingId),
-        };
-        chosen.parse().map_err(|_| SkipReason::InvalidId {
-            value: chosen.clone(),
-        })
+        }
     }
 
     fn associations(&mut self, object: &str, ids: &[String]) -> Vec<HubSpotObjectId> {
