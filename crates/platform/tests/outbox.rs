@@ -1,0 +1,265 @@
+//! The transactional outbox against the real PostgreSQL and RabbitMQ.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use diesel::result::Error as DieselError;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use platform::amqp::{Broker, MessageMeta, OutgoingMessage, QueueSpec};
+use platform::db::{self, Pool};
+use platform::outbox::{self, Relay, RelaySettings};
+use platform::shutdown::Shutdown;
+use platform::testing::{self, BrokerCleanup, TestDatabase};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+const SCHEMA: &str = "svc";
+
+fn message(n: u8) -> OutgoingMessage {
+    OutgoingMessage {
+        routing_key: "test.outbox".to_owned(),
+        message_type: "hubscore.test.Thing".to_owned(),
+        body: vec![n],
+        meta: MessageMeta::new(format!("corr-{n}"), None),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+async fn migrated(db: &TestDatabase) -> Pool {
+    db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
+        .await
+        .unwrap();
+    let pool = db::connect_pool(&db.settings(), SCHEMA).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    conn.batch_execute("CREATE TABLE things (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    pool
+}
+
+/// Writes a business row and its message in one transaction, committed or rolled back.
+async fn write_thing(pool: &Pool, id: i32, message: &OutgoingMessage, commit: bool) {
+    let mut conn = pool.get().await.unwrap();
+    let result = (*conn)
+        .transaction::<(), DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            conn.batch_execute(&format!("INSERT INTO things VALUES ({id})"))
+                .await?;
+            outbox::enqueue(conn, message).await?;
+            if commit {
+                Ok(())
+            } else {
+                Err(DieselError::RollbackTransaction)
+            }
+        })
+        .await;
+    assert_eq!(result.is_ok(), commit);
+}
+
+async fn connected_broker(queue: &str) -> (Broker, BrokerCleanup) {
+    let settings = testing::amqp_settings();
+    let cleanup = BrokerCleanup::new(&settings, &[queue]);
+    let broker = Broker::start(settings, vec![QueueSpec::new(queue, ["test.#"])]);
+    assert!(broker.wait_connected(WAIT).await, "broker did not connect");
+    (broker, cleanup)
+}
+
+fn fast() -> RelaySettings {
+    RelaySettings {
+        poll_interval_ms: 50,
+        ..RelaySettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
+    let db = TestDatabase::create().await.unwrap();
+    let first = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let again = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    let pool = db::connect_pool(&db.settings(), SCHEMA).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        outbox::pending_count(&mut conn).await.unwrap(),
+        0,
+        "the outbox table exists in the schema"
+    );
+    assert!(
+        outbox::first_delivery(&mut conn, Uuid::now_v7())
+            .await
+            .unwrap(),
+        "so does processed_messages"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_message_arrives_across_a_relay_crash_and_a_rolled_back_one_never_does() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.outbox");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+
+    let committed: Vec<OutgoingMessage> = (0..5).map(message).collect();
+    for (n, m) in committed.iter().enumerate() {
+        write_thing(&pool, i32::try_from(n).unwrap(), m, true).await;
+    }
+    let rolled_back = message(99);
+    write_thing(&pool, 99, &rolled_back, false).await;
+
+    // The first relay dies after the broker confirmed, before it marked anything sent.
+    let crashing = Relay::new(pool.clone(), broker.clone(), fast()).crash_after_publish();
+    tokio::time::timeout(WAIT, crashing.run(Shutdown::new()))
+        .await
+        .expect("the relay crashed");
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        outbox::pending_count(&mut conn).await.unwrap(),
+        5,
+        "nothing was marked sent"
+    );
+
+    // Its replacement publishes the same entries again, then marks them.
+    let shutdown = Shutdown::new();
+    let relay =
+        tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
+    let drained = testing::eventually(WAIT, || async {
+        outbox::pending_count(&mut *pool.get().await.unwrap())
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    assert!(drained, "the outbox was never drained");
+    shutdown.cancel();
+    relay.await.unwrap();
+
+    let delivered = testing::drain(&broker, &queue).await.unwrap();
+    let mut times_seen: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &delivered {
+        let id = d.properties.message_id().as_ref().unwrap().to_string();
+        *times_seen.entry(id).or_default() += 1;
+    }
+    let expected: BTreeSet<String> = committed
+        .iter()
+        .map(|m| m.meta.message_id.to_string())
+        .collect();
+    assert_eq!(
+        times_seen.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "every committed message, nothing else"
+    );
+    assert!(times_seen.values().all(|&n| n >= 1));
+    assert_eq!(
+        delivered.len(),
+        10,
+        "published once by each relay, with the same message ids"
+    );
+    assert!(!times_seen.contains_key(&rolled_back.meta.message_id.to_string()));
+    // Order within one relay is the order the rows were written.
+    let bodies: Vec<u8> = delivered[5..].iter().map(|d| d.data[0]).collect();
+    assert_eq!(bodies, vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_relay_publishes_without_waiting_for_its_poll() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.wake");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    // A poll far longer than the test's patience: only a wake-up can deliver in time.
+    let relay = Relay::new(
+        pool.clone(),
+        broker.clone(),
+        RelaySettings {
+            poll_interval_ms: 600_000,
+            ..fast()
+        },
+    );
+    let waker = relay.waker();
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    // Let the relay finish its first (empty) scan and go to sleep.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let m = message(7);
+    write_thing(&pool, 7, &m, true).await;
+    waker.wake();
+
+    let got = testing::wait_for_message(&broker, &queue, WAIT)
+        .await
+        .unwrap();
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(
+        got.properties.message_id().as_ref().unwrap().to_string(),
+        m.meta.message_id.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_entries_are_deleted_after_the_retention_and_unsent_ones_never() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.retention");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    write_thing(&pool, 1, &message(1), true).await;
+    let relay = Relay::new(pool.clone(), broker.clone(), fast());
+    assert_eq!(relay.relay_pending().await.unwrap(), 1);
+    write_thing(&pool, 2, &message(2), true).await;
+
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        outbox::delete_sent(&mut conn, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(
+        outbox::delete_sent(&mut conn, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        outbox::pending_count(&mut conn).await.unwrap(),
+        1,
+        "the unsent entry stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_applies_a_message_id_once_unless_its_transaction_rolled_back() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let mut conn = pool.get().await.unwrap();
+    let id = Uuid::now_v7();
+
+    let rolled_back = (*conn)
+        .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            assert!(outbox::first_delivery(conn, id).await?);
+            Err(DieselError::RollbackTransaction)
+        })
+        .await;
+    assert!(rolled_back.is_err());
+
+    let first = (*conn)
+        .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            outbox::first_delivery(conn, id).await
+        })
+        .await
+        .unwrap();
+    let duplicate = (*conn)
+        .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            outbox::first_delivery(conn, id).await
+        })
+        .await
+        .unwrap();
+    assert!(first, "the rolled-back attempt did not count");
+    assert!(!duplicate, "the redelivery is recognised");
+}
