@@ -1,11 +1,8 @@
 //! Wiring: builds the running service from its settings.
 
-use anyhow::Context as _;
 use platform::db::Pool;
-use platform::health::Readiness;
-use platform::http::HttpContext;
-use platform::metrics::Metrics;
-use platform::service::Running;
+use platform::service::Service as _;
+use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
 
 use crate::Settings;
@@ -32,26 +29,23 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// The started service.
 pub struct Application {
     running: Running,
-    pool: Pool,
+    state: Stateful,
 }
 
 impl Application {
     /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let metrics = Metrics::new("auth-gateway")?;
-        let pool = platform::db::connect_pool(&settings.database, SCHEMA)?;
-        let readiness = Readiness::new().with_database(pool.clone());
-        let listener = platform::http::bind(&settings.http)?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound address")?
-            .port();
-        let server = platform::http::serve(listener, HttpContext { metrics, readiness }, |_| {})?;
-        tracing::info!(http.port = port, "listening");
-        Ok(Self {
-            running: Running::new(port, server),
-            pool,
-        })
+        let (state, relay) = Stateful::connect(
+            crate::AuthGateway::NAME,
+            SCHEMA,
+            &settings.database,
+            &settings.amqp,
+            &settings.outbox,
+            Vec::new(),
+        )?;
+        let running = platform::service::start_http(&settings.http, state.http_context(), |_| {})?
+            .with_relay(relay);
+        Ok(Self { running, state })
     }
 
     /// The port the HTTP server listens on.
@@ -61,7 +55,7 @@ impl Application {
 
     /// The service's database pool.
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        &self.state.pool
     }
 
     /// Runs until `shutdown` is cancelled, then finishes in-flight work and returns.

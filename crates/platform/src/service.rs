@@ -8,6 +8,8 @@
 use std::future::Future;
 
 use actix_web::dev::Server;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
@@ -60,8 +62,11 @@ pub async fn run_main<S: Service>() -> anyhow::Result<()> {
 pub struct Running {
     port: u16,
     server: Server,
-    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    tasks: Vec<(&'static str, TaskFn)>,
 }
+
+/// A background task, started with the run's shutdown token.
+type TaskFn = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 impl Running {
     /// Wraps a started HTTP server listening on `port`.
@@ -73,10 +78,24 @@ impl Running {
         }
     }
 
-    /// Adds a background task. It must return once the shutdown token is cancelled.
-    pub fn with_task(mut self, name: &'static str, task: JoinHandle<anyhow::Result<()>>) -> Self {
-        self.tasks.push((name, task));
+    /// Adds a background task, started when the service runs. It gets the run's shutdown
+    /// token and must return once it is cancelled, after finishing its in-flight work.
+    pub fn with_task<F, Fut>(mut self, name: &'static str, task: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks
+            .push((name, Box::new(move |shutdown| task(shutdown).boxed())));
         self
+    }
+
+    /// Adds the outbox relay as a background task.
+    pub fn with_relay(self, relay: crate::outbox::Relay) -> Self {
+        self.with_task("outbox-relay", async move |shutdown| {
+            relay.run(shutdown).await;
+            Ok(())
+        })
     }
 
     /// The port the HTTP server listens on.
@@ -89,7 +108,11 @@ impl Running {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
-        let mut tasks = self.tasks;
+        let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = self
+            .tasks
+            .into_iter()
+            .map(|(name, start)| (name, tokio::spawn(start(shutdown.clone()))))
+            .collect();
         // A task that ends on its own (before shutdown) is a failure: stop everything.
         let mut failure: Option<anyhow::Error> = None;
         let watch_tasks = async {
@@ -111,6 +134,8 @@ impl Running {
             }
         };
         tokio::select! {
+            // Shutdown first: tasks that end because of it are not failures.
+            biased;
             () = shutdown.cancelled() => {},
             error = watch_tasks => failure = Some(error),
             result = &mut server => {
@@ -138,6 +163,82 @@ impl Running {
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
+        }
+    }
+}
+
+/// Binds the service's HTTP port, serves its routes plus the shared ones, and logs the
+/// `listening` line (with `http.port`) that operators and tests look for.
+pub fn start_http<F>(
+    settings: &crate::config::HttpSettings,
+    context: crate::http::HttpContext,
+    configure: F,
+) -> anyhow::Result<Running>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    let listener = crate::http::bind(settings)?;
+    let port = listener.local_addr()?.port();
+    let server = crate::http::serve(listener, context, configure)?;
+    tracing::info!(http.port = port, "listening");
+    Ok(Running::new(port, server))
+}
+
+/// What a service that owns a schema and talks to the broker holds: its metrics registry,
+/// its pool (scoped to its schema), the broker connection, and the handle that wakes its
+/// outbox relay.
+#[derive(Clone)]
+pub struct Stateful {
+    /// The service's metrics registry.
+    pub metrics: crate::metrics::Metrics,
+    /// Connections scoped to the service's schema.
+    pub pool: crate::db::Pool,
+    /// The broker connection; reconnects by itself.
+    pub broker: crate::amqp::Broker,
+    /// Wakes the outbox relay right after a transaction that enqueued messages commits.
+    pub relay_waker: crate::outbox::RelayWaker,
+}
+
+impl Stateful {
+    /// Creates the pool and starts connecting to the broker (declaring `queues` on every
+    /// connect), and builds the outbox relay for [`Running::with_relay`]. Neither the
+    /// database nor the broker needs to be up yet: until they answer, `/readyz` says 503.
+    pub fn connect(
+        service: &str,
+        schema: &str,
+        database: &crate::db::DatabaseSettings,
+        amqp: &crate::amqp::AmqpSettings,
+        outbox: &crate::outbox::RelaySettings,
+        queues: Vec<crate::amqp::QueueSpec>,
+    ) -> anyhow::Result<(Self, crate::outbox::Relay)> {
+        let metrics = crate::metrics::Metrics::new(service)?;
+        let pool = crate::db::connect_pool(database, schema)?;
+        let broker = crate::amqp::Broker::start(amqp.clone(), queues);
+        let relay = crate::outbox::Relay::new(pool.clone(), broker.clone(), outbox.clone());
+        let relay_waker = relay.waker();
+        Ok((
+            Self {
+                metrics,
+                pool,
+                broker,
+                relay_waker,
+            },
+            relay,
+        ))
+    }
+
+    /// `/readyz` checks for this service: the database and the broker.
+    pub fn readiness(&self) -> crate::health::Readiness {
+        crate::health::Readiness::new()
+            .with_database(self.pool.clone())
+            .with_check("broker", self.broker.readiness_check())
+    }
+
+    /// The shared HTTP context (metrics and readiness).
+    pub fn http_context(&self) -> crate::http::HttpContext {
+        crate::http::HttpContext {
+            metrics: self.metrics.clone(),
+            readiness: self.readiness(),
         }
     }
 }

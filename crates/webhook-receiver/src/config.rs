@@ -1,5 +1,6 @@
 //! `webhook-receiver` settings: the common sections plus the service's own.
 
+use platform::amqp::AmqpSettings;
 use platform::config::{HttpSettings, TelemetrySettings};
 use platform::jwt::InternalJwtSettings;
 use serde::Deserialize;
@@ -16,6 +17,8 @@ port = 8081
 pub struct Settings {
     /// Where the HTTP server listens.
     pub http: HttpSettings,
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
     /// Minting and verifying internal service tokens.

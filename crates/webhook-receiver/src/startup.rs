@@ -1,10 +1,11 @@
 //! Wiring: builds the running service from its settings.
 
-use anyhow::Context as _;
+use platform::amqp::Broker;
 use platform::health::Readiness;
 use platform::http::HttpContext;
 use platform::metrics::Metrics;
 use platform::service::Running;
+use platform::service::Service as _;
 use platform::shutdown::Shutdown;
 
 use crate::Settings;
@@ -18,28 +19,31 @@ pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
 /// The started service.
 pub struct Application {
     running: Running,
+    broker: Broker,
 }
 
 impl Application {
-    /// Binds the HTTP port (0 picks a free one) and starts serving.
+    /// Starts connecting to the broker, binds the HTTP port (0 picks a free one) and serves.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let metrics = Metrics::new("webhook-receiver")?;
-        let readiness = Readiness::new();
-        let listener = platform::http::bind(&settings.http)?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound address")?
-            .port();
-        let server = platform::http::serve(listener, HttpContext { metrics, readiness }, |_| {})?;
-        tracing::info!(http.port = port, "listening");
-        Ok(Self {
-            running: Running::new(port, server),
-        })
+        let metrics = Metrics::new(crate::WebhookReceiver::NAME)?;
+        let broker = Broker::start(settings.amqp.clone(), Vec::new());
+        let readiness = Readiness::new().with_check("broker", broker.readiness_check());
+        let running = platform::service::start_http(
+            &settings.http,
+            HttpContext { metrics, readiness },
+            |_| {},
+        )?;
+        Ok(Self { running, broker })
     }
 
     /// The port the HTTP server listens on.
     pub fn port(&self) -> u16 {
         self.running.port()
+    }
+
+    /// The broker connection.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// Runs until `shutdown` is cancelled, then finishes in-flight work and returns.

@@ -1,8 +1,10 @@
 //! `writeback-worker` settings: the common sections plus the service's own.
 
+use platform::amqp::AmqpSettings;
 use platform::config::{HttpSettings, TelemetrySettings};
 use platform::db::DatabaseSettings;
 use platform::jwt::InternalJwtSettings;
+use platform::outbox::RelaySettings;
 use serde::Deserialize;
 
 /// Built-in defaults; the common ones (database, broker, logging) are in
@@ -19,6 +21,11 @@ pub struct Settings {
     pub http: HttpSettings,
     /// PostgreSQL; the service keeps its tables in its own schema.
     pub database: DatabaseSettings,
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
+    /// How the outbox relay polls and how long it keeps sent entries (optional section).
+    #[serde(default)]
+    pub outbox: RelaySettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
     /// Minting and verifying internal service tokens.
