@@ -1,0 +1,203 @@
+//! The `hubspot-sim` binary: runs the simulator standalone (the local demo,
+//! benchmarks against a separate process) and optionally seeds a demo portal with
+//! known credentials at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use hubspot_sim::state::NewPortal;
+use hubspot_sim::{SimConfig, spawn};
+
+/// A faithful HubSpot API, OAuth and webhook simulator.
+///
+/// Serves the HubSpot API surface (CRM objects, search, properties, associations,
+/// owners, pipelines, account info, timeline events), OAuth, and the `/_sim`
+/// control API on one port. Flags override the optional TOML config file, whose
+/// keys are the long flag names with underscores (e.g. `demo_contacts = 1000`).
+#[derive(Debug, Parser, Default, serde::Deserialize)]
+#[command(name = "hubspot-sim", version)]
+#[serde(default)]
+struct Args {
+    /// TOML config file with the same keys as the flags (flags win).
+    #[arg(long, env = "HUBSPOT_SIM_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "HUBSPOT_SIM_HOST")]
+    host: Option<String>,
+    /// Port to listen on (default 8090; 0 picks a free one).
+    #[arg(long, env = "HUBSPOT_SIM_PORT")]
+    port: Option<u16>,
+    /// OAuth access-token lifetime in seconds (default 1800).
+    #[arg(long)]
+    access_token_ttl_secs: Option<u64>,
+    /// First webhook retry delay in ms; later retries double it (default 1000).
+    #[arg(long)]
+    webhook_retry_base_ms: Option<u64>,
+    /// Webhook delivery attempts per batch (default 11 = 1 + 10 retries).
+    #[arg(long)]
+    webhook_max_attempts: Option<u32>,
+    /// Webhook receiver timeout in ms (default 5000).
+    #[arg(long)]
+    webhook_timeout_ms: Option<u64>,
+    /// How long changes are gathered into one webhook delivery, in ms (default 200).
+    #[arg(long)]
+    webhook_batch_window_ms: Option<u64>,
+    /// Create a demo portal at start.
+    #[arg(long)]
+    demo: bool,
+    /// Demo portal id (default 9990001).
+    #[arg(long)]
+    demo_portal_id: Option<u64>,
+    /// Demo portal tier: free, starter, professional or enterprise (default professional).
+    #[arg(long)]
+    demo_tier: Option<String>,
+    /// Known private-app token for the demo portal (pat-na1-...).
+    #[arg(long, env = "HUBSPOT_SIM_DEMO_TOKEN")]
+    demo_token: Option<String>,
+    /// Known OAuth client id for the demo portal.
+    #[arg(long)]
+    demo_client_id: Option<String>,
+    /// Known OAuth client secret (also the webhook signing secret) for the demo portal.
+    #[arg(long, env = "HUBSPOT_SIM_DEMO_CLIENT_SECRET")]
+    demo_client_secret: Option<String>,
+    /// Webhook target URL for the demo portal.
+    #[arg(long)]
+    demo_webhook_target: Option<String>,
+    /// Seed for the demo data (default 42).
+    #[arg(long)]
+    demo_seed: Option<u64>,
+    /// Demo contacts (default 1000).
+    #[arg(long)]
+    demo_contacts: Option<usize>,
+    /// Demo companies (default 200).
+    #[arg(long)]
+    demo_companies: Option<usize>,
+    /// Demo deals (default 400).
+    #[arg(long)]
+    demo_deals: Option<usize>,
+    /// Demo owners (default 10).
+    #[arg(long)]
+    demo_owners: Option<usize>,
+    /// Start a random change stream on the demo portal at this many changes per second.
+    #[arg(long)]
+    demo_changes_per_second: Option<f64>,
+}
+
+impl Args {
+    /// Fills unset flags from the config file.
+    fn merge(mut self, file: Args) -> Args {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = file.$f; } )* };
+        }
+        fill!(
+            host,
+            port,
+            access_token_ttl_secs,
+            webhook_retry_base_ms,
+            webhook_max_attempts,
+            webhook_timeout_ms,
+            webhook_batch_window_ms,
+            demo_portal_id,
+            demo_tier,
+            demo_token,
+            demo_client_id,
+            demo_client_secret,
+            demo_webhook_target,
+            demo_seed,
+            demo_contacts,
+            demo_companies,
+            demo_deals,
+            demo_owners,
+            demo_changes_per_second
+        );
+        self.demo |= file.demo;
+        self
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = Args::parse();
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: Args =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        args = args.merge(file);
+    }
+    let defaults = SimConfig::default();
+    let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+    let bind: SocketAddr = format!("{host}:{}", args.port.unwrap_or(8090))
+        .parse()
+        .context("parsing host and port")?;
+    let config = SimConfig {
+        bind,
+        access_token_ttl_secs: args
+            .access_token_ttl_secs
+            .unwrap_or(defaults.access_token_ttl_secs),
+        webhook_retry_base_ms: args
+            .webhook_retry_base_ms
+            .unwrap_or(defaults.webhook_retry_base_ms),
+        webhook_max_attempts: args
+            .webhook_max_attempts
+            .unwrap_or(defaults.webhook_max_attempts),
+        webhook_timeout_ms: args
+            .webhook_timeout_ms
+            .unwrap_or(defaults.webhook_timeout_ms),
+        webhook_batch_window_ms: args
+            .webhook_batch_window_ms
+            .unwrap_or(defaults.webhook_batch_window_ms),
+        workers: 2,
+    };
+    let running = spawn(config).await?;
+    tracing::info!(base_url = %running.base_url(), "hubspot-sim listening");
+    if args.demo {
+        let sim = running.sim();
+        let (portal, _) = sim
+            .create_portal(NewPortal {
+                portal_id: Some(args.demo_portal_id.unwrap_or(9_990_001)),
+                tier: Some(
+                    args.demo_tier
+                        .clone()
+                        .unwrap_or_else(|| "professional".to_owned()),
+                ),
+                webhook_target_url: args.demo_webhook_target.clone(),
+                private_app_token: args.demo_token.clone(),
+                client_id: args.demo_client_id.clone(),
+                client_secret: args.demo_client_secret.clone(),
+                ..NewPortal::default()
+            })
+            .context("creating the demo portal")?;
+        let request = hubspot_sim::seed::SeedRequest {
+            seed: args.demo_seed.unwrap_or(42),
+            contacts: args.demo_contacts.unwrap_or(1000),
+            companies: args.demo_companies.unwrap_or(200),
+            deals: args.demo_deals.unwrap_or(400),
+            owners: args.demo_owners.unwrap_or(10),
+            anchor_ms: None,
+        };
+        let counts = hubspot_sim::seed::seed(&mut portal.data.write(), &request);
+        // Credentials stay out of the log: pass known ones with --demo-token and
+        // --demo-client-secret, or read them from GET /_sim/portals/{id}.
+        tracing::info!(
+            portal_id = portal.id, tier = ?portal.tier, client_id = %portal.client_id, contacts = counts.contacts,
+            companies = counts.companies, deals = counts.deals, "demo portal ready"
+        );
+        if let Some(rate) = args.demo_changes_per_second {
+            hubspot_sim::changes::start(&sim, &portal, rate, args.demo_seed.unwrap_or(42));
+        }
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for ctrl-c")?;
+    running.stop().await;
+    Ok(())
+}
