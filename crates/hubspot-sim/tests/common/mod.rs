@@ -1,6 +1,7 @@
 //! Shared helpers: start the simulator in-process and create portals over plain HTTP.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
 use hubspot_sim::{RunningSim, SimConfig, spawn};
 use serde_json::{Value, json};
