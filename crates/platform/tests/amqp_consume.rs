@@ -1,5 +1,11 @@
 //! The consumer loop against the real RabbitMQ: acks, retries, dead letters, shutdown.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

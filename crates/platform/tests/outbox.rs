@@ -1,5 +1,7 @@
 //! The transactional outbox against the real PostgreSQL and RabbitMQ.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -128,7 +130,7 @@ async fn every_committed_message_arrives_across_a_relay_crash_and_a_rolled_back_
     let relay =
         tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
     let drained = testing::eventually(WAIT, || async {
-        outbox::pending_count(&mut *pool.get().await.unwrap())
+        outbox::pending_count(&mut pool.get().await.unwrap())
             .await
             .unwrap()
             == 0

@@ -1,6 +1,8 @@
 //! `/readyz` follows the broker: a proxy between the service and RabbitMQ cuts it off and
 //! restores it, and the service recovers publishing and consuming without a restart.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
