@@ -439,3 +439,70 @@ async fn requeue(raw: &lapin::message::Delivery) {
         tracing::warn!(%error, "requeue failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Ping {
+        #[prost(string, tag = "1")]
+        text: String,
+    }
+
+    impl contracts::Event for Ping {
+        const TYPE_NAME: &'static str = "hubscore.test.Ping";
+        const ROUTING_KEYS: &'static [&'static str] = &["test.ping"];
+
+        fn routing_key(&self) -> String {
+            "test.ping".to_owned()
+        }
+    }
+
+    fn delivery(message_type: &str, body: Vec<u8>) -> Delivery {
+        Delivery {
+            message_id: Uuid::now_v7(),
+            message_type: message_type.to_owned(),
+            correlation_id: "corr".to_owned(),
+            org_id: Some(Uuid::new_v4()),
+            routing_key: "test.ping".to_owned(),
+            body,
+            redelivered: false,
+            delivery_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_delivery_decodes_as_the_event_its_type_names() {
+        let body = prost::Message::encode_to_vec(&Ping { text: "hi".into() });
+        assert_eq!(
+            delivery("hubscore.test.Ping", body)
+                .decode::<Ping>()
+                .unwrap()
+                .text,
+            "hi"
+        );
+    }
+
+    #[test]
+    fn a_delivery_of_another_type_or_with_a_broken_body_does_not_decode() {
+        let body = prost::Message::encode_to_vec(&Ping { text: "hi".into() });
+        let wrong = delivery("hubscore.v1.ScoreUpdated", body)
+            .decode::<Ping>()
+            .unwrap_err();
+        assert!(matches!(wrong, DecodeError::WrongType { .. }), "{wrong}");
+        let broken = delivery("hubscore.test.Ping", vec![0xff, 0xff, 0xff])
+            .decode::<Ping>()
+            .unwrap_err();
+        assert!(matches!(broken, DecodeError::Malformed { .. }), "{broken}");
+    }
+
+    #[test]
+    fn a_follow_up_message_stays_in_the_same_trace_and_organization() {
+        let cause = delivery("hubscore.test.Ping", vec![]);
+        let next = cause.follow_up();
+        assert_eq!(next.correlation_id, cause.correlation_id);
+        assert_eq!(next.org_id, cause.org_id);
+        assert_ne!(next.message_id, cause.message_id);
+    }
+}
