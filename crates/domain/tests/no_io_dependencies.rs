@@ -1,0 +1,116 @@
+//! The domain crate must stay pure: no database, broker, HTTP or async-runtime crate,
+//! directly or through a dependency. Checked on the manifest and, transitively, on the
+//! workspace's Cargo.lock (normal dependencies only; dev-dependencies are test tooling).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Crates that do I/O or drag an async runtime in.
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "mio",
+    "async-std",
+    "diesel",
+    "diesel-async",
+    "sqlx",
+    "postgres",
+    "tokio-postgres",
+    "lapin",
+    "amq-protocol",
+    "reqwest",
+    "hyper",
+    "actix-web",
+    "actix-rt",
+    "actix-http",
+];
+
+fn manifest_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut names = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        // `foo.workspace = true` or `foo = "1"`.
+        if in_deps
+            && !line.starts_with('#')
+            && let Some((key, _)) = line.split_once('=')
+        {
+            let name = key.trim().split('.').next().unwrap_or_default();
+            names.push(name.trim_matches('"').to_owned());
+        }
+    }
+    names
+}
+
+/// Cargo.lock as name -> every version's dependency list (entries are `name` or
+/// `name version`).
+fn lock_graph(lock: &str) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut graph: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for package in lock.split("[[package]]").skip(1) {
+        let mut name = None;
+        let mut deps = Vec::new();
+        let mut in_deps = false;
+        for line in package.lines().map(str::trim) {
+            if let Some(n) = line.strip_prefix("name = ") {
+                name = Some(n.trim_matches('"').to_owned());
+            } else if line.starts_with("dependencies = [") {
+                in_deps = true;
+            } else if in_deps && line == "]" {
+                in_deps = false;
+            } else if in_deps {
+                deps.push(line.trim_end_matches(',').trim_matches('"').to_owned());
+            }
+        }
+        if let Some(name) = name {
+            graph.entry(name).or_default().push(deps);
+        }
+    }
+    graph
+}
+
+#[test]
+fn the_manifest_names_no_io_crate() {
+    let manifest = include_str!("../Cargo.toml");
+    let deps = manifest_dependencies(manifest);
+    assert!(
+        deps.contains(&"chrono".to_owned()),
+        "parser sanity: {deps:?}"
+    );
+    let bad: Vec<&String> = deps
+        .iter()
+        .filter(|d| FORBIDDEN.contains(&d.as_str()))
+        .collect();
+    assert!(bad.is_empty(), "I/O crates in [dependencies]: {bad:?}");
+}
+
+#[test]
+fn no_io_crate_is_reachable_through_normal_dependencies() {
+    let lock_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
+    let lock = match std::fs::read_to_string(lock_path) {
+        Ok(l) => l,
+        Err(e) => panic!("Cargo.lock must be readable at {lock_path}: {e}"),
+    };
+    let graph = lock_graph(&lock);
+    assert!(graph.contains_key("chrono"), "parser sanity");
+    let mut seen = BTreeSet::new();
+    let mut todo = manifest_dependencies(include_str!("../Cargo.toml"));
+    while let Some(dep) = todo.pop() {
+        // A lock entry may carry a version to disambiguate; any version is followed.
+        let name = dep.split(' ').next().unwrap_or_default().to_owned();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        for deps in graph.get(&name).into_iter().flatten() {
+            todo.extend(deps.iter().cloned());
+        }
+    }
+    let bad: Vec<&String> = seen
+        .iter()
+        .filter(|d| FORBIDDEN.contains(&d.as_str()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "I/O crates reachable from domain: {bad:?} (all: {seen:?})"
+    );
+}
