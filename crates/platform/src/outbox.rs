@@ -236,6 +236,7 @@ impl RelayWaker {
 /// Publishes unsent outbox entries and marks them sent.
 pub struct Relay {
     pool: Pool,
+    broker: Broker,
     publisher: Publisher,
     settings: RelaySettings,
     waker: RelayWaker,
@@ -248,7 +249,8 @@ impl Relay {
     pub fn new(pool: Pool, broker: Broker, settings: RelaySettings) -> Self {
         Self {
             pool,
-            publisher: Publisher::new(broker),
+            publisher: Publisher::new(broker.clone()),
+            broker,
             settings,
             waker: RelayWaker::default(),
             #[cfg(feature = "testing")]
@@ -276,7 +278,14 @@ impl Relay {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(1));
         let mut last_sweep: Option<Instant> = None;
         loop {
-            match self.relay_pending().await {
+            // While the broker is away there is nothing to try; the connection's own task
+            // logs that, and the next poll after it is back drains the backlog.
+            let outcome = if self.broker.is_connected() {
+                self.relay_pending().await
+            } else {
+                Ok(0)
+            };
+            match outcome {
                 Ok(0) => {}
                 Ok(sent) => tracing::debug!(sent, "outbox entries published"),
                 #[cfg(feature = "testing")]
