@@ -1,0 +1,370 @@
+//! OAuth over plain HTTP: consent page, code exchange, refresh, errors, metadata,
+//! introspection and access-token expiry (hubspot-api.md §1).
+
+mod common;
+
+use common::{Harness, PortalInfo, split};
+use hubspot_sim::SimConfig;
+use serde_json::{Value, json};
+
+async fn form(h: &Harness, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+    let resp = h
+        .http
+        .post(h.url(path))
+        .form(fields)
+        .send()
+        .await
+        .expect("post");
+    let (status, _, body) = split(resp).await;
+    (status, body)
+}
+
+async fn code(h: &Harness, p: &PortalInfo, redirect: &str) -> String {
+    let v: Value = h
+        .http
+        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
+        .json(&json!({"redirect_uri": redirect, "scopes": ["crm.objects.contacts.read"]}))
+        .send()
+        .await
+        .expect("authorize")
+        .json()
+        .await
+        .expect("json");
+    v["code"].as_str().expect("code").to_owned()
+}
+
+#[tokio::test]
+async fn consent_page_grant_and_cancel_redirect_back_with_code_or_error() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = no_redirects
+        .get(h.url("/oauth/authorize"))
+        .query(&[
+            ("client_id", p.client_id.as_str()),
+            ("redirect_uri", "http://localhost/cb"),
+            ("scope", "oauth crm.objects.contacts.read"),
+            ("state", "s1"),
+        ])
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Grant access") && page.contains("Cancel"));
+    let decide = |decision: &'static str| {
+        let no_redirects = no_redirects.clone();
+        let url = h.url("/oauth/authorize/decision");
+        let client_id = p.client_id.clone();
+        async move {
+            let resp = no_redirects
+                .post(url)
+                .form(&[
+                    ("client_id", client_id.as_str()),
+                    ("redirect_uri", "http://localhost/cb"),
+                    ("scope", "oauth"),
+                    ("state", "s1"),
+                    ("decision", decision),
+                ])
+                .send()
+                .await
+                .expect("decision");
+            assert_eq!(resp.status(), 302);
+            resp.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_owned()
+        }
+    };
+    let granted = decide("grant").await;
+    assert!(
+        granted.starts_with("http://localhost/cb?code=") && granted.ends_with("&state=s1"),
+        "{granted}"
+    );
+    let cancelled = decide("cancel").await;
+    assert_eq!(
+        cancelled,
+        "http://localhost/cb?error=access_denied&state=s1"
+    );
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn codes_are_single_use_and_errors_use_hubspots_shape() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let c = code(&h, &p, "http://localhost/cb").await;
+    let base =
+        |code: &str, redirect: &'static str, secret: String| -> Vec<(&'static str, String)> {
+            vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("client_id", p.client_id.clone()),
+                ("client_secret", secret),
+                ("redirect_uri", redirect.to_owned()),
+                ("code", code.to_owned()),
+            ]
+        };
+    let as_refs = |v: &Vec<(&'static str, String)>| {
+        v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let send = |fields: Vec<(&'static str, String)>| {
+        let h = &h;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form(h, "/oauth/v3/token", &pairs).await
+        }
+    };
+    let (status, body) = send(as_refs(&base(
+        &c,
+        "http://localhost/cb",
+        "wrong".to_owned(),
+    )))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client"))
+    );
+    let (status, body) = send(as_refs(&base(
+        &c,
+        "http://elsewhere/cb",
+        p.client_secret.clone(),
+    )))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("redirect_uri_mismatch"))
+    );
+    let (status, tokens) = send(as_refs(&base(
+        &c,
+        "http://localhost/cb",
+        p.client_secret.clone(),
+    )))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(tokens["expires_in"], 1800);
+    assert_eq!(tokens["token_type"], "bearer");
+    assert_eq!(tokens["hub_id"], p.id);
+    let (status, body) = send(as_refs(&base(
+        &c,
+        "http://localhost/cb",
+        p.client_secret.clone(),
+    )))
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["status"], "BAD_AUTH_CODE");
+    assert!(body["error_description"].is_string() && body["message"].is_string());
+    let refresh = tokens["refresh_token"].as_str().expect("refresh");
+    let (status, refreshed) = form(
+        &h,
+        "/oauth/v1/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_ne!(refreshed["access_token"], tokens["access_token"]);
+    let (status, bad) = form(
+        &h,
+        "/oauth/2026-03/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("refresh_token", "na1-nope"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, bad["status"].as_str()),
+        (400, Some("BAD_REFRESH_TOKEN"))
+    );
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_access_token_gets_401_expired_authentication_and_metadata_reports_lifetime() {
+    let h = Harness::with(SimConfig {
+        access_token_ttl_secs: 600,
+        ..SimConfig::default()
+    })
+    .await;
+    let p = h.portal(json!({})).await;
+    let c = code(&h, &p, "http://localhost/cb").await;
+    let (_, tokens) = form(
+        &h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("redirect_uri", "http://localhost/cb"),
+            ("code", &c),
+        ],
+    )
+    .await;
+    assert_eq!(tokens["expires_in"], 600);
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let (status, _, meta) = h
+        .get("", &format!("/oauth/v1/access-tokens/{access}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["hub_id"], p.id);
+    assert!(meta["expires_in"].as_i64().expect("expires_in") > 590);
+    assert!(
+        meta["scopes"]
+            .as_array()
+            .expect("scopes")
+            .iter()
+            .any(|s| s == "crm.objects.contacts.read")
+    );
+    let (status, intro) = form(
+        &h,
+        "/oauth/v3/token/introspect",
+        &[
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("access_token", &access),
+        ],
+    )
+    .await;
+    assert_eq!((status, intro["active"].as_bool()), (200, Some(true)));
+    let (status, _, _) = h.get(&access, "/crm/v3/objects/contacts").await;
+    assert_eq!(status, 200);
+    let (status, _, denied) = h.get(&access, "/crm/v3/objects/deals").await;
+    assert_eq!(
+        (status, denied["category"].as_str()),
+        (403, Some("MISSING_SCOPES"))
+    );
+    let resp = h
+        .http
+        .post(h.url(&format!("/_sim/tokens/{access}/expire")))
+        .send()
+        .await
+        .expect("expire");
+    assert_eq!(resp.status(), 204);
+    let (status, _, body) = h.get(&access, "/crm/v3/objects/contacts").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["category"], "EXPIRED_AUTHENTICATION");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("m")
+            .starts_with("The OAuth token used to make this call expired")
+    );
+    let refresh = tokens["refresh_token"].as_str().expect("refresh");
+    let resp = h
+        .http
+        .delete(h.url(&format!("/oauth/v1/refresh-tokens/{refresh}")))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 204);
+    let (_, gone) = form(
+        &h,
+        "/oauth/v3/token/introspect",
+        &[
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("token", refresh),
+            ("token_type_hint", "refresh_token"),
+        ],
+    )
+    .await;
+    assert_eq!(gone["active"], false);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn timeline_events_are_validated_stored_and_listed() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let c = code(&h, &p, "http://localhost/cb").await;
+    let (_, tokens) = form(
+        &h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("redirect_uri", "http://localhost/cb"),
+            ("code", &c),
+        ],
+    )
+    .await;
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    h.post(
+        &p.token,
+        "/crm/v3/objects/companies",
+        json!({"properties": {"name": "Northwind", "domain": "northwind.example"}}),
+    )
+    .await;
+    let event = json!({"eventTemplateId": "1122334", "id": "e-1", "domain": "northwind.example", "tokens": {"health_score": "82"}});
+    let (status, _, stored) = h
+        .post(&access, "/integrators/timeline/v3/events", event.clone())
+        .await;
+    assert_eq!(status, 403, "this token lacks the timeline scope: {stored}");
+    let (status, _, _) = h
+        .post(&p.token, "/integrators/timeline/v3/events", event.clone())
+        .await;
+    assert_eq!(status, 403, "private apps do not support timeline events");
+    let c2: Value = h
+        .http
+        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
+        .json(&json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}))
+        .send()
+        .await
+        .expect("authorize")
+        .json()
+        .await
+        .expect("json");
+    let (_, tokens) = form(
+        &h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("redirect_uri", "http://localhost/cb"),
+            ("code", c2["code"].as_str().expect("code")),
+        ],
+    )
+    .await;
+    let timeline = tokens["access_token"].as_str().expect("access").to_owned();
+    let (status, _, stored) = h
+        .post(&timeline, "/integrators/timeline/v3/events", event.clone())
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(stored["objectType"], "COMPANY");
+    let (status, _, _) = h
+        .post(&timeline, "/integrators/timeline/v3/events", event)
+        .await;
+    assert_eq!(status, 409);
+    let (status, _, _) = h
+        .post(
+            &timeline,
+            "/integrators/timeline/v3/events",
+            json!({"eventTemplateId": "1", "id": "e-2", "tokens": {}}),
+        )
+        .await;
+    assert_eq!(status, 400, "an event needs a target");
+    let listed: Value = h
+        .http
+        .get(h.url(&format!("/_sim/portals/{}/timeline-events", p.id)))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["results"][0]["tokens"]["health_score"], "82");
+    h.sim.stop().await;
+}
