@@ -1,6 +1,8 @@
 //! OAuth over plain HTTP: consent page, code exchange, refresh, errors, metadata,
 //! introspection and access-token expiry (hubspot-api.md §1).
 
+#![expect(clippy::expect_used, reason = "the form helpers fail loudly")]
+
 mod common;
 
 use common::{Harness, PortalInfo, split};

@@ -1,5 +1,7 @@
 //! Webhook delivery to a local receiver: signatures, batching, retries and event shapes.
 
+#![expect(clippy::expect_used, reason = "the receiver helpers fail loudly")]
+
 mod common;
 
 use std::sync::Arc;
