@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use diesel::ConnectionError;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
-};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures::FutureExt as _;
 use serde::Deserialize;
@@ -115,25 +114,44 @@ pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
 /// Creates `schema` if needed and applies every pending migration of each set, in order.
 /// Returns the versions applied; an up-to-date schema returns an empty list.
 ///
-/// This is the `migrate` release step, never run on an ordinary start.
+/// This is the `migrate` release step, never run on an ordinary start. diesel's migration
+/// harness is synchronous, and diesel-async's wrapper for it panics on a current-thread
+/// runtime, so the work runs on a thread of its own (with its own small runtime): callable
+/// from any runtime, tests included.
 pub async fn run_migrations(
     url: &str,
     schema: &str,
     sets: impl IntoIterator<Item = EmbeddedMigrations>,
 ) -> anyhow::Result<Vec<String>> {
-    let schema = checked_schema(schema)?;
-    let mut conn = AsyncPgConnection::establish(url)
-        .await
+    let schema = checked_schema(schema)?.to_owned();
+    let url = url.to_owned();
+    let sets: Vec<EmbeddedMigrations> = sets.into_iter().collect();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("migrate-{schema}"))
+        .spawn(move || {
+            let _ = sender.send(migrate_blocking(&url, &schema, sets));
+        })
+        .context("starting the migration thread")?;
+    receiver.await.context("the migration thread died")?
+}
+
+fn migrate_blocking(
+    url: &str,
+    schema: &str,
+    sets: Vec<EmbeddedMigrations>,
+) -> anyhow::Result<Vec<String>> {
+    // Outside any runtime, the wrapper builds its own current-thread runtime.
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = diesel::Connection::establish(url)
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
-    conn.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-    ))
-    .await
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"),
+    )
     .with_context(|| format!("creating schema {schema}"))?;
-    let mut harness = AsyncMigrationHarness::new(conn);
     let mut applied = Vec::new();
     for set in sets {
-        let versions = harness
+        let versions = conn
             .run_pending_migrations(set)
             .map_err(|e| anyhow::anyhow!("applying migrations in schema {schema}: {e}"))?;
         applied.extend(versions.into_iter().map(|v| v.to_string()));

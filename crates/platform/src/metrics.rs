@@ -126,7 +126,7 @@ mod tests {
         metrics.observe_message("sync-worker.webhooks", "ack", 0.02);
         let text = metrics.render();
         assert!(text.contains(
-            r#"hubscore_http_requests_total{method="GET",route="/healthz",service="sync-worker",status="200"} 1"#
+            r#"hubscore_http_requests_total{method="GET",route="/healthz",status="200",service="sync-worker"} 1"#
         ), "{text}");
         assert!(text.contains(
             r#"hubscore_messages_handled_total{outcome="ack",queue="sync-worker.webhooks",service="sync-worker"} 2"#
