@@ -1,5 +1,7 @@
 //! OAuth against the simulator, and what the client does with rejected tokens.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Walking a modified-since window past HubSpot's 10,000-results-per-query search cap.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::collections::HashSet;

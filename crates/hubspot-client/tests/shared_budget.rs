@@ -1,6 +1,8 @@
 //! Three independent clients (separate limiters and pools, one PostgreSQL budget) hammering
 //! one professional-tier portal: HubSpot must never see more than 190 requests in 10 s.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::sync::Arc;
