@@ -8,14 +8,11 @@ use platform::shutdown::Shutdown;
 use platform::testing::TestDatabase;
 use sync_worker::{Application, Settings};
 
-async fn readyz(client: &reqwest::Client, port: u16) -> (u16, serde_json::Value) {
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .unwrap();
+async fn readyz(client: &reqwest::Client, port: u16) -> anyhow::Result<(u16, serde_json::Value)> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let response = client.get(url).send().await?;
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    Ok((status, response.json().await?))
 }
 
 #[tokio::test]
@@ -44,7 +41,7 @@ async fn readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back() {
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = reqwest::Client::new();
 
-    let (status, body) = readyz(&client, port).await;
+    let (status, body) = readyz(&client, port).await.unwrap();
     assert_eq!(status, 503, "{body}");
     let checks = body["checks"].as_array().unwrap();
     let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap().clone();
@@ -57,14 +54,18 @@ async fn readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back() {
 
     proxy.accept();
     let ready = eventually(Duration::from_secs(15), || async {
-        readyz(&client, port).await.0 == 200
+        readyz(&client, port)
+            .await
+            .is_ok_and(|(status, _)| status == 200)
     })
     .await;
     assert!(ready, "never ready after the broker came back");
 
     proxy.refuse();
     let unready = eventually(Duration::from_secs(15), || async {
-        readyz(&client, port).await.0 == 503
+        readyz(&client, port)
+            .await
+            .is_ok_and(|(status, _)| status == 503)
     })
     .await;
     assert!(unready, "still ready after the broker went away");
