@@ -242,3 +242,20 @@ impl Stateful {
         }
     }
 }
+
+/// The `migrate` step of a service that owns `schema`: creates it and applies the
+/// service's own migration sets plus the outbox's, then logs how many were applied.
+pub async fn migrate_schema(
+    database: &crate::db::DatabaseSettings,
+    schema: &str,
+    own: impl IntoIterator<Item = diesel_migrations::EmbeddedMigrations>,
+) -> anyhow::Result<()> {
+    let sets = own.into_iter().chain([crate::outbox::MIGRATIONS]);
+    let applied = crate::db::run_migrations(&database.url, schema, sets).await?;
+    tracing::info!(
+        db.schema = schema,
+        migrations.applied = applied.len(),
+        "migrations applied"
+    );
+    Ok(())
+}

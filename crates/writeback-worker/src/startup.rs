@@ -12,18 +12,7 @@ pub const SCHEMA: &str = "writeback";
 
 /// Creates the `writeback` schema and applies pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let applied = platform::db::run_migrations(
-        &settings.database.url,
-        SCHEMA,
-        [platform::outbox::MIGRATIONS],
-    )
-    .await?;
-    tracing::info!(
-        db.schema = SCHEMA,
-        migrations.applied = applied.len(),
-        "migrations applied"
-    );
-    Ok(())
+    platform::service::migrate_schema(&settings.database, SCHEMA, []).await
 }
 
 /// The started service.
