@@ -114,23 +114,25 @@ fn client(
 async fn listing(control: &Control, db: &TestDatabase) -> anyhow::Result<()> {
     let (portal_id, token) = control.portal(50_000).await?;
     let client = client(&control.base, db, portal_id, &token)?;
-    let started = Instant::now();
-    let contacts: Vec<_> = client
-        .list_objects("contacts", ListOptions::default())
-        .try_collect()
-        .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let stats = control.stats(portal_id).await?;
-    let rate = contacts.len() as f64 / seconds;
     let ceiling = BURST_LIMIT / 10.0 * 100.0;
-    println!(
-        "listing: {} contacts in {seconds:.1} s = {rate:.0} objects/s",
-        contacts.len()
-    );
-    println!(
-        "listing: {:.1}% of the ceiling {ceiling:.0} objects/s (190 req/10 s x 100)",
-        100.0 * rate / ceiling
-    );
+    // The first run starts with an empty window and gets a whole burst of 190 at once, which
+    // the per-second ceiling does not count; the second starts with the window full, so it
+    // shows the sustained rate.
+    for run in ["cold start", "sustained"] {
+        let started = Instant::now();
+        let contacts: Vec<_> = client
+            .list_objects("contacts", ListOptions::default())
+            .try_collect()
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let rate = contacts.len() as f64 / seconds;
+        println!(
+            "listing ({run}): {} contacts in {seconds:.1} s = {rate:.0} objects/s = {:.1}% of the ceiling {ceiling:.0} objects/s (190 req/10 s x 100)",
+            contacts.len(),
+            100.0 * rate / ceiling
+        );
+    }
+    let stats = control.stats(portal_id).await?;
     println!(
         "listing: simulator saw {} requests, max {} in any 10 s, 429s: {}",
         stats["requests_total"], stats["max_requests_in_any_10s_window"], stats["rate_limited"]
@@ -179,9 +181,10 @@ async fn three_instances(control: &Control, db: &TestDatabase) -> anyhow::Result
         requests / seconds
     );
     println!(
-        "three instances: {:.1}% of the allowed requests used (of {allowed_bursting:.0} = 190 per started 10-s window), {:.1}% of 19/s on average",
-        100.0 * requests / allowed_bursting,
-        100.0 * requests / allowed_average
+        "three instances: {:.1}% of the allowed requests used (190 per 10 s over {seconds:.1} s = {allowed_average:.0}); \
+         {:.1}% of the {allowed_bursting:.0} a perfectly aligned burst per started window could send",
+        100.0 * requests / allowed_average,
+        100.0 * requests / allowed_bursting
     );
     println!(
         "three instances: simulator max {} requests in any 10 s (limit 190), 429s: {}, statuses: {}",
