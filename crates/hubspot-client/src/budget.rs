@@ -140,6 +140,9 @@ pub struct BudgetSettings {
     /// How far HubSpot's reported usage may exceed ours before we assume someone else is
     /// spending the portal's budget.
     pub observation_tolerance: u32,
+    /// Spread grants evenly: at most `limit / pace_slices` (rounded up) in any
+    /// `window / pace_slices`. 1 turns pacing off (whole-window bursts).
+    pub pace_slices: u32,
 }
 
 impl Default for BudgetSettings {
@@ -150,6 +153,7 @@ impl Default for BudgetSettings {
             lease_ttl_ms: 250,
             arrival_margin_ms: 150,
             observation_tolerance: 2,
+            pace_slices: 10,
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct LeaseRequest {
     pub daily_remaining: Option<u64>,
     /// Portal time zone offset for the daily reset.
     pub utc_offset_minutes: i32,
+    /// Pacing: grants in any `window_ms / pace_slices` stay within `limit / pace_slices`.
+    pub pace_slices: u32,
 }
 
 #[derive(QueryableByName)]
@@ -265,7 +271,7 @@ impl PgBudgetStore {
         };
         let row: LeaseRow = sql_query(
             "SELECT granted, grant_id, wait_ms, daily_until \
-             FROM lease_tokens($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             FROM lease_tokens($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind::<BigInt, _>(request.portal_id)
         .bind::<Text, _>(request.kind.as_str())
@@ -281,6 +287,7 @@ impl PgBudgetStore {
         .bind::<Nullable<BigInt>, _>(request.daily_limit.map(to_i64))
         .bind::<Nullable<BigInt>, _>(request.daily_remaining.map(to_i64))
         .bind::<Integer, _>(request.utc_offset_minutes)
+        .bind::<Integer, _>(to_i32(request.pace_slices.max(1)))
         .get_result(&mut conn)
         .await
         .map_err(|e| HubSpotError::Budget(e.to_string()))?;
@@ -516,6 +523,7 @@ impl PortalLimiter {
             daily_limit: self.limits.daily,
             daily_remaining,
             utc_offset_minutes: self.access.utc_offset_minutes,
+            pace_slices: self.settings.pace_slices.max(1),
         }
     }
 
@@ -563,6 +571,16 @@ impl PortalLimiter {
                 retry_after.unwrap_or(Duration::from_secs(2)),
             ),
         };
+        // Tokens still held locally must not bypass the pause; they stay counted as spent.
+        let lease = match kind {
+            BudgetKind::Burst => &self.burst,
+            BudgetKind::Search => &self.search,
+        };
+        {
+            let mut local = lease.lock().await;
+            local.remaining = 0;
+            local.grant_id = None;
+        }
         let reduce_for = Duration::from_millis(u64::from(self.settings.window_ms(kind)) * 2);
         self.store
             .slow_down(

@@ -45,6 +45,12 @@
 //!   strictly under the limit while still granting `10/10.4` ≈ 96 % of it in steady state
 //!   (search: `W` = 1,400 ms). Tokens a process did not spend before its lease expired are
 //!   given back with its next lease, so idle leases waste nothing.
+//! * **Paced, not bursty.** With only the window rule, a client that is always hungry gets a
+//!   full burst of 190 at the start of each window and then nothing until those grants age
+//!   out, forever. A second rule spreads the limit over ten slices of the window (at most
+//!   `ceil(limit/10)` grants in any `W/10`), so steady demand is served at an even
+//!   `limit / W` (18.3 requests/s for 190) and short bursts still get up to 19 at once.
+//!   `BudgetSettings::pace_slices = 1` turns pacing off.
 //! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
 //!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
 //!   and answers either a grant or how long until the oldest grants leave the window; callers

@@ -30,6 +30,7 @@ fn request(limit: u32, want: u32) -> LeaseRequest {
         daily_limit: None,
         daily_remaining: None,
         utc_offset_minutes: 0,
+        pace_slices: 1,
     }
 }
 
@@ -141,4 +142,19 @@ async fn daily_quota_exhaustion_is_reported_with_the_reset_time() {
         }
     }
     assert_eq!(total, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_leases_spread_the_limit_evenly_over_the_window() {
+    let (_db, store) = store().await;
+    // 10 per 2 s in 10 slices: at most 1 per 200 ms.
+    let paced = LeaseRequest {
+        pace_slices: 10,
+        ..request(10, 4)
+    };
+    assert_eq!(granted(&store.lease(&paced).await.unwrap()).0, 1);
+    match store.lease(&paced).await.unwrap() {
+        LeaseOutcome::Wait(wait) => assert!(wait <= Duration::from_millis(200), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
 }

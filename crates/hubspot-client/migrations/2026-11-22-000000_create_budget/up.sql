@@ -34,6 +34,20 @@ CREATE TABLE daily_quotas (
     exhausted_until TIMESTAMPTZ
 );
 
+-- When the grants after p_since have shed more than p_excess tokens from their oldest end:
+-- the instant of the grant whose leaving frees the first token.
+CREATE FUNCTION budget_free_at(p_portal BIGINT, p_kind TEXT, p_since TIMESTAMPTZ, p_excess INTEGER)
+RETURNS TIMESTAMPTZ LANGUAGE sql STABLE AS $$
+    SELECT g.granted_at FROM (
+        SELECT grants.granted_at, SUM(grants.tokens) OVER (ORDER BY grants.granted_at, grants.id) AS running
+          FROM grants
+         WHERE grants.portal_id = p_portal AND grants.kind = p_kind AND grants.granted_at > p_since
+    ) g
+    WHERE g.running > p_excess
+    ORDER BY g.granted_at
+    LIMIT 1
+$$;
+
 -- One lease in one round trip and one transaction: lock the portal's row, give back the
 -- unused tokens of the caller's previous lease, fold in what HubSpot's headers reported,
 -- then grant up to p_want tokens from the sliding window or say how long to wait.
@@ -51,7 +65,8 @@ CREATE FUNCTION lease_tokens(
     p_obs_tolerance INTEGER,
     p_daily_limit BIGINT,
     p_daily_remaining BIGINT,
-    p_day_offset_minutes INTEGER
+    p_day_offset_minutes INTEGER,
+    p_pace_slices INTEGER
 ) RETURNS TABLE (granted INTEGER, grant_id BIGINT, wait_ms INTEGER, daily_until TIMESTAMPTZ)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -67,6 +82,11 @@ DECLARE
     v_grant INTEGER;
     v_id BIGINT;
     v_free_at TIMESTAMPTZ;
+    v_pace INTERVAL := make_interval(secs => p_window_ms / 1000.0 / GREATEST(p_pace_slices, 1));
+    v_pace_limit INTEGER;
+    v_pace_used INTEGER;
+    v_free INTEGER;
+    v_wait_ms INTEGER := 0;
 BEGIN
     INSERT INTO budgets (portal_id, kind) VALUES (p_portal, p_kind) ON CONFLICT DO NOTHING;
     SELECT * INTO v_budget FROM budgets WHERE portal_id = p_portal AND kind = p_kind FOR UPDATE;
@@ -138,9 +158,15 @@ BEGIN
 
     SELECT COALESCE(SUM(tokens), 0) INTO v_used FROM grants
      WHERE portal_id = p_portal AND kind = p_kind AND granted_at > v_now - v_window;
+    -- Pacing: the window's limit spread over its slices, so steady demand is served evenly
+    -- instead of in one burst per window followed by silence.
+    v_pace_limit := CEIL(v_limit::NUMERIC / GREATEST(p_pace_slices, 1))::INTEGER;
+    SELECT COALESCE(SUM(tokens), 0) INTO v_pace_used FROM grants
+     WHERE portal_id = p_portal AND kind = p_kind AND granted_at > v_now - v_pace;
+    v_free := LEAST(v_limit - v_used, v_pace_limit - v_pace_used);
 
-    IF v_used < v_limit THEN
-        v_grant := LEAST(p_want, v_limit - v_used);
+    IF v_free > 0 THEN
+        v_grant := LEAST(p_want, v_free);
         IF p_daily_limit IS NOT NULL THEN
             v_grant := LEAST(v_grant, v_daily.daily_limit - v_daily.used);
             UPDATE daily_quotas SET used = used + v_grant WHERE portal_id = p_portal;
@@ -151,20 +177,20 @@ BEGIN
         DELETE FROM grants WHERE portal_id = p_portal AND kind = p_kind
            AND granted_at < v_now - interval '1 minute';
         RETURN QUERY SELECT v_grant, v_id, 0, NULL::TIMESTAMPTZ;
-    ELSE
-        -- The earliest instant at which enough old grants leave the window to free one token.
-        SELECT g.granted_at INTO v_free_at FROM (
-            SELECT grants.granted_at, SUM(grants.tokens) OVER (ORDER BY grants.granted_at, grants.id) AS running
-              FROM grants
-             WHERE grants.portal_id = p_portal AND grants.kind = p_kind
-               AND grants.granted_at > v_now - v_window
-        ) g
-        WHERE g.running > v_used - v_limit
-        ORDER BY g.granted_at
-        LIMIT 1;
-        RETURN QUERY SELECT 0, NULL::BIGINT,
-            GREATEST(COALESCE(CEIL(EXTRACT(EPOCH FROM (v_free_at + v_window - v_now)) * 1000)::INTEGER, 100), 1),
-            NULL::TIMESTAMPTZ;
+        RETURN;
     END IF;
+
+    -- The earliest instant at which enough old grants leave each full span to free a token.
+    IF v_used >= v_limit THEN
+        v_free_at := budget_free_at(p_portal, p_kind, v_now - v_window, v_used - v_limit);
+        v_wait_ms := GREATEST(v_wait_ms,
+            COALESCE(CEIL(EXTRACT(EPOCH FROM (v_free_at + v_window - v_now)) * 1000)::INTEGER, 100));
+    END IF;
+    IF v_pace_used >= v_pace_limit THEN
+        v_free_at := budget_free_at(p_portal, p_kind, v_now - v_pace, v_pace_used - v_pace_limit);
+        v_wait_ms := GREATEST(v_wait_ms,
+            COALESCE(CEIL(EXTRACT(EPOCH FROM (v_free_at + v_pace - v_now)) * 1000)::INTEGER, 10));
+    END IF;
+    RETURN QUERY SELECT 0, NULL::BIGINT, GREATEST(v_wait_ms, 1), NULL::TIMESTAMPTZ;
 END;
 $$;
