@@ -468,3 +468,63 @@ async fn budgeted_clients_work_the_same_and_keep_under_the_limit() {
         "{stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_creates_name_failed_inputs_by_their_trace_ids() {
+    let sim = Sim::start().await;
+    let portal = sim.portal(common::professional()).await;
+    let client = sim.client(Arc::new(StaticToken::new(portal.token.clone())));
+    let inputs = vec![
+        CreateInput {
+            properties: props(&[("name", "Good Co")]),
+            object_write_trace_id: Some("t-good".into()),
+            ..Default::default()
+        },
+        CreateInput {
+            properties: props(&[("name", "Bad Co"), ("no_such_property_xyz", "1")]),
+            object_write_trace_id: Some("t-bad".into()),
+            ..Default::default()
+        },
+    ];
+    match client.batch_create("companies", &inputs).await.unwrap_err() {
+        HubSpotError::PartialBatch {
+            succeeded,
+            failed_ids,
+            errors,
+        } => {
+            assert_eq!(succeeded.len(), 1);
+            assert_eq!(succeeded[0].property("name"), Some("Good Co"));
+            assert_eq!(failed_ids, vec!["t-bad".to_owned()], "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_bodies_are_retried_then_reported_as_decode_errors() {
+    let sim = Sim::start().await;
+    let portal = sim.portal(common::professional()).await;
+    let client = sim.client(Arc::new(StaticToken::new(portal.token.clone())));
+    sim.control(
+        Method::POST,
+        "/_sim/faults",
+        Some(json!({"path_prefix": "/crm/v3/pipelines", "truncate_body": true})),
+    )
+    .await;
+    let error = client.deal_pipelines().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HubSpotError::Decode {
+                endpoint: "pipelines.list",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        sim.stats(&portal).await["by_status"]["200"],
+        5,
+        "one try and four retries"
+    );
+}
