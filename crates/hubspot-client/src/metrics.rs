@@ -1,7 +1,7 @@
 //! Prometheus series the client records, registered in a registry the service passes in
 //! (normally `platform::metrics::Metrics::registry()`).
 
-use prometheus::{Counter, CounterVec, IntCounterVec, Opts, Registry};
+use prometheus::{CounterVec, IntCounterVec, Opts, Registry};
 
 /// The client's series. Cheap to clone.
 #[derive(Clone)]
@@ -10,7 +10,6 @@ pub struct ClientMetrics {
     retries: IntCounterVec,
     rate_limited: IntCounterVec,
     budget_wait: CounterVec,
-    budget_wait_total: Counter,
 }
 
 impl ClientMetrics {
@@ -44,21 +43,15 @@ impl ClientMetrics {
             ),
             &["kind"],
         )?;
-        let budget_wait_total = Counter::new(
-            "hubspot_budget_wait_seconds_all_total",
-            "Seconds spent waiting for any rate budget",
-        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(budget_wait.clone()))?;
-        registry.register(Box::new(budget_wait_total.clone()))?;
         Ok(Self {
             requests,
             retries,
             rate_limited,
             budget_wait,
-            budget_wait_total,
         })
     }
 
@@ -87,6 +80,5 @@ impl ClientMetrics {
 
     pub(crate) fn waited(&self, kind: &str, seconds: f64) {
         self.budget_wait.with_label_values(&[kind]).inc_by(seconds);
-        self.budget_wait_total.inc_by(seconds);
     }
 }
