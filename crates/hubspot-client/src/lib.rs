@@ -54,7 +54,7 @@
 //! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
 //!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
 //!   and answers either a grant or how long until the oldest grants leave the window; callers
-//!   sleep exactly that long. At 190 requests per 10 s and leases of 8 that is about 2.4 round
+//!   sleep exactly that long. At 190 requests per 10 s and leases of 8 that is about 3 round
 //!   trips per second per portal.
 //! * **Adapting to HubSpot.** Each response's `X-HubSpot-RateLimit-Max/Remaining` travels with
 //!   the next lease; if HubSpot counted more than we could have granted (another integration
