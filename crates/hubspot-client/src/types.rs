@@ -399,6 +399,26 @@ pub struct Property {
     pub form_field: Option<bool>,
     /// Archived.
     pub archived: Option<bool>,
+    /// Computed by HubSpot from other properties; never writable.
+    pub calculated: Option<bool>,
+    /// What may be changed about the property and its values. `read_only_value` is what
+    /// tells a mapping that hubscore cannot write the property back.
+    pub modification_metadata: Option<ModificationMetadata>,
+}
+
+/// `modificationMetadata` of a property definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ModificationMetadata {
+    /// The property can be archived.
+    pub archivable: bool,
+    /// The definition cannot be changed.
+    pub read_only_definition: bool,
+    /// Values cannot be written through the API.
+    pub read_only_value: bool,
+    /// The options cannot be changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_options: Option<bool>,
 }
 
 /// One option of an enumeration property.

@@ -278,7 +278,15 @@ async fn creating_an_existing_property_or_group_returns_the_existing_one() {
     assert_eq!(existing.property_type, "number");
     let all = client.list_properties("companies").await.unwrap();
     assert!(all.iter().any(|p| p.name == "customer_health_score"));
-    assert!(all.iter().any(|p| p.name == "hs_lastmodifieddate"));
+    let read_only = |name: &str| {
+        all.iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.modification_metadata.as_ref())
+            .map(|m| m.read_only_value)
+    };
+    // Mappings must know which properties hubscore may never write back.
+    assert_eq!(read_only("hs_lastmodifieddate"), Some(true));
+    assert_eq!(read_only("customer_health_score"), Some(false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
