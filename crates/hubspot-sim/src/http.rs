@@ -431,7 +431,19 @@ fn api(
     if let Some(resp) = injected(&fault.cloned(), Some(&portal), correlation_id) {
         return resp;
     }
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Like any HTTP server, HubSpot decodes percent-escapes in path segments (an email used
+    // as `idProperty=email` arrives as `a%40b.example`). Split first, so `%2F` stays in its
+    // segment.
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|seg| {
+            percent_encoding::percent_decode_str(seg)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let search = is_search(req.method(), &segs);
     let day = portal.day_number(now);
     let decision = portal.limits.lock().admit(&portal, token.kind, search, day);

@@ -258,6 +258,27 @@ async fn upsert_by_email_reports_which_records_are_new() {
 }
 
 #[tokio::test]
+async fn a_record_is_found_by_a_percent_encoded_email_in_the_path() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    h.post(
+        &p.token,
+        "/crm/v3/objects/contacts",
+        json!({"properties": {"email": "a+b@x.example"}}),
+    )
+    .await;
+    let (status, _, body) = h
+        .get(
+            &p.token,
+            "/crm/v3/objects/contacts/a%2Bb%40x.example?idProperty=email&properties=email",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["properties"]["email"], "a+b@x.example");
+    h.sim.stop().await;
+}
+
+#[tokio::test]
 async fn associations_param_lists_primary_and_unlabeled_duplicates() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
