@@ -144,9 +144,14 @@ fn migrate_blocking(
     // Outside any runtime, the wrapper builds its own current-thread runtime.
     let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = diesel::Connection::establish(url)
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
+    // Two releases (or two services sharing a schema such as `hubspot_budget`) may migrate
+    // at once; the session lock makes the second wait and then find nothing pending.
     diesel::connection::SimpleConnection::batch_execute(
         &mut conn,
-        &format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"),
+        &format!(
+            "SELECT pg_advisory_lock(hashtext('hubscore.migrate.{schema}')); \
+             CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+        ),
     )
     .with_context(|| format!("creating schema {schema}"))?;
     let mut applied = Vec::new();

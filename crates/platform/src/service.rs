@@ -251,6 +251,16 @@ pub async fn migrate_schema(
     own: impl IntoIterator<Item = diesel_migrations::EmbeddedMigrations>,
 ) -> anyhow::Result<()> {
     let sets = own.into_iter().chain([crate::outbox::MIGRATIONS]);
+    migrate_schema_without_outbox(database, schema, sets).await
+}
+
+/// Like [`migrate_schema`] for a schema with no outbox, such as a shared one owned by a
+/// library crate.
+pub async fn migrate_schema_without_outbox(
+    database: &crate::db::DatabaseSettings,
+    schema: &str,
+    sets: impl IntoIterator<Item = diesel_migrations::EmbeddedMigrations>,
+) -> anyhow::Result<()> {
     let applied = crate::db::run_migrations(&database.url, schema, sets).await?;
     tracing::info!(
         db.schema = schema,

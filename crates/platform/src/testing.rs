@@ -181,8 +181,8 @@ pub async fn run_binary(
 /// The checks every service binary must pass, driven through its real interface:
 /// `migrate` applies to an empty database and again as a no-op (when the service owns a
 /// schema), `serve` answers `/healthz`, `/readyz` and `/metrics`, and SIGTERM makes it exit
-/// 0 within 10 seconds.
-pub async fn check_service_lifecycle(binary: &str, owns_schema: bool) -> anyhow::Result<()> {
+/// 0 within 10 seconds. `schemas` are the schemas its `migrate` must fill, in order.
+pub async fn check_service_lifecycle(binary: &str, schemas: &[&str]) -> anyhow::Result<()> {
     let database = TestDatabase::create().await?;
     let env = vec![
         ("HUBSCORE__DATABASE__URL", database.url.clone()),
@@ -192,16 +192,20 @@ pub async fn check_service_lifecycle(binary: &str, owns_schema: bool) -> anyhow:
     anyhow::ensure!(status.success(), "first migrate failed: {first}");
     let (status, second) = run_binary(binary, &["migrate"], &env).await?;
     anyhow::ensure!(status.success(), "second migrate failed: {second}");
-    if owns_schema {
-        anyhow::ensure!(
-            applied_count(&first)? > 0,
-            "first migrate applied nothing: {first}"
-        );
-        anyhow::ensure!(
-            applied_count(&second)? == 0,
-            "second migrate was not a no-op: {second}"
-        );
-    }
+    let (first, second) = (applied_counts(&first), applied_counts(&second));
+    let migrated: Vec<&str> = first.iter().map(|(schema, _)| schema.as_str()).collect();
+    anyhow::ensure!(
+        migrated == schemas,
+        "migrate filled {migrated:?}, expected {schemas:?}"
+    );
+    anyhow::ensure!(
+        first.iter().all(|(_, n)| *n > 0),
+        "first migrate left a schema without migrations: {first:?}"
+    );
+    anyhow::ensure!(
+        second.iter().all(|(_, n)| *n == 0),
+        "second migrate was not a no-op: {second:?}"
+    );
 
     let service = ServiceProcess::start(binary, &env).await?;
     let client = reqwest::Client::new();
@@ -244,12 +248,19 @@ pub async fn check_service_lifecycle(binary: &str, owns_schema: bool) -> anyhow:
     Ok(())
 }
 
-fn applied_count(log: &str) -> anyhow::Result<u64> {
+/// `(schema, migrations applied)` for every `migrations applied` line of a migrate log.
+fn applied_counts(log: &str) -> Vec<(String, u64)> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["message"] == "migrations applied")
-        .and_then(|line| line["migrations.applied"].as_u64())
-        .context("no `migrations applied` log line")
+        .filter(|line| line["message"] == "migrations applied")
+        .map(|line| {
+            let schema = line["db.schema"].as_str().unwrap_or_default().to_owned();
+            (
+                schema,
+                line["migrations.applied"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 // Broker helpers (unique settings, cleanup, a cuttable TCP proxy) live next to the AMQP code.

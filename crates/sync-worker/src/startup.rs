@@ -10,9 +10,16 @@ use crate::Settings;
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "sync";
 
-/// Creates the `sync` schema and applies pending migrations.
+/// Creates the `sync` schema and applies pending migrations, and those of the shared
+/// HubSpot rate budget (`hubspot_budget`), which every service that calls HubSpot draws on.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    platform::service::migrate_schema(&settings.database, SCHEMA, []).await
+    platform::service::migrate_schema(&settings.database, SCHEMA, []).await?;
+    platform::service::migrate_schema_without_outbox(
+        &settings.database,
+        hubspot_client::BUDGET_SCHEMA,
+        [hubspot_client::MIGRATIONS],
+    )
+    .await
 }
 
 /// The started service.

@@ -2,7 +2,10 @@
 
 #[tokio::test]
 async fn binary_migrates_serves_health_endpoints_and_exits_cleanly_on_sigterm() {
-    platform::testing::check_service_lifecycle(env!("CARGO_BIN_EXE_writeback-worker"), true)
-        .await
-        .unwrap();
+    platform::testing::check_service_lifecycle(
+        env!("CARGO_BIN_EXE_writeback-worker"),
+        &["writeback", "hubspot_budget"],
+    )
+    .await
+    .unwrap();
 }
