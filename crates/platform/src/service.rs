@@ -41,8 +41,19 @@ pub trait Service {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// The whole of a service's `main`.
-pub async fn run_main<S: Service>() -> anyhow::Result<()> {
+/// The whole of a service's `main`. A failure is logged (once telemetry is up) and printed
+/// to stderr as one line with its causes, without a backtrace, and exits 1.
+pub async fn run_main<S: Service>() -> std::process::ExitCode {
+    match run::<S>().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: error: {error:#}", S::NAME);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run<S: Service>() -> anyhow::Result<()> {
     let cli = ServiceCli::parse_for(S::NAME, S::ABOUT);
     let settings: S::Settings = crate::config::load(S::DEFAULTS, cli.config.as_deref())?;
     crate::telemetry::init(S::NAME, S::telemetry(&settings))?;

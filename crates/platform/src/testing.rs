@@ -155,12 +155,12 @@ impl ServiceProcess {
     }
 }
 
-/// Runs `binary` with `args` to completion and returns its exit status and stdout.
+/// Runs `binary` with `args` to completion and returns its exit status, stdout and stderr.
 pub async fn run_binary(
     binary: &str,
     args: &[&str],
     env: &[(&str, String)],
-) -> anyhow::Result<(std::process::ExitStatus, String)> {
+) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
     let mut command = tokio::process::Command::new(binary);
     command
         .args(args)
@@ -168,13 +168,14 @@ pub async fn run_binary(
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command
-        .output()
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
         .await
+        .with_context(|| format!("{binary} did not finish within 60 s"))?
         .with_context(|| format!("running {binary}"))?;
     Ok((
         output.status,
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
 }
 
@@ -188,10 +189,25 @@ pub async fn check_service_lifecycle(binary: &str, schemas: &[&str]) -> anyhow::
         ("HUBSCORE__DATABASE__URL", database.url.clone()),
         ("HUBSCORE__AMQP__URL", amqp_url()),
     ];
-    let (status, first) = run_binary(binary, &["migrate"], &env).await?;
-    anyhow::ensure!(status.success(), "first migrate failed: {first}");
-    let (status, second) = run_binary(binary, &["migrate"], &env).await?;
-    anyhow::ensure!(status.success(), "second migrate failed: {second}");
+    // A bad value stops the binary at once, naming the key, before it touches anything.
+    let mut bad = env.clone();
+    bad.push(("HUBSCORE__HTTP__PORT", "not-a-port".to_owned()));
+    let (status, _, stderr) = run_binary(binary, &["serve"], &bad).await?;
+    anyhow::ensure!(
+        !status.success() && stderr.contains("http.port"),
+        "a bad http.port gave {status} and stderr {stderr:?}"
+    );
+    let (status, _, stderr) =
+        run_binary(binary, &["--config", "/nonexistent/hubscore.toml"], &env).await?;
+    anyhow::ensure!(
+        !status.success() && stderr.contains("/nonexistent/hubscore.toml"),
+        "a missing config file gave {status} and stderr {stderr:?}"
+    );
+
+    let (status, first, stderr) = run_binary(binary, &["migrate"], &env).await?;
+    anyhow::ensure!(status.success(), "first migrate failed: {first}{stderr}");
+    let (status, second, stderr) = run_binary(binary, &["migrate"], &env).await?;
+    anyhow::ensure!(status.success(), "second migrate failed: {second}{stderr}");
     let (first, second) = (applied_counts(&first), applied_counts(&second));
     let migrated: Vec<&str> = first.iter().map(|(schema, _)| schema.as_str()).collect();
     anyhow::ensure!(

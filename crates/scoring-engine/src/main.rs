@@ -1,6 +1,6 @@
 //! The `scoring-engine` binary; see the library for what the service does.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     platform::service::run_main::<scoring_engine::ScoringEngine>().await
 }
