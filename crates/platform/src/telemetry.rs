@@ -65,34 +65,12 @@ pub fn message_span(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::testing::LogCapture;
 
     #[test]
     fn every_line_inside_a_message_span_carries_the_correlation_id() {
-        let buffer = Buffer::default();
+        let buffer = LogCapture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(buffer.clone())
             .json()
@@ -113,11 +91,7 @@ mod tests {
             let _inner = inner.enter();
             tracing::warn!(duration_ms = 12, "second");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = buffer.lines();
         assert_eq!(lines.len(), 2);
         for line in &lines {
             let spans = line["spans"].as_array().unwrap();

@@ -279,6 +279,48 @@ fn applied_counts(log: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Captures log output in memory: pass it as the writer of a `tracing` subscriber, then
+/// read back the JSON lines.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Every captured line that parses as JSON, in order.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 // Broker helpers (unique settings, cleanup, a cuttable TCP proxy) live next to the AMQP code.
 pub use crate::amqp::testing::{
     BrokerCleanup, TcpProxy, amqp_settings, drain, eventually, header, ready_count, take_message,

@@ -1,10 +1,6 @@
 //! Every log line of a handler's work, and of the consumer's verdict on it, carries the
 //! message's correlation id. (Its own test binary: it installs the global log subscriber.)
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use platform::amqp::{
@@ -14,40 +10,10 @@ use platform::config::{LogFormat, TelemetrySettings};
 use platform::metrics::Metrics;
 use platform::shutdown::Shutdown;
 use platform::testing::{self, BrokerCleanup};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Buffer {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn every_line_of_a_handlers_work_carries_the_correlation_id() {
-    let logs = Buffer::default();
+    let logs = testing::LogCapture::default();
     let settings = TelemetrySettings {
         level: "info".into(),
         format: LogFormat::Json,
