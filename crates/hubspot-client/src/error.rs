@@ -2,6 +2,7 @@
 //! HubSpot's error bodies into them. Messages carry HubSpot's own text but never a token.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +64,20 @@ pub struct FieldError {
     pub sub_category: Option<String>,
     /// Extra detail, e.g. `{"propertyName": ["x"]}`.
     pub context: BTreeMap<String, Vec<String>>,
+}
+
+/// Inputs of a batch call that HubSpot did not process because their request failed as a
+/// whole (not a 207): none of them was read or written, except that a create whose `cause`
+/// is [`HubSpotError::Transport`] or [`HubSpotError::Decode`] may have been applied unseen.
+#[derive(Debug)]
+pub struct FailedChunk {
+    /// Positions of these inputs in the slice the caller passed, e.g. `100..200`.
+    pub inputs: Range<usize>,
+    /// Their ids (record ids; for creates, their `objectWriteTraceId`s where set).
+    pub ids: Vec<String>,
+    /// Why the request failed, after the client's own retries.
+    /// [`HubSpotError::is_retryable`] says whether sending these inputs again later makes sense.
+    pub cause: HubSpotError,
 }
 
 /// Every failure of a HubSpot call.
@@ -130,15 +145,24 @@ pub enum HubSpotError {
         /// The server's `Retry-After`, if sent.
         retry_after: Option<Duration>,
     },
-    /// A batch call in which some inputs failed (207). The others succeeded.
-    #[error("{} batch inputs failed", failed_ids.len().max(errors.len()))]
+    /// A batch call in which some inputs failed: HubSpot reported them in a 207, or the
+    /// request carrying them (one chunk of 100) failed as a whole. Everything not named in
+    /// `failed_ids`, `errors` or `failed_chunks` succeeded; see the batch methods for details.
+    #[error(
+        "batch partly failed: {} inputs reported failed by HubSpot, {} requests failed as a whole",
+        errors.len(),
+        failed_chunks.len()
+    )]
     PartialBatch {
         /// Records written or read successfully, across all chunks.
         succeeded: Vec<CrmObject>,
-        /// Ids (or objectWriteTraceIds for creates) HubSpot reported as failed.
+        /// Ids (or objectWriteTraceIds for creates) that failed: those HubSpot named in 207
+        /// responses, then those of the inputs in `failed_chunks`.
         failed_ids: Vec<String>,
-        /// HubSpot's error entries.
+        /// HubSpot's 207 error entries.
         errors: Vec<StandardError>,
+        /// Requests that failed as a whole, with the inputs they carried and why.
+        failed_chunks: Vec<FailedChunk>,
     },
     /// The OAuth server refused a grant (e.g. `invalid_grant` for a revoked refresh token).
     #[error("OAuth error {error}: {description}")]
@@ -179,6 +203,22 @@ impl HubSpotError {
     /// Transport errors whose text never includes the URL (token metadata URLs could).
     pub(crate) fn transport(error: reqwest::Error) -> Self {
         Self::Transport(error.without_url())
+    }
+
+    /// True when the failure is about what one request carried (a bad input, an unknown id,
+    /// a duplicate, an odd response), so the other requests of a batch call may still succeed.
+    /// False for failures every later request would meet too (credentials, scopes, quota,
+    /// rate limits, HubSpot or the network down, no budget).
+    pub(crate) fn concerns_only_this_request(&self) -> bool {
+        matches!(
+            self,
+            Self::NotFound { .. }
+                | Self::Conflict { .. }
+                | Self::Validation { .. }
+                | Self::Decode { .. }
+                | Self::Unexpected { .. }
+                | Self::PartialBatch { .. }
+        )
     }
 
     /// True for failures worth retrying later as-is (rate limits, transient, transport).

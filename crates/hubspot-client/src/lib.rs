@@ -95,7 +95,7 @@ pub use budget::{
 };
 pub use client::{ClientBuilder, HubSpotClient};
 pub use config::{ClientConfig, RetryPolicy};
-pub use error::{FieldError, HubSpotError, RateLimitPolicy};
+pub use error::{FailedChunk, FieldError, HubSpotError, RateLimitPolicy};
 pub use metrics::ClientMetrics;
 pub use oauth::{OAuthApp, OAuthClient, TokenInfo, TokenResponse};
 pub use token::{AccessToken, RefreshingToken, StaticToken, TokenSource};

@@ -499,6 +499,7 @@ async fn batch_creates_name_failed_inputs_by_their_trace_ids() {
             succeeded,
             failed_ids,
             errors,
+            ..
         } => {
             assert_eq!(succeeded.len(), 1);
             assert_eq!(succeeded[0].property("name"), Some("Good Co"));

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{OBJECT_BATCH_SIZE, segment};
 use crate::client::{Call, HubSpotClient};
-use crate::error::HubSpotError;
+use crate::error::{FailedChunk, HubSpotError};
 use crate::types::{
     BatchResponse, CreateInput, CrmObject, ObjectId, Page, StandardError, UpdateInput,
 };
@@ -149,8 +149,11 @@ impl HubSpotClient {
         Ok(())
     }
 
-    /// Reads records by id, 100 per request. Ids HubSpot cannot find make it a
-    /// [`HubSpotError::PartialBatch`] carrying the records that were found.
+    /// Reads records by id, 100 per request.
+    ///
+    /// Ids HubSpot cannot find, or a request of 100 that fails as a whole, make it a
+    /// [`HubSpotError::PartialBatch`] carrying every record that was read; see
+    /// [`HubSpotClient::batch_update`] for which failures stop the call early.
     pub async fn batch_read(
         &self,
         object_type: &str,
@@ -158,91 +161,132 @@ impl HubSpotClient {
         properties: &[&str],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let path = format!("{}/batch/read", self.objects_path(object_type));
-        self.batched(ids, |chunk| {
-            let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
-            Ok(Call::post(
-                "objects.batch_read",
-                path.clone(),
-                &json!({ "inputs": inputs, "properties": properties }),
-            )?
-            .idempotent())
-        })
+        self.batched(
+            ids,
+            |id| Some(id.clone()),
+            |chunk| {
+                let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
+                Ok(Call::post(
+                    "objects.batch_read",
+                    path.clone(),
+                    &json!({ "inputs": inputs, "properties": properties }),
+                )?
+                .idempotent())
+            },
+        )
         .await
     }
 
     /// Creates records, 100 per request. Give each input a unique `object_write_trace_id` to get
-    /// per-input failures back as [`HubSpotError::PartialBatch`].
+    /// per-input failures back in [`HubSpotError::PartialBatch`] (without them HubSpot fails
+    /// the whole request of 100 for one bad input).
+    ///
+    /// A request that fails as a whole is reported in `failed_chunks` by input positions (and
+    /// trace ids); see [`HubSpotClient::batch_update`]. Creates are not retried after a
+    /// transport error, and a chunk whose cause is `Transport` or `Decode` may have been
+    /// created unseen: look those records up before creating them again.
     pub async fn batch_create(
         &self,
         object_type: &str,
         inputs: &[CreateInput],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let path = format!("{}/batch/create", self.objects_path(object_type));
-        self.batched(inputs, |chunk| {
-            Call::post(
-                "objects.batch_create",
-                path.clone(),
-                &json!({ "inputs": chunk }),
-            )
-        })
+        self.batched(
+            inputs,
+            |input| input.object_write_trace_id.clone(),
+            |chunk| {
+                Call::post(
+                    "objects.batch_create",
+                    path.clone(),
+                    &json!({ "inputs": chunk }),
+                )
+            },
+        )
         .await
     }
 
     /// Updates records by id, 100 per request.
+    ///
+    /// Nothing written is ever lost from the answer. When anything fails the call returns
+    /// [`HubSpotError::PartialBatch`] with `succeeded` (every record HubSpot confirmed, from
+    /// all requests), `errors` (per-input 207 failures) and `failed_chunks` (requests of 100
+    /// that failed as a whole, by input positions and ids, with the cause). A request failing
+    /// for its own contents (validation, not found, conflict, an unreadable answer) does not
+    /// stop the later ones. A failure every later request would meet too (credentials, scopes,
+    /// daily quota, rate limit, HubSpot or the network down, no budget) stops the call: the
+    /// failed request and all later inputs form one failed chunk, none of them written, and
+    /// its `cause.is_retryable()` says whether to send them again later. When no request
+    /// succeeded and one failure covers every input, that failure is returned as it is.
     pub async fn batch_update(
         &self,
         object_type: &str,
         inputs: &[UpdateInput],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let path = format!("{}/batch/update", self.objects_path(object_type));
-        self.batched(inputs, |chunk| {
-            Ok(Call::post(
-                "objects.batch_update",
-                path.clone(),
-                &json!({ "inputs": chunk }),
-            )?
-            .idempotent())
-        })
+        self.batched(
+            inputs,
+            |input| Some(input.id.clone()),
+            |chunk| {
+                Ok(Call::post(
+                    "objects.batch_update",
+                    path.clone(),
+                    &json!({ "inputs": chunk }),
+                )?
+                .idempotent())
+            },
+        )
         .await
     }
 
     /// Creates or updates records by a unique property (`id_property`), 100 per request.
-    /// Each result's `created` says whether it was new.
+    /// Each result's `created` says whether it was new. Failures are reported as for
+    /// [`HubSpotClient::batch_update`]; ids are the inputs' `id` values.
     pub async fn batch_upsert(
         &self,
         object_type: &str,
         inputs: &[UpdateInput],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let path = format!("{}/batch/upsert", self.objects_path(object_type));
-        self.batched(inputs, |chunk| {
-            Ok(Call::post(
-                "objects.batch_upsert",
-                path.clone(),
-                &json!({ "inputs": chunk }),
-            )?
-            .idempotent())
-        })
+        self.batched(
+            inputs,
+            |input| Some(input.id.clone()),
+            |chunk| {
+                Ok(Call::post(
+                    "objects.batch_upsert",
+                    path.clone(),
+                    &json!({ "inputs": chunk }),
+                )?
+                .idempotent())
+            },
+        )
         .await
     }
 
-    /// Archives records by id, 100 per request.
+    /// Archives records by id, 100 per request. HubSpot answers nothing per record, so a
+    /// [`HubSpotError::PartialBatch`] here has an empty `succeeded`: every id not in its
+    /// `failed_ids` was archived. Failures are otherwise reported as for
+    /// [`HubSpotClient::batch_update`].
     pub async fn batch_archive(
         &self,
         object_type: &str,
         ids: &[String],
     ) -> Result<(), HubSpotError> {
         let path = format!("{}/batch/archive", self.objects_path(object_type));
-        for chunk in ids.chunks(OBJECT_BATCH_SIZE) {
-            let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
-            let call = Call::post(
-                "objects.batch_archive",
-                path.clone(),
-                &json!({ "inputs": inputs }),
-            )?
-            .idempotent();
-            let _: (u16, serde_json::Value) = self.execute(&call).await?;
-        }
-        Ok(())
+        self.batched(
+            ids,
+            |id| Some(id.clone()),
+            |chunk| {
+                let inputs: Vec<_> = chunk.iter().map(|id| ObjectId { id: id.clone() }).collect();
+                Ok(Call::post(
+                    "objects.batch_archive",
+                    path.clone(),
+                    &json!({ "inputs": inputs }),
+                )?
+                .idempotent())
+            },
+        )
+        .await
+        .map(drop)
     }
 
     /// Merges `object_id_to_merge` into `primary_object_id`; returns the surviving record.
@@ -261,31 +305,80 @@ impl HubSpotClient {
             .1)
     }
 
-    /// Runs one batch call per chunk of 100 and gathers results; 207 errors from any chunk are
-    /// returned together at the end so no successful chunk is lost. A chunk failing as a whole
-    /// stops the run with that error.
+    /// Runs one batch call per chunk of 100 and gathers results, 207 errors and chunks that
+    /// failed as a whole, so that no successful chunk is lost (the policy is documented on
+    /// [`HubSpotClient::batch_update`]). `id_of` names an input in the report.
     async fn batched<I: Serialize>(
         &self,
         inputs: &[I],
+        id_of: impl Fn(&I) -> Option<String>,
         make_call: impl Fn(&[I]) -> Result<Call, HubSpotError>,
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let mut succeeded = Vec::with_capacity(inputs.len());
         let mut errors: Vec<StandardError> = Vec::new();
-        for chunk in inputs.chunks(OBJECT_BATCH_SIZE) {
-            let (_, response): (u16, BatchResponse<CrmObject>) =
-                self.execute(&make_call(chunk)?).await?;
-            succeeded.extend(response.results);
-            errors.extend(response.errors);
+        let mut failed_chunks: Vec<FailedChunk> = Vec::new();
+        let mut any_request_succeeded = false;
+        let mut start = 0;
+        while start < inputs.len() {
+            let end = (start + OBJECT_BATCH_SIZE).min(inputs.len());
+            // Archive answers 204 without a body, hence `Option`.
+            let outcome: Result<(u16, Option<BatchResponse<CrmObject>>), HubSpotError> =
+                match make_call(&inputs[start..end]) {
+                    Ok(call) => self.execute(&call).await,
+                    Err(error) => Err(error),
+                };
+            match outcome {
+                Ok((_, response)) => {
+                    any_request_succeeded = true;
+                    if let Some(response) = response {
+                        succeeded.extend(response.results);
+                        errors.extend(response.errors);
+                    }
+                }
+                Err(cause) => {
+                    // A failure later requests would meet too ends the call here; the inputs
+                    // not sent are reported with it.
+                    let stop = !cause.concerns_only_this_request();
+                    let covered = if stop {
+                        start..inputs.len()
+                    } else {
+                        start..end
+                    };
+                    failed_chunks.push(FailedChunk {
+                        ids: inputs[covered.clone()].iter().filter_map(&id_of).collect(),
+                        inputs: covered,
+                        cause,
+                    });
+                    if stop {
+                        break;
+                    }
+                }
+            }
+            start = end;
         }
-        if errors.is_empty() {
-            Ok(succeeded)
-        } else {
-            let failed_ids = errors.iter().flat_map(StandardError::failed_ids).collect();
-            Err(HubSpotError::PartialBatch {
-                succeeded,
-                failed_ids,
-                errors,
-            })
+        if errors.is_empty() && failed_chunks.is_empty() {
+            return Ok(succeeded);
         }
+        // Nothing done and one cause for every input: the plain error, as for a single call.
+        let one_cause_for_all =
+            matches!(failed_chunks.as_slice(), [only] if only.inputs == (0..inputs.len()));
+        if !any_request_succeeded
+            && errors.is_empty()
+            && one_cause_for_all
+            && let Some(only) = failed_chunks.pop()
+        {
+            return Err(only.cause);
+        }
+        let failed_ids = errors
+            .iter()
+            .flat_map(StandardError::failed_ids)
+            .chain(failed_chunks.iter().flat_map(|c| c.ids.iter().cloned()))
+            .collect();
+        Err(HubSpotError::PartialBatch {
+            succeeded,
+            failed_ids,
+            errors,
+            failed_chunks,
+        })
     }
 }
