@@ -278,6 +278,43 @@ impl PortalData {
         Ok(())
     }
 
+    /// Points `email` at contact `id` unless a live contact already holds it: an entry
+    /// left by an archived, merged-away or deleted contact must not shadow a live one,
+    /// or duplicates slip past the 409 and `idProperty=email` finds nothing.
+    fn index_email(&mut self, email: &str, id: u64) {
+        let key = email.to_lowercase();
+        let held = self
+            .email_index
+            .get(&key)
+            .is_some_and(|e| *e != id && self.store(ObjectType::Contacts).live.contains_key(e));
+        if !held {
+            self.email_index.insert(key, id);
+        }
+    }
+
+    /// Contact `gone` no longer holds `email` live: hand the entry to another live
+    /// contact with the same email (seeded duplicates), or drop it.
+    fn release_email(&mut self, email: &str, gone: u64) {
+        let key = email.to_lowercase();
+        if self.email_index.get(&key) != Some(&gone) {
+            return;
+        }
+        let heir = self
+            .store(ObjectType::Contacts)
+            .live
+            .values()
+            .find(|r| r.id != gone && r.get("email").is_some_and(|e| e.to_lowercase() == key))
+            .map(|r| r.id);
+        match heir {
+            Some(h) => {
+                self.email_index.insert(key, h);
+            }
+            None => {
+                self.email_index.remove(&key);
+            }
+        }
+    }
+
     /// Finds a live record by an id property (`hs_object_id`, `email` for contacts, or a unique property).
     pub fn find_by(&self, ot: ObjectType, id_property: Option<&str>, value: &str) -> Option<u64> {
         match id_property {
@@ -371,12 +408,13 @@ impl PortalData {
         }
         self.derive(ot, &mut record);
         self.stamp_modified(ot, &mut record, now);
-        if ot == ObjectType::Contacts
-            && let Some(email) = record.get("email")
-        {
-            self.email_index.entry(email.to_lowercase()).or_insert(id);
-        }
+        let email = record.get("email").map(str::to_owned);
         self.store_mut(ot).live.insert(id, record);
+        if ot == ObjectType::Contacts
+            && let Some(email) = email
+        {
+            self.index_email(&email, id);
+        }
         Ok((
             id,
             vec![Change {
@@ -533,20 +571,16 @@ impl PortalData {
             }
         }
         self.stamp_modified(ot, &mut record, now);
-        if ot == ObjectType::Contacts {
-            let new_email = record.get("email").map(str::to_lowercase);
-            if old_email != new_email {
-                if let Some(old) = old_email
-                    && self.email_index.get(&old) == Some(&id)
-                {
-                    self.email_index.remove(&old);
-                }
-                if let Some(new) = new_email {
-                    self.email_index.entry(new).or_insert(id);
-                }
+        let new_email = record.get("email").map(str::to_lowercase);
+        self.store_mut(ot).live.insert(id, record);
+        if ot == ObjectType::Contacts && old_email != new_email {
+            if let Some(old) = old_email {
+                self.release_email(&old, id);
+            }
+            if let Some(new) = new_email {
+                self.index_email(&new, id);
             }
         }
-        self.store_mut(ot).live.insert(id, record);
         Ok(changes)
     }
 
@@ -557,7 +591,13 @@ impl PortalData {
             return Vec::new();
         };
         record.archived_ms = Some(now);
+        let email = record.get("email").map(str::to_owned);
         store.archived.insert(id, record);
+        if ot == ObjectType::Contacts
+            && let Some(email) = email
+        {
+            self.release_email(&email, id);
+        }
         vec![Change {
             ot,
             object_id: id,
@@ -572,7 +612,13 @@ impl PortalData {
         };
         record.archived_ms = None;
         self.stamp_modified(ot, &mut record, now);
+        let email = record.get("email").map(str::to_owned);
         self.store_mut(ot).live.insert(id, record);
+        if ot == ObjectType::Contacts
+            && let Some(email) = email
+        {
+            self.index_email(&email, id);
+        }
         Ok(vec![Change {
             ot,
             object_id: id,
@@ -592,7 +638,7 @@ impl PortalData {
             return Err(CrmError::NotFound(id));
         };
         if let Some(email) = record.get("email") {
-            self.email_index.remove(&email.to_lowercase());
+            self.release_email(email, id);
         }
         if let Some(edges) = self.assocs.remove(&(ot, id)) {
             for (other, _) in edges.keys().map(|k| (*k, ())) {

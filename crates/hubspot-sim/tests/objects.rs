@@ -144,6 +144,59 @@ async fn duplicate_contact_email_is_a_409_conflict() {
 }
 
 #[tokio::test]
+async fn an_email_freed_by_archiving_belongs_to_the_next_contact_that_takes_it() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let (_, _, first) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "reuse@x.example"}}),
+        )
+        .await;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    let (status, _, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &p.token,
+            &format!("/crm/v3/objects/contacts/{first_id}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (s2, _, second) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "reuse@x.example"}}),
+        )
+        .await;
+    assert_eq!(s2, 201, "the archived contact no longer holds the email");
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    let (s3, _, third) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "reuse@x.example"}}),
+        )
+        .await;
+    assert_eq!(
+        s3, 409,
+        "the live contact with the email is a conflict: {third}"
+    );
+    assert!(third["message"].as_str().expect("msg").contains(&second_id));
+    let (s4, _, found) = h
+        .get(
+            &p.token,
+            "/crm/v3/objects/contacts/reuse%40x.example?idProperty=email",
+        )
+        .await;
+    assert_eq!(s4, 200);
+    assert_eq!(found["id"], second_id.as_str());
+    h.sim.stop().await;
+}
+
+#[tokio::test]
 async fn batch_read_with_a_missing_id_answers_207_with_the_id_in_context() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
