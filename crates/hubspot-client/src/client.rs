@@ -260,7 +260,11 @@ impl HubSpotClient {
                     {
                         tracing::warn!(%error, "could not record the 429 in the shared budget");
                     }
-                    if retries >= policy.max_retries {
+                    // A Retry-After past the policy's patience goes to the caller, as for
+                    // transient errors, rather than holding the call (and its worker) for hours.
+                    let too_long = retry_after
+                        .is_some_and(|d| d > Duration::from_millis(policy.max_retry_after_ms));
+                    if too_long || retries >= policy.max_retries {
                         return Err(HubSpotError::RateLimited {
                             policy: limit,
                             retry_after,
