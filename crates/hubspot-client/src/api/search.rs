@@ -105,6 +105,9 @@ struct Walk {
     /// Highest id returned in tie mode.
     last_tie_id: u64,
     done: bool,
+    /// A restart would repeat the previous query exactly (records without a readable
+    /// last-modified value or id): stop with an error rather than loop forever.
+    stalled: bool,
     buffer: VecDeque<CrmObject>,
 }
 
@@ -125,6 +128,7 @@ impl Walk {
             boundary_ids: HashSet::new(),
             last_tie_id: 0,
             done: false,
+            stalled: false,
             buffer: VecDeque::new(),
         }
     }
@@ -177,6 +181,16 @@ impl Walk {
             }
             if self.done {
                 return Ok(None);
+            }
+            if self.stalled {
+                return Err(HubSpotError::Decode {
+                    endpoint: "objects.search",
+                    message: format!(
+                        "cannot walk past the 10,000-result cap: the results carry no readable \
+                         {} or hs_object_id to restart from",
+                        self.property
+                    ),
+                });
             }
             let page = self
                 .client
@@ -239,6 +253,7 @@ impl Walk {
         }
         // The next page would cross the cap: restart from where we are.
         self.after = None;
+        let previous = self.mode;
         self.mode = match self.mode {
             Mode::Window { lower, strict } => match self.boundary {
                 // A whole capped query at one instant: walk that instant by id.
@@ -257,6 +272,7 @@ impl Walk {
                 after_id: self.last_tie_id,
             },
         };
+        self.stalled = self.mode == previous;
     }
 }
 
@@ -269,6 +285,55 @@ mod tests {
         assert_eq!(last_modified_property("contacts"), "lastmodifieddate");
         assert_eq!(last_modified_property("0-1"), "lastmodifieddate");
         assert_eq!(last_modified_property("deals"), "hs_lastmodifieddate");
+    }
+
+    fn walk() -> Walk {
+        let tokens = std::sync::Arc::new(crate::StaticToken::new("pat-na1-test"));
+        let client = HubSpotClient::builder(crate::ClientConfig::default(), tokens)
+            .build()
+            .unwrap();
+        Walk::new(
+            client,
+            ModifiedSince {
+                object_type: "deals".into(),
+                since_ms: 5,
+                until_ms: None,
+                properties: vec![],
+                extra_filters: vec![],
+            },
+        )
+    }
+
+    fn record(id: &str, modified: Option<&str>) -> CrmObject {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "properties": {"hs_lastmodifieddate": modified},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_capped_walk_whose_records_give_nothing_to_restart_from_stops_instead_of_looping() {
+        let mut walk = walk();
+        walk.accept(record("1", None));
+        // The next page would cross the 10,000 cap.
+        walk.advance(Some("9900".to_owned()));
+        assert!(walk.stalled, "the same query would run again forever");
+    }
+
+    #[test]
+    fn a_capped_walk_restarts_from_the_last_value_seen() {
+        let mut walk = walk();
+        walk.accept(record("1", Some("1767225600000")));
+        walk.advance(Some("9900".to_owned()));
+        assert!(!walk.stalled);
+        assert_eq!(
+            walk.mode,
+            Mode::Window {
+                lower: 1_767_225_600_000,
+                strict: false
+            }
+        );
     }
 
     #[test]
