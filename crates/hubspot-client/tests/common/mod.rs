@@ -87,6 +87,15 @@ impl Sim {
         .await
     }
 
+    /// Asserts the simulator refused no request of `portal` for its 10-second limit and
+    /// never saw more than `limit` of its requests in any 10 s.
+    pub async fn assert_kept_under(&self, portal: &Portal, limit: u64) {
+        let stats = self.stats(portal).await;
+        assert_eq!(stats["rate_limited"]["TEN_SECONDLY_ROLLING"], 0, "{stats}");
+        let max_window = stats["max_requests_in_any_10s_window"].as_u64();
+        assert!(max_window.is_some_and(|max| max <= limit), "{stats}");
+    }
+
     pub fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::for_base_url(&self.base);
         config.retry = RetryPolicy {
