@@ -21,6 +21,29 @@ async fn form(h: &Harness, path: &str, fields: &[(&str, &str)]) -> (u16, Value) 
     (status, body)
 }
 
+/// Consents (with contacts read) and exchanges the code at the v3 token endpoint.
+async fn grant(h: &Harness, p: &PortalInfo) -> Value {
+    let c = code(h, p, "http://localhost/cb").await;
+    exchange(h, p, &c).await
+}
+
+async fn exchange(h: &Harness, p: &PortalInfo, code: &str) -> Value {
+    let (status, tokens) = form(
+        h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("redirect_uri", "http://localhost/cb"),
+            ("code", code),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
 async fn code(h: &Harness, p: &PortalInfo, redirect: &str) -> String {
     let v: Value = h
         .http
@@ -200,19 +223,7 @@ async fn an_expired_access_token_gets_401_expired_authentication_and_metadata_re
     })
     .await;
     let p = h.portal(json!({})).await;
-    let c = code(&h, &p, "http://localhost/cb").await;
-    let (_, tokens) = form(
-        &h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", &c),
-        ],
-    )
-    .await;
+    let tokens = grant(&h, &p).await;
     assert_eq!(tokens["expires_in"], 600);
     let access = tokens["access_token"].as_str().expect("access").to_owned();
     let (status, _, meta) = h
@@ -289,19 +300,7 @@ async fn an_expired_access_token_gets_401_expired_authentication_and_metadata_re
 async fn timeline_events_are_validated_stored_and_listed() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let c = code(&h, &p, "http://localhost/cb").await;
-    let (_, tokens) = form(
-        &h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", &c),
-        ],
-    )
-    .await;
+    let tokens = grant(&h, &p).await;
     let access = tokens["access_token"].as_str().expect("access").to_owned();
     h.post(
         &p.token,
@@ -328,18 +327,7 @@ async fn timeline_events_are_validated_stored_and_listed() {
         .json()
         .await
         .expect("json");
-    let (_, tokens) = form(
-        &h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", c2["code"].as_str().expect("code")),
-        ],
-    )
-    .await;
+    let tokens = exchange(&h, &p, c2["code"].as_str().expect("code")).await;
     let timeline = tokens["access_token"].as_str().expect("access").to_owned();
     let (status, _, stored) = h
         .post(&timeline, "/integrators/timeline/v3/events", event.clone())
