@@ -561,7 +561,16 @@ impl PortalLimiter {
         retry_after: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>, HubSpotError> {
         let (kind, pause) = match policy {
-            RateLimitPolicy::Daily => return self.store.exhaust_daily(self.access.portal_id).await,
+            RateLimitPolicy::Daily => {
+                // Tokens still held locally would each send one more request into the same
+                // DAILY 429; drop them so the next call learns of the exhaustion from the store.
+                for lease in [&self.burst, &self.search] {
+                    let mut local = lease.lock().await;
+                    local.remaining = 0;
+                    local.grant_id = None;
+                }
+                return self.store.exhaust_daily(self.access.portal_id).await;
+            }
             RateLimitPolicy::Secondly => (
                 BudgetKind::Search,
                 retry_after.unwrap_or(Duration::from_secs(1)),
