@@ -193,7 +193,8 @@ pub struct StandardError {
 impl StandardError {
     /// The input ids this error is about.
     pub fn failed_ids(&self) -> Vec<String> {
-        let from_context = ["ids", "objectWriteTraceId", "id"]
+        // `fromObjectId` names the input of a v4 association read.
+        let from_context = ["ids", "objectWriteTraceId", "id", "fromObjectId"]
             .iter()
             .filter_map(|k| self.context.get(*k))
             .flatten()

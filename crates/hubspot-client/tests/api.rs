@@ -375,6 +375,66 @@ async fn association_reads_follow_each_inputs_paging_to_the_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn association_reads_of_more_than_1000_records_cover_every_input() {
+    let sim = Sim::start().await;
+    let portal = sim.portal(common::professional()).await;
+    sim.seed(
+        &portal,
+        json!({"seed": 13, "contacts": 1_250, "companies": 40, "deals": 0, "owners": 0}),
+    )
+    .await;
+    let client = sim.client(Arc::new(StaticToken::new(portal.token.clone())));
+    // What the v3 list embeds is what the v4 batch read must find.
+    let options = ListOptions {
+        associations: vec!["companies".into()],
+        ..ListOptions::default()
+    };
+    let contacts: Vec<CrmObject> = client
+        .list_objects("contacts", options)
+        .try_collect()
+        .await
+        .unwrap();
+    let expected: BTreeMap<String, HashSet<String>> = contacts
+        .iter()
+        .filter_map(|c| {
+            let companies = c.associations.as_ref()?.get("companies")?;
+            let ids: HashSet<String> = companies.results.iter().map(|a| a.id.clone()).collect();
+            (!ids.is_empty()).then(|| (c.id.clone(), ids))
+        })
+        .collect();
+    assert!(
+        expected.len() > 100 && expected.len() < contacts.len(),
+        "the seed links some contacts to companies: {}",
+        expected.len()
+    );
+    let ids: Vec<String> = contacts.iter().map(|c| c.id.clone()).collect();
+
+    let batch = client
+        .batch_read_associations("contacts", "companies", &ids)
+        .await
+        .unwrap();
+    let found: BTreeMap<String, HashSet<String>> = batch
+        .results
+        .iter()
+        .map(|r| {
+            let to = r.to.iter().map(|a| a.to_object_id.clone()).collect();
+            (r.from_id.clone(), to)
+        })
+        .collect();
+    assert_eq!(found, expected);
+    let without: HashSet<String> = batch.errors.iter().flat_map(|e| e.failed_ids()).collect();
+    let expected_without: HashSet<String> = ids
+        .iter()
+        .filter(|id| !expected.contains_key(*id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        without, expected_without,
+        "inputs without companies are named"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_pipelines_and_account_details_are_read() {
     let sim = Sim::start().await;
     let portal = sim
