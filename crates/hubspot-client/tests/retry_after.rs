@@ -1,32 +1,34 @@
-//! `Retry-After` handling. The simulator sends no `Retry-After` (HubSpot documents it only for
-//! 477), so these tests talk to a stub server that answers every request the same way.
+//! `Retry-After` handling and the statuses the simulator cannot produce (423, 477). The
+//! simulator sends no `Retry-After` (HubSpot documents it only for 477), so these tests talk to
+//! a stub server that answers with a fixed sequence.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hubspot_client::{HubSpotClient, HubSpotError, RateLimitPolicy, StaticToken};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-/// Serves `status` with `headers` and `body` to every request; counts the requests.
-async fn stub(
-    status: &'static str,
-    headers: &'static str,
-    body: &'static str,
-) -> (String, Arc<AtomicUsize>) {
+/// One canned answer: status line, extra header lines, body.
+type Answer = (&'static str, &'static str, &'static str);
+
+/// Serves `answers` in order to successive requests (the last one to every later request);
+/// records when each request arrived.
+async fn stub_sequence(answers: Vec<Answer>) -> (String, Arc<Mutex<Vec<Instant>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counted = requests.clone();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let recorded = arrivals.clone();
+    let answers = Arc::new(answers);
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let counted = counted.clone();
+            let recorded = recorded.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut buffer = [0u8; 4096];
@@ -36,7 +38,12 @@ async fn stub(
                         Ok(n) => seen.extend_from_slice(&buffer[..n]),
                     }
                 }
-                counted.fetch_add(1, Ordering::SeqCst);
+                let index = {
+                    let mut arrivals = recorded.lock().unwrap();
+                    arrivals.push(Instant::now());
+                    (arrivals.len() - 1).min(answers.len() - 1)
+                };
+                let (status, headers, body) = answers[index];
                 let response = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -45,7 +52,25 @@ async fn stub(
             });
         }
     });
-    (base, requests)
+    (base, arrivals)
+}
+
+/// Serves `status` with `headers` and `body` to every request; counts the requests.
+async fn stub(
+    status: &'static str,
+    headers: &'static str,
+    body: &'static str,
+) -> (String, Arc<Mutex<Vec<Instant>>>) {
+    stub_sequence(vec![(status, headers, body)]).await
+}
+
+const ACCOUNT: &str = r#"{"portalId":9990001,"accountType":"STANDARD","timeZone":"US/Eastern","companyCurrency":"USD","additionalCurrencies":[],"utcOffset":"-05:00","utcOffsetMilliseconds":-18000000,"uiDomain":"app.hubspot.com","dataHostingLocation":"na1"}"#;
+
+/// Time between the first and the second request.
+fn gap(arrivals: &Mutex<Vec<Instant>>) -> Duration {
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 2, "one try and one retry");
+    arrivals[1] - arrivals[0]
 }
 
 fn client(base: &str) -> HubSpotClient {
@@ -81,5 +106,56 @@ async fn a_429_asking_for_a_longer_wait_than_the_policy_allows_goes_to_the_calle
         ),
         "{error:?}"
     );
-    assert_eq!(requests.load(Ordering::SeqCst), 1, "no retry was sent");
+    assert_eq!(requests.lock().unwrap().len(), 1, "no retry was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_477_migration_is_retried_once_its_retry_after_has_passed() {
+    let (base, arrivals) = stub_sequence(vec![
+        ("477 Migration In Progress", "retry-after: 1\r\n", ""),
+        ("200 OK", "", ACCOUNT),
+    ])
+    .await;
+    let account = client(&base).account_details().await.unwrap();
+    assert_eq!(account.portal_id, 9_990_001);
+    // The backoff alone would have retried after at most 20 ms.
+    let waited = gap(&arrivals);
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_423_lock_is_waited_out_for_at_least_two_seconds() {
+    let (base, arrivals) = stub_sequence(vec![
+        (
+            "423 Locked",
+            "",
+            r#"{"status":"error","message":"locked","category":"LOCKED"}"#,
+        ),
+        ("200 OK", "", ACCOUNT),
+    ])
+    .await;
+    client(&base).account_details().await.unwrap();
+    let waited = gap(&arrivals);
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_477_asking_for_hours_is_returned_as_transient_with_its_retry_after() {
+    let (base, arrivals) = stub("477 Migration In Progress", "retry-after: 7200\r\n", "").await;
+    let error = tokio::time::timeout(Duration::from_secs(30), client(&base).account_details())
+        .await
+        .unwrap_or_else(|_| panic!("the client slept through a two-hour Retry-After"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HubSpotError::Transient {
+                status: 477,
+                retry_after: Some(after),
+            } if after == Duration::from_secs(7200)
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(arrivals.lock().unwrap().len(), 1, "no retry was sent");
 }
