@@ -479,6 +479,33 @@ pub enum MappingConfigError {
         /// The value.
         value: String,
     },
+    /// A `BETWEEN` filter whose lower bound is above its upper bound: no record could
+    /// ever sync.
+    #[error("filter on {property:?}: BETWEEN {low:?} and {high:?} is empty (low above high)")]
+    EmptyRange {
+        /// The property.
+        property: String,
+        /// The first value.
+        low: String,
+        /// The second value.
+        high: String,
+    },
+    /// A risk level written as a blank value, which HubSpot takes as "clear the property".
+    #[error("risk level {level} has a blank value; HubSpot would clear the property")]
+    BlankRiskLevelValue {
+        /// The level.
+        level: RiskLevel,
+    },
+    /// Two risk levels written as the same value, so HubSpot could not tell them apart.
+    #[error("risk levels {first} and {second} are both written as {value:?}")]
+    DuplicateRiskLevelValue {
+        /// The value.
+        value: String,
+        /// The first level using it.
+        first: RiskLevel,
+        /// The second level using it.
+        second: RiskLevel,
+    },
 }
 
 /// Every problem found in a [`MappingConfig`], in config order.
@@ -570,6 +597,28 @@ fn value_fits(property_type: &PropertyType, value: &str) -> bool {
         }
         PropertyType::Bool => matches!(parse::parse_bool(value), Ok(Some(_))),
         _ => true,
+    }
+}
+
+/// Each risk level needs its own non-blank value: a blank one would clear the property
+/// (HubSpot's convention for an empty string) and a shared one would hide the level.
+fn check_risk_level_values(values: &RiskLevelValues, errors: &mut Vec<MappingConfigError>) {
+    let levels = [RiskLevel::Green, RiskLevel::Yellow, RiskLevel::Red];
+    let mut seen: Vec<(&str, RiskLevel)> = Vec::with_capacity(levels.len());
+    for level in levels {
+        let value = values.value(level);
+        if value.trim().is_empty() {
+            errors.push(MappingConfigError::BlankRiskLevelValue { level });
+            continue;
+        }
+        match seen.iter().find(|(v, _)| *v == value) {
+            Some(&(_, first)) => errors.push(MappingConfigError::DuplicateRiskLevelValue {
+                value: value.to_owned(),
+                first,
+                second: level,
+            }),
+            None => seen.push((value, level)),
+        }
     }
 }
 
@@ -714,6 +763,18 @@ impl MappingConfig {
                     });
                 }
             }
+            if ok
+                && f.operator == FilterOperator::Between
+                && let [low, high] = f.values.as_slice()
+                && compare(&conversion, low, high) == Some(Ordering::Greater)
+            {
+                ok = false;
+                errors.push(MappingConfigError::EmptyRange {
+                    property: f.property.clone(),
+                    low: low.clone(),
+                    high: high.clone(),
+                });
+            }
             if ok {
                 filters.push(ResolvedFilter {
                     filter: f.clone(),
@@ -766,10 +827,12 @@ impl MappingConfig {
             &mut errors,
         )
         .map(|(def, t)| {
+            check_risk_level_values(&self.risk_level_values, &mut errors);
             if def.property_type == PropertyType::Enumeration {
                 let v = &self.risk_level_values;
                 for value in [&v.green, &v.yellow, &v.red] {
-                    if !def.has_option(value) {
+                    // A blank value is already reported as such.
+                    if !value.trim().is_empty() && !def.has_option(value) {
                         errors.push(MappingConfigError::OptionNotInEnumeration {
                             property: def.name.clone(),
                             value: value.clone(),

@@ -3,6 +3,10 @@
 //! contact (`lastmodifieddate`) wins; on a tie, or with no date on either, the lower
 //! HubSpot id wins, so every run and every service picks the same one whatever order the
 //! records arrived in.
+//!
+//! One exception comes first: a live contact beats an archived (deleted) one. Deleting a
+//! duplicate touches its `lastmodifieddate`, so by date alone the deleted copy would win
+//! and the customer would vanish while a live contact still carries the address.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -14,11 +18,13 @@ use crate::records::Customer;
 
 /// Orders two customers with the same e-mail: `Greater` means `a` wins over `b`.
 ///
-/// A dated record beats an undated one; later beats earlier; then the lower id wins.
-/// Use it to decide whether an incoming contact replaces a stored one.
+/// A live record beats an archived one; then a dated record beats an undated one; later
+/// beats earlier; then the lower id wins. Use it to decide whether an incoming contact
+/// replaces a stored one.
 pub fn compare_recency(a: &Customer, b: &Customer) -> Ordering {
-    a.source_updated_at
-        .cmp(&b.source_updated_at)
+    b.archived
+        .cmp(&a.archived)
+        .then_with(|| a.source_updated_at.cmp(&b.source_updated_at))
         .then_with(|| b.external_id.cmp(&a.external_id))
 }
 
@@ -154,6 +160,30 @@ mod tests {
         ]);
         assert_eq!(ids(&d), vec![2, 3]);
         assert_eq!(d.superseded.len(), 1);
+    }
+
+    #[test]
+    fn a_live_contact_beats_a_more_recently_archived_one_in_any_order() {
+        let deleted = Customer {
+            archived: true,
+            ..customer(1, "a@x.io", Some(500))
+        };
+        let live = customer(2, "a@x.io", Some(100));
+        assert_eq!(
+            ids(&dedupe_by_email([deleted.clone(), live.clone()])),
+            vec![2]
+        );
+        assert_eq!(
+            ids(&dedupe_by_email([live.clone(), deleted.clone()])),
+            vec![2]
+        );
+        assert_eq!(compare_recency(&live, &deleted), Ordering::Greater);
+        // Between two archived copies the date decides again.
+        let older_deleted = Customer {
+            archived: true,
+            ..customer(3, "a@x.io", Some(50))
+        };
+        assert_eq!(ids(&dedupe_by_email([older_deleted, deleted])), vec![1]);
     }
 
     #[test]

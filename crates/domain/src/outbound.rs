@@ -91,6 +91,12 @@ impl RiskLevel {
     }
 }
 
+impl std::fmt::Display for RiskLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where the risk levels start. Default: 70-100 healthy, 40-69 at risk, 0-39 critical.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RiskThresholds {

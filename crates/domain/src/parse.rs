@@ -391,14 +391,21 @@ pub fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
 
 /// Normalises a website or domain: trimmed, lower case, no `http://`/`https://` scheme,
 /// no trailing slash (`"HTTPS://Example.com/"` -> `"example.com"`). Blank means none.
+///
+/// The result is a fixed point (normalising it again changes nothing), so a stored domain
+/// compares equal to a freshly synced one: schemes are stripped as often as they repeat
+/// (`"https://http://x.io"`, a copy-paste slip seen in CRMs) and blanks and slashes are
+/// trimmed from the end together (`"x.io/ /"`).
 pub fn normalize_web_address(input: &str) -> Option<String> {
     let lower = input.trim().to_lowercase();
-    let no_scheme = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .or_else(|| lower.strip_prefix("//"))
-        .unwrap_or(&lower);
-    let trimmed = no_scheme.trim_end_matches('/').trim();
+    let mut rest = lower.as_str();
+    while let Some(stripped) = ["https://", "http://", "//"]
+        .iter()
+        .find_map(|scheme| rest.strip_prefix(scheme))
+    {
+        rest = stripped.trim_start();
+    }
+    let trimmed = rest.trim_end_matches(|c: char| c == '/' || c.is_whitespace());
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
 
@@ -657,6 +664,20 @@ mod tests {
             Some("example.com".into())
         );
         assert_eq!(normalize_web_address(" https:// "), None);
+    }
+
+    #[test]
+    fn web_addresses_normalise_to_a_fixed_point() {
+        for (input, want) in [
+            ("https://http://Example.com", "example.com"),
+            ("https:// example.com", "example.com"),
+            ("example.com/ /", "example.com"),
+            ("//example.com//", "example.com"),
+        ] {
+            let once = normalize_web_address(input);
+            assert_eq!(once.as_deref(), Some(want), "{input:?}");
+            assert_eq!(once.as_deref().and_then(normalize_web_address), once);
+        }
     }
 
     #[test]

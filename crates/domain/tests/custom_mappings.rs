@@ -340,6 +340,98 @@ fn writing_to_read_only_or_calculated_properties_is_not_allowed() {
 }
 
 #[test]
+fn a_read_only_score_or_risk_property_is_reported() {
+    let config = with(|c| {
+        c.score_property = Some("hs_num_child_companies".into());
+        c.risk_level_property = Some("total_revenue".into());
+    });
+    assert_eq!(
+        errors_of(&config),
+        vec![
+            MappingConfigError::DirectionNotAllowed {
+                property: "hs_num_child_companies".into(),
+                direction: Direction::Outbound
+            },
+            MappingConfigError::DirectionNotAllowed {
+                property: "total_revenue".into(),
+                direction: Direction::Outbound
+            },
+            MappingConfigError::WrongPropertyType {
+                property: "total_revenue".into(),
+                purpose: "risk level".into(),
+                expected: vec!["enumeration".into(), "string".into()],
+                found: "number".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn blank_or_shared_risk_level_values_are_reported() {
+    // A string property accepts any text, so only these checks stand between a green
+    // customer and a cleared (or indistinguishable) risk property in HubSpot.
+    let config = with(|c| {
+        c.risk_level_property = Some("health_note".into());
+        c.attributes.retain(|a| a.property != "health_note");
+        c.risk_level_values = RiskLevelValues {
+            green: " ".into(),
+            yellow: "watch".into(),
+            red: "watch".into(),
+        };
+    });
+    assert_eq!(
+        errors_of(&config),
+        vec![
+            MappingConfigError::BlankRiskLevelValue {
+                level: RiskLevel::Green
+            },
+            MappingConfigError::DuplicateRiskLevelValue {
+                value: "watch".into(),
+                first: RiskLevel::Yellow,
+                second: RiskLevel::Red
+            },
+        ]
+    );
+    // Without a risk property the values are never written, so they are not checked.
+    let unused = with(|c| {
+        c.risk_level_property = None;
+        c.risk_level_values.green = String::new();
+    });
+    assert!(errors_of(&unused).is_empty());
+}
+
+#[test]
+fn a_between_filter_whose_bounds_are_reversed_is_reported() {
+    let config = with(|c| {
+        c.filters = vec![
+            filter("seats", FilterOperator::Between, &["100", "9"]),
+            filter(
+                "renewal_date",
+                FilterOperator::Between,
+                &["2026-12-31", "1767225600000"],
+            ),
+            // Equal bounds match exactly one value: allowed.
+            filter("seats", FilterOperator::Between, &["10", "10.0"]),
+        ];
+    });
+    assert_eq!(
+        errors_of(&config),
+        vec![
+            MappingConfigError::EmptyRange {
+                property: "seats".into(),
+                low: "100".into(),
+                high: "9".into()
+            },
+            MappingConfigError::EmptyRange {
+                property: "renewal_date".into(),
+                low: "2026-12-31".into(),
+                high: "1767225600000".into()
+            },
+        ]
+    );
+}
+
+#[test]
 fn a_property_written_by_two_mappings_is_reported() {
     let config = with(|c| {
         c.attributes

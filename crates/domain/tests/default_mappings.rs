@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use domain::ids::{HubSpotObjectId, OwnerId, PipelineId, StageId};
+use domain::ids::{HubSpotObjectId, ObjectType, OwnerId, PipelineId, StageId};
 use domain::mapping::{
     HubSpotOwner, HubSpotPipeline, HubSpotRecord, HubSpotStage, MappingOutcome, MappingWarning,
-    SkipReason, map_company, map_contact, map_deal, map_owner, map_pipeline,
+    SkipReason, default_properties, map_company, map_contact, map_deal, map_owner, map_pipeline,
 };
 use domain::parse::ValueError;
 use domain::records::{
@@ -49,6 +49,10 @@ fn row<T>(name: &'static str, set: &[(&'static str, In)], expect: Expect<T>) -> 
         set: set.to_vec(),
         expect,
     }
+}
+
+fn row_owned<T>(name: &'static str, set: Vec<(&'static str, In)>, expect: Expect<T>) -> Row<T> {
+    Row { name, set, expect }
 }
 
 fn ok<T>(change: fn(&mut T)) -> Expect<T> {
@@ -121,6 +125,16 @@ fn apply(record: &mut HubSpotRecord, set: &[(&'static str, In)]) {
     }
 }
 
+/// Every property the default mapping of `object` reads, except `keep`, set to JSON null:
+/// what HubSpot sends for requested properties that hold no value.
+fn all_null(object: ObjectType, keep: &[&str]) -> Vec<(&'static str, In)> {
+    default_properties(object)
+        .iter()
+        .filter(|p| !keep.contains(p))
+        .map(|p| (*p, Null))
+        .collect()
+}
+
 fn run<T: PartialEq + std::fmt::Debug + Clone>(
     base: HubSpotRecord,
     baseline: T,
@@ -183,6 +197,11 @@ fn every_contact_mapping_row_maps_as_documented() {
     let base = base_record(&[("hs_object_id", "51"), ("email", "ops@northwind.example")]);
     let rows: Vec<Row<Customer>> = vec![
         row("baseline", &[], ok(|_| {})),
+        row_owned(
+            "every other property null: envelope dates, nothing else",
+            all_null(ObjectType::Contact, &["email"]),
+            ok(|_| {}),
+        ),
         // hs_object_id -> external_id
         row(
             "hs_object_id missing falls back to the envelope id",
@@ -484,6 +503,11 @@ fn every_company_mapping_row_maps_as_documented() {
     let base = base_record(&[("hs_object_id", "51")]);
     let rows: Vec<Row<Company>> = vec![
         row("baseline", &[], ok(|_| {})),
+        row_owned(
+            "every property null: envelope id and dates, nothing else",
+            all_null(ObjectType::Company, &[]),
+            ok(|_| {}),
+        ),
         row(
             "no hs_object_id uses the envelope id",
             &[("hs_object_id", Missing)],
@@ -623,6 +647,11 @@ fn every_deal_mapping_row_maps_as_documented() {
     let base = base_record(&[("hs_object_id", "51")]);
     let rows: Vec<Row<Deal>> = vec![
         row("baseline", &[], ok(|_| {})),
+        row_owned(
+            "every property null: envelope id and dates, nothing else",
+            all_null(ObjectType::Deal, &[]),
+            ok(|_| {}),
+        ),
         row(
             "hs_object_id blank uses the envelope id",
             &[("hs_object_id", V(" "))],
@@ -737,6 +766,44 @@ fn every_deal_mapping_row_maps_as_documented() {
         ),
     ];
     run(base, deal_baseline(), map_deal, rows);
+}
+
+#[test]
+fn company_contacts_and_archived_flag_are_carried() {
+    let mut input = base_record(&[]);
+    input.archived = true;
+    input.contact_ids = vec!["5".into(), "5".into(), "".into(), "6".into()];
+    let outcome = map_company(&input);
+    let company = outcome.record().cloned();
+    assert_eq!(company.as_ref().map(|c| c.archived), Some(true));
+    assert_eq!(
+        company.map(|c| c.contact_ids),
+        Some(vec![HubSpotObjectId(5), HubSpotObjectId(6)])
+    );
+    assert_eq!(
+        outcome.warnings(),
+        &[MappingWarning::InvalidAssociation {
+            object: "contacts".into(),
+            value: String::new()
+        }]
+    );
+}
+
+#[test]
+fn a_record_without_envelope_dates_or_date_properties_has_no_dates() {
+    let mut input = base_record(&[("email", "a@b.io")]);
+    input.created_at = None;
+    input.updated_at = None;
+    let customer = map_contact(&input).record().cloned();
+    assert_eq!(
+        customer.map(|c| (c.first_seen_at, c.source_updated_at)),
+        Some((None, None))
+    );
+    let deal = map_deal(&input).record().cloned();
+    assert_eq!(
+        deal.map(|d| (d.created_at, d.source_updated_at)),
+        Some((None, None))
+    );
 }
 
 #[test]

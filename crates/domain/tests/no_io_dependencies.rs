@@ -18,17 +18,34 @@ const FORBIDDEN: &[&str] = &[
     "amq-protocol",
     "reqwest",
     "hyper",
+    "actix",
     "actix-web",
     "actix-rt",
     "actix-http",
 ];
 
+/// The names of the crates a build of `domain` links: `[dependencies]`,
+/// `[target.'cfg(..)'.dependencies]` and `[build-dependencies]`, in either the inline
+/// (`foo = ..`) or the table (`[dependencies.foo]`) form. Dev-dependencies are test
+/// tooling and are left out.
 fn manifest_dependencies(manifest: &str) -> Vec<String> {
     let mut in_deps = false;
     let mut names = Vec::new();
     for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_deps = line == "[dependencies]";
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.trim_end_matches(']');
+            let (section, table_name) = match header.rsplit_once("dependencies.") {
+                Some((before, name)) => (format!("{before}dependencies"), Some(name)),
+                None => (header.to_owned(), None),
+            };
+            let is_deps =
+                section.ends_with("dependencies") && !section.ends_with("dev-dependencies");
+            if let (true, Some(name)) = (is_deps, table_name) {
+                names.push(name.trim_matches('"').to_owned());
+                in_deps = false;
+            } else {
+                in_deps = is_deps;
+            }
             continue;
         }
         // `foo.workspace = true` or `foo = "1"`.
@@ -67,6 +84,33 @@ fn lock_graph(lock: &str) -> BTreeMap<String, Vec<Vec<String>>> {
         }
     }
     graph
+}
+
+#[test]
+fn every_form_of_dependency_section_is_read() {
+    let manifest = r#"
+[package]
+name = "x"
+
+[dependencies]
+chrono.workspace = true
+
+[target.'cfg(unix)'.dependencies]
+tokio = "1"
+
+[dependencies.reqwest]
+version = "0.12"
+
+[build-dependencies]
+lapin = "2"
+
+[dev-dependencies]
+proptest = "1"
+"#;
+    assert_eq!(
+        manifest_dependencies(manifest),
+        vec!["chrono", "tokio", "reqwest", "lapin"]
+    );
 }
 
 #[test]

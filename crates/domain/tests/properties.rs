@@ -23,15 +23,21 @@ use proptest::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-/// A plain decimal string: optional sign, 1-15 integer digits, optional 1-8 fraction digits.
+/// A plain decimal string: optional sign, 1-10 integer digits, optional fraction digits.
 fn decimal_string(max_frac: usize) -> impl Strategy<Value = String> {
+    decimal_string_with(10, max_frac)
+}
+
+/// A plain decimal string with up to `max_int` integer digits.
+fn decimal_string_with(max_int: usize, max_frac: usize) -> impl Strategy<Value = String> {
     (
         any::<bool>(),
-        "[0-9]{1,10}",
+        prop::collection::vec(0u8..10, 1..=max_int),
         prop::option::of(prop::collection::vec(0u8..10, 1..=max_frac)),
     )
         .prop_map(|(neg, int, frac)| {
             let sign = if neg { "-" } else { "" };
+            let int: String = int.iter().map(|d| char::from(b'0' + d)).collect();
             match frac {
                 Some(f) => {
                     let f: String = f.iter().map(|d| char::from(b'0' + d)).collect();
@@ -74,14 +80,25 @@ proptest! {
 
     #[test]
     fn money_parsing_agrees_with_an_exact_decimal_reference(
-        s in prop_oneof![decimal_string(8), midpoint_string()],
+        // Up to 19 integer digits crosses i64::MAX cents (~9.2e16 units) both ways.
+        s in prop_oneof![decimal_string_with(19, 8), midpoint_string()],
     ) {
         let reference = Decimal::from_str(&s).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let rounded = reference.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);
-        let want_cents = (rounded * Decimal::ONE_HUNDRED).to_i64();
-        let got = parse::parse_money_cents(&s).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(got.map(|r| r.value), want_cents);
+        let got = parse::parse_money_cents(&s);
+        let Some(want_cents) = (rounded * Decimal::ONE_HUNDRED).to_i64() else {
+            // Beyond what i64 cents hold: refused, never wrapped or saturated.
+            prop_assert_eq!(got, Err(parse::ValueError::OutOfRange));
+            return Ok(());
+        };
+        let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(got.map(|r| r.value), Some(want_cents));
         prop_assert_eq!(got.map(|r| r.rounded), Some(rounded != reference));
+        // Formatting the parsed cents gives back the (rounded) amount that was sent.
+        let text = got.map(|r| parse::format_cents(r.value)).unwrap_or_default();
+        let formatted = Decimal::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(formatted, rounded);
+        prop_assert_eq!(parse::parse_money_cents(&text), Ok(got.map(|r| parse::Rounded { rounded: false, ..r })));
     }
 
     #[test]
@@ -143,6 +160,18 @@ proptest! {
     }
 
     #[test]
+    fn normalised_web_addresses_are_stable_and_carry_no_scheme_or_trailing_slash(
+        s in prop_oneof![".{0,24}", "[ /:htpsHTPS.a-zA-Z]{0,24}"],
+    ) {
+        if let Some(n) = parse::normalize_web_address(&s) {
+            prop_assert_eq!(parse::normalize_web_address(&n), Some(n.clone()));
+            prop_assert!(!n.starts_with("http://") && !n.starts_with("https://"), "{n:?}");
+            prop_assert!(!n.ends_with('/') && n.trim() == n, "{n:?}");
+            prop_assert_eq!(n.to_lowercase(), n.clone());
+        }
+    }
+
+    #[test]
     fn normalised_emails_are_stable(s in "[A-Za-z0-9._%+-]{1,12}@[A-Za-z0-9-]{1,10}\\.[A-Za-z]{2,6}") {
         if let Ok(email) = parse::normalize_email(&s) {
             prop_assert_eq!(parse::normalize_email(&email), Ok(email.clone()));
@@ -161,7 +190,17 @@ fn property_name() -> impl Strategy<Value = String> {
                 .map(|s| (*s).to_owned())
         })
         .collect();
-    known.extend(["tier", "seats", "renewal_date", "is_strategic"].map(String::from));
+    known.extend(
+        [
+            "tier",
+            "seats",
+            "renewal_date",
+            "is_strategic",
+            "reviewed_at",
+            "segment",
+        ]
+        .map(String::from),
+    );
     prop_oneof![prop::sample::select(known), "[a-z_]{1,12}"]
 }
 
@@ -207,14 +246,43 @@ fn custom_config() -> MappingConfig {
     MappingConfig {
         object_type: ObjectType::Company,
         external_id_property: Some("hs_object_id".into()),
-        attributes: ["tier", "seats", "renewal_date", "is_strategic"]
-            .map(attr)
-            .to_vec(),
-        filters: vec![RecordFilter {
-            property: "seats".into(),
-            operator: FilterOperator::Between,
-            values: vec!["1".into(), "100".into()],
-        }],
+        attributes: [
+            "tier",
+            "seats",
+            "renewal_date",
+            "is_strategic",
+            "reviewed_at",
+            "segment",
+        ]
+        .map(attr)
+        .to_vec(),
+        filters: vec![
+            RecordFilter {
+                property: "seats".into(),
+                operator: FilterOperator::Between,
+                values: vec!["1".into(), "100".into()],
+            },
+            RecordFilter {
+                property: "tier".into(),
+                operator: FilterOperator::In,
+                values: vec!["gold".into(), "silver".into()],
+            },
+            RecordFilter {
+                property: "segment".into(),
+                operator: FilterOperator::NotContainsToken,
+                values: vec!["*test*".into()],
+            },
+            RecordFilter {
+                property: "reviewed_at".into(),
+                operator: FilterOperator::Gte,
+                values: vec!["2020-01-01T00:00:00Z".into()],
+            },
+            RecordFilter {
+                property: "is_strategic".into(),
+                operator: FilterOperator::Neq,
+                values: vec!["false".into()],
+            },
+        ],
         score_property: None,
         risk_level_property: None,
         risk_level_values: RiskLevelValues::default(),
@@ -250,6 +318,8 @@ fn custom_definitions() -> Vec<PropertyDefinition> {
             PropertyType::Bool,
             FieldType::BooleanCheckbox,
         ),
+        def("reviewed_at", PropertyType::Datetime, FieldType::Date),
+        def("segment", PropertyType::String, FieldType::Text),
     ]
 }
 
@@ -315,24 +385,39 @@ proptest! {
 
     #[test]
     fn dedupe_does_not_depend_on_input_order(
-        (original, shuffled) in prop::collection::vec((0u64..6, 0usize..3, prop::option::of(0i64..3)), 0..12)
+        (original, shuffled) in prop::collection::vec(
+            (0u64..6, 0usize..3, prop::option::of(0i64..3), prop::bool::weighted(0.2)),
+            0..12,
+        )
             .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
     ) {
-        let to_customers = |v: &[(u64, usize, Option<i64>)]| -> Vec<Customer> {
-            v.iter().map(|(id, email, secs)| customer(*id, ["a@x.io", "b@x.io", "c@x.io"][*email], *secs)).collect()
+        // Ids are unique per portal: a repeated id is the same contact, so it carries the
+        // same fields (the first occurrence in the unshuffled list).
+        let canonical: BTreeMap<u64, (usize, Option<i64>, bool)> = original
+            .iter()
+            .rev()
+            .map(|(id, email, secs, archived)| (*id, (*email, *secs, *archived)))
+            .collect();
+        let to_customers = |v: &[(u64, usize, Option<i64>, bool)]| -> Vec<Customer> {
+            v.iter()
+                .map(|(id, ..)| {
+                    let (email, secs, archived) = canonical[id];
+                    Customer { archived, ..customer(*id, ["a@x.io", "b@x.io", "c@x.io"][email], secs) }
+                })
+                .collect()
         };
         let a = dedupe_by_email(to_customers(&original));
         let b = dedupe_by_email(to_customers(&shuffled));
         prop_assert_eq!(&a, &b);
-        // One customer per e-mail, and it is one of the latest for that e-mail.
-        let mut latest: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
+        // One customer per e-mail: live if any is live, and the latest among those.
+        let mut best: BTreeMap<String, (bool, Option<DateTime<Utc>>)> = BTreeMap::new();
         for c in to_customers(&original) {
-            let e = latest.entry(c.email.clone()).or_insert(None);
-            *e = (*e).max(c.source_updated_at);
+            let e = best.entry(c.email.clone()).or_insert((false, None));
+            *e = (*e).max((!c.archived, c.source_updated_at));
         }
-        prop_assert_eq!(a.customers.len(), latest.len());
+        prop_assert_eq!(a.customers.len(), best.len());
         for c in &a.customers {
-            prop_assert_eq!(Some(&c.source_updated_at), latest.get(&c.email));
+            prop_assert_eq!(Some(&(!c.archived, c.source_updated_at)), best.get(&c.email));
         }
     }
 }
