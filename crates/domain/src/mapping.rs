@@ -51,11 +51,11 @@ pub mod props {
     pub const PHONE: &str = "phone";
     /// Contact job title.
     pub const JOBTITLE: &str = "jobtitle";
-    /// City, on contacts and companies.
+    /// Contact city.
     pub const CITY: &str = "city";
-    /// State, on contacts and companies.
+    /// Contact state.
     pub const STATE: &str = "state";
-    /// Country, on contacts and companies.
+    /// Contact country.
     pub const COUNTRY: &str = "country";
     /// Website, on contacts and companies.
     pub const WEBSITE: &str = "website";

@@ -344,7 +344,8 @@ pub fn parse_probability(input: &str) -> Result<Option<Clamped<f64>>, ValueError
     }
     // Scan first so that "NaN", "inf" and "1e3", which f64 parsing accepts, are refused.
     scan_decimal(t)?;
-    let raw: f64 = t.parse().map_err(|_| ValueError::NotADecimal)?;
+    // `+ 0.0` turns "-0" into 0.0: a negative zero would serialise as `-0.0`.
+    let raw: f64 = t.parse::<f64>().map_err(|_| ValueError::NotADecimal)? + 0.0;
     let value = raw.clamp(0.0, 1.0);
     Ok(Some(Clamped {
         value,
@@ -598,6 +599,9 @@ mod tests {
         assert_eq!(p("1.0"), Ok(Some((1.0, false))));
         assert_eq!(p("1.5"), Ok(Some((1.0, true))));
         assert_eq!(p("-0.2"), Ok(Some((0.0, true))));
+        assert_eq!(p("-0"), Ok(Some((0.0, false))));
+        let zero = parse_probability("-0.000").ok().flatten().map(|c| c.value);
+        assert_eq!(zero.map(f64::is_sign_negative), Some(false));
         assert_eq!(p("NaN"), Err(ValueError::NotADecimal));
         assert_eq!(p("inf"), Err(ValueError::NotADecimal));
     }
