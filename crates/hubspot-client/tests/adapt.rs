@@ -92,7 +92,13 @@ async fn a_429_pauses_the_portal_for_every_client_and_is_counted_by_policy() {
         text.contains(r#"hubspot_requests_total{endpoint="owners.list",status="429"} 2"#),
         "{text}"
     );
-    assert!(text.contains("hubspot_budget_wait_seconds_total"), "{text}");
+    // The retry waited out the pause the 429 put on the shared budget (2 s without Retry-After).
+    let waited: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"hubspot_budget_wait_seconds_total{kind="burst"} "#))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no burst budget wait recorded: {text}"));
+    assert!(waited >= 1.0, "{waited} s of budget wait recorded: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,9 @@ impl HubSpotClient {
     }
 
     /// All associations from each of `ids` (of type `from_type`) to records of `to_type`.
-    /// Inputs HubSpot reports on (unknown ids, ids without associations) are in `errors`.
+    /// Inputs HubSpot reports on (unknown ids, ids without associations) are in `errors`;
+    /// [`crate::StandardError::failed_ids`] names them. A request that still fails after the
+    /// client's retries fails the whole call: nothing was written, so the caller reads again.
     pub async fn batch_read_associations(
         &self,
         from_type: &str,
