@@ -400,6 +400,12 @@ fn retry_delay(base_ms: u64, attempt: u32) -> Duration {
     Duration::from_millis(grown + jitter)
 }
 
+/// Whether `portal` is still the simulator's portal of that id (not dropped by a reset).
+fn is_registered(sim: &Sim, portal: &Arc<Portal>) -> bool {
+    sim.portal(portal.id)
+        .is_some_and(|current| Arc::ptr_eq(&current, portal))
+}
+
 /// Delivers one batch, retrying until a 2xx or the attempts run out.
 async fn deliver(
     sim: Arc<Sim>,
@@ -421,6 +427,10 @@ async fn deliver(
         let Ok(_permit) = portal.delivery_slots.clone().acquire_owned().await else {
             return;
         };
+        if !is_registered(&sim, &portal) {
+            // A reset (or a stopped simulator) dropped the portal: its deliveries die with it.
+            return;
+        }
         // A fresh timestamp per attempt, so retries pass the receiver's 5-minute check.
         let timestamp = now_ms().to_string();
         let response = sim
@@ -455,4 +465,37 @@ async fn deliver(
     let mut hooks = portal.hooks.lock();
     hooks.abandoned_batches += 1;
     hooks.in_flight_batches = hooks.in_flight_batches.saturating_sub(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_from_the_base_with_at_most_a_quarter_of_jitter() {
+        for attempt in 1..=10u32 {
+            let floor = 100u64 << (attempt - 1);
+            for _ in 0..20 {
+                let ms = retry_delay(100, attempt).as_millis() as u64;
+                assert!(
+                    (floor..=floor + floor / 4).contains(&ms),
+                    "retry {attempt} waited {ms} ms"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn subscriptions_parse_legacy_generic_and_per_property_forms() {
+        let s = parse_subscription(1, "deal.propertyChange:dealstage").expect("parses");
+        assert_eq!(
+            (s.object.as_str(), s.event.as_str(), s.property.as_deref()),
+            ("deal", "propertyChange", Some("dealstage"))
+        );
+        assert!(parse_subscription(2, "object.associationChange").is_some());
+        assert!(parse_subscription(3, "contact.privacyDeletion").is_some());
+        assert!(parse_subscription(4, "deal.privacyDeletion").is_none());
+        assert!(parse_subscription(5, "ticket.creation").is_none());
+        assert_eq!(default_subscriptions().len(), 19);
+    }
 }

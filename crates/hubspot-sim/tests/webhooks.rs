@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -12,7 +13,7 @@ use common::Harness;
 use hubspot_sim::SimConfig;
 use hubspot_sim::signing::{sign_v1, sign_v3};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 struct Delivery {
     headers: Vec<(String, String)>,
@@ -36,37 +37,81 @@ struct Receiver {
     url: String,
     rx: mpsc::UnboundedReceiver<Delivery>,
     handle: actix_web::dev::ServerHandle,
+    /// The most deliveries the receiver ever had in flight at once.
+    max_in_flight: Arc<AtomicUsize>,
 }
 
-/// A receiver that answers 500 to the first `fail_first` deliveries, then 200.
+/// How a test receiver answers: the n-th request (0-based) gets `answers[n]`, later
+/// ones the last entry; each answer is (status, delay before answering in ms).
+#[derive(Clone)]
+struct Behaviour {
+    answers: Vec<(u16, u64)>,
+}
+
+impl Behaviour {
+    fn failing_first(n: usize) -> Behaviour {
+        let mut answers = vec![(500, 0); n];
+        answers.push((204, 0));
+        Behaviour { answers }
+    }
+}
+
+/// A receiver that answers 500 to the first `fail_first` deliveries, then 204.
 async fn receiver(fail_first: usize) -> Receiver {
+    receiver_with(Behaviour::failing_first(fail_first)).await
+}
+
+async fn receiver_with(behaviour: Behaviour) -> Receiver {
     let (tx, rx) = mpsc::unbounded_channel();
-    let state = Arc::new(Mutex::new((tx, fail_first)));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let max = max_in_flight.clone();
     let server = HttpServer::new(move || {
-        let state = state.clone();
+        let (tx, seen, in_flight, max, behaviour) = (
+            tx.clone(),
+            seen.clone(),
+            in_flight.clone(),
+            max.clone(),
+            behaviour.clone(),
+        );
         App::new().route(
             "/hooks/hubspot",
             web::post().to(move |req: HttpRequest, body: web::Bytes| {
-                let state = state.clone();
+                let (tx, seen, in_flight, max, behaviour) = (
+                    tx.clone(),
+                    seen.clone(),
+                    in_flight.clone(),
+                    max.clone(),
+                    behaviour.clone(),
+                );
                 async move {
-                    let mut guard = state.lock().await;
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
                     let headers = req
                         .headers()
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
                         .collect();
-                    let _ = guard.0.send(Delivery {
+                    let _ = tx.send(Delivery {
                         headers,
                         body: body.to_vec(),
                     });
-                    if guard.1 > 0 {
-                        guard.1 -= 1;
-                        HttpResponse::InternalServerError().finish()
-                    } else {
-                        HttpResponse::NoContent().finish()
-                    }
+                    let (status, delay_ms) = behaviour
+                        .answers
+                        .get(n)
+                        .or(behaviour.answers.last())
+                        .copied()
+                        .unwrap_or((204, 0));
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status).expect("status"),
+                    )
+                    .finish()
                 }
             }),
         )
@@ -82,6 +127,7 @@ async fn receiver(fail_first: usize) -> Receiver {
         url: format!("http://127.0.0.1:{port}/hooks/hubspot?src=hs%3Asim"),
         rx,
         handle,
+        max_in_flight,
     }
 }
 
@@ -314,6 +360,387 @@ async fn more_than_100_changes_arrive_in_batches_of_at_most_100() {
     }
     assert_eq!(total, 150);
     assert!(sizes.iter().all(|s| *s <= 100), "{sizes:?}");
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+/// Every delivery until none arrives for `quiet_ms`.
+async fn drain(rx: &mut mpsc::UnboundedReceiver<Delivery>, quiet_ms: u64) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(quiet_ms), rx.recv()).await {
+        out.push(d);
+    }
+    out
+}
+
+async fn configure_webhooks(h: &Harness, portal: u64, settings: Value) {
+    let resp = h
+        .http
+        .put(h.url(&format!("/_sim/portals/{portal}/webhooks")))
+        .json(&settings)
+        .send()
+        .await
+        .expect("webhooks");
+    assert_eq!(resp.status(), 200);
+}
+
+async fn webhook_counters(h: &Harness, portal: u64) -> Value {
+    h.http
+        .get(h.url(&format!("/_sim/portals/{portal}/webhooks")))
+        .send()
+        .await
+        .expect("webhooks")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn create_contacts(h: &Harness, token: &str, prefix: &str, n: usize) {
+    let inputs: Vec<Value> = (0..n)
+        .map(|i| json!({"properties": {"email": format!("{prefix}{i}@x.example")}}))
+        .collect();
+    let (status, _, body) = h
+        .post(
+            token,
+            "/crm/v3/objects/contacts/batch/create",
+            json!({"inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn event_ids(d: &Delivery) -> Vec<u64> {
+    d.events()
+        .iter()
+        .map(|e| e["eventId"].as_u64().expect("eventId"))
+        .collect()
+}
+
+#[tokio::test]
+async fn company_deal_and_generic_object_subscriptions_each_get_their_events() {
+    let h = Harness::with(fast()).await;
+    let mut r = receiver(0).await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(
+        &h,
+        p.id,
+        json!({"subscriptions": ["company.creation", "company.merge", "company.associationChange",
+            "deal.propertyChange:dealstage", "deal.deletion", "deal.restore", "deal.associationChange",
+            "object.propertyChange", "object.deletion", "object.restore", "object.merge", "object.associationChange"]}),
+    )
+    .await;
+    let company = |name: &'static str| {
+        let h = &h;
+        let token = p.token.clone();
+        async move {
+            let (_, _, c) = h
+                .post(
+                    &token,
+                    "/crm/v3/objects/companies",
+                    json!({"properties": {"name": name}}),
+                )
+                .await;
+            c["id"]
+                .as_str()
+                .expect("id")
+                .parse::<u64>()
+                .expect("numeric")
+        }
+    };
+    let acme = company("Acme").await;
+    let dupe = company("Acme (dupe)").await;
+    let (status, _, deal) = h
+        .post(&p.token, "/crm/v3/objects/deals", json!({"properties": {"dealname": "Platform", "pipeline": "default", "dealstage": "qualifiedtobuy"},
+            "associations": [{"to": {"id": acme.to_string()}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]}]}))
+        .await;
+    assert_eq!(status, 201);
+    let deal_id: u64 = deal["id"].as_str().expect("id").parse().expect("numeric");
+    h.send(
+        reqwest::Method::PATCH,
+        &p.token,
+        &format!("/crm/v3/objects/deals/{deal_id}"),
+        json!({"properties": {"dealstage": "closedwon", "amount": "5000"}}),
+    )
+    .await;
+    h.send(
+        reqwest::Method::DELETE,
+        &p.token,
+        &format!("/crm/v3/objects/deals/{deal_id}"),
+        Value::Null,
+    )
+    .await;
+    let resp = h
+        .http
+        .post(h.url(&format!(
+            "/_sim/portals/{}/objects/deals/{deal_id}/restore",
+            p.id
+        )))
+        .send()
+        .await
+        .expect("restore");
+    assert_eq!(resp.status(), 200);
+    let (status, _, _) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/companies/merge",
+            json!({"primaryObjectId": acme.to_string(), "objectIdToMerge": dupe.to_string()}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let events: Vec<Value> = drain(&mut r.rx, 600)
+        .await
+        .iter()
+        .flat_map(Delivery::events)
+        .collect();
+    for e in &events {
+        for field in [
+            "eventId",
+            "subscriptionId",
+            "portalId",
+            "appId",
+            "occurredAt",
+            "subscriptionType",
+            "attemptNumber",
+            "changeSource",
+        ] {
+            assert!(e.get(field).is_some(), "{field} missing in {e}");
+        }
+    }
+    let of = |t: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["subscriptionType"] == t)
+            .collect()
+    };
+    let created: Vec<u64> = of("company.creation")
+        .iter()
+        .map(|e| e["objectId"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(created, vec![acme, dupe]);
+    assert!(of("company.creation")[0].get("objectTypeId").is_none());
+    let stage = of("deal.propertyChange");
+    assert_eq!(stage.len(), 1, "only the subscribed property: {stage:?}");
+    assert_eq!(
+        (&stage[0]["propertyName"], &stage[0]["propertyValue"]),
+        (&json!("dealstage"), &json!("closedwon"))
+    );
+    assert_eq!(stage[0]["objectId"], deal_id);
+    assert_eq!(of("deal.deletion")[0]["objectId"], deal_id);
+    assert_eq!(of("deal.restore")[0]["objectId"], deal_id);
+    let deal_assoc: Vec<(&Value, &Value)> = of("deal.associationChange")
+        .iter()
+        .map(|e| (&e["associationType"], &e["isPrimaryAssociation"]))
+        .collect();
+    assert_eq!(
+        deal_assoc,
+        vec![
+            (&json!("DEAL_TO_COMPANY"), &json!(false)),
+            (&json!("DEAL_TO_COMPANY"), &json!(true))
+        ]
+    );
+    assert!(
+        of("company.associationChange")
+            .iter()
+            .any(|e| e["associationType"] == "COMPANY_TO_DEAL"
+                && e["fromObjectId"] == acme
+                && e["toObjectId"] == deal_id),
+        "the other side hears about it too"
+    );
+    let merge = of("company.merge");
+    assert_eq!(merge[0]["primaryObjectId"], acme);
+    assert_eq!(merge[0]["mergedObjectIds"], json!([dupe]));
+
+    let generic_changes: Vec<(&Value, &Value)> = of("object.propertyChange")
+        .iter()
+        .filter(|e| e["objectId"] == deal_id)
+        .map(|e| (&e["propertyName"], &e["objectTypeId"]))
+        .collect();
+    assert!(generic_changes.contains(&(&json!("amount"), &json!("0-3"))));
+    assert!(generic_changes.contains(&(&json!("dealstage"), &json!("0-3"))));
+    assert_eq!(of("object.deletion")[0]["objectTypeId"], "0-3");
+    assert_eq!(of("object.restore")[0]["objectTypeId"], "0-3");
+    assert_eq!(of("object.merge")[0]["objectTypeId"], "0-2");
+    let generic_assoc = of("object.associationChange");
+    let primary = generic_assoc
+        .iter()
+        .find(|e| e["fromObjectTypeId"] == "0-3" && e["isPrimaryAssociation"] == true)
+        .expect("primary deal-to-company event");
+    assert_eq!(primary["toObjectTypeId"], "0-2");
+    assert_eq!(primary["associationTypeId"], 5);
+    assert_eq!(primary["associationCategory"], "HUBSPOT_DEFINED");
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_portal_never_has_more_than_10_deliveries_in_flight() {
+    let h = Harness::with(fast()).await;
+    let mut r = receiver_with(Behaviour {
+        answers: vec![(204, 1000)],
+    })
+    .await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
+    for i in 0..15 {
+        create_contacts(&h, &p.token, &format!("c{i}-"), 100).await;
+    }
+    let mut events = 0;
+    let mut batches = 0;
+    while events < 1500 {
+        let d = next(&mut r.rx).await;
+        assert!(d.events().len() <= 100);
+        events += d.events().len();
+        batches += 1;
+    }
+    assert!(batches >= 15);
+    assert_eq!(
+        r.max_in_flight.load(Ordering::SeqCst),
+        10,
+        "15 or more batches were ready at once; 10 went out together, no more"
+    );
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn the_duplicate_switch_sends_each_batch_twice() {
+    let h = Harness::with(fast()).await;
+    let mut r = receiver(0).await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(
+        &h,
+        p.id,
+        json!({"duplicate_rate": 1.0, "subscriptions": ["contact.creation"]}),
+    )
+    .await;
+    create_contacts(&h, &p.token, "dup", 3).await;
+    let deliveries = drain(&mut r.rx, 600).await;
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(event_ids(&deliveries[0]), event_ids(&deliveries[1]));
+    assert_eq!(event_ids(&deliveries[0]).len(), 3);
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_unless_the_shuffle_switch_is_on() {
+    let h = Harness::with(fast()).await;
+    let mut r = receiver(0).await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
+    create_contacts(&h, &p.token, "ordered", 100).await;
+    let ordered = drain(&mut r.rx, 600).await;
+    assert_eq!(ordered.len(), 1);
+    let ids = event_ids(&ordered[0]);
+    assert!(ids.is_sorted(), "without the switch a batch is in order");
+    configure_webhooks(&h, p.id, json!({"shuffle": true})).await;
+    create_contacts(&h, &p.token, "shuffled", 100).await;
+    let shuffled = drain(&mut r.rx, 600).await;
+    let ids: Vec<u64> = shuffled.iter().flat_map(event_ids).collect();
+    assert_eq!(ids.len(), 100);
+    assert!(!ids.is_sorted(), "100 shuffled events are out of order");
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_timeout_and_a_4xx_are_retried_like_a_5xx() {
+    let h = Harness::with(SimConfig {
+        webhook_timeout_ms: 300,
+        ..fast()
+    })
+    .await;
+    let mut r = receiver_with(Behaviour {
+        answers: vec![(204, 1500), (400, 0), (204, 0)],
+    })
+    .await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
+    create_contacts(&h, &p.token, "slow", 1).await;
+    let deliveries = drain(&mut r.rx, 1500).await;
+    let attempts: Vec<Value> = deliveries
+        .iter()
+        .map(|d| d.events()[0]["attemptNumber"].clone())
+        .collect();
+    assert_eq!(attempts, vec![json!(0), json!(1), json!(2)]);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| event_ids(d) == event_ids(&deliveries[0]))
+    );
+    let counters = webhook_counters(&h, p.id).await;
+    assert_eq!(counters["failed_attempts"], 2);
+    assert_eq!(counters["delivered_batches"], 1);
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_target_gets_10_retries_and_an_unreachable_one_is_given_up_too() {
+    let h = Harness::with(SimConfig {
+        webhook_retry_base_ms: 1,
+        ..fast()
+    })
+    .await;
+    let mut r = receiver_with(Behaviour {
+        answers: vec![(503, 0)],
+    })
+    .await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let unreachable = h
+        .portal(json!({"webhook_target_url": format!("http://127.0.0.1:{closed}/hooks")}))
+        .await;
+    create_contacts(&h, &p.token, "fail", 1).await;
+    create_contacts(&h, &unreachable.token, "gone", 1).await;
+    let deliveries = drain(&mut r.rx, 2500).await;
+    let attempts: Vec<u64> = deliveries
+        .iter()
+        .map(|d| d.events()[0]["attemptNumber"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(attempts, (0..=10).collect::<Vec<_>>(), "1 try + 10 retries");
+    for portal in [p.id, unreachable.id] {
+        let counters = webhook_counters(&h, portal).await;
+        assert_eq!(counters["failed_attempts"], 11, "{counters}");
+        assert_eq!(counters["abandoned_batches"], 1);
+        assert_eq!(counters["in_flight_batches"], 0);
+    }
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_stops_pending_retries() {
+    let h = Harness::with(SimConfig {
+        webhook_retry_base_ms: 300,
+        ..fast()
+    })
+    .await;
+    let mut r = receiver_with(Behaviour {
+        answers: vec![(500, 0)],
+    })
+    .await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    create_contacts(&h, &p.token, "reset", 1).await;
+    next(&mut r.rx).await;
+    let resp = h
+        .http
+        .post(h.url("/_sim/reset"))
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(resp.status(), 204);
+    let after = drain(&mut r.rx, 1500).await;
+    assert!(
+        after.is_empty(),
+        "{} retries arrived after the reset",
+        after.len()
+    );
     r.handle.stop(false).await;
     h.sim.stop().await;
 }
