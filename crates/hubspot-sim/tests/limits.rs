@@ -1,6 +1,8 @@
 //! Rate limits over plain HTTP: the ten-second burst, the daily quota, the search
 //! limit, their headers and 429 bodies (hubspot-api.md §8).
 
+#![expect(clippy::expect_used, reason = "tests fail loudly")]
+
 mod common;
 
 use common::Harness;
@@ -168,5 +170,96 @@ async fn a_rate_limit_storm_fault_answers_429_until_cleared() {
         .expect("fault");
     let (status, _, _) = h.get(&p.token, "/crm/v3/owners").await;
     assert_eq!(status, 502);
+    h.sim.stop().await;
+}
+
+/// Exchanges a fresh code for an OAuth access token of portal `p`.
+async fn oauth_token(h: &Harness, p: &common::PortalInfo) -> String {
+    let code: serde_json::Value = h
+        .http
+        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
+        .json(&json!({"redirect_uri": "http://localhost/cb"}))
+        .send()
+        .await
+        .expect("code")
+        .json()
+        .await
+        .expect("json");
+    let tokens: serde_json::Value = h
+        .http
+        .post(h.url("/oauth/v3/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", p.client_id.as_str()),
+            ("client_secret", p.client_secret.as_str()),
+            ("redirect_uri", "http://localhost/cb"),
+            ("code", code["code"].as_str().expect("code")),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    tokens["access_token"].as_str().expect("access").to_owned()
+}
+
+#[tokio::test]
+async fn oauth_portals_get_110_per_10s_then_a_429_without_daily_headers_while_the_private_app_keeps_its_own_budget()
+ {
+    let h = Harness::start().await;
+    let p = h.portal(json!({"tier": "enterprise"})).await;
+    let access = oauth_token(&h, &p).await;
+    // Two tokens of one install share the portal's budget.
+    let other = oauth_token(&h, &p).await;
+    for i in 0..110 {
+        let token = if i % 2 == 0 { &access } else { &other };
+        let (status, headers, _) = h.get(token, "/crm/v3/objects/contacts").await;
+        assert_eq!(status, 200, "request {i}");
+        assert_eq!(
+            headers["x-hubspot-ratelimit-remaining"],
+            (109 - i).to_string().as_str()
+        );
+    }
+    let (status, headers, body) = h.get(&other, "/crm/v3/objects/companies").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "RATE_LIMIT");
+    assert!(body["message"].is_string() && body["correlationId"].is_string());
+    assert_eq!(headers["x-hubspot-ratelimit-max"], "110");
+    assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
+    assert_eq!(
+        headers["x-hubspot-ratelimit-interval-milliseconds"],
+        "10000"
+    );
+    assert!(headers.get("x-hubspot-ratelimit-daily").is_none());
+    let (status, headers, _) = h.get(&p.token, "/crm/v3/objects/contacts").await;
+    assert_eq!(status, 200, "the private app has its own window");
+    assert_eq!(headers["x-hubspot-ratelimit-max"], "190");
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn professional_private_apps_get_190_and_the_limit_increase_250() {
+    let h = Harness::start().await;
+    for (body, max) in [
+        (json!({"tier": "professional"}), 190),
+        (json!({"tier": "starter", "api_limit_increase": true}), 250),
+    ] {
+        let p = h.portal(body).await;
+        for i in 0..max {
+            let (status, _, _) = h.get(&p.token, "/crm/v3/objects/deals").await;
+            assert_eq!(status, 200, "request {i} of {max}");
+        }
+        let (status, headers, body) = h.get(&p.token, "/crm/v3/objects/deals").await;
+        assert_eq!(status, 429);
+        assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+        assert_eq!(headers["x-hubspot-ratelimit-max"], max.to_string().as_str());
+        assert!(headers.get("x-hubspot-ratelimit-daily-remaining").is_some());
+        let stats = h.stats(p.id).await;
+        assert_eq!(stats["max_requests_in_any_10s_window"], max + 1);
+        assert_eq!(stats["rate_limited"]["TEN_SECONDLY_ROLLING"], 1);
+    }
     h.sim.stop().await;
 }

@@ -9,6 +9,13 @@ use common::{Harness, PortalInfo, split};
 use hubspot_sim::SimConfig;
 use serde_json::{Value, json};
 
+/// HubSpot's OAuth error body: RFC 6749 fields plus the legacy `status` and `message`.
+fn assert_hubspot_oauth_error(body: &Value) {
+    for field in ["error", "error_description", "status", "message"] {
+        assert!(body[field].is_string(), "{field} missing in {body}");
+    }
+}
+
 async fn form(h: &Harness, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
     let resp = h
         .http
@@ -153,6 +160,7 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
         (status, body["error"].as_str()),
         (400, Some("invalid_client"))
     );
+    assert_hubspot_oauth_error(&body);
     let (status, body) = send(as_refs(&base(
         &c,
         "http://elsewhere/cb",
@@ -163,6 +171,7 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
         (status, body["error"].as_str()),
         (400, Some("redirect_uri_mismatch"))
     );
+    assert_hubspot_oauth_error(&body);
     let (status, tokens) = send(as_refs(&base(
         &c,
         "http://localhost/cb",
@@ -182,7 +191,7 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert_eq!(body["status"], "BAD_AUTH_CODE");
-    assert!(body["error_description"].is_string() && body["message"].is_string());
+    assert_hubspot_oauth_error(&body);
     let refresh = tokens["refresh_token"].as_str().expect("refresh");
     let (status, refreshed) = form(
         &h,
@@ -209,9 +218,32 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
     )
     .await;
     assert_eq!(
-        (status, bad["status"].as_str()),
-        (400, Some("BAD_REFRESH_TOKEN"))
+        (status, bad["error"].as_str(), bad["status"].as_str()),
+        (400, Some("invalid_grant"), Some("BAD_REFRESH_TOKEN"))
     );
+    assert_hubspot_oauth_error(&bad);
+    let (status, refreshed_v3) = form(
+        &h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed_v3}");
+    assert_eq!(refreshed_v3["expires_in"], 1800);
+    assert_eq!(refreshed_v3["refresh_token"], refresh);
+    let resp = h
+        .http
+        .post(h.url("/oauth/v3/token"))
+        .json(&json!({"grant_type": "refresh_token", "client_id": p.client_id, "client_secret": p.client_secret, "refresh_token": refresh}))
+        .send()
+        .await
+        .expect("json body");
+    assert_eq!(resp.status(), 400, "token endpoints take form bodies only");
     h.sim.stop().await;
 }
 

@@ -532,3 +532,104 @@ async fn merge_keeps_the_primary_and_resolves_the_merged_id_to_it() {
     assert_eq!(via_old["id"], a["id"]);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn batch_update_answers_207_for_missing_ids_and_moves_each_types_last_modified_date() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let (_, _, contact) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "lm@x.example"}}),
+        )
+        .await;
+    let (_, _, deal) = h
+        .post(&p.token, "/crm/v3/objects/deals", json!({"properties": {"dealname": "D", "pipeline": "default", "dealstage": "appointmentscheduled"}}))
+        .await;
+    assert!(contact["properties"]["lastmodifieddate"].is_string());
+    assert!(deal["properties"]["hs_lastmodifieddate"].is_string());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, _, body) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts/batch/update",
+            json!({"inputs": [{"id": contact["id"], "properties": {"firstname": "Ada"}, "objectWriteTraceId": "u-1"},
+                              {"id": "424242", "properties": {"firstname": "Nobody"}}]}),
+        )
+        .await;
+    assert_eq!(status, 207);
+    assert_eq!(body["status"], "COMPLETE");
+    assert_eq!(body["numErrors"], 1);
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(body["errors"][0]["context"]["ids"][0], "424242");
+    assert!(body["startedAt"].is_string() && body["completedAt"].is_string());
+    let updated = &body["results"][0];
+    assert_eq!(updated["properties"]["firstname"], "Ada");
+    assert_ne!(
+        updated["properties"]["lastmodifieddate"],
+        contact["properties"]["lastmodifieddate"]
+    );
+    assert_eq!(
+        updated["updatedAt"], updated["properties"]["lastmodifieddate"],
+        "updatedAt and the last-modified property agree"
+    );
+    let (status, _, body) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/deals/batch/update",
+            json!({"inputs": [{"id": deal["id"], "properties": {"dealstage": "closedwon"}}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let moved = &body["results"][0]["properties"];
+    assert_ne!(
+        moved["hs_lastmodifieddate"],
+        deal["properties"]["hs_lastmodifieddate"]
+    );
+    assert_eq!(moved["hs_is_closed_won"], "true");
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn batch_archive_answers_204_and_archived_records_list_only_with_archived_true() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    h.seed(p.id, 0, 5, 0).await;
+    let (_, _, list) = h.get(&p.token, "/crm/v3/objects/companies").await;
+    let ids: Vec<Value> = list["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let (status, _, body) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/companies/batch/archive",
+            json!({"inputs": [{"id": ids[0]}, {"id": ids[1]}]}),
+        )
+        .await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (_, _, live) = h.get(&p.token, "/crm/v3/objects/companies").await;
+    assert_eq!(live["results"].as_array().map(Vec::len), Some(3));
+    let (_, _, archived) = h
+        .get(&p.token, "/crm/v3/objects/companies?archived=true")
+        .await;
+    let archived = archived["results"].as_array().expect("results");
+    assert_eq!(archived.len(), 2);
+    assert!(archived.iter().all(|r| r["archived"] == true));
+    let (status, _, read) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/companies/batch/read",
+            json!({"inputs": [{"id": ids[0]}]}),
+        )
+        .await;
+    assert_eq!(
+        status, 207,
+        "an archived record is missing from a live read: {read}"
+    );
+    h.sim.stop().await;
+}
