@@ -3,9 +3,9 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use platform::amqp::{
@@ -99,21 +99,32 @@ async fn readyz_answers_503_while_the_broker_is_unreachable_and_200_once_it_is_b
 
     // A consumer and a publisher started while it is up...
     let shutdown = Shutdown::new();
-    let handled = Arc::new(AtomicU32::new(0));
-    let counter = handled.clone();
+    // By message id: an ack that the cut swallows brings its message back (at least
+    // once), so counting handler calls would not say which messages arrived.
+    let handled = Arc::new(Mutex::new(HashSet::new()));
+    let seen = handled.clone();
     let consumer = tokio::spawn(consume(
         broker.clone(),
         queue.clone(),
-        move |_d: Delivery| {
-            counter.fetch_add(1, Ordering::SeqCst);
+        move |d: Delivery| {
+            seen.lock().unwrap().insert(d.message_id);
             async { Outcome::Ack }
         },
         shutdown.clone(),
         metrics.clone(),
     ));
+    let was_handled = |message: &OutgoingMessage| {
+        let handled = handled.clone();
+        let id = message.meta.message_id;
+        move || {
+            let done = handled.lock().unwrap().contains(&id);
+            async move { done }
+        }
+    };
     let publisher = Publisher::new(broker.clone());
-    publisher.publish(&message()).await.unwrap();
-    assert!(testing::eventually(WAIT, || async { handled.load(Ordering::SeqCst) == 1 }).await);
+    let before = message();
+    publisher.publish(&before).await.unwrap();
+    assert!(testing::eventually(WAIT, was_handled(&before)).await);
 
     // ...lose it...
     proxy.refuse();
@@ -137,9 +148,10 @@ async fn readyz_answers_503_while_the_broker_is_unreachable_and_200_once_it_is_b
         })
         .await
     );
-    publisher.publish(&message()).await.unwrap();
+    let after = message();
+    publisher.publish(&after).await.unwrap();
     assert!(
-        testing::eventually(WAIT, || async { handled.load(Ordering::SeqCst) == 2 }).await,
+        testing::eventually(WAIT, was_handled(&after)).await,
         "the consumer did not resubscribe after the reconnect"
     );
 

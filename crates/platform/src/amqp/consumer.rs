@@ -266,7 +266,7 @@ impl Consumer {
     /// One subscription on one channel. `Ok` at shutdown, `Err` when the channel is lost.
     async fn session<H: Handler>(
         &self,
-        connection: &Connection,
+        connection: &Arc<Connection>,
         handler: &H,
     ) -> Result<(), String> {
         let channel = connection
@@ -288,10 +288,13 @@ impl Consumer {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(amqp.queue = %self.queue, "consuming");
+        let lost = self.broker.lost(connection);
+        tokio::pin!(lost);
         loop {
             let next = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
+                () = &mut lost => return Err("the broker connection was lost".to_owned()),
                 next = deliveries.next() => next,
             };
             match next {
