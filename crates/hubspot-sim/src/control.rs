@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::crm::{CrmError, PropSelection, RecordView, v3_associations};
 use crate::http::{ApiError, json_response};
 use crate::model::{ObjectType, now_ms};
-use crate::state::{Fault, NewPortal, Portal, Sim};
+use crate::state::{Fault, NewPortal, Portal, PortalError, Sim};
 use crate::webhooks::{Source, emit, parse_subscription};
 
 fn err(status: u16, message: impl Into<String>) -> HttpResponse {
@@ -101,9 +101,10 @@ fn route(
         ["_sim", "portals"] if m == Method::POST => {
             let req: NewPortal =
                 serde_json::from_value(body_json(body)?).map_err(|e| err(400, e.to_string()))?;
-            let (portal, scopes) = sim
-                .create_portal(req)
-                .map_err(|e| err(409, e.to_string()))?;
+            let (portal, scopes) = sim.create_portal(req).map_err(|e| match e {
+                PortalError::Exists(_) => err(409, e.to_string()),
+                PortalError::UnknownTier(_) => err(400, e.to_string()),
+            })?;
             Ok(json_response(
                 201,
                 &json!({
