@@ -1,6 +1,8 @@
 //! The control API over plain HTTP: portals with known credentials, deterministic
 //! and realistic seeding, reading records back, the change stream, stats and reset.
 
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

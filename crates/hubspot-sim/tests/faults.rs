@@ -1,6 +1,8 @@
 //! Faults on demand over plain HTTP: added latency, 500/502/503/504 answers, slow
 //! and truncated bodies, scoped by path prefix and portal, and cleared again.
 
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::time::{Duration, Instant};
