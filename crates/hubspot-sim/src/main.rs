@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use hubspot_sim::state::NewPortal;
+use std::sync::Arc;
+
+use hubspot_sim::seed::SeedRequest;
+use hubspot_sim::state::{Fault, NewPortal, Sim};
+use hubspot_sim::webhooks::parse_subscription;
 use hubspot_sim::{SimConfig, spawn};
 
 /// A faithful HubSpot API, OAuth and webhook simulator.
@@ -17,8 +21,8 @@ use hubspot_sim::{SimConfig, spawn};
 /// control API on one port. Flags override the optional TOML config file, whose
 /// keys are the long flag names with underscores (e.g. `demo_contacts = 1000`).
 #[derive(Debug, Parser, Default, serde::Deserialize)]
-#[command(name = "hubspot-sim", version)]
-#[serde(default)]
+#[command(name = "hubspot-sim", version, after_help = CONFIG_FILE_HELP)]
+#[serde(default, deny_unknown_fields)]
 struct Args {
     /// TOML config file with the same keys as the flags (flags win).
     #[arg(long, env = "HUBSPOT_SIM_CONFIG")]
@@ -84,6 +88,83 @@ struct Args {
     /// Start a random change stream on the demo portal at this many changes per second.
     #[arg(long)]
     demo_changes_per_second: Option<f64>,
+    /// More portals to create at start (config file only: `[[portals]]`).
+    #[arg(skip)]
+    portals: Vec<PortalConfig>,
+    /// Faults active from the start (config file only: `[[faults]]`).
+    #[arg(skip)]
+    faults: Vec<Fault>,
+}
+
+const CONFIG_FILE_HELP: &str = "\
+Config file only (TOML), besides the flags' keys:
+  [[portals]]  a portal created at start: portal_id, tier, api_limit_increase, time_zone,
+               private_app_token, client_id, client_secret, app_id, oauth_scopes,
+               private_app_scopes, webhook_target_url, webhook_subscriptions,
+               webhook_duplicate_rate, webhook_shuffle, changes_per_second, and a
+               [portals.seed] table: seed, contacts, companies, deals, owners, anchor_ms
+  [[faults]]   a fault active from the start: path_prefix, latency_ms, error_rate,
+               error_status, rate_limit_storm, truncate_body, slow_body_ms, portal_id
+Everything else is changed at run time through the /_sim control API (see the README).";
+
+/// A portal the simulator creates at start: its credentials and tier, its seed data,
+/// its webhook switches and its change stream.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PortalConfig {
+    /// Id, tier, time zone and known credentials.
+    #[serde(flatten)]
+    portal: NewPortal,
+    /// Data to seed; none when absent.
+    seed: Option<SeedRequest>,
+    /// Subscriptions (`contact.creation`, `deal.propertyChange:dealstage`, `object.creation`, ...);
+    /// all legacy contact, company and deal types when absent.
+    webhook_subscriptions: Option<Vec<String>>,
+    /// Probability that a webhook batch is delivered twice.
+    webhook_duplicate_rate: f64,
+    /// Deliver webhook events out of order.
+    webhook_shuffle: bool,
+    /// Random changes per second; no stream when absent.
+    changes_per_second: Option<f64>,
+}
+
+/// Creates, seeds and configures one portal.
+fn start_portal(sim: &Arc<Sim>, config: PortalConfig) -> anyhow::Result<()> {
+    let (portal, _) = sim
+        .create_portal(config.portal)
+        .context("creating a portal")?;
+    {
+        let mut hooks = portal.hooks.lock();
+        hooks.duplicate_rate = config.webhook_duplicate_rate.clamp(0.0, 1.0);
+        hooks.shuffle = config.webhook_shuffle;
+        if let Some(list) = &config.webhook_subscriptions {
+            hooks.subscriptions = list
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    parse_subscription(2000 + i as u64, text)
+                        .with_context(|| format!("unknown webhook subscription {text:?}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+    }
+    let counts = config
+        .seed
+        .as_ref()
+        .map(|request| hubspot_sim::seed::seed(&mut portal.data.write(), request));
+    // Credentials stay out of the log: read them with GET /_sim/portals/{id}.
+    tracing::info!(
+        hubspot.portal_id = portal.id, tier = ?portal.tier, client_id = %portal.client_id,
+        contacts = counts.as_ref().map_or(0, |c| c.contacts),
+        companies = counts.as_ref().map_or(0, |c| c.companies),
+        deals = counts.as_ref().map_or(0, |c| c.deals),
+        "portal ready"
+    );
+    if let Some(rate) = config.changes_per_second {
+        let seed = config.seed.as_ref().map_or(42, |s| s.seed);
+        hubspot_sim::changes::start(sim, &portal, rate, seed);
+    }
+    Ok(())
 }
 
 impl Args {
@@ -114,12 +195,23 @@ impl Args {
             demo_changes_per_second
         );
         self.demo |= file.demo;
+        self.portals = file.portals;
+        self.faults = file.faults;
         self
     }
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    // One clear line and exit 1, like the services: anyhow's Debug form would print a
+    // backtrace whenever RUST_BACKTRACE is set.
+    if let Err(e) = run().await {
+        eprintln!("hubspot-sim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -159,41 +251,42 @@ async fn main() -> anyhow::Result<()> {
     };
     let running = spawn(config).await?;
     tracing::info!(base_url = %running.base_url(), "hubspot-sim listening");
+    let sim = running.sim();
+    sim.faults.write().extend(args.faults.drain(..));
+    let mut portals = std::mem::take(&mut args.portals);
     if args.demo {
-        let sim = running.sim();
-        let (portal, _) = sim
-            .create_portal(NewPortal {
-                portal_id: Some(args.demo_portal_id.unwrap_or(9_990_001)),
-                tier: Some(
-                    args.demo_tier
-                        .clone()
-                        .unwrap_or_else(|| "professional".to_owned()),
-                ),
-                webhook_target_url: args.demo_webhook_target.clone(),
-                private_app_token: args.demo_token.clone(),
-                client_id: args.demo_client_id.clone(),
-                client_secret: args.demo_client_secret.clone(),
-                ..NewPortal::default()
-            })
-            .context("creating the demo portal")?;
-        let request = hubspot_sim::seed::SeedRequest {
-            seed: args.demo_seed.unwrap_or(42),
-            contacts: args.demo_contacts.unwrap_or(1000),
-            companies: args.demo_companies.unwrap_or(200),
-            deals: args.demo_deals.unwrap_or(400),
-            owners: args.demo_owners.unwrap_or(10),
-            anchor_ms: None,
-        };
-        let counts = hubspot_sim::seed::seed(&mut portal.data.write(), &request);
-        // Credentials stay out of the log: pass known ones with --demo-token and
-        // --demo-client-secret, or read them from GET /_sim/portals/{id}.
-        tracing::info!(
-            portal_id = portal.id, tier = ?portal.tier, client_id = %portal.client_id, contacts = counts.contacts,
-            companies = counts.companies, deals = counts.deals, "demo portal ready"
+        let seed = args.demo_seed.unwrap_or(42);
+        portals.insert(
+            0,
+            PortalConfig {
+                portal: NewPortal {
+                    portal_id: Some(args.demo_portal_id.unwrap_or(9_990_001)),
+                    tier: Some(
+                        args.demo_tier
+                            .clone()
+                            .unwrap_or_else(|| "professional".to_owned()),
+                    ),
+                    webhook_target_url: args.demo_webhook_target.clone(),
+                    private_app_token: args.demo_token.clone(),
+                    client_id: args.demo_client_id.clone(),
+                    client_secret: args.demo_client_secret.clone(),
+                    ..NewPortal::default()
+                },
+                seed: Some(SeedRequest {
+                    seed,
+                    contacts: args.demo_contacts.unwrap_or(1000),
+                    companies: args.demo_companies.unwrap_or(200),
+                    deals: args.demo_deals.unwrap_or(400),
+                    owners: args.demo_owners.unwrap_or(10),
+                    anchor_ms: None,
+                }),
+                changes_per_second: args.demo_changes_per_second,
+                ..PortalConfig::default()
+            },
         );
-        if let Some(rate) = args.demo_changes_per_second {
-            hubspot_sim::changes::start(&sim, &portal, rate, args.demo_seed.unwrap_or(42));
-        }
+    }
+    for portal in portals {
+        start_portal(&sim, portal)?;
     }
     tokio::signal::ctrl_c()
         .await
