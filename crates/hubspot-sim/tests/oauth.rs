@@ -390,3 +390,54 @@ async fn timeline_events_are_validated_stored_and_listed() {
     assert_eq!(listed["results"][0]["tokens"]["health_score"], "82");
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_token_revoked_at_v3_no_longer_refreshes_but_its_access_token_still_works() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let tokens = grant(&h, &p).await;
+    let refresh = tokens["refresh_token"].as_str().expect("refresh");
+    let access = tokens["access_token"].as_str().expect("access");
+    let (status, _) = form(
+        &h,
+        "/oauth/v3/token/revoke",
+        &[
+            ("client_id", &p.client_id),
+            ("client_secret", "wrong"),
+            ("token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "revoking needs the client's credentials");
+    let (status, _) = form(
+        &h,
+        "/oauth/v3/token/revoke",
+        &[
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("token", refresh),
+            ("token_type_hint", "refresh_token"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = form(
+        &h,
+        "/oauth/v3/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &p.client_id),
+            ("client_secret", &p.client_secret),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (400, Some("BAD_REFRESH_TOKEN"))
+    );
+    assert_hubspot_oauth_error(&body);
+    let (status, _, _) = h.get(access, "/crm/v3/objects/contacts").await;
+    assert_eq!(status, 200, "minted access tokens live until they expire");
+    h.sim.stop().await;
+}
