@@ -291,40 +291,15 @@ async fn owners_page_and_deal_pipelines_carry_string_probability_and_closed_flag
 async fn timeline_events_read_back_by_template_and_id_and_batches_report_failures() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, contact) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "ada@x.example"}}),
+    let contact = h
+        .create(&p.token, "contacts", json!({"email": "ada@x.example"}))
+        .await;
+    let access = &h
+        .oauth_access(
+            &p,
+            json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}),
         )
         .await;
-    let code: Value = h
-        .http
-        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
-        .json(&json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}))
-        .send()
-        .await
-        .expect("authorize")
-        .json()
-        .await
-        .expect("json");
-    let tokens: Value = h
-        .http
-        .post(h.url("/oauth/v3/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", p.client_id.as_str()),
-            ("client_secret", p.client_secret.as_str()),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", code["code"].as_str().expect("code")),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let access = tokens["access_token"].as_str().expect("access");
     let (status, _, batch) = h
         .post(
             access,
@@ -356,15 +331,9 @@ async fn timeline_events_read_back_by_template_and_id_and_batches_report_failure
     assert_eq!(status, 404, "rejected events are not stored");
     let (status, _, old_path) = h.get(access, "/crm/v3/timeline/events/77/b-2").await;
     assert_eq!((status, &old_path["tokens"]["score"]), (200, &json!("3")));
-    let listed: Value = h
-        .http
-        .get(h.url(&format!("/_sim/portals/{}/timeline-events", p.id)))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = h
+        .sim_get(&format!("/_sim/portals/{}/timeline-events", p.id))
+        .await;
     let ids: Vec<&str> = listed["results"]
         .as_array()
         .expect("results")
@@ -379,19 +348,11 @@ async fn timeline_events_read_back_by_template_and_id_and_batches_report_failure
 async fn deal_associations_use_hubspots_type_ids_in_both_directions() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, company) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/companies",
-            json!({"properties": {"name": "Acme"}}),
-        )
+    let company = h
+        .create(&p.token, "companies", json!({"name": "Acme"}))
         .await;
-    let (_, _, contact) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "buyer@acme.example"}}),
-        )
+    let contact = h
+        .create(&p.token, "contacts", json!({"email": "buyer@acme.example"}))
         .await;
     let (status, _, deal) = h
         .post(

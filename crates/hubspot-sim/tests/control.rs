@@ -273,29 +273,20 @@ async fn a_record_reads_back_with_every_property_and_its_associations() {
     )
     .await;
     assert_eq!(status, 204);
+    let contact_path = format!(
+        "/_sim/portals/{}/objects/contacts/{}",
+        p.id,
+        contact["id"].as_str().expect("id")
+    );
     let (status, _) = control(
         &h,
         reqwest::Method::PATCH,
-        &format!(
-            "/_sim/portals/{}/objects/contacts/{}",
-            p.id,
-            contact["id"].as_str().expect("id")
-        ),
+        &contact_path,
         json!({"properties": {"jobtitle": "CEO"}}),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, read) = control(
-        &h,
-        reqwest::Method::GET,
-        &format!(
-            "/_sim/portals/{}/objects/contacts/{}",
-            p.id,
-            contact["id"].as_str().expect("id")
-        ),
-        Value::Null,
-    )
-    .await;
+    let (status, read) = control(&h, reqwest::Method::GET, &contact_path, Value::Null).await;
     assert_eq!(status, 200);
     assert_eq!(read["properties"]["jobtitle"], "CEO");
     assert_eq!(read["properties"]["email"], "a@acme.example");

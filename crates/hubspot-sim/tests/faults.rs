@@ -1,8 +1,6 @@
 //! Faults on demand over plain HTTP: added latency, 500/502/503/504 answers, slow
 //! and truncated bodies, scoped by path prefix and portal, and cleared again.
 
-#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
-
 mod common;
 
 use std::time::{Duration, Instant};
@@ -10,34 +8,12 @@ use std::time::{Duration, Instant};
 use common::Harness;
 use serde_json::{Value, json};
 
-async fn add_fault(h: &Harness, fault: Value) {
-    let resp = h
-        .http
-        .post(h.url("/_sim/faults"))
-        .json(&fault)
-        .send()
-        .await
-        .expect("fault");
-    assert_eq!(resp.status(), 201);
-}
-
-async fn clear_faults(h: &Harness) {
-    let resp = h
-        .http
-        .delete(h.url("/_sim/faults"))
-        .send()
-        .await
-        .expect("clear");
-    assert_eq!(resp.status(), 204);
-}
-
 #[tokio::test]
 async fn each_error_status_is_answered_in_hubspots_error_shape_on_the_chosen_endpoint_only() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
     for status in [500u16, 502, 503, 504] {
-        add_fault(
-            &h,
+        h.add_fault(
             json!({"path_prefix": "/crm/v3/objects/companies", "error_rate": 1.0, "error_status": status}),
         )
         .await;
@@ -47,7 +23,7 @@ async fn each_error_status_is_answered_in_hubspots_error_shape_on_the_chosen_end
         assert!(body["message"].is_string() && body["correlationId"].is_string());
         let (other, _, _) = h.get(&p.token, "/crm/v3/objects/contacts").await;
         assert_eq!(other, 200, "other endpoints are unaffected");
-        clear_faults(&h).await;
+        h.clear_faults().await;
     }
     let (status, _, _) = h.get(&p.token, "/crm/v3/objects/companies").await;
     assert_eq!(status, 200, "cleared faults are gone");
@@ -62,8 +38,7 @@ async fn each_error_status_is_answered_in_hubspots_error_shape_on_the_chosen_end
 async fn a_partial_error_rate_fails_some_requests_and_not_others() {
     let h = Harness::start().await;
     let p = h.portal(json!({"tier": "enterprise"})).await;
-    add_fault(
-        &h,
+    h.add_fault(
         json!({"path_prefix": "/crm/v3/objects/deals", "error_rate": 0.5, "error_status": 503}),
     )
     .await;
@@ -85,51 +60,30 @@ async fn latency_and_slow_bodies_delay_the_answer_and_truncation_cuts_the_json()
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
     h.seed(p.id, 20, 0, 0).await;
-    add_fault(
-        &h,
-        json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 300}),
-    )
-    .await;
+    h.add_fault(json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 300}))
+        .await;
     let started = Instant::now();
     let (status, _, body) = h.get(&p.token, "/crm/v3/objects/contacts").await;
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(status, 200);
     assert_eq!(body["results"].as_array().map(Vec::len), Some(10));
-    clear_faults(&h).await;
+    h.clear_faults().await;
 
-    add_fault(
-        &h,
-        json!({"path_prefix": "/crm/v3/objects/contacts", "slow_body_ms": 300}),
-    )
-    .await;
+    h.add_fault(json!({"path_prefix": "/crm/v3/objects/contacts", "slow_body_ms": 300}))
+        .await;
     let started = Instant::now();
-    let resp = h
-        .http
-        .get(h.url("/crm/v3/objects/contacts"))
-        .bearer_auth(&p.token)
-        .send()
-        .await
-        .expect("headers arrive");
+    let resp = h.get_raw(&p.token, "/crm/v3/objects/contacts").await;
     let text = resp.text().await.expect("the whole body arrives");
     assert!(started.elapsed() >= Duration::from_millis(300));
     let body: Value = serde_json::from_str(&text).expect("a slow body is still whole");
     assert_eq!(body["results"].as_array().map(Vec::len), Some(10));
-    clear_faults(&h).await;
+    h.clear_faults().await;
 
     let (_, _, whole) = h.get(&p.token, "/crm/v3/objects/contacts").await;
     let whole_len = serde_json::to_vec(&whole).expect("json").len();
-    add_fault(
-        &h,
-        json!({"path_prefix": "/crm/v3/objects/contacts", "truncate_body": true}),
-    )
-    .await;
-    let resp = h
-        .http
-        .get(h.url("/crm/v3/objects/contacts"))
-        .bearer_auth(&p.token)
-        .send()
-        .await
-        .expect("send");
+    h.add_fault(json!({"path_prefix": "/crm/v3/objects/contacts", "truncate_body": true}))
+        .await;
+    let resp = h.get_raw(&p.token, "/crm/v3/objects/contacts").await;
     assert_eq!(resp.status(), 200);
     let bytes = resp.bytes().await.expect("a consistent length");
     assert!(
@@ -145,8 +99,7 @@ async fn a_fault_scoped_to_one_portal_leaves_the_others_alone_and_oauth_paths_ca
     let h = Harness::start().await;
     let hit = h.portal(json!({})).await;
     let spared = h.portal(json!({})).await;
-    add_fault(
-        &h,
+    h.add_fault(
         json!({"path_prefix": "", "error_rate": 1.0, "error_status": 500, "portal_id": hit.id}),
     )
     .await;
@@ -154,35 +107,13 @@ async fn a_fault_scoped_to_one_portal_leaves_the_others_alone_and_oauth_paths_ca
     assert_eq!(status, 500);
     let (status, _, _) = h.get(&spared.token, "/crm/v3/objects/contacts").await;
     assert_eq!(status, 200);
-    let listed: Value = h
-        .http
-        .get(h.url("/_sim/faults"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = h.sim_get("/_sim/faults").await;
     assert_eq!(listed["faults"][0]["portal_id"], hit.id);
-    clear_faults(&h).await;
+    h.clear_faults().await;
 
-    add_fault(
-        &h,
-        json!({"path_prefix": "/oauth/v3/token", "error_rate": 1.0, "error_status": 502}),
-    )
-    .await;
-    let resp = h
-        .http
-        .post(h.url("/oauth/v3/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", hit.client_id.as_str()),
-            ("client_secret", hit.client_secret.as_str()),
-            ("refresh_token", "na1-x"),
-        ])
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(resp.status(), 502, "the token endpoint can fail on demand");
+    h.add_fault(json!({"path_prefix": "/oauth/v3/token", "error_rate": 1.0, "error_status": 502}))
+        .await;
+    let (status, _) = h.refresh(&hit, "/oauth/v3/token", "na1-x").await;
+    assert_eq!(status, 502, "the token endpoint can fail on demand");
     h.sim.stop().await;
 }

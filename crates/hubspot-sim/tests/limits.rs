@@ -1,8 +1,6 @@
 //! Rate limits over plain HTTP: the ten-second burst, the daily quota, the search
 //! limit, their headers and 429 bodies (hubspot-api.md §8).
 
-#![expect(clippy::expect_used, reason = "tests fail loudly")]
-
 mod common;
 
 use common::Harness;
@@ -46,35 +44,8 @@ async fn professional_private_apps_get_190_and_oauth_tokens_110_without_daily_he
     let (_, headers, _) = h.get(&p.token, "/crm/v3/objects/deals").await;
     assert_eq!(headers["x-hubspot-ratelimit-max"], "190");
     assert_eq!(headers["x-hubspot-ratelimit-daily"], "625000");
-    let code: serde_json::Value = h
-        .http
-        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
-        .json(&json!({"redirect_uri": "http://localhost/cb"}))
-        .send()
-        .await
-        .expect("code")
-        .json()
-        .await
-        .expect("json");
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("client_id", p.client_id.as_str()),
-        ("client_secret", p.client_secret.as_str()),
-        ("redirect_uri", "http://localhost/cb"),
-        ("code", code["code"].as_str().expect("code")),
-    ];
-    let tokens: serde_json::Value = h
-        .http
-        .post(h.url("/oauth/v3/token"))
-        .form(&form)
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let access = tokens["access_token"].as_str().expect("access");
-    let (status, headers, _) = h.get(access, "/crm/v3/objects/deals").await;
+    let access = oauth_token(&h, &p).await;
+    let (status, headers, _) = h.get(&access, "/crm/v3/objects/deals").await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-hubspot-ratelimit-max"], "110");
     assert!(headers.get("x-hubspot-ratelimit-daily").is_none());
@@ -142,12 +113,8 @@ async fn search_allows_5_per_second_sends_no_headers_and_429s_secondly() {
 async fn a_rate_limit_storm_fault_answers_429_until_cleared() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    h.http
-        .post(h.url("/_sim/faults"))
-        .json(&json!({"path_prefix": "/crm/v3/objects/deals", "rate_limit_storm": true}))
-        .send()
-        .await
-        .expect("fault");
+    h.add_fault(json!({"path_prefix": "/crm/v3/objects/deals", "rate_limit_storm": true}))
+        .await;
     let (status, _, body) = h.get(&p.token, "/crm/v3/objects/deals").await;
     assert_eq!(
         (status, body["policyName"].as_str()),
@@ -155,19 +122,11 @@ async fn a_rate_limit_storm_fault_answers_429_until_cleared() {
     );
     let (status, _, _) = h.get(&p.token, "/crm/v3/objects/contacts").await;
     assert_eq!(status, 200, "other paths are unaffected");
-    h.http
-        .delete(h.url("/_sim/faults"))
-        .send()
-        .await
-        .expect("clear");
+    h.clear_faults().await;
     let (status, _, _) = h.get(&p.token, "/crm/v3/objects/deals").await;
     assert_eq!(status, 200);
-    h.http
-        .post(h.url("/_sim/faults"))
-        .json(&json!({"path_prefix": "/crm/v3/owners", "error_rate": 1.0, "error_status": 502}))
-        .send()
-        .await
-        .expect("fault");
+    h.add_fault(json!({"path_prefix": "/crm/v3/owners", "error_rate": 1.0, "error_status": 502}))
+        .await;
     let (status, _, _) = h.get(&p.token, "/crm/v3/owners").await;
     assert_eq!(status, 502);
     h.sim.stop().await;
@@ -175,33 +134,8 @@ async fn a_rate_limit_storm_fault_answers_429_until_cleared() {
 
 /// Exchanges a fresh code for an OAuth access token of portal `p`.
 async fn oauth_token(h: &Harness, p: &common::PortalInfo) -> String {
-    let code: serde_json::Value = h
-        .http
-        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
-        .json(&json!({"redirect_uri": "http://localhost/cb"}))
-        .send()
+    h.oauth_access(p, json!({"redirect_uri": "http://localhost/cb"}))
         .await
-        .expect("code")
-        .json()
-        .await
-        .expect("json");
-    let tokens: serde_json::Value = h
-        .http
-        .post(h.url("/oauth/v3/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", p.client_id.as_str()),
-            ("client_secret", p.client_secret.as_str()),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", code["code"].as_str().expect("code")),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    tokens["access_token"].as_str().expect("access").to_owned()
 }
 
 #[tokio::test]

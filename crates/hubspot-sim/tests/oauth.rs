@@ -1,11 +1,9 @@
 //! OAuth over plain HTTP: consent page, code exchange, refresh, errors, metadata,
 //! introspection and access-token expiry (hubspot-api.md §1).
 
-#![expect(clippy::expect_used, reason = "the form helpers fail loudly")]
-
 mod common;
 
-use common::{Harness, PortalInfo, split};
+use common::{Harness, PortalInfo};
 use hubspot_sim::SimConfig;
 use serde_json::{Value, json};
 
@@ -16,53 +14,19 @@ fn assert_hubspot_oauth_error(body: &Value) {
     }
 }
 
-async fn form(h: &Harness, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
-    let resp = h
-        .http
-        .post(h.url(path))
-        .form(fields)
-        .send()
-        .await
-        .expect("post");
-    let (status, _, body) = split(resp).await;
-    (status, body)
-}
-
 /// Consents (with contacts read) and exchanges the code at the v3 token endpoint.
 async fn grant(h: &Harness, p: &PortalInfo) -> Value {
     let c = code(h, p, "http://localhost/cb").await;
-    exchange(h, p, &c).await
+    h.exchange(p, &c).await
 }
 
-async fn exchange(h: &Harness, p: &PortalInfo, code: &str) -> Value {
-    let (status, tokens) = form(
-        h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("redirect_uri", "http://localhost/cb"),
-            ("code", code),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens
-}
-
+/// Consents with contacts read for `redirect` and returns the code.
 async fn code(h: &Harness, p: &PortalInfo, redirect: &str) -> String {
-    let v: Value = h
-        .http
-        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
-        .json(&json!({"redirect_uri": redirect, "scopes": ["crm.objects.contacts.read"]}))
-        .send()
-        .await
-        .expect("authorize")
-        .json()
-        .await
-        .expect("json");
-    v["code"].as_str().expect("code").to_owned()
+    h.auth_code(
+        p.id,
+        json!({"redirect_uri": redirect, "scopes": ["crm.objects.contacts.read"]}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -147,7 +111,7 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
         let h = &h;
         async move {
             let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            form(h, "/oauth/v3/token", &pairs).await
+            h.form("/oauth/v3/token", &pairs).await
         }
     };
     let (status, body) = send(as_refs(&base(
@@ -193,46 +157,16 @@ async fn codes_are_single_use_and_errors_use_hubspots_shape() {
     assert_eq!(body["status"], "BAD_AUTH_CODE");
     assert_hubspot_oauth_error(&body);
     let refresh = tokens["refresh_token"].as_str().expect("refresh");
-    let (status, refreshed) = form(
-        &h,
-        "/oauth/v1/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("refresh_token", refresh),
-        ],
-    )
-    .await;
+    let (status, refreshed) = h.refresh(&p, "/oauth/v1/token", refresh).await;
     assert_eq!(status, 200);
     assert_ne!(refreshed["access_token"], tokens["access_token"]);
-    let (status, bad) = form(
-        &h,
-        "/oauth/2026-03/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("refresh_token", "na1-nope"),
-        ],
-    )
-    .await;
+    let (status, bad) = h.refresh(&p, "/oauth/2026-03/token", "na1-nope").await;
     assert_eq!(
         (status, bad["error"].as_str(), bad["status"].as_str()),
         (400, Some("invalid_grant"), Some("BAD_REFRESH_TOKEN"))
     );
     assert_hubspot_oauth_error(&bad);
-    let (status, refreshed_v3) = form(
-        &h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("refresh_token", refresh),
-        ],
-    )
-    .await;
+    let (status, refreshed_v3) = h.refresh(&p, "/oauth/v3/token", refresh).await;
     assert_eq!(status, 200, "{refreshed_v3}");
     assert_eq!(refreshed_v3["expires_in"], 1800);
     assert_eq!(refreshed_v3["refresh_token"], refresh);
@@ -271,16 +205,16 @@ async fn an_expired_access_token_gets_401_expired_authentication_and_metadata_re
             .iter()
             .any(|s| s == "crm.objects.contacts.read")
     );
-    let (status, intro) = form(
-        &h,
-        "/oauth/v3/token/introspect",
-        &[
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("access_token", &access),
-        ],
-    )
-    .await;
+    let (status, intro) = h
+        .form(
+            "/oauth/v3/token/introspect",
+            &[
+                ("client_id", &p.client_id),
+                ("client_secret", &p.client_secret),
+                ("access_token", &access),
+            ],
+        )
+        .await;
     assert_eq!((status, intro["active"].as_bool()), (200, Some(true)));
     let (status, _, _) = h.get(&access, "/crm/v3/objects/contacts").await;
     assert_eq!(status, 200);
@@ -313,17 +247,17 @@ async fn an_expired_access_token_gets_401_expired_authentication_and_metadata_re
         .await
         .expect("revoke");
     assert_eq!(resp.status(), 204);
-    let (_, gone) = form(
-        &h,
-        "/oauth/v3/token/introspect",
-        &[
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("token", refresh),
-            ("token_type_hint", "refresh_token"),
-        ],
-    )
-    .await;
+    let (_, gone) = h
+        .form(
+            "/oauth/v3/token/introspect",
+            &[
+                ("client_id", &p.client_id),
+                ("client_secret", &p.client_secret),
+                ("token", refresh),
+                ("token_type_hint", "refresh_token"),
+            ],
+        )
+        .await;
     assert_eq!(gone["active"], false);
     h.sim.stop().await;
 }
@@ -334,10 +268,10 @@ async fn timeline_events_are_validated_stored_and_listed() {
     let p = h.portal(json!({})).await;
     let tokens = grant(&h, &p).await;
     let access = tokens["access_token"].as_str().expect("access").to_owned();
-    h.post(
+    h.create(
         &p.token,
-        "/crm/v3/objects/companies",
-        json!({"properties": {"name": "Northwind", "domain": "northwind.example"}}),
+        "companies",
+        json!({"name": "Northwind", "domain": "northwind.example"}),
     )
     .await;
     let event = json!({"eventTemplateId": "1122334", "id": "e-1", "domain": "northwind.example", "tokens": {"health_score": "82"}});
@@ -349,18 +283,12 @@ async fn timeline_events_are_validated_stored_and_listed() {
         .post(&p.token, "/integrators/timeline/v3/events", event.clone())
         .await;
     assert_eq!(status, 403, "private apps do not support timeline events");
-    let c2: Value = h
-        .http
-        .post(h.url(&format!("/_sim/portals/{}/oauth/authorize", p.id)))
-        .json(&json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}))
-        .send()
-        .await
-        .expect("authorize")
-        .json()
-        .await
-        .expect("json");
-    let tokens = exchange(&h, &p, c2["code"].as_str().expect("code")).await;
-    let timeline = tokens["access_token"].as_str().expect("access").to_owned();
+    let timeline = h
+        .oauth_access(
+            &p,
+            json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}),
+        )
+        .await;
     let (status, _, stored) = h
         .post(&timeline, "/integrators/timeline/v3/events", event.clone())
         .await;
@@ -378,15 +306,9 @@ async fn timeline_events_are_validated_stored_and_listed() {
         )
         .await;
     assert_eq!(status, 400, "an event needs a target");
-    let listed: Value = h
-        .http
-        .get(h.url(&format!("/_sim/portals/{}/timeline-events", p.id)))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = h
+        .sim_get(&format!("/_sim/portals/{}/timeline-events", p.id))
+        .await;
     assert_eq!(listed["results"][0]["tokens"]["health_score"], "82");
     h.sim.stop().await;
 }
@@ -398,40 +320,30 @@ async fn a_refresh_token_revoked_at_v3_no_longer_refreshes_but_its_access_token_
     let tokens = grant(&h, &p).await;
     let refresh = tokens["refresh_token"].as_str().expect("refresh");
     let access = tokens["access_token"].as_str().expect("access");
-    let (status, _) = form(
-        &h,
-        "/oauth/v3/token/revoke",
-        &[
-            ("client_id", &p.client_id),
-            ("client_secret", "wrong"),
-            ("token", refresh),
-        ],
-    )
-    .await;
+    let (status, _) = h
+        .form(
+            "/oauth/v3/token/revoke",
+            &[
+                ("client_id", &p.client_id),
+                ("client_secret", "wrong"),
+                ("token", refresh),
+            ],
+        )
+        .await;
     assert_eq!(status, 400, "revoking needs the client's credentials");
-    let (status, _) = form(
-        &h,
-        "/oauth/v3/token/revoke",
-        &[
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("token", refresh),
-            ("token_type_hint", "refresh_token"),
-        ],
-    )
-    .await;
+    let (status, _) = h
+        .form(
+            "/oauth/v3/token/revoke",
+            &[
+                ("client_id", &p.client_id),
+                ("client_secret", &p.client_secret),
+                ("token", refresh),
+                ("token_type_hint", "refresh_token"),
+            ],
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = form(
-        &h,
-        "/oauth/v3/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &p.client_id),
-            ("client_secret", &p.client_secret),
-            ("refresh_token", refresh),
-        ],
-    )
-    .await;
+    let (status, body) = h.refresh(&p, "/oauth/v3/token", refresh).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (400, Some("BAD_REFRESH_TOKEN"))

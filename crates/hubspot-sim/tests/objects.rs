@@ -55,10 +55,13 @@ async fn contacts_page_to_the_end_and_the_last_page_has_no_paging() {
 async fn create_update_archive_round_trip_with_hubspot_status_codes() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (status, _, created) = h
-        .post(&p.token, "/crm/v3/objects/companies", json!({"properties": {"name": "Northwind", "domain": "northwind.example", "numberofemployees": 12}}))
+    let created = h
+        .create(
+            &p.token,
+            "companies",
+            json!({"name": "Northwind", "domain": "northwind.example", "numberofemployees": 12}),
+        )
         .await;
-    assert_eq!(status, 201);
     let id = created["id"].as_str().expect("id").to_owned();
     assert_eq!(
         created["properties"]["numberofemployees"], "12",
@@ -147,12 +150,8 @@ async fn duplicate_contact_email_is_a_409_conflict() {
 async fn an_email_freed_by_archiving_belongs_to_the_next_contact_that_takes_it() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, first) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "reuse@x.example"}}),
-        )
+    let first = h
+        .create(&p.token, "contacts", json!({"email": "reuse@x.example"}))
         .await;
     let first_id = first["id"].as_str().expect("id").to_owned();
     let (status, _, _) = h
@@ -281,12 +280,8 @@ async fn batch_create_with_trace_ids_reports_the_failed_input_in_a_207() {
 async fn upsert_by_email_reports_which_records_are_new() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    h.post(
-        &p.token,
-        "/crm/v3/objects/contacts",
-        json!({"properties": {"email": "old@x.example"}}),
-    )
-    .await;
+    h.create(&p.token, "contacts", json!({"email": "old@x.example"}))
+        .await;
     let inputs = json!([
         {"id": "old@x.example", "idProperty": "email", "properties": {"firstname": "Old"}},
         {"id": "new@x.example", "idProperty": "email", "properties": {"firstname": "New"}},
@@ -314,12 +309,8 @@ async fn upsert_by_email_reports_which_records_are_new() {
 async fn a_record_is_found_by_a_percent_encoded_email_in_the_path() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    h.post(
-        &p.token,
-        "/crm/v3/objects/contacts",
-        json!({"properties": {"email": "a+b@x.example"}}),
-    )
-    .await;
+    h.create(&p.token, "contacts", json!({"email": "a+b@x.example"}))
+        .await;
     let (status, _, body) = h
         .get(
             &p.token,
@@ -335,12 +326,8 @@ async fn a_record_is_found_by_a_percent_encoded_email_in_the_path() {
 async fn associations_param_lists_primary_and_unlabeled_duplicates() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, company) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/companies",
-            json!({"properties": {"name": "Acme"}}),
-        )
+    let company = h
+        .create(&p.token, "companies", json!({"name": "Acme"}))
         .await;
     let cid = company["id"].as_str().expect("id").to_owned();
     let (status, _, contact) = h
@@ -403,12 +390,8 @@ async fn associations_param_lists_primary_and_unlabeled_duplicates() {
 async fn v4_batch_read_pages_one_records_associations() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, company) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/companies",
-            json!({"properties": {"name": "Big"}}),
-        )
+    let company = h
+        .create(&p.token, "companies", json!({"name": "Big"}))
         .await;
     let cid = company["id"].as_str().expect("id").to_owned();
     for chunk in 0..6 {
@@ -497,18 +480,14 @@ async fn a_token_without_the_scope_gets_403_missing_scopes() {
 async fn merge_keeps_the_primary_and_resolves_the_merged_id_to_it() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, a) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "a@m.example"}}),
-        )
+    let a = h
+        .create(&p.token, "contacts", json!({"email": "a@m.example"}))
         .await;
-    let (_, _, b) = h
-        .post(
+    let b = h
+        .create(
             &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "b@m.example", "jobtitle": "CTO"}}),
+            "contacts",
+            json!({"email": "b@m.example", "jobtitle": "CTO"}),
         )
         .await;
     let (status, _, merged) = h
@@ -537,15 +516,15 @@ async fn merge_keeps_the_primary_and_resolves_the_merged_id_to_it() {
 async fn batch_update_answers_207_for_missing_ids_and_moves_each_types_last_modified_date() {
     let h = Harness::start().await;
     let p = h.portal(json!({})).await;
-    let (_, _, contact) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "lm@x.example"}}),
-        )
+    let contact = h
+        .create(&p.token, "contacts", json!({"email": "lm@x.example"}))
         .await;
-    let (_, _, deal) = h
-        .post(&p.token, "/crm/v3/objects/deals", json!({"properties": {"dealname": "D", "pipeline": "default", "dealstage": "appointmentscheduled"}}))
+    let deal = h
+        .create(
+            &p.token,
+            "deals",
+            json!({"dealname": "D", "pipeline": "default", "dealstage": "appointmentscheduled"}),
+        )
         .await;
     assert!(contact["properties"]["lastmodifieddate"].is_string());
     assert!(deal["properties"]["hs_lastmodifieddate"].is_string());

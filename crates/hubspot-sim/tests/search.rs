@@ -51,10 +51,12 @@ async fn filters_sorts_and_limits_behave_as_documented() {
         ("B", "900", "closedlost"),
         ("C", "500", "qualifiedtobuy"),
     ] {
-        let (s, _, _) = h
-            .post(&p.token, "/crm/v3/objects/deals", json!({"properties": {"dealname": name, "amount": amount, "pipeline": "default", "dealstage": stage}}))
-            .await;
-        assert_eq!(s, 201);
+        h.create(
+            &p.token,
+            "deals",
+            json!({"dealname": name, "amount": amount, "pipeline": "default", "dealstage": stage}),
+        )
+        .await;
     }
     let search = |body: Value| {
         let h = &h;

@@ -61,6 +61,11 @@ async fn receiver(fail_first: usize) -> Receiver {
     receiver_with(Behaviour::failing_first(fail_first)).await
 }
 
+/// A receiver that gives the n-th request `answers[n]` (see [`Behaviour`]).
+async fn receiver_answering(answers: Vec<(u16, u64)>) -> Receiver {
+    receiver_with(Behaviour { answers }).await
+}
+
 async fn receiver_with(behaviour: Behaviour) -> Receiver {
     let (tx, rx) = mpsc::unbounded_channel();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -151,14 +156,9 @@ async fn a_failed_delivery_is_retried_with_attempt_number_plus_one_and_fresh_sig
     let h = Harness::with(fast()).await;
     let mut r = receiver(1).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
-    let (status, _, contact) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "hook@x.example"}}),
-        )
+    let contact = h
+        .create(&p.token, "contacts", json!({"email": "hook@x.example"}))
         .await;
-    assert_eq!(status, 201);
     let first = next(&mut r.rx).await;
     let second = next(&mut r.rx).await;
     for d in [&first, &second] {
@@ -204,14 +204,12 @@ async fn changes_become_property_association_merge_and_generic_events() {
     let h = Harness::with(fast()).await;
     let mut r = receiver(0).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
-    let resp = h
-        .http
-        .put(h.url(&format!("/_sim/portals/{}/webhooks", p.id)))
-        .json(&json!({"target_url": r.url, "subscriptions": ["contact.propertyChange", "contact.associationChange", "contact.merge", "object.creation", "contact.privacyDeletion", "contact.deletion"]}))
-        .send()
-        .await
-        .expect("webhooks");
-    assert_eq!(resp.status(), 200);
+    configure_webhooks(
+        &h,
+        p.id,
+        json!({"target_url": r.url, "subscriptions": ["contact.propertyChange", "contact.associationChange", "contact.merge", "object.creation", "contact.privacyDeletion", "contact.deletion"]}),
+    )
+    .await;
     let created: Value = h
         .http
         .post(h.url(&format!("/_sim/portals/{}/objects/contacts", p.id)))
@@ -223,12 +221,8 @@ async fn changes_become_property_association_merge_and_generic_events() {
         .await
         .expect("json");
     let id = created["id"].as_str().expect("id").to_owned();
-    let (_, _, company) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/companies",
-            json!({"properties": {"name": "Acme"}}),
-        )
+    let company = h
+        .create(&p.token, "companies", json!({"name": "Acme"}))
         .await;
     h.http
         .patch(h.url(&format!("/_sim/portals/{}/objects/contacts/{id}", p.id)))
@@ -242,12 +236,8 @@ async fn changes_become_property_association_merge_and_generic_events() {
         .send()
         .await
         .expect("associate");
-    let (_, _, other) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "b@x.example"}}),
-        )
+    let other = h
+        .create(&p.token, "contacts", json!({"email": "b@x.example"}))
         .await;
     h.post(
         &p.token,
@@ -333,24 +323,8 @@ async fn more_than_100_changes_arrive_in_batches_of_at_most_100() {
     let h = Harness::with(fast()).await;
     let mut r = receiver(0).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
-    let inputs: Vec<Value> = (0..100)
-        .map(|i| json!({"properties": {"email": format!("bulk{i}@x.example")}}))
-        .collect();
-    h.post(
-        &p.token,
-        "/crm/v3/objects/contacts/batch/create",
-        json!({"inputs": inputs.clone()}),
-    )
-    .await;
-    let inputs: Vec<Value> = (0..50)
-        .map(|i| json!({"properties": {"email": format!("more{i}@x.example")}}))
-        .collect();
-    h.post(
-        &p.token,
-        "/crm/v3/objects/contacts/batch/create",
-        json!({"inputs": inputs}),
-    )
-    .await;
+    create_contacts(&h, &p.token, "bulk", 100).await;
+    create_contacts(&h, &p.token, "more", 50).await;
     let mut total = 0;
     let mut sizes = Vec::new();
     while total < 150 {
@@ -385,14 +359,7 @@ async fn configure_webhooks(h: &Harness, portal: u64, settings: Value) {
 }
 
 async fn webhook_counters(h: &Harness, portal: u64) -> Value {
-    h.http
-        .get(h.url(&format!("/_sim/portals/{portal}/webhooks")))
-        .send()
-        .await
-        .expect("webhooks")
-        .json()
-        .await
-        .expect("json")
+    h.sim_get(&format!("/_sim/portals/{portal}/webhooks")).await
 }
 
 async fn create_contacts(h: &Harness, token: &str, prefix: &str, n: usize) {
@@ -433,13 +400,7 @@ async fn company_deal_and_generic_object_subscriptions_each_get_their_events() {
         let h = &h;
         let token = p.token.clone();
         async move {
-            let (_, _, c) = h
-                .post(
-                    &token,
-                    "/crm/v3/objects/companies",
-                    json!({"properties": {"name": name}}),
-                )
-                .await;
+            let c = h.create(&token, "companies", json!({"name": name})).await;
             c["id"]
                 .as_str()
                 .expect("id")
@@ -576,10 +537,7 @@ async fn company_deal_and_generic_object_subscriptions_each_get_their_events() {
 #[tokio::test]
 async fn a_portal_never_has_more_than_10_deliveries_in_flight() {
     let h = Harness::with(fast()).await;
-    let mut r = receiver_with(Behaviour {
-        answers: vec![(204, 1000)],
-    })
-    .await;
+    let mut r = receiver_answering(vec![(204, 1000)]).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
     configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
     for i in 0..15 {
@@ -651,10 +609,7 @@ async fn a_timeout_and_a_4xx_are_retried_like_a_5xx() {
         ..fast()
     })
     .await;
-    let mut r = receiver_with(Behaviour {
-        answers: vec![(204, 1500), (400, 0), (204, 0)],
-    })
-    .await;
+    let mut r = receiver_answering(vec![(204, 1500), (400, 0), (204, 0)]).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
     configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
     create_contacts(&h, &p.token, "slow", 1).await;
@@ -683,10 +638,7 @@ async fn a_failing_target_gets_10_retries_and_an_unreachable_one_is_given_up_too
         ..fast()
     })
     .await;
-    let mut r = receiver_with(Behaviour {
-        answers: vec![(503, 0)],
-    })
-    .await;
+    let mut r = receiver_answering(vec![(503, 0)]).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
     configure_webhooks(&h, p.id, json!({"subscriptions": ["contact.creation"]})).await;
     let closed = {
@@ -721,10 +673,7 @@ async fn a_reset_stops_pending_retries() {
         ..fast()
     })
     .await;
-    let mut r = receiver_with(Behaviour {
-        answers: vec![(500, 0)],
-    })
-    .await;
+    let mut r = receiver_answering(vec![(500, 0)]).await;
     let p = h.portal(json!({"webhook_target_url": r.url})).await;
     create_contacts(&h, &p.token, "reset", 1).await;
     next(&mut r.rx).await;

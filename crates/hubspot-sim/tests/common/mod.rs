@@ -70,14 +70,17 @@ impl Harness {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-        let resp = self
-            .http
+        split(self.get_raw(token, path).await).await
+    }
+
+    /// GETs `path` with `token` and returns the response unread, for tests of the body's bytes.
+    pub async fn get_raw(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .expect("get");
-        split(resp).await
+            .expect("get")
     }
 
     pub async fn send(
@@ -108,14 +111,126 @@ impl Harness {
     }
 
     pub async fn stats(&self, portal: u64) -> Value {
+        self.sim_get(&format!("/_sim/portals/{portal}/stats")).await
+    }
+
+    /// GETs a control-API `path` (no token) and returns its JSON body.
+    pub async fn sim_get(&self, path: &str) -> Value {
         self.http
-            .get(self.url(&format!("/_sim/portals/{portal}/stats")))
+            .get(self.url(path))
             .send()
             .await
-            .expect("stats")
+            .expect("control get")
             .json()
             .await
             .expect("json")
+    }
+
+    /// Creates a record of `object_type` with `properties` at `/crm/v3/objects/…`,
+    /// asserts 201 and returns the created record.
+    pub async fn create(&self, token: &str, object_type: &str, properties: Value) -> Value {
+        let (status, _, record) = self
+            .post(
+                token,
+                &format!("/crm/v3/objects/{object_type}"),
+                json!({ "properties": properties }),
+            )
+            .await;
+        assert_eq!(status, 201, "create {object_type}: {record}");
+        record
+    }
+
+    /// Adds a fault through the control API, asserting 201.
+    pub async fn add_fault(&self, fault: Value) {
+        let resp = self
+            .http
+            .post(self.url("/_sim/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("fault");
+        assert_eq!(resp.status(), 201);
+    }
+
+    /// Clears every fault through the control API, asserting 204.
+    pub async fn clear_faults(&self) {
+        let resp = self
+            .http
+            .delete(self.url("/_sim/faults"))
+            .send()
+            .await
+            .expect("clear");
+        assert_eq!(resp.status(), 204);
+    }
+
+    /// POSTs a form body (no token) to `path`; answers the status and the JSON body.
+    pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("post");
+        let (status, _, body) = split(resp).await;
+        (status, body)
+    }
+
+    /// Consents for `portal` through the control API with `consent` (its
+    /// `redirect_uri` and optional `scopes`) and returns the authorization code.
+    pub async fn auth_code(&self, portal: u64, consent: Value) -> String {
+        let v: Value = self
+            .http
+            .post(self.url(&format!("/_sim/portals/{portal}/oauth/authorize")))
+            .json(&consent)
+            .send()
+            .await
+            .expect("authorize")
+            .json()
+            .await
+            .expect("json");
+        v["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Exchanges `code` (granted for `http://localhost/cb`) at the v3 token endpoint,
+    /// asserts 200 and returns the token body.
+    pub async fn exchange(&self, p: &PortalInfo, code: &str) -> Value {
+        let (status, tokens) = self
+            .form(
+                "/oauth/v3/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", &p.client_id),
+                    ("client_secret", &p.client_secret),
+                    ("redirect_uri", "http://localhost/cb"),
+                    ("code", code),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    /// Consents with `consent`, exchanges the code and returns the OAuth access token.
+    pub async fn oauth_access(&self, p: &PortalInfo, consent: Value) -> String {
+        let code = self.auth_code(p.id, consent).await;
+        let tokens = self.exchange(p, &code).await;
+        tokens["access_token"].as_str().expect("access").to_owned()
+    }
+
+    /// Asks the token endpoint at `path` for a refresh with portal `p`'s client
+    /// credentials; answers the status and the JSON body.
+    pub async fn refresh(&self, p: &PortalInfo, path: &str, refresh_token: &str) -> (u16, Value) {
+        self.form(
+            path,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &p.client_id),
+                ("client_secret", &p.client_secret),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
     }
 }
 
