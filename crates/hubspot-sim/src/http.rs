@@ -316,8 +316,9 @@ pub async fn dispatch(
     if let Some(p) = &portal
         && !path.starts_with("/oauth/")
     {
-        *p.limits
-            .lock()
+        let mut limits = p.limits.lock();
+        limits.requests_total += 1;
+        *limits
             .by_status
             .entry(response.status().as_u16())
             .or_insert(0) += 1;

@@ -233,7 +233,8 @@ pub struct Limits {
     pub daily_used: u64,
     /// The day `daily_used` counts (in the portal's day numbering).
     pub daily_day: i64,
-    /// All API requests.
+    /// All API requests of the portal, whatever answered them (the rate limiter, an
+    /// injected fault, the endpoint): always the sum of `by_status`.
     pub requests_total: u64,
     /// Requests by response status.
     pub by_status: BTreeMap<u16, u64>,
@@ -273,7 +274,6 @@ impl Limits {
     ) -> LimitDecision {
         let now = Instant::now();
         let ten = Duration::from_secs(10);
-        self.requests_total += 1;
         if self.daily_day != day {
             self.daily_day = day;
             self.daily_used = 0;

@@ -417,6 +417,19 @@ async fn stats_count_requests_by_status_and_a_reset_drops_everything() {
         stats["max_requests_in_any_10s_window"], 2,
         "search has its own limit and is not in the window"
     );
+    h.add_fault(
+        json!({"path_prefix": "/crm/v3/objects/deals", "error_rate": 1.0, "error_status": 503}),
+    )
+    .await;
+    let (status, _, _) = h.get(&p.token, "/crm/v3/objects/deals").await;
+    assert_eq!(status, 503);
+    let stats = h.stats(p.id).await;
+    assert_eq!(
+        stats["requests_total"], 4,
+        "a request answered by an injected fault is still a request: {stats}"
+    );
+    assert_eq!(stats["by_status"], json!({"200": 2, "404": 1, "503": 1}));
+    h.clear_faults().await;
     control(
         &h,
         reqwest::Method::POST,
