@@ -225,6 +225,17 @@ fn portal_route(
             if let Some(s) = b.get("shuffle").and_then(Value::as_bool) {
                 hooks.shuffle = s;
             }
+            if let Some(v) = b.get("signature_version") {
+                hooks.signature_version = v
+                    .as_str()
+                    .and_then(crate::webhooks::SignatureVersion::parse)
+                    .ok_or_else(|| {
+                        err(
+                            400,
+                            format!("signature_version must be \"v1\" or \"v2\", not {v}"),
+                        )
+                    })?;
+            }
             match b.get("subscriptions") {
                 Some(Value::Array(list)) => {
                     let mut subs = Vec::new();

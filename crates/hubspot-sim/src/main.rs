@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hubspot_sim::seed::SeedRequest;
 use hubspot_sim::state::{Fault, NewPortal, Sim};
-use hubspot_sim::webhooks::parse_subscription;
+use hubspot_sim::webhooks::{SignatureVersion, parse_subscription};
 use hubspot_sim::{SimConfig, spawn};
 
 /// A faithful HubSpot API, OAuth and webhook simulator.
@@ -101,7 +101,8 @@ Config file only (TOML), besides the flags' keys:
   [[portals]]  a portal created at start: portal_id, tier, api_limit_increase, time_zone,
                private_app_token, client_id, client_secret, app_id, oauth_scopes,
                private_app_scopes, webhook_target_url, webhook_subscriptions,
-               webhook_duplicate_rate, webhook_shuffle, changes_per_second, and a
+               webhook_duplicate_rate, webhook_shuffle, webhook_signature_version
+               (\"v1\" or \"v2\"), changes_per_second, and a
                [portals.seed] table: seed, contacts, companies, deals, owners, anchor_ms
   [[faults]]   a fault active from the start: path_prefix, latency_ms, error_rate,
                error_status, rate_limit_storm, truncate_body, slow_body_ms, portal_id
@@ -124,6 +125,8 @@ struct PortalConfig {
     webhook_duplicate_rate: f64,
     /// Deliver webhook events out of order.
     webhook_shuffle: bool,
+    /// What `X-HubSpot-Signature` carries: `v1` (the default) or `v2`.
+    webhook_signature_version: SignatureVersion,
     /// Random changes per second; no stream when absent.
     changes_per_second: Option<f64>,
 }
@@ -137,6 +140,7 @@ fn start_portal(sim: &Arc<Sim>, config: PortalConfig) -> anyhow::Result<()> {
         let mut hooks = portal.hooks.lock();
         hooks.duplicate_rate = config.webhook_duplicate_rate.clamp(0.0, 1.0);
         hooks.shuffle = config.webhook_shuffle;
+        hooks.signature_version = config.webhook_signature_version;
         if let Some(list) = &config.webhook_subscriptions {
             hooks.subscriptions = list
                 .iter()

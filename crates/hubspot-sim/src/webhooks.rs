@@ -14,7 +14,7 @@ use rand::seq::SliceRandom as _;
 use serde_json::{Map, Value, json};
 
 use crate::model::{ObjectType, now_ms};
-use crate::signing::{sign_v1, sign_v3};
+use crate::signing::{sign_v1, sign_v2, sign_v3};
 use crate::state::{Portal, Sim};
 
 /// HubSpot's default cap on concurrent deliveries per installing account.
@@ -158,6 +158,36 @@ pub fn default_subscriptions() -> Vec<Subscription> {
         .collect()
 }
 
+/// The algorithm behind a delivery's `X-HubSpot-Signature` header (hubspot-api.md §9.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    /// SHA-256 of `client_secret + body`.
+    #[default]
+    V1,
+    /// SHA-256 of `client_secret + method + uri + body`.
+    V2,
+}
+
+impl SignatureVersion {
+    /// `v1` or `v2`, as in `X-HubSpot-Signature-Version`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+
+    /// Parses `v1` or `v2`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "v1" => Some(Self::V1),
+            "v2" => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
 /// A portal's webhook configuration, pending events and counters.
 #[derive(Debug)]
 pub struct HookState {
@@ -167,6 +197,9 @@ pub struct HookState {
     pub duplicate_rate: f64,
     /// Deliver events and batches out of order.
     pub shuffle: bool,
+    /// What `X-HubSpot-Signature` carries: `v1` (what HubSpot sends for Webhooks-API CRM
+    /// events, the default) or `v2`; `X-HubSpot-Signature-v3` is always sent too.
+    pub signature_version: SignatureVersion,
     /// Active subscriptions.
     pub subscriptions: Vec<Subscription>,
     /// Events waiting for the next batch window.
@@ -191,6 +224,7 @@ impl Default for HookState {
             target_url: None,
             duplicate_rate: 0.0,
             shuffle: false,
+            signature_version: SignatureVersion::V1,
             subscriptions: default_subscriptions(),
             queue: Vec::new(),
             next_event_id: 100_001,
@@ -216,6 +250,7 @@ impl HookState {
             .collect();
         json!({
             "target_url": self.target_url, "duplicate_rate": self.duplicate_rate, "shuffle": self.shuffle,
+            "signature_version": self.signature_version.as_str(),
             "subscriptions": subs, "queued_events": self.queue.len(),
             "delivered_batches": self.delivered_batches, "delivered_events": self.delivered_events,
             "failed_attempts": self.failed_attempts, "abandoned_batches": self.abandoned_batches,
@@ -433,13 +468,18 @@ async fn deliver(
         }
         // A fresh timestamp per attempt, so retries pass the receiver's 5-minute check.
         let timestamp = now_ms().to_string();
+        let version = portal.hooks.lock().signature_version;
+        let signature = match version {
+            SignatureVersion::V1 => sign_v1(&portal.client_secret, &body),
+            SignatureVersion::V2 => sign_v2(&portal.client_secret, "POST", &url, &body),
+        };
         let response = sim
             .http
             .post(&url)
             .header("Content-Type", "application/json")
             .header("User-Agent", "HubSpot Connect 2.0 (http://dev.hubspot.com/) (namespace: webhooks-nio-http-client) - WebhooksExecutorDaemon-executor")
-            .header("X-HubSpot-Signature", sign_v1(&portal.client_secret, &body))
-            .header("X-HubSpot-Signature-Version", "v1")
+            .header("X-HubSpot-Signature", signature)
+            .header("X-HubSpot-Signature-Version", version.as_str())
             .header("X-HubSpot-Signature-v3", sign_v3(&portal.client_secret, "POST", &url, &body, &timestamp))
             .header("X-HubSpot-Request-Timestamp", &timestamp)
             .header("X-HubSpot-Timeout-Millis", sim.config.webhook_timeout_ms.to_string())

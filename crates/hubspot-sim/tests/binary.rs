@@ -125,6 +125,7 @@ client_id = "cfg-client"
 client_secret = "cfg-secret"
 webhook_subscriptions = ["deal.propertyChange:dealstage"]
 webhook_shuffle = true
+webhook_signature_version = "v2"
 
 [portals.seed]
 seed = 5
@@ -189,4 +190,5 @@ error_status = 503
         serde_json::json!(["deal.propertyChange:dealstage"])
     );
     assert_eq!(hooks["shuffle"], true);
+    assert_eq!(hooks["signature_version"], "v2");
 }

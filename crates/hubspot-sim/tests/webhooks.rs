@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use common::Harness;
 use hubspot_sim::SimConfig;
-use hubspot_sim::signing::{sign_v1, sign_v3};
+use hubspot_sim::signing::{sign_v1, sign_v2, sign_v3};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -195,6 +195,50 @@ async fn a_failed_delivery_is_retried_with_attempt_number_plus_one_and_fresh_sig
     assert_eq!(creation["portalId"], p.id);
     assert_eq!(creation["appId"], p.app_id);
     assert_eq!(creation["changeSource"], "API");
+    r.handle.stop(false).await;
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_portal_switched_to_v2_signs_x_hubspot_signature_with_method_and_uri() {
+    let h = Harness::with(fast()).await;
+    let mut r = receiver(0).await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
+    let resp = h
+        .http
+        .put(h.url(&format!("/_sim/portals/{}/webhooks", p.id)))
+        .json(&json!({"signature_version": "v3"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        resp.status(),
+        400,
+        "only v1 and v2 go in X-HubSpot-Signature"
+    );
+    configure_webhooks(&h, p.id, json!({"signature_version": "v2"})).await;
+    assert_eq!(
+        h.sim_get(&format!("/_sim/portals/{}/webhooks", p.id)).await["signature_version"],
+        "v2"
+    );
+    h.create(&p.token, "contacts", json!({"email": "v2@x.example"}))
+        .await;
+    let d = next(&mut r.rx).await;
+    assert_eq!(d.header("x-hubspot-signature-version"), "v2");
+    assert_eq!(
+        d.header("x-hubspot-signature"),
+        sign_v2(&p.client_secret, "POST", &r.url, &d.body)
+    );
+    assert_ne!(
+        d.header("x-hubspot-signature"),
+        sign_v1(&p.client_secret, &d.body)
+    );
+    let ts = d.header("x-hubspot-request-timestamp");
+    assert_eq!(
+        d.header("x-hubspot-signature-v3"),
+        sign_v3(&p.client_secret, "POST", &r.url, &d.body, ts),
+        "v3 is sent whatever the version"
+    );
     r.handle.stop(false).await;
     h.sim.stop().await;
 }
