@@ -662,7 +662,16 @@ fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
     let mut errors = Vec::new();
     let mut changes = Vec::new();
     for (id, id_property, mut values, trace) in prepared {
-        match data.find_by(ot, id_property.as_deref(), &id) {
+        let mut found = data.find_by(ot, id_property.as_deref(), &id);
+        // A merged-away id resolves to its survivor for single-record calls, but batch
+        // update refuses it (hubspot-api.md §3.1, "Merged IDs").
+        if !upsert
+            && matches!(id_property.as_deref(), None | Some("hs_object_id"))
+            && found.is_some_and(|n| id.parse::<u64>() != Ok(n))
+        {
+            found = None;
+        }
+        match found {
             Some(n) => match data.update(ot, n, values, now) {
                 Ok(ch) => {
                     changes.extend(ch);

@@ -509,6 +509,30 @@ async fn merge_keeps_the_primary_and_resolves_the_merged_id_to_it() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(via_old["id"], a["id"]);
+    let old_id = b["id"].as_str().expect("id");
+    let (status, _, body) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts/batch/update",
+            json!({"inputs": [{"id": old_id, "properties": {"jobtitle": "CEO"}}]}),
+        )
+        .await;
+    assert_eq!(status, 207, "batch update refuses merged ids: {body}");
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(body["errors"][0]["context"]["ids"], json!([old_id]));
+    let (_, _, survivor) = h
+        .get(
+            &p.token,
+            &format!(
+                "/crm/v3/objects/contacts/{}?properties=jobtitle",
+                a["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+    assert_eq!(
+        survivor["properties"]["jobtitle"], "CTO",
+        "nothing was written"
+    );
     h.sim.stop().await;
 }
 
