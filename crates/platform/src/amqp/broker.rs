@@ -123,28 +123,19 @@ impl Broker {
         }
     }
 
-    /// Returns once `connection` is no longer the broker's live connection: it closed, or
-    /// the supervisor replaced or dropped it. Users of a connection (consumers) select on
-    /// this so that a subscription on a dead connection never waits forever for a
-    /// delivery stream that, depending on when the socket broke, may never end.
+    /// Returns once `connection` is no longer the broker's live connection: the supervisor,
+    /// which watches the connection's state, dropped or replaced it. Consumers select on
+    /// this so that a subscription on a dead connection never waits forever for a delivery
+    /// stream that, depending on when the socket broke, may never end.
     pub(crate) async fn lost(&self, connection: &Arc<Connection>) {
         let mut receiver = self.inner.connection.clone();
-        let mut poll = tokio::time::interval(STATUS_POLL);
-        loop {
-            let current = receiver
-                .borrow_and_update()
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, connection));
-            if !current || !connection.status().connected() {
+        while receiver
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, connection))
+        {
+            if receiver.changed().await.is_err() {
                 return;
-            }
-            tokio::select! {
-                changed = receiver.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = poll.tick() => {}
             }
         }
     }
