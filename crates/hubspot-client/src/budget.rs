@@ -380,6 +380,14 @@ struct LocalLease {
     valid_until: Option<Instant>,
 }
 
+impl LocalLease {
+    /// Gives up the tokens still held: they stay counted as spent in the store.
+    fn forfeit(&mut self) {
+        self.grant_id = None;
+        self.remaining = 0;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     burst: Option<Observation>,
@@ -464,8 +472,7 @@ impl PortalLimiter {
                 let started = Instant::now();
                 let outcome = self.store.lease(&request).await;
                 // Whatever happened, the old lease's leftovers are no longer ours.
-                local.grant_id = None;
-                local.remaining = 0;
+                local.forfeit();
                 match outcome? {
                     LeaseOutcome::Granted { tokens, grant_id } => {
                         local.grant_id = Some(grant_id);
@@ -565,9 +572,7 @@ impl PortalLimiter {
                 // Tokens still held locally would each send one more request into the same
                 // DAILY 429; drop them so the next call learns of the exhaustion from the store.
                 for lease in [&self.burst, &self.search] {
-                    let mut local = lease.lock().await;
-                    local.remaining = 0;
-                    local.grant_id = None;
+                    lease.lock().await.forfeit();
                 }
                 return self.store.exhaust_daily(self.access.portal_id).await;
             }
@@ -585,11 +590,7 @@ impl PortalLimiter {
             BudgetKind::Burst => &self.burst,
             BudgetKind::Search => &self.search,
         };
-        {
-            let mut local = lease.lock().await;
-            local.remaining = 0;
-            local.grant_id = None;
-        }
+        lease.lock().await.forfeit();
         let reduce_for = Duration::from_millis(u64::from(self.settings.window_ms(kind)) * 2);
         self.store
             .slow_down(

@@ -55,7 +55,7 @@ async fn stub_sequence(answers: Vec<Answer>) -> (String, Arc<Mutex<Vec<Instant>>
     (base, arrivals)
 }
 
-/// Serves `status` with `headers` and `body` to every request; counts the requests.
+/// Serves `status` with `headers` and `body` to every request; records when each arrived.
 async fn stub(
     status: &'static str,
     headers: &'static str,
