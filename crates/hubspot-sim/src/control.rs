@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 
 use crate::crm::{CrmError, PropSelection, RecordView, v3_associations};
 use crate::http::{ApiError, json_response};
 use crate::model::{ObjectType, now_ms};
 use crate::state::{Fault, NewPortal, Portal, PortalError, Sim};
-use crate::webhooks::{Source, emit, parse_subscription};
+use crate::webhooks::{SignatureVersion, Source, emit, parse_subscription};
 
 fn err(status: u16, message: impl Into<String>) -> HttpResponse {
     json_response(
@@ -226,15 +227,12 @@ fn portal_route(
                 hooks.shuffle = s;
             }
             if let Some(v) = b.get("signature_version") {
-                hooks.signature_version = v
-                    .as_str()
-                    .and_then(crate::webhooks::SignatureVersion::parse)
-                    .ok_or_else(|| {
-                        err(
-                            400,
-                            format!("signature_version must be \"v1\" or \"v2\", not {v}"),
-                        )
-                    })?;
+                hooks.signature_version = SignatureVersion::deserialize(v).map_err(|_| {
+                    err(
+                        400,
+                        format!("signature_version must be \"v1\" or \"v2\", not {v}"),
+                    )
+                })?;
             }
             match b.get("subscriptions") {
                 Some(Value::Array(list)) => {

@@ -4,11 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use std::sync::Arc;
-
 use hubspot_sim::seed::SeedRequest;
 use hubspot_sim::state::{Fault, NewPortal, Sim};
 use hubspot_sim::webhooks::{SignatureVersion, parse_subscription};

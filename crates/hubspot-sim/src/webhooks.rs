@@ -177,15 +177,6 @@ impl SignatureVersion {
             Self::V2 => "v2",
         }
     }
-
-    /// Parses `v1` or `v2`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "v1" => Some(Self::V1),
-            "v2" => Some(Self::V2),
-            _ => None,
-        }
-    }
 }
 
 /// A portal's webhook configuration, pending events and counters.
@@ -224,7 +215,7 @@ impl Default for HookState {
             target_url: None,
             duplicate_rate: 0.0,
             shuffle: false,
-            signature_version: SignatureVersion::V1,
+            signature_version: SignatureVersion::default(),
             subscriptions: default_subscriptions(),
             queue: Vec::new(),
             next_event_id: 100_001,
