@@ -180,6 +180,16 @@ proptest! {
     }
 }
 
+/// The custom properties of [`custom_definitions`], each mapped to an attribute of its name.
+const CUSTOM_PROPERTIES: [&str; 6] = [
+    "tier",
+    "seats",
+    "renewal_date",
+    "is_strategic",
+    "reviewed_at",
+    "segment",
+];
+
 /// Every property name the default mappings read, plus some they do not.
 fn property_name() -> impl Strategy<Value = String> {
     let mut known: Vec<String> = [ObjectType::Contact, ObjectType::Company, ObjectType::Deal]
@@ -190,17 +200,7 @@ fn property_name() -> impl Strategy<Value = String> {
                 .map(|s| (*s).to_owned())
         })
         .collect();
-    known.extend(
-        [
-            "tier",
-            "seats",
-            "renewal_date",
-            "is_strategic",
-            "reviewed_at",
-            "segment",
-        ]
-        .map(String::from),
-    );
+    known.extend(CUSTOM_PROPERTIES.map(String::from));
     prop_oneof![prop::sample::select(known), "[a-z_]{1,12}"]
 }
 
@@ -246,16 +246,7 @@ fn custom_config() -> MappingConfig {
     MappingConfig {
         object_type: ObjectType::Company,
         external_id_property: Some("hs_object_id".into()),
-        attributes: [
-            "tier",
-            "seats",
-            "renewal_date",
-            "is_strategic",
-            "reviewed_at",
-            "segment",
-        ]
-        .map(attr)
-        .to_vec(),
+        attributes: CUSTOM_PROPERTIES.map(attr).to_vec(),
         filters: vec![
             RecordFilter {
                 property: "seats".into(),
