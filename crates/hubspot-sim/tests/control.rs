@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::Harness;
+use common::receiver::{Delivery, drain, next, receiver};
 use serde_json::{Value, json};
 
 async fn control(h: &Harness, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
@@ -307,31 +308,8 @@ async fn the_change_stream_mutates_records_and_emits_webhooks_until_stopped() {
         ..Default::default()
     })
     .await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Value>>();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let server = actix_web::HttpServer::new(move || {
-        let tx = tx.clone();
-        actix_web::App::new().default_service(actix_web::web::to(
-            move |body: actix_web::web::Bytes| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
-                    actix_web::HttpResponse::NoContent().finish()
-                }
-            },
-        ))
-    })
-    .listen(listener)
-    .expect("listen")
-    .workers(1)
-    .disable_signals()
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    let p = h
-        .portal(json!({"webhook_target_url": format!("http://127.0.0.1:{port}/hooks")}))
-        .await;
+    let mut r = receiver(0).await;
+    let p = h.portal(json!({"webhook_target_url": r.url})).await;
     h.seed(p.id, 200, 20, 40).await;
     let (status, _) = control(
         &h,
@@ -343,11 +321,7 @@ async fn the_change_stream_mutates_records_and_emits_webhooks_until_stopped() {
     assert_eq!(status, 200);
     let mut events = Vec::new();
     while events.len() < 100 {
-        let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("events within 5 s")
-            .expect("open");
-        events.extend(batch);
+        events.extend(next(&mut r.rx).await.events());
     }
     let (status, _) = control(
         &h,
@@ -365,11 +339,14 @@ async fn the_change_stream_mutates_records_and_emits_webhooks_until_stopped() {
     assert!(kinds.len() >= 3, "a mix of changes: {kinds:?}");
     assert!(events.iter().all(|e| e["changeSource"] == "CRM_UI"));
     // Let the last window drain, then nothing more comes.
-    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(400), rx.recv()).await {
-        events.extend(batch);
-    }
+    events.extend(
+        drain(&mut r.rx, 400)
+            .await
+            .iter()
+            .flat_map(Delivery::events),
+    );
     assert!(
-        tokio::time::timeout(Duration::from_millis(600), rx.recv())
+        tokio::time::timeout(Duration::from_millis(600), r.rx.recv())
             .await
             .is_err(),
         "the stream stopped"
@@ -396,7 +373,7 @@ async fn the_change_stream_mutates_records_and_emits_webhooks_until_stopped() {
         last["propertyValue"].as_str().expect("value"),
         "{record}"
     );
-    handle.stop(false).await;
+    r.handle.stop(false).await;
     h.sim.stop().await;
 }
 

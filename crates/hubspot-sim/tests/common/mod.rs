@@ -3,6 +3,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
+pub mod receiver;
+
 use hubspot_sim::{RunningSim, SimConfig, spawn};
 use serde_json::{Value, json};
 
