@@ -346,6 +346,10 @@ fn score_updated() -> ScoreUpdated {
         ],
         config_version: 3,
         computed_at: at(1_767_225_605),
+        object_type: ObjectType::Contact.into(),
+        object_id: 51,
+        top_factor: "engagement_recency".into(),
+        contribution_deltas: vec![6.3, 0.0],
     }
 }
 

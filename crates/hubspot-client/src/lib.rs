@@ -80,6 +80,7 @@ mod budget;
 mod client;
 mod config;
 mod error;
+mod gateway;
 mod metrics;
 mod oauth;
 mod token;
@@ -96,6 +97,7 @@ pub use budget::{
 pub use client::{ClientBuilder, HubSpotClient};
 pub use config::{ClientConfig, RetryPolicy};
 pub use error::{FailedChunk, FieldError, HubSpotError, RateLimitPolicy};
+pub use gateway::{GatewayCredentials, GatewayTokenSource};
 pub use metrics::ClientMetrics;
 pub use oauth::{OAuthApp, OAuthClient, TokenInfo, TokenResponse};
 pub use token::{AccessToken, RefreshingToken, StaticToken, TokenSource};

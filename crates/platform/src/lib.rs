@@ -6,6 +6,7 @@
 //! that belongs to one service.
 
 pub mod amqp;
+pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod db;
