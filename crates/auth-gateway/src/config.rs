@@ -1,7 +1,7 @@
 //! `auth-gateway` settings: the common sections plus the service's own.
 
 use platform::amqp::AmqpSettings;
-use platform::config::{HttpSettings, TelemetrySettings};
+use platform::config::{HttpSettings, RuntimeSettings, TelemetrySettings};
 use platform::db::DatabaseSettings;
 use platform::jwt::InternalJwtSettings;
 use platform::outbox::RelaySettings;
@@ -9,10 +9,19 @@ use serde::Deserialize;
 
 /// Built-in defaults; the common ones (database, broker, logging) are in
 /// `platform::config::COMMON_DEFAULTS`.
-pub const DEFAULTS: &str = r#"
+pub const DEFAULTS: &str = concat!(
+    r#"
 [http]
 port = 8080
-"#;
+
+[internal_jwt]
+# DEVELOPMENT ONLY signing key, refused outside development mode. Production sets
+# HUBSCORE__INTERNAL_JWT__PRIVATE_KEY (and the matching public key everywhere).
+private_key = """"#,
+    platform::development_internal_jwt_private_key!(),
+    r#""""
+"#
+);
 
 /// Everything `auth-gateway` is configured with.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +37,8 @@ pub struct Settings {
     pub outbox: RelaySettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
-    /// Minting and verifying internal service tokens.
+    /// Development or production mode.
+    pub runtime: RuntimeSettings,
+    /// Verifying (and, in auth-gateway, minting) internal service tokens.
     pub internal_jwt: InternalJwtSettings,
 }

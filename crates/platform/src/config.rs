@@ -15,9 +15,16 @@ use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// Defaults shared by every service: local PostgreSQL and RabbitMQ, JSON logs.
-/// Development values only.
-pub const COMMON_DEFAULTS: &str = r#"
+/// Defaults shared by every service: production mode, local PostgreSQL and RabbitMQ,
+/// JSON logs, the development internal-token public key. The connection strings and
+/// keys are development values only.
+pub const COMMON_DEFAULTS: &str = concat!(
+    r#"
+[runtime]
+# Production is the default; scripts/run and local tooling set
+# HUBSCORE__RUNTIME__DEVELOPMENT=true to accept the built-in development keys.
+development = false
+
 [http]
 host = "127.0.0.1"
 
@@ -40,11 +47,15 @@ level = "info"
 format = "json"
 
 [internal_jwt]
-# DEVELOPMENT VALUE ONLY. Production sets HUBSCORE__INTERNAL_JWT__SECRET.
-secret = "dev-only-internal-jwt-secret-change-me-0123456789"
 issuer = "hubscore"
 ttl_secs = 60
-"#;
+# DEVELOPMENT ONLY key, refused outside development mode. Production sets
+# HUBSCORE__INTERNAL_JWT__PUBLIC_KEYS to the gateway's public key(s).
+public_keys = """"#,
+    crate::development_internal_jwt_public_key!(),
+    r#""""
+"#
+);
 
 /// The environment variable prefix; `HUBSCORE__HTTP__PORT` sets `http.port`.
 pub const ENV_PREFIX: &str = "HUBSCORE";
@@ -106,6 +117,40 @@ pub fn load_with_env<T: DeserializeOwned>(
         let message = e.into_inner().to_string();
         ConfigError::Invalid { key, message }
     })
+}
+
+/// How the process runs: `[runtime]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// Development mode accepts the built-in development keys and secrets; production
+    /// (the default) refuses to start with them. `scripts/run` sets
+    /// `HUBSCORE__RUNTIME__DEVELOPMENT=true`.
+    #[serde(default)]
+    pub development: bool,
+}
+
+/// Refuses to go on when a setting still holds its built-in development value outside
+/// development mode. `checks` pairs each setting's dotted name with whether it holds its
+/// development value (for example [`crate::jwt::InternalJwtSettings::development_values`]).
+/// The error names every such setting, never its value. A service calls this before it
+/// starts serving.
+pub fn refuse_development_values(development: bool, checks: &[(&str, bool)]) -> anyhow::Result<()> {
+    if development {
+        return Ok(());
+    }
+    let offending: Vec<&str> = checks
+        .iter()
+        .filter(|(_, is_development_value)| *is_development_value)
+        .map(|(name, _)| *name)
+        .collect();
+    anyhow::ensure!(
+        offending.is_empty(),
+        "{} still hold the built-in DEVELOPMENT value outside development mode; set real \
+         values through the environment, or set runtime.development = true \
+         (HUBSCORE__RUNTIME__DEVELOPMENT=true) on a developer's machine",
+        offending.join(", ")
+    );
+    Ok(())
 }
 
 /// Where a service's HTTP server listens.

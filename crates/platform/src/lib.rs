@@ -1,6 +1,6 @@
 //! What every hubscore service shares: configuration, telemetry, metrics, health,
 //! shutdown, the database pool and migrations, AMQP publishing and consuming, the
-//! transactional outbox, and internal JWTs.
+//! transactional outbox, and internal JWTs (Ed25519: auth-gateway signs, the rest verify).
 //!
 //! It holds infrastructure only: no HubSpot knowledge, no business rules, and nothing
 //! that belongs to one service.

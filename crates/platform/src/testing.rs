@@ -183,12 +183,20 @@ pub async fn run_binary(
 /// `migrate` applies to an empty database and again as a no-op (when the service owns a
 /// schema), `serve` answers `/healthz`, `/readyz` and `/metrics`, and SIGTERM makes it exit
 /// 0 within 10 seconds. `schemas` are the schemas its `migrate` must fill, in order.
+/// Outside development mode, `serve` refuses the built-in development internal-token key.
 pub async fn check_service_lifecycle(binary: &str, schemas: &[&str]) -> anyhow::Result<()> {
     let database = TestDatabase::create().await?;
-    let env = vec![
+    let production = vec![
         ("HUBSCORE__DATABASE__URL", database.url.clone()),
         ("HUBSCORE__AMQP__URL", amqp_url()),
     ];
+    let (status, _, stderr) = run_binary(binary, &["serve"], &production).await?;
+    anyhow::ensure!(
+        !status.success() && stderr.contains("internal_jwt.public_keys"),
+        "serve with the development key outside development mode gave {status} and stderr {stderr:?}"
+    );
+    let mut env = production;
+    env.push(("HUBSCORE__RUNTIME__DEVELOPMENT", "true".to_owned()));
     // A bad value stops the binary at once, naming the key, before it touches anything.
     let mut bad = env.clone();
     bad.push(("HUBSCORE__HTTP__PORT", "not-a-port".to_owned()));

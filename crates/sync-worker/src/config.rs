@@ -1,7 +1,7 @@
 //! `sync-worker` settings: the common sections plus the service's own.
 
 use platform::amqp::AmqpSettings;
-use platform::config::{HttpSettings, TelemetrySettings};
+use platform::config::{HttpSettings, RuntimeSettings, TelemetrySettings};
 use platform::db::DatabaseSettings;
 use platform::jwt::InternalJwtSettings;
 use platform::outbox::RelaySettings;
@@ -28,6 +28,8 @@ pub struct Settings {
     pub outbox: RelaySettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
-    /// Minting and verifying internal service tokens.
+    /// Development or production mode.
+    pub runtime: RuntimeSettings,
+    /// Verifying (and, in auth-gateway, minting) internal service tokens.
     pub internal_jwt: InternalJwtSettings,
 }

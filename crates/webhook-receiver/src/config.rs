@@ -1,7 +1,7 @@
 //! `webhook-receiver` settings: the common sections plus the service's own.
 
 use platform::amqp::AmqpSettings;
-use platform::config::{HttpSettings, TelemetrySettings};
+use platform::config::{HttpSettings, RuntimeSettings, TelemetrySettings};
 use platform::jwt::InternalJwtSettings;
 use serde::Deserialize;
 
@@ -21,6 +21,8 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
-    /// Minting and verifying internal service tokens.
+    /// Development or production mode.
+    pub runtime: RuntimeSettings,
+    /// Verifying (and, in auth-gateway, minting) internal service tokens.
     pub internal_jwt: InternalJwtSettings,
 }

@@ -32,6 +32,10 @@ impl platform::service::Service for WebhookReceiver {
     }
 
     async fn serve(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+        platform::config::refuse_development_values(
+            settings.runtime.development,
+            &settings.internal_jwt.development_values(),
+        )?;
         Application::build(settings)
             .await?
             .run_until_stopped(shutdown)
