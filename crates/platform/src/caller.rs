@@ -13,24 +13,24 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::jwt::InternalJwt;
+use crate::jwt::InternalTokenVerifier;
 
 /// Roles allowed to change things (connections, mappings, configs).
 const WRITER_ROLES: [&str; 2] = ["owner", "admin"];
 
 /// What the [`Caller`] extractor verifies tokens with: register with
-/// `App::app_data(web::Data::new(CallerAuth::new(jwt, "scoring-engine")))`.
+/// `App::app_data(web::Data::new(CallerAuth::new(verifier, "scoring-engine")))`.
 #[derive(Clone)]
 pub struct CallerAuth {
-    jwt: Arc<InternalJwt>,
+    verifier: Arc<InternalTokenVerifier>,
     audience: String,
 }
 
 impl CallerAuth {
-    /// Accepts tokens verified by `jwt` and meant for `audience` (the service's name).
-    pub fn new(jwt: InternalJwt, audience: impl Into<String>) -> Self {
+    /// Accepts tokens verified by `verifier` and meant for `audience` (the service's name).
+    pub fn new(verifier: InternalTokenVerifier, audience: impl Into<String>) -> Self {
         Self {
-            jwt: Arc::new(jwt),
+            verifier: Arc::new(verifier),
             audience: audience.into(),
         }
     }
@@ -119,7 +119,7 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, CallerError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| CallerError::Unauthenticated("missing bearer token".to_owned()))?;
     let claims = auth
-        .jwt
+        .verifier
         .verify(token, &auth.audience)
         .map_err(|e| CallerError::Unauthenticated(e.to_string()))?;
     let org_id = claims.org_id.ok_or_else(|| {
@@ -137,15 +137,22 @@ mod tests {
     use actix_web::{App, test, web};
 
     use super::*;
-    use crate::jwt::InternalJwtSettings;
+    use crate::jwt::{
+        DEVELOPMENT_PRIVATE_KEY_PEM, DEVELOPMENT_PUBLIC_KEY_PEM, InternalTokenSigner,
+    };
 
-    fn jwt() -> InternalJwt {
-        InternalJwt::new(&InternalJwtSettings {
-            secret: "test-secret-test-secret-test-secret-0".to_owned(),
-            issuer: "hubscore".to_owned(),
-            ttl_secs: 60,
-        })
+    fn signer() -> InternalTokenSigner {
+        InternalTokenSigner::new(
+            DEVELOPMENT_PRIVATE_KEY_PEM,
+            "hubscore",
+            std::time::Duration::from_secs(60),
+        )
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn verifier() -> InternalTokenVerifier {
+        InternalTokenVerifier::new(&[DEVELOPMENT_PUBLIC_KEY_PEM], "hubscore")
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn whoami(caller: Caller) -> Result<HttpResponse, CallerError> {
@@ -157,13 +164,16 @@ mod tests {
     async fn only_a_valid_token_for_this_service_with_a_writer_role_gets_through() {
         let app = test::init_service(
             App::new()
-                .app_data(web::Data::new(CallerAuth::new(jwt(), "scoring-engine")))
+                .app_data(web::Data::new(CallerAuth::new(
+                    verifier(),
+                    "scoring-engine",
+                )))
                 .route("/", web::get().to(whoami)),
         )
         .await;
         let org = Uuid::now_v7();
         let mint = |aud: &str, role: &str| {
-            jwt()
+            signer()
                 .mint(aud, "user:1", Some(org), vec![role.to_owned()])
                 .unwrap_or_else(|e| panic!("{e}"))
         };
