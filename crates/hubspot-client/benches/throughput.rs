@@ -19,11 +19,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
 use hubspot_client::{
-    AuthKind, BUDGET_SCHEMA, BudgetSettings, ClientConfig, HubSpotClient, ListOptions, MIGRATIONS,
-    PgBudgetStore, PortalAccess, PortalLimiter, StaticToken, Tier,
+    AuthKind, BudgetSettings, ClientConfig, HubSpotClient, ListOptions, PgBudgetStore,
+    PortalAccess, PortalLimiter, StaticToken, Tier,
 };
-use platform::testing::TestDatabase;
 use serde_json::{Value, json};
+
+#[path = "../tests/common/db.rs"]
+mod db;
+
+use db::BudgetDatabase;
 
 const BURST_LIMIT: f64 = 190.0;
 
@@ -89,7 +93,7 @@ impl Control {
 
 fn client(
     base: &str,
-    db: &TestDatabase,
+    db: &BudgetDatabase,
     portal_id: i64,
     token: &str,
 ) -> anyhow::Result<HubSpotClient> {
@@ -101,7 +105,7 @@ fn client(
         utc_offset_minutes: 0,
     };
     // A pool of its own per client, as separate processes would have.
-    let store = PgBudgetStore::new(platform::db::connect_pool(&db.settings(), BUDGET_SCHEMA)?);
+    let store = PgBudgetStore::new(db.pool()?);
     let limiter = Arc::new(PortalLimiter::new(store, access, BudgetSettings::default()));
     Ok(HubSpotClient::builder(
         ClientConfig::for_base_url(base),
@@ -111,7 +115,7 @@ fn client(
     .build()?)
 }
 
-async fn listing(control: &Control, db: &TestDatabase) -> anyhow::Result<()> {
+async fn listing(control: &Control, db: &BudgetDatabase) -> anyhow::Result<()> {
     let (portal_id, token) = control.portal(50_000).await?;
     let client = client(&control.base, db, portal_id, &token)?;
     let ceiling = BURST_LIMIT / 10.0 * 100.0;
@@ -140,7 +144,7 @@ async fn listing(control: &Control, db: &TestDatabase) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn three_instances(control: &Control, db: &TestDatabase) -> anyhow::Result<()> {
+async fn three_instances(control: &Control, db: &BudgetDatabase) -> anyhow::Result<()> {
     let (portal_id, token) = control.portal(200).await?;
     let clients = (0..3)
         .map(|_| client(&control.base, db, portal_id, &token))
@@ -199,8 +203,7 @@ async fn run() -> anyhow::Result<()> {
         base: sim.base_url(),
         http: reqwest::Client::new(),
     };
-    let db = TestDatabase::create().await?;
-    platform::db::run_migrations(&db.url, BUDGET_SCHEMA, [MIGRATIONS]).await?;
+    let db = BudgetDatabase::create().await?;
     listing(&control, &db).await?;
     three_instances(&control, &db).await?;
     sim.stop().await;

@@ -8,21 +8,29 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text, Timestamptz};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use platform::db::Pool;
 use tokio::sync::Mutex;
 
 use crate::error::{HubSpotError, RateLimitPolicy};
 use crate::metrics::ClientMetrics;
 
-/// This crate's migrations, applied with
-/// `platform::db::run_migrations(url, BUDGET_SCHEMA, [MIGRATIONS])`.
+/// This crate's migrations. Apply them with `search_path` set to [`BUDGET_SCHEMA`] (the
+/// services do it in their `migrate` step, e.g. with `platform::db::run_migrations(url,
+/// BUDGET_SCHEMA, [MIGRATIONS])`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!();
 
-/// The schema the budget tables live in; build the budget's pool with
-/// `platform::db::connect_pool(settings, BUDGET_SCHEMA)`.
+/// The schema the budget tables live in. The pool handed to [`PgBudgetStore::new`] must set
+/// `search_path` to it on every connection (e.g. `platform::db::connect_pool(settings,
+/// BUDGET_SCHEMA)`).
 pub const BUDGET_SCHEMA: &str = "hubspot_budget";
+
+/// A diesel-async deadpool pool of PostgreSQL connections, the type [`PgBudgetStore`] takes.
+/// Any pool of this type works (it is the same type as `platform::db::Pool`); this crate
+/// does not depend on `platform`, so that using the client does not pull in a web server,
+/// an AMQP client and a CLI parser.
+pub type BudgetPool = DeadPool<AsyncPgConnection>;
 
 /// How the portal's token was issued; HubSpot's limits differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +70,7 @@ pub struct PortalAccess {
     pub utc_offset_minutes: i32,
 }
 
-/// The limits HubSpot documents for a portal (`shared/hubspot-api.md` §8.1, §3.5).
+/// The limits HubSpot documents for a portal (its API usage guidelines and the search guide).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortalLimits {
     /// Requests per rolling 10 seconds.
@@ -244,12 +252,12 @@ fn to_i64(value: u64) -> i64 {
 /// The budget rows in PostgreSQL, shared by every process calling HubSpot.
 #[derive(Clone)]
 pub struct PgBudgetStore {
-    pool: Pool,
+    pool: BudgetPool,
 }
 
 impl PgBudgetStore {
     /// Uses `pool`, whose connections must have `search_path` = [`BUDGET_SCHEMA`].
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: BudgetPool) -> Self {
         Self { pool }
     }
 
@@ -372,6 +380,22 @@ impl PgBudgetStore {
     }
 }
 
+/// The longest extra delay [`jittered`] adds.
+const MAX_WAIT_JITTER: Duration = Duration::from_millis(250);
+/// The extra delay [`jittered`] may add to even the shortest wait.
+const MIN_WAIT_JITTER: Duration = Duration::from_millis(10);
+
+/// `wait` plus a random extra of up to a fifth of it (at least 10 ms, at most 250 ms).
+///
+/// Every process told "wait 400 ms" by the store would otherwise wake at the same instant and
+/// queue on the portal's row lock together, only for all but one to be told to wait again.
+/// Never shorter than `wait`: asking before the store's answer can change is a wasted trip.
+fn jittered(wait: Duration) -> Duration {
+    let spread = (wait / 5).clamp(MIN_WAIT_JITTER, MAX_WAIT_JITTER);
+    let spread_us = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX);
+    wait + Duration::from_micros(rand::random_range(0..=spread_us))
+}
+
 /// Tokens this process holds from its last lease of one kind.
 #[derive(Debug, Default)]
 struct LocalLease {
@@ -487,7 +511,7 @@ impl PortalLimiter {
                 }
             };
             let started = Instant::now();
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(jittered(wait)).await;
             metrics.waited(kind.as_str(), started.elapsed().as_secs_f64());
         }
     }
@@ -635,6 +659,23 @@ mod tests {
             (250, Some(1_250_000))
         );
         assert_eq!(pro.search_per_second, 5);
+    }
+
+    #[test]
+    fn budget_waits_are_never_shortened_and_spread_by_at_most_a_fifth() {
+        for (wait_ms, spread_ms) in [(0, 10), (30, 10), (400, 80), (2_000, 250), (10_400, 250)] {
+            let wait = Duration::from_millis(wait_ms);
+            let samples: Vec<Duration> = (0..200).map(|_| jittered(wait)).collect();
+            for sample in &samples {
+                assert!(*sample >= wait, "{sample:?} < {wait:?}");
+                assert!(
+                    *sample <= wait + Duration::from_millis(spread_ms),
+                    "{sample:?} > {wait:?} + {spread_ms} ms"
+                );
+            }
+            let distinct: std::collections::HashSet<_> = samples.iter().collect();
+            assert!(distinct.len() > 10, "waits for {wait:?} are spread out");
+        }
     }
 
     #[test]

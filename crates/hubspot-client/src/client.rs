@@ -12,7 +12,7 @@ use crate::budget::{BudgetKind, PortalLimiter};
 use crate::config::ClientConfig;
 use crate::error::{HubSpotError, RateLimitPolicy, classify, parse_retry_after};
 use crate::metrics::ClientMetrics;
-use crate::token::TokenSource;
+use crate::token::{AccessToken, TokenSource};
 
 /// A typed HubSpot client for one portal. Cheap to clone; clones share the limiter.
 #[derive(Clone)]
@@ -79,7 +79,10 @@ pub(crate) struct Call {
     pub query: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub kind: BudgetKind,
-    /// Safe to resend after a transport error or a truncated body.
+    /// Safe to send twice: reads, updates that set the same values again, upserts by a
+    /// unique property. Only these are resent when HubSpot may have acted on the request
+    /// (5xx, 423, 477, a connection lost after sending, an unreadable answer); every call is
+    /// resent after answers that say HubSpot did nothing (429, one 401, connection refused).
     pub idempotent: bool,
 }
 
@@ -164,6 +167,10 @@ impl HubSpotClient {
 
     /// Sends `call` and decodes a 2xx body as `T` (an empty body decodes as JSON `null`).
     /// Returns the status too, since 207 means partial success.
+    ///
+    /// What is retried, and why, is described in the crate docs ("Retries"): everything HubSpot
+    /// certainly did not process (429, 401 once, connection refused), and the rest only for
+    /// calls that are safe to send twice (`call.idempotent`).
     pub(crate) async fn execute<T: DeserializeOwned>(
         &self,
         call: &Call,
@@ -175,10 +182,16 @@ impl HubSpotClient {
             inner.config.api_base_url.trim_end_matches('/'),
             call.path
         );
-        let mut token = inner.tokens.access_token().await?;
-        let mut refreshed = false;
-        let mut retries = 0u32;
+        let mut backoff = policy.backoff();
+        let mut refreshed: Option<AccessToken> = None;
+        let mut token_was_refreshed = false;
         loop {
+            // Asked on every attempt: a source that refreshes ahead of expiry hands a retry
+            // that waited a long Retry-After a token that is still good.
+            let token = match refreshed.take() {
+                Some(token) => token,
+                None => inner.tokens.access_token().await?,
+            };
             if let Some(limiter) = &inner.limiter {
                 limiter.acquire(call.kind, &inner.metrics).await?;
             }
@@ -194,45 +207,73 @@ impl HubSpotClient {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    inner.metrics.response(call.endpoint, status);
-                    self.observe_headers(response.headers());
-                    let retry_after = parse_retry_after(
-                        response
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok()),
-                    );
-                    response
-                        .bytes()
-                        .await
-                        .map(|body| (status, body, retry_after))
-                }
-                Err(error) => Err(error),
-            };
-            let (status, body, retry_after) = match outcome {
-                Ok(parts) => parts,
+            let response = match request.send().await {
+                Ok(response) => response,
                 Err(error) => {
-                    if call.idempotent && retries < policy.max_retries {
-                        retries += 1;
-                        inner.metrics.retry(call.endpoint, "transport");
-                        tokio::time::sleep(policy.delay(retries, None)).await;
-                        continue;
+                    // A refused connection never reached HubSpot, so any call may go again;
+                    // any other failure may have come after HubSpot acted on the request.
+                    if !error.is_connect() && !call.idempotent {
+                        return Err(HubSpotError::OutcomeUnknown {
+                            operation: call.endpoint,
+                            status: None,
+                            retry_after: None,
+                        });
                     }
-                    return Err(HubSpotError::transport(error));
+                    let Some(wait) = backoff.next() else {
+                        return Err(HubSpotError::transport(error));
+                    };
+                    inner.metrics.retry(call.endpoint, "transport");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
             };
+            let status = response.status().as_u16();
+            inner.metrics.response(call.endpoint, status);
+            self.observe_headers(response.headers());
+            let retry_after = parse_retry_after(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let body = match response.bytes().await {
+                Ok(body) => Some(body),
+                // An error status is still told by its status without its body.
+                Err(_) if !(200..300).contains(&status) => None,
+                Err(error) if call.idempotent => {
+                    let Some(wait) = backoff.next() else {
+                        return Err(HubSpotError::transport(error));
+                    };
+                    inner.metrics.retry(call.endpoint, "transport");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(error) => {
+                    // HubSpot did the work; only its answer was lost.
+                    return Err(HubSpotError::Decode {
+                        endpoint: call.endpoint,
+                        message: format!(
+                            "the response body could not be read: {}",
+                            error.without_url()
+                        ),
+                    });
+                }
+            };
+            let body = body.unwrap_or_default();
             if (200..300).contains(&status) {
                 let text: &[u8] = if body.is_empty() { b"null" } else { &body };
                 match serde_json::from_slice(text) {
                     Ok(value) => return Ok((status, value)),
-                    Err(error) if call.idempotent && retries < policy.max_retries => {
+                    Err(error) if call.idempotent => {
+                        let Some(wait) = backoff.next() else {
+                            return Err(HubSpotError::Decode {
+                                endpoint: call.endpoint,
+                                message: error.to_string(),
+                            });
+                        };
                         tracing::warn!(endpoint = call.endpoint, %error, "undecodable HubSpot response, retrying");
-                        retries += 1;
                         inner.metrics.retry(call.endpoint, "decode");
-                        tokio::time::sleep(policy.delay(retries, None)).await;
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     Err(error) => {
@@ -244,16 +285,18 @@ impl HubSpotClient {
                 }
             }
             match classify(status, &body, retry_after) {
-                HubSpotError::Unauthorized { .. } if !refreshed => {
+                HubSpotError::Unauthorized { .. } if !token_was_refreshed => {
                     // Once only: a second 401 with a fresh token means revoked, not expired.
-                    refreshed = true;
+                    // HubSpot processes nothing it answers 401, so every call may go again.
+                    token_was_refreshed = true;
                     inner.metrics.retry(call.endpoint, "unauthorized");
-                    token = inner.tokens.refresh(&token).await?;
+                    refreshed = Some(inner.tokens.refresh(&token).await?);
                 }
                 HubSpotError::RateLimited {
                     policy: limit,
                     retry_after,
                 } => {
+                    // HubSpot processes nothing it answers 429, so every call may go again.
                     inner.metrics.rate_limited(limit.as_str());
                     if let Some(limiter) = &inner.limiter
                         && let Err(error) = limiter.rate_limited(&limit, retry_after).await
@@ -264,13 +307,13 @@ impl HubSpotClient {
                     // transient errors, rather than holding the call (and its worker) for hours.
                     let too_long = retry_after
                         .is_some_and(|d| d > Duration::from_millis(policy.max_retry_after_ms));
-                    if too_long || retries >= policy.max_retries {
+                    let next = if too_long { None } else { backoff.next() };
+                    let Some(wait) = next else {
                         return Err(HubSpotError::RateLimited {
                             policy: limit,
                             retry_after,
                         });
-                    }
-                    retries += 1;
+                    };
                     inner.metrics.retry(call.endpoint, "rate_limited");
                     // With a shared budget the pause recorded above does the waiting; a short
                     // jittered sleep keeps retries from lining up. Without one, wait at least
@@ -280,7 +323,7 @@ impl HubSpotClient {
                         (None, RateLimitPolicy::Secondly) => Duration::from_secs(1),
                         (None, _) => Duration::from_secs(2),
                     };
-                    tokio::time::sleep(policy.delay(retries, retry_after).max(floor)).await;
+                    tokio::time::sleep(retry_after.unwrap_or(wait).max(floor)).await;
                 }
                 HubSpotError::DailyQuotaExhausted { .. } => {
                     inner.metrics.rate_limited(RateLimitPolicy::Daily.as_str());
@@ -297,15 +340,24 @@ impl HubSpotClient {
                     status,
                     retry_after,
                 } => {
+                    // A 5xx may come after HubSpot acted on the request (a gateway timing out
+                    // on a create that went through): sending it again could do it twice.
+                    if !call.idempotent {
+                        return Err(HubSpotError::OutcomeUnknown {
+                            operation: call.endpoint,
+                            status: Some(status),
+                            retry_after,
+                        });
+                    }
                     let too_long = retry_after
                         .is_some_and(|d| d > Duration::from_millis(policy.max_retry_after_ms));
-                    if too_long || retries >= policy.max_retries {
+                    let next = if too_long { None } else { backoff.next() };
+                    let Some(wait) = next else {
                         return Err(HubSpotError::Transient {
                             status,
                             retry_after,
                         });
-                    }
-                    retries += 1;
+                    };
                     inner.metrics.retry(call.endpoint, "transient");
                     // 423 means a ~2 s lock: waiting less is a wasted request.
                     let floor = if status == 423 {
@@ -313,7 +365,7 @@ impl HubSpotClient {
                     } else {
                         Duration::ZERO
                     };
-                    tokio::time::sleep(policy.delay(retries, retry_after).max(floor)).await;
+                    tokio::time::sleep(retry_after.unwrap_or(wait).max(floor)).await;
                 }
                 other => return Err(other),
             }

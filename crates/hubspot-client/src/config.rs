@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use serde::Deserialize;
 
 /// Connection settings for one [`crate::HubSpotClient`] or [`crate::OAuthClient`].
@@ -23,6 +24,10 @@ pub struct ClientConfig {
     pub request_timeout_ms: u64,
     /// When and how often failed requests are tried again.
     pub retry: RetryPolicy,
+    /// How long before an OAuth access token expires [`crate::RefreshingToken`] replaces it
+    /// (at most half the token's lifetime), so that no request goes out with a token about
+    /// to expire and is answered 401.
+    pub token_refresh_margin_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +39,7 @@ impl Default for ClientConfig {
             connect_timeout_ms: 5_000,
             request_timeout_ms: 30_000,
             retry: RetryPolicy::default(),
+            token_refresh_margin_ms: 300_000,
         }
     }
 }
@@ -65,7 +71,8 @@ impl ClientConfig {
     }
 }
 
-/// Exponential backoff with jitter for transient failures and burst 429s.
+/// Exponential backoff with jitter for transient failures and burst 429s, computed by the
+/// `backon` crate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RetryPolicy {
@@ -92,24 +99,22 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// How long to wait before retry number `retry` (1-based): the server's `Retry-After`
-    /// when sent, else `base * 2^(retry-1)` capped, with "equal jitter" (half fixed, half
-    /// random) so that many clients retrying at once spread out.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after;
-        }
-        let exp = self
-            .base_delay_ms
-            .saturating_mul(1u64 << retry.saturating_sub(1).min(20));
-        let capped = exp.min(self.max_delay_ms);
-        let half = capped / 2;
-        let jitter = if half > 0 {
-            rand::random_range(0..=half)
-        } else {
-            0
-        };
-        Duration::from_millis(half + jitter)
+    /// The waits before each retry of one call, `max_retries` of them: retry `n` (1-based)
+    /// waits `base * 2^(n-1)`, capped at `max_delay_ms`, with "equal jitter" (half of it fixed,
+    /// half random) so that many clients retrying at once spread out. A server's
+    /// `Retry-After` replaces the wait but still uses up one retry.
+    pub fn backoff(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        let base = Duration::from_millis(self.base_delay_ms);
+        let cap = Duration::from_millis(self.max_delay_ms.max(self.base_delay_ms));
+        // backon's jitter adds up to 100 % of the delay, so halving both bounds gives
+        // delays in [d/2, d): equal jitter.
+        ExponentialBuilder::new()
+            .with_min_delay(base / 2)
+            .with_max_delay(cap / 2)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(usize::try_from(self.max_retries).unwrap_or(usize::MAX))
+            .build()
     }
 }
 
@@ -133,22 +138,24 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_stays_capped_and_defers_to_retry_after() {
+    fn backoff_grows_stays_capped_and_ends_after_max_retries() {
         let policy = RetryPolicy {
-            max_retries: 5,
+            max_retries: 10,
             base_delay_ms: 100,
             max_delay_ms: 1_000,
             max_retry_after_ms: 5_000,
         };
         for _ in 0..50 {
-            let first = policy.delay(1, None).as_millis();
-            assert!((50..=100).contains(&first), "{first}");
-            let tenth = policy.delay(10, None).as_millis();
-            assert!((500..=1_000).contains(&tenth), "{tenth}");
+            let delays: Vec<u128> = policy.backoff().map(|d| d.as_millis()).collect();
+            assert_eq!(delays.len(), 10, "{delays:?}");
+            assert!((50..=100).contains(&delays[0]), "{delays:?}");
+            assert!((100..=200).contains(&delays[1]), "{delays:?}");
+            assert!((500..=1_000).contains(&delays[9]), "{delays:?}");
         }
-        assert_eq!(
-            policy.delay(3, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
+        let none = RetryPolicy {
+            max_retries: 0,
+            ..policy
+        };
+        assert_eq!(none.backoff().count(), 0);
     }
 }

@@ -66,9 +66,10 @@ pub struct FieldError {
     pub context: BTreeMap<String, Vec<String>>,
 }
 
-/// Inputs of a batch call that HubSpot did not process because their request failed as a
-/// whole (not a 207): none of them was read or written, except that a create whose `cause`
-/// is [`HubSpotError::Transport`] or [`HubSpotError::Decode`] may have been applied unseen.
+/// Inputs of a batch call that failed as a whole (not a 207). None of them was read or
+/// written, except where `cause` is [`HubSpotError::OutcomeUnknown`] (HubSpot may have
+/// created them) or [`HubSpotError::Decode`] (HubSpot did the work but its answer was
+/// unreadable): look those up before creating them again.
 #[derive(Debug)]
 pub struct FailedChunk {
     /// Positions of these inputs in the slice the caller passed, e.g. `100..200`.
@@ -144,6 +145,30 @@ pub enum HubSpotError {
         status: u16,
         /// The server's `Retry-After`, if sent.
         retry_after: Option<Duration>,
+    },
+    /// A call that is not safe to send twice (a create, a merge, a timeline event) got no
+    /// answer saying whether HubSpot acted on it: a 5xx, 423 or 477 (`status`), or the
+    /// connection failed after the request was sent (`status` is `None`). It was not retried,
+    /// since a retry could do it twice. Look the result up (e.g. by email, domain or
+    /// `objectWriteTraceId`) before sending it again.
+    #[error(
+        "the outcome of {operation} is unknown (status {status:?}); check before sending it again"
+    )]
+    OutcomeUnknown {
+        /// The endpoint label, e.g. `objects.batch_create`.
+        operation: &'static str,
+        /// HubSpot's status, when it answered.
+        status: Option<u16>,
+        /// The server's `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+    },
+    /// Inputs of a batch call that were never sent, because an earlier request of the same
+    /// call ended in [`HubSpotError::OutcomeUnknown`] and the call stopped there. Nothing of
+    /// them was written; sending them again is safe.
+    #[error("not sent: an earlier request of this {operation} call had an unknown outcome")]
+    NotSent {
+        /// The endpoint label, e.g. `objects.batch_create`.
+        operation: &'static str,
     },
     /// A batch call in which some inputs failed: HubSpot reported them in a 207, or the
     /// request carrying them (one chunk of 100) failed as a whole. Everything not named in
@@ -221,7 +246,8 @@ impl HubSpotError {
         )
     }
 
-    /// True for failures worth retrying later as-is (rate limits, transient, transport).
+    /// True for failures worth retrying later as-is (rate limits, transient, transport, inputs
+    /// never sent). False for [`HubSpotError::OutcomeUnknown`]: check what happened first.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -229,7 +255,14 @@ impl HubSpotError {
                 | Self::Transient { .. }
                 | Self::Transport(_)
                 | Self::Budget(_)
+                | Self::NotSent { .. }
         )
+    }
+
+    /// True when HubSpot may or may not have carried the call out
+    /// ([`HubSpotError::OutcomeUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. })
     }
 }
 

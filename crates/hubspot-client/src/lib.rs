@@ -1,15 +1,16 @@
 //! Typed HubSpot API client with retries and one rate budget per portal shared by every
 //! process. Every hubscore service calls HubSpot through this crate and nothing else.
 //!
-//! It speaks HubSpot's wire format (`shared/hubspot-api.md`) and keeps all of hubscore inside
-//! each portal's rate limits. It must not interpret property values (they stay strings; the
-//! `domain` crate parses them), store tokens (a [`TokenSource`] supplies them), or put a token
-//! into an error or a log line.
+//! It speaks HubSpot's wire format and keeps all of hubscore inside each portal's rate limits.
+//! It must not interpret property values (they stay strings; the `domain` crate parses them),
+//! store tokens (a [`TokenSource`] supplies them), or put a token into an error or a log line.
+//! It depends on no service framework: the budget takes a plain diesel-async deadpool
+//! ([`BudgetPool`]), so using the client pulls in no web server, AMQP client or CLI parser.
 //!
 //! # Using it
 //!
 //! ```no_run
-//! # async fn demo(pool: platform::db::Pool) -> Result<(), hubspot_client::HubSpotError> {
+//! # async fn demo(pool: hubspot_client::BudgetPool) -> Result<(), hubspot_client::HubSpotError> {
 //! use std::sync::Arc;
 //! use futures::TryStreamExt as _;
 //! use hubspot_client::*;
@@ -54,8 +55,9 @@
 //! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
 //!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
 //!   and answers either a grant or how long until the oldest grants leave the window; callers
-//!   sleep exactly that long. At 190 requests per 10 s and leases of 8 that is about 3 round
-//!   trips per second per portal.
+//!   sleep that long plus a random fifth of it (10 to 250 ms), so that processes told to wait
+//!   the same time do not all wake together and queue on the row lock again. At 190 requests
+//!   per 10 s and leases of 8 that is about 3 round trips per second per portal.
 //! * **Adapting to HubSpot.** Each response's `X-HubSpot-RateLimit-Max/Remaining` travels with
 //!   the next lease; if HubSpot counted more than we could have granted (another integration
 //!   spends the same app's budget) or reports a lower maximum, the row gets a `reduced_limit`
@@ -69,11 +71,41 @@
 //!
 //! # Retries
 //!
-//! 5xx, 423 and 477 (`Transient`) and burst/search 429s are retried with exponential backoff
-//! and jitter, honouring `Retry-After` (a `Retry-After` longer than
-//! [`RetryPolicy::max_retry_after_ms`] is handed to the caller instead). A 401 asks the token
-//! source for a fresh token once. Daily-quota exhaustion is never retried. Transport errors and
-//! undecodable bodies are retried only for idempotent calls (reads, search, updates, upserts).
+//! A call is retried only when sending it again cannot do anything twice. Backoff is
+//! exponential with equal jitter ([`RetryPolicy::backoff`], computed by the `backon` crate),
+//! and a `Retry-After` replaces it (one longer than [`RetryPolicy::max_retry_after_ms`] is
+//! handed to the caller instead).
+//!
+//! * **Every call** is retried after answers that say HubSpot did nothing: burst and search
+//!   429s, a refused connection, and a 401 once (after asking the token source for a fresh
+//!   token; a second 401 means revoked, not expired). Daily-quota exhaustion is never retried.
+//! * **Calls safe to send twice** (reads, search, updates, archives, upserts by a unique
+//!   property, property and group creates, whose 409 answers with the existing definition)
+//!   are also retried after 5xx, 423 and 477 (`Transient`), after a connection lost
+//!   mid-request, and after an undecodable answer.
+//! * **Calls not safe to send twice** (`create_object`, `batch_create`, `merge_objects`,
+//!   `create_timeline_event`) are not: a 5xx can come after HubSpot acted on the request. They
+//!   fail with [`HubSpotError::OutcomeUnknown`] so the caller looks the result up before
+//!   deciding to send them again. A batch call stops there; its later inputs are reported as
+//!   [`HubSpotError::NotSent`].
+//!
+//! # Tokens
+//!
+//! [`RefreshingToken`] replaces an OAuth access token ahead of its expiry
+//! ([`ClientConfig::token_refresh_margin_ms`], 5 minutes by default, at most half the token's
+//! life), so no request goes out with an expired token, and concurrent callers share one
+//! refresh. The client asks its [`TokenSource`] for the token on every attempt.
+//!
+//! # Walking a modified-since window
+//!
+//! [`HubSpotClient::search_modified_since`] returns every record that matches for the whole
+//! walk exactly once, oldest first, however many there are, even while records are modified
+//! or deleted: it never pages by HubSpot's offset cursor (which shifts when a record earlier
+//! in the sorted list changes, skipping one record per page boundary) but restarts every page
+//! from the last timestamp seen, drops ids already returned, and walks a timestamp shared by
+//! half a page or more on its own, by id. A record modified during the walk after it was
+//! returned is not returned again, so its new values are not in this walk: start the next
+//! window at the instant this walk started, not at the newest timestamp it returned.
 
 mod api;
 mod budget;
@@ -91,8 +123,8 @@ pub use api::{
     last_modified_property,
 };
 pub use budget::{
-    AuthKind, BUDGET_SCHEMA, BudgetKind, BudgetSettings, LeaseOutcome, LeaseRequest, MIGRATIONS,
-    PgBudgetStore, PortalAccess, PortalLimiter, PortalLimits, Tier,
+    AuthKind, BUDGET_SCHEMA, BudgetKind, BudgetPool, BudgetSettings, LeaseOutcome, LeaseRequest,
+    MIGRATIONS, PgBudgetStore, PortalAccess, PortalLimiter, PortalLimits, Tier,
 };
 pub use client::{ClientBuilder, HubSpotClient};
 pub use config::{ClientConfig, RetryPolicy};

@@ -108,6 +108,11 @@ impl OAuthClient {
         Ok(Self { http, config, app })
     }
 
+    /// The hosts and settings it was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
     /// The consent page URL: scopes space-separated as HubSpot's SDKs send them.
     pub fn authorize_url(
         &self,

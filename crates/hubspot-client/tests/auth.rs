@@ -4,15 +4,19 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::Sim;
 use futures::future::BoxFuture;
 use hubspot_client::{
     AccessToken, HubSpotError, OAuthApp, OAuthClient, RefreshingToken, StaticToken, TimelineEvent,
-    TokenSource,
+    TokenResponse, TokenSource,
 };
+use hubspot_sim::SimConfig;
+use hubspot_sim::state::TokenKind;
 use reqwest::Method;
 use serde_json::json;
 
@@ -76,6 +80,7 @@ async fn an_expired_access_token_is_refreshed_once_and_the_call_succeeds() {
             oauth.clone(),
             AccessToken::new(first.clone()),
             tokens.refresh_token.clone().unwrap(),
+            tokens.expires_in,
         ),
         refreshes: AtomicUsize::new(0),
     });
@@ -212,5 +217,140 @@ async fn timeline_events_are_created_with_an_oauth_token() {
             .to_string()
             .contains("health-2026-03-01-company-8123"),
         "{stored}"
+    );
+}
+
+/// OAuth access tokens the simulator has issued for `portal`: one per code exchange or refresh.
+fn issued_access_tokens(sim: &Sim, portal: &common::Portal) -> usize {
+    let portal_id = u64::try_from(portal.portal_id).unwrap();
+    sim.running
+        .sim()
+        .tokens
+        .read()
+        .values()
+        .filter(|t| t.portal_id == portal_id && t.kind == TokenKind::OAuth)
+        .count()
+}
+
+async fn installed(sim: &Sim) -> (common::Portal, OAuthClient, TokenResponse) {
+    let (portal, oauth) = oauth_portal(sim).await;
+    let tokens = oauth
+        .exchange_code(&code(sim, &portal).await)
+        .await
+        .unwrap();
+    (portal, oauth, tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_oauth_token_is_replaced_before_it_expires_and_no_request_is_refused() {
+    // Tokens live 4 s, so the default margin (5 min) is capped at half of that: each token
+    // is replaced 2 s after it was issued, 2 s before HubSpot would refuse it.
+    let sim = Sim::start_with(SimConfig {
+        access_token_ttl_secs: 4,
+        ..SimConfig::default()
+    })
+    .await;
+    let (portal, oauth, tokens) = installed(&sim).await;
+    assert_eq!(tokens.expires_in, 4);
+    let source = RefreshingToken::new(
+        oauth,
+        AccessToken::new(tokens.access_token.clone()),
+        tokens.refresh_token.clone().unwrap(),
+        tokens.expires_in,
+    );
+    let client = sim.client(source.clone());
+    let mut used = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // Calls keep coming for more than two token lifetimes.
+    while used.len() < 3 {
+        assert!(Instant::now() < deadline, "tokens used: {}", used.len());
+        client.account_details().await.unwrap();
+        used.insert(source.access_token().await.unwrap().secret().to_owned());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = sim.stats(&portal).await;
+    assert!(
+        stats["by_status"].get("401").is_none(),
+        "no request went out with an expired token: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_with_a_token_due_for_refresh_share_one_refresh() {
+    let sim = Sim::start().await;
+    let (portal, oauth, tokens) = installed(&sim).await;
+    // Told it has expired already (HubSpot still accepts it): due for a refresh at once.
+    let source = RefreshingToken::new(
+        oauth,
+        AccessToken::new(tokens.access_token.clone()),
+        tokens.refresh_token.clone().unwrap(),
+        0,
+    );
+    let client = sim.client(source.clone());
+    assert_eq!(issued_access_tokens(&sim, &portal), 1);
+    let calls = (0..8).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.account_details().await })
+    });
+    for call in futures::future::join_all(calls).await {
+        assert_eq!(call.unwrap().unwrap().portal_id, portal.portal_id);
+    }
+    assert_eq!(
+        issued_access_tokens(&sim, &portal),
+        2,
+        "eight calls, one refresh"
+    );
+    assert_ne!(
+        source.access_token().await.unwrap().secret(),
+        tokens.access_token
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_ahead_of_expiry_keeps_using_the_still_valid_token() {
+    let sim = Sim::start().await;
+    let (portal, oauth, tokens) = installed(&sim).await;
+    let refresh_token = tokens.refresh_token.clone().unwrap();
+    oauth.revoke(&refresh_token).await.unwrap();
+    // Valid for 2 s by our count, so due for a refresh after 1 s.
+    let source = RefreshingToken::new(
+        oauth,
+        AccessToken::new(tokens.access_token.clone()),
+        refresh_token,
+        2,
+    );
+    let client = sim.client(source.clone());
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        client.account_details().await.unwrap().portal_id,
+        portal.portal_id
+    );
+    assert_eq!(
+        source.access_token().await.unwrap().secret(),
+        tokens.access_token
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_whose_refresh_is_refused_reports_the_oauth_error() {
+    let sim = Sim::start().await;
+    let (_portal, oauth, tokens) = installed(&sim).await;
+    let refresh_token = tokens.refresh_token.clone().unwrap();
+    oauth.revoke(&refresh_token).await.unwrap();
+    let source = RefreshingToken::new(
+        oauth,
+        AccessToken::new(tokens.access_token.clone()),
+        refresh_token.clone(),
+        0,
+    );
+    let error = sim.client(source).account_details().await.unwrap_err();
+    assert!(
+        matches!(&error, HubSpotError::OAuth { error, .. } if error == "invalid_grant"),
+        "{error:?}"
+    );
+    let shown = format!("{error} {error:?}");
+    assert!(
+        !shown.contains(&refresh_token) && !shown.contains(&tokens.access_token),
+        "tokens never appear in errors"
     );
 }

@@ -4,17 +4,15 @@
 
 use std::time::Duration;
 
-use hubspot_client::{
-    BUDGET_SCHEMA, BudgetKind, LeaseOutcome, LeaseRequest, MIGRATIONS, PgBudgetStore,
-};
-use platform::testing::TestDatabase;
+#[path = "common/db.rs"]
+mod db;
 
-async fn store() -> (TestDatabase, PgBudgetStore) {
-    let db = TestDatabase::create().await.unwrap();
-    platform::db::run_migrations(&db.url, BUDGET_SCHEMA, [MIGRATIONS])
-        .await
-        .unwrap();
-    let pool = platform::db::connect_pool(&db.settings(), BUDGET_SCHEMA).unwrap();
+use db::BudgetDatabase;
+use hubspot_client::{BudgetKind, LeaseOutcome, LeaseRequest, PgBudgetStore};
+
+async fn store() -> (BudgetDatabase, PgBudgetStore) {
+    let db = BudgetDatabase::create().await.unwrap();
+    let pool = db.pool().unwrap();
     (db, PgBudgetStore::new(pool))
 }
 

@@ -58,7 +58,8 @@ impl HubSpotClient {
     }
 
     /// Creates a timeline event from an app event template. Always the v3 template API: the
-    /// date-versioned timeline is a different model ("app events").
+    /// date-versioned timeline is a different model ("app events"). Not resent when HubSpot's
+    /// answer leaves open whether the event was created ([`HubSpotError::OutcomeUnknown`]).
     pub async fn create_timeline_event(
         &self,
         event: &TimelineEvent,

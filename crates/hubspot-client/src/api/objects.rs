@@ -117,7 +117,8 @@ impl HubSpotClient {
         Ok(self.execute(&call).await?.1)
     }
 
-    /// Creates one record.
+    /// Creates one record. Not resent when HubSpot's answer leaves open whether it was created
+    /// ([`HubSpotError::OutcomeUnknown`]).
     pub async fn create_object(
         &self,
         object_type: &str,
@@ -182,9 +183,12 @@ impl HubSpotClient {
     /// the whole request of 100 for one bad input).
     ///
     /// A request that fails as a whole is reported in `failed_chunks` by input positions (and
-    /// trace ids); see [`HubSpotClient::batch_update`]. Creates are not retried after a
-    /// transport error, and a chunk whose cause is `Transport` or `Decode` may have been
-    /// created unseen: look those records up before creating them again.
+    /// trace ids); see [`HubSpotClient::batch_update`]. Creates are never resent after an
+    /// answer that leaves open whether HubSpot created the records (5xx, 423, 477, a lost
+    /// connection): that request's chunk has the cause [`HubSpotError::OutcomeUnknown`], the
+    /// call stops, and the inputs after it form one chunk with the cause
+    /// [`HubSpotError::NotSent`]. Records of an `OutcomeUnknown` or `Decode` chunk may have
+    /// been created: look them up before creating them again.
     pub async fn batch_create(
         &self,
         object_type: &str,
@@ -290,6 +294,8 @@ impl HubSpotClient {
     }
 
     /// Merges `object_id_to_merge` into `primary_object_id`; returns the surviving record.
+    /// Not resent when HubSpot's answer leaves open whether the merge happened
+    /// ([`HubSpotError::OutcomeUnknown`]): read both records to find out.
     pub async fn merge_objects(
         &self,
         object_type: &str,
@@ -336,6 +342,24 @@ impl HubSpotClient {
                     }
                 }
                 Err(cause) => {
+                    // HubSpot may have acted on this request: it is reported alone, so the
+                    // caller checks only these inputs, and the unsent rest as never sent.
+                    if let HubSpotError::OutcomeUnknown { operation, .. } = &cause {
+                        let operation = *operation;
+                        failed_chunks.push(FailedChunk {
+                            ids: inputs[start..end].iter().filter_map(&id_of).collect(),
+                            inputs: start..end,
+                            cause,
+                        });
+                        if end < inputs.len() {
+                            failed_chunks.push(FailedChunk {
+                                ids: inputs[end..].iter().filter_map(&id_of).collect(),
+                                inputs: end..inputs.len(),
+                                cause: HubSpotError::NotSent { operation },
+                            });
+                        }
+                        break;
+                    }
                     // A failure later requests would meet too ends the call here; the inputs
                     // not sent are reported with it.
                     let stop = !cause.concerns_only_this_request();

@@ -1,5 +1,7 @@
 //! Properties and property groups. Creating one that already exists is not an error here:
-//! HubSpot answers 409, and the existing definition is fetched and returned instead.
+//! HubSpot answers 409, and the existing definition is fetched and returned instead. That
+//! makes the creates safe to resend (names are unique: a create that went through unseen
+//! answers 409 the second time), so they are retried like reads.
 
 use super::segment;
 use crate::client::{Call, HubSpotClient};
@@ -47,7 +49,8 @@ impl HubSpotClient {
             "properties.create",
             self.properties_path(object_type),
             property,
-        )?;
+        )?
+        .idempotent();
         match self.execute(&call).await {
             Ok((_, created)) => Ok(created),
             Err(HubSpotError::Conflict { .. }) => {
@@ -94,7 +97,7 @@ impl HubSpotClient {
         group: &PropertyGroup,
     ) -> Result<PropertyGroup, HubSpotError> {
         let path = format!("{}/groups", self.properties_path(object_type));
-        let call = Call::post("properties.groups.create", path, group)?;
+        let call = Call::post("properties.groups.create", path, group)?.idempotent();
         match self.execute(&call).await {
             Ok((_, created)) => Ok(created),
             Err(HubSpotError::Conflict { .. }) => {

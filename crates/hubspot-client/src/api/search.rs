@@ -1,10 +1,12 @@
-//! CRM search, and walking a modified-since window past HubSpot's 10,000-results-per-query cap.
+//! CRM search, and walking a modified-since window so that every record is returned once,
+//! past HubSpot's 10,000-results-per-query cap and while records change.
 //!
-//! The walk sorts ascending by the last-modified property in pages of 200. Before paging would
-//! cross the cap it restarts the query from the last value seen with `GTE`, skipping the ids
-//! already returned at that boundary value. If a whole capped query shares one timestamp, a
-//! restart would make no progress, so that timestamp is walked on its own by `hs_object_id`
-//! (`EQ` the timestamp, `GT` the last id, sorted by id), then the walk resumes with `GT`.
+//! The walk sorts ascending by the last-modified property in pages of 200 and never pages by
+//! `after`: every query starts at the top, filtered `GTE` the last value the previous page
+//! ended on, and ids already returned are dropped (see `Walk::advance` for why). Since no query
+//! pages past its first 200 results, the cap is never reached. Half a page or more sharing one
+//! timestamp is walked on its own by `hs_object_id` (`EQ` the timestamp, `GT` the last id,
+//! sorted by id), then the walk resumes with `GT` the timestamp.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -93,20 +95,34 @@ enum Mode {
     Tie { at: i64, after_id: u64 },
 }
 
+/// Ids already returned. HubSpot's ids are numbers; anything else is kept as text.
+#[derive(Default)]
+struct Seen {
+    numeric: HashSet<u64>,
+    other: HashSet<String>,
+}
+
+impl Seen {
+    /// True the first time `id` is offered.
+    fn insert(&mut self, id: &str) -> bool {
+        match id.parse::<u64>() {
+            Ok(n) => self.numeric.insert(n),
+            Err(_) => self.other.insert(id.to_owned()),
+        }
+    }
+}
+
 struct Walk {
     client: HubSpotClient,
     query: ModifiedSince,
     property: &'static str,
     mode: Mode,
-    after: Option<String>,
-    /// Highest last-modified value returned so far, and the ids returned with exactly it.
-    boundary: Option<i64>,
-    boundary_ids: HashSet<String>,
-    /// Highest id returned in tie mode.
-    last_tie_id: u64,
+    /// Every id returned so far: a record modified during the walk moves to its end and is
+    /// met again there.
+    seen: Seen,
     done: bool,
-    /// A restart would repeat the previous query exactly (records without a readable
-    /// last-modified value or id): stop with an error rather than loop forever.
+    /// The next query would repeat the previous one exactly (a full page whose records carry
+    /// no readable last-modified value or id): stop with an error rather than loop forever.
     stalled: bool,
     buffer: VecDeque<CrmObject>,
 }
@@ -123,16 +139,14 @@ impl Walk {
             query,
             property,
             mode,
-            after: None,
-            boundary: None,
-            boundary_ids: HashSet::new(),
-            last_tie_id: 0,
+            seen: Seen::default(),
             done: false,
             stalled: false,
             buffer: VecDeque::new(),
         }
     }
 
+    /// The next query: always the first page (no `after`), bounded below by where the walk is.
     fn request(&self) -> SearchRequest {
         let mut filters = self.query.extra_filters.clone();
         let sort_by = match self.mode {
@@ -169,7 +183,7 @@ impl Walk {
             properties,
             query: None,
             limit: Some(PAGE_SIZE),
-            after: self.after.clone(),
+            after: None,
         }
     }
 
@@ -186,8 +200,8 @@ impl Walk {
                 return Err(HubSpotError::Decode {
                     endpoint: "objects.search",
                     message: format!(
-                        "cannot walk past the 10,000-result cap: the results carry no readable \
-                         {} or hs_object_id to restart from",
+                        "cannot continue the walk: a full page of results carries no readable \
+                         {} or hs_object_id to continue from",
                         self.property
                     ),
                 });
@@ -196,80 +210,77 @@ impl Walk {
                 .client
                 .search(&self.query.object_type, &self.request())
                 .await?;
-            let next_after = page.next_after().map(str::to_owned);
-            for record in page.results {
-                self.accept(record);
-            }
-            self.advance(next_after);
+            self.take_page(page.results);
         }
     }
 
-    fn accept(&mut self, record: CrmObject) {
-        let modified = record.property(self.property).and_then(epoch_ms);
-        if let (Mode::Tie { .. }, Ok(id)) = (self.mode, record.id.parse::<u64>()) {
-            self.last_tie_id = self.last_tie_id.max(id);
-        }
-        if let Some(modified) = modified {
-            match self.boundary {
-                Some(b) if modified == b => {
-                    if !self.boundary_ids.insert(record.id.clone()) {
-                        return; // already returned before a restart
+    /// Returns the page's records not returned before and moves the walk past the page.
+    fn take_page(&mut self, records: Vec<CrmObject>) {
+        let full = records.len() >= PAGE_SIZE as usize;
+        // The page's highest last-modified value, how many records carry it, and its highest id.
+        let mut last_modified: Option<i64> = None;
+        let mut at_last_modified = 0usize;
+        let mut last_id: Option<u64> = None;
+        for record in records {
+            if let Some(modified) = record.property(self.property).and_then(epoch_ms) {
+                match last_modified {
+                    Some(last) if modified < last => {}
+                    Some(last) if modified == last => at_last_modified += 1,
+                    _ => {
+                        last_modified = Some(modified);
+                        at_last_modified = 1;
                     }
                 }
-                Some(b) if modified < b => {
-                    // Older than the boundary: only possible right after a restart, for records
-                    // HubSpot reindexed meanwhile; they were returned already or are out of range.
-                    return;
-                }
-                _ => {
-                    self.boundary = Some(modified);
-                    self.boundary_ids.clear();
-                    self.boundary_ids.insert(record.id.clone());
-                }
+            }
+            if let Ok(id) = record.id.parse::<u64>() {
+                last_id = Some(last_id.map_or(id, |last| last.max(id)));
+            }
+            if self.seen.insert(&record.id) {
+                self.buffer.push_back(record);
             }
         }
-        self.buffer.push_back(record);
+        self.advance(full, last_modified, at_last_modified, last_id);
     }
 
-    fn advance(&mut self, next_after: Option<String>) {
-        let Some(next) = next_after else {
-            match self.mode {
-                Mode::Window { .. } => self.done = true,
-                // The tied timestamp is exhausted: continue strictly after it.
-                Mode::Tie { at, .. } => {
-                    self.mode = Mode::Window {
-                        lower: at,
-                        strict: true,
-                    };
-                    self.after = None;
-                }
-            }
-            return;
-        };
-        let offset: u64 = next.parse().unwrap_or(0);
-        if offset + u64::from(PAGE_SIZE) <= SEARCH_RESULT_CAP {
-            self.after = Some(next);
-            return;
-        }
-        // The next page would cross the cap: restart from where we are.
-        self.after = None;
+    /// The next query. A page that was not full was the end of its query. After a full page
+    /// the walk continues from the page's last value *inclusive* (`GTE`, re-reading the records
+    /// at that value, which `seen` drops), never by offset: HubSpot's `after` is a position in
+    /// a list that shifts when a record earlier in it is modified or deleted, so paging by it
+    /// skips a record at every page boundary. When half a page or more shares that last value,
+    /// continuing from it would make little or no progress, so the records at that instant are
+    /// walked on their own by id (`EQ` the value, `GT` the last id, sorted by id).
+    fn advance(
+        &mut self,
+        full: bool,
+        last_modified: Option<i64>,
+        at_last_modified: usize,
+        last_id: Option<u64>,
+    ) {
         let previous = self.mode;
-        self.mode = match self.mode {
-            Mode::Window { lower, strict } => match self.boundary {
-                // A whole capped query at one instant: walk that instant by id.
-                Some(b) if b == lower && !strict => {
-                    self.last_tie_id = 0;
-                    Mode::Tie { at: b, after_id: 0 }
-                }
-                Some(b) => Mode::Window {
-                    lower: b,
+        self.mode = match (self.mode, full) {
+            (Mode::Window { .. }, false) => {
+                self.done = true;
+                return;
+            }
+            // The tied instant is exhausted: continue strictly after it.
+            (Mode::Tie { at, .. }, false) => Mode::Window {
+                lower: at,
+                strict: true,
+            },
+            (Mode::Tie { at, after_id }, true) => Mode::Tie {
+                at,
+                after_id: last_id.unwrap_or(after_id),
+            },
+            (Mode::Window { lower, strict }, true) => match last_modified {
+                Some(last) if at_last_modified >= PAGE_SIZE as usize / 2 => Mode::Tie {
+                    at: last,
+                    after_id: 0,
+                },
+                Some(last) => Mode::Window {
+                    lower: last,
                     strict: false,
                 },
                 None => Mode::Window { lower, strict },
-            },
-            Mode::Tie { at, .. } => Mode::Tie {
-                at,
-                after_id: self.last_tie_id,
             },
         };
         self.stalled = self.mode == previous;
@@ -312,28 +323,77 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn a_capped_walk_whose_records_give_nothing_to_restart_from_stops_instead_of_looping() {
-        let mut walk = walk();
-        walk.accept(record("1", None));
-        // The next page would cross the 10,000 cap.
-        walk.advance(Some("9900".to_owned()));
-        assert!(walk.stalled, "the same query would run again forever");
+    /// A full page: ids from `first_id`, the first `spread` at distinct instants from
+    /// `from_ms`, the rest at the instant after them.
+    fn page(first_id: u64, from_ms: i64, spread: usize) -> Vec<CrmObject> {
+        (0..PAGE_SIZE as usize)
+            .map(|i| {
+                let at = from_ms + i64::try_from(i.min(spread)).unwrap();
+                record(&(first_id + i as u64).to_string(), Some(&at.to_string()))
+            })
+            .collect()
     }
 
     #[test]
-    fn a_capped_walk_restarts_from_the_last_value_seen() {
+    fn a_full_page_continues_from_its_last_value_inclusive_and_never_by_offset() {
         let mut walk = walk();
-        walk.accept(record("1", Some("1767225600000")));
-        walk.advance(Some("9900".to_owned()));
-        assert!(!walk.stalled);
+        walk.take_page(page(1, 100, 199));
+        assert_eq!(walk.buffer.len(), 200);
         assert_eq!(
             walk.mode,
             Mode::Window {
-                lower: 1_767_225_600_000,
+                lower: 299,
                 strict: false
             }
         );
+        assert_eq!(walk.request().after, None);
+        // The next page starts with the record at 299 again; it is not returned twice.
+        walk.buffer.clear();
+        walk.take_page(page(200, 299, 199));
+        assert_eq!(walk.buffer.len(), 199);
+    }
+
+    #[test]
+    fn half_a_page_sharing_the_last_value_is_walked_by_id() {
+        let mut walk = walk();
+        walk.take_page(page(1, 100, 100));
+        assert_eq!(
+            walk.mode,
+            Mode::Tie {
+                at: 200,
+                after_id: 0
+            }
+        );
+        let request = walk.request();
+        assert_eq!(request.sorts[0].property_name, "hs_object_id");
+        walk.take_page(page(500, 200, 0));
+        assert_eq!(
+            walk.mode,
+            Mode::Tie {
+                at: 200,
+                after_id: 699
+            }
+        );
+        walk.take_page(vec![record("700", Some("200"))]);
+        assert_eq!(
+            walk.mode,
+            Mode::Window {
+                lower: 200,
+                strict: true
+            }
+        );
+        walk.take_page(vec![record("3", Some("201"))]);
+        assert!(walk.done);
+    }
+
+    #[test]
+    fn a_full_page_whose_records_give_nothing_to_continue_from_stops_instead_of_looping() {
+        let mut walk = walk();
+        let records = (0..PAGE_SIZE)
+            .map(|i| record(&format!("x{i}"), None))
+            .collect();
+        walk.take_page(records);
+        assert!(walk.stalled, "the same query would run again forever");
     }
 
     #[test]

@@ -4,14 +4,15 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![expect(clippy::unwrap_used, reason = "test set-up fails loudly")]
 
+pub mod db;
+
 use std::sync::Arc;
 
 use hubspot_client::{
-    AuthKind, BUDGET_SCHEMA, BudgetSettings, ClientConfig, HubSpotClient, MIGRATIONS,
-    PgBudgetStore, PortalAccess, PortalLimiter, RetryPolicy, StaticToken, Tier, TokenSource,
+    AuthKind, BudgetSettings, ClientConfig, HubSpotClient, PgBudgetStore, PortalAccess,
+    PortalLimiter, RetryPolicy, StaticToken, Tier, TokenSource,
 };
 use hubspot_sim::{RunningSim, SimConfig};
-use platform::testing::TestDatabase;
 use serde_json::{Value, json};
 
 /// A simulator and a control-API client.
@@ -32,7 +33,11 @@ pub struct Portal {
 
 impl Sim {
     pub async fn start() -> Self {
-        let running = hubspot_sim::spawn(SimConfig::default()).await.unwrap();
+        Self::start_with(SimConfig::default()).await
+    }
+
+    pub async fn start_with(config: SimConfig) -> Self {
+        let running = hubspot_sim::spawn(config).await.unwrap();
         let base = running.base_url();
         Self {
             running,
@@ -140,21 +145,19 @@ impl Sim {
 
 /// A migrated `hubspot_budget` schema in a throwaway database.
 pub struct Budget {
-    pub db: TestDatabase,
+    pub db: db::BudgetDatabase,
 }
 
 impl Budget {
     pub async fn create() -> Self {
-        let db = TestDatabase::create().await.unwrap();
-        platform::db::run_migrations(&db.url, BUDGET_SCHEMA, [MIGRATIONS])
-            .await
-            .unwrap();
-        Self { db }
+        Self {
+            db: db::BudgetDatabase::create().await.unwrap(),
+        }
     }
 
     /// A store with a pool of its own, as a separate process would have.
     pub fn store(&self) -> PgBudgetStore {
-        PgBudgetStore::new(platform::db::connect_pool(&self.db.settings(), BUDGET_SCHEMA).unwrap())
+        PgBudgetStore::new(self.db.pool().unwrap())
     }
 }
 
