@@ -8,14 +8,11 @@
 //! tested against.
 
 pub mod api;
-pub mod api_more;
 pub mod changes;
 pub mod control;
 pub mod crm;
 pub mod http;
 pub mod model;
-pub mod oauth;
-pub mod search;
 pub mod seed;
 pub mod signing;
 pub mod state;

@@ -457,6 +457,7 @@ pub fn all_crm_scopes() -> Vec<String> {
         scopes.push(ot.schema_write_scope().to_owned());
     }
     scopes.push("crm.objects.owners.read".to_owned());
+    scopes.push(crate::api::schemas::READ_SCOPE.to_owned());
     scopes.push("timeline".to_owned());
     scopes
 }
