@@ -8,6 +8,7 @@
 //! tested against.
 
 pub mod api;
+pub mod catalogue;
 pub mod changes;
 pub mod control;
 pub mod crm;

@@ -371,6 +371,7 @@ fn create_property(ctx: &Ctx, ot: ObjectType, body: &Value) -> Result<PropertyDe
         hubspot_defined: false,
         has_unique_value: unique,
         read_only_value: false,
+        calculated: false,
         hidden: body.get("hidden").and_then(Value::as_bool).unwrap_or(false),
         display_order: body
             .get("displayOrder")
