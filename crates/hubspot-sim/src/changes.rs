@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Map, Value, json};
 
-use crate::model::{LEAD_STATUSES, LIFECYCLE_STAGES, ObjectType, iso, now_ms};
+use crate::catalogue::{LEAD_STATUSES, LIFECYCLE_STAGES};
+use crate::model::{ObjectType, iso, now_ms};
 use crate::state::{Portal, PortalData, Sim};
 use crate::webhooks::{Change, Source, emit};
 

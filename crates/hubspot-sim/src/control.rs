@@ -68,8 +68,8 @@ fn record_json(portal: &Portal, ot: ObjectType, id: u64) -> Option<Value> {
     serde_json::to_value(&view).ok()
 }
 
-fn crm_err(e: CrmError, ot: ObjectType) -> HttpResponse {
-    api_err(ApiError::from_crm(e, ot.upper()))
+fn crm_err(e: CrmError) -> HttpResponse {
+    api_err(ApiError::from_crm(e))
 }
 
 /// Routes `/_sim/...`.
@@ -187,7 +187,7 @@ fn portal_route(
                         .collect()
                 })
                 .unwrap_or_default();
-            let code = crate::oauth::issue_code(sim, portal.id, redirect_uri, scopes);
+            let code = crate::api::oauth::issue_code(sim, portal.id, redirect_uri, scopes);
             Ok(json_response(200, &json!({"code": code})))
         }
         [] if m == Method::GET => Ok(json_response(
@@ -298,7 +298,7 @@ fn portal_route(
                     .data
                     .write()
                     .associate(from, fid, to, tid, primary)
-                    .map_err(|e| crm_err(e, from))?
+                    .map_err(crm_err)?
             } else {
                 portal.data.write().disassociate(from, fid, to, tid)
             };
@@ -336,8 +336,7 @@ fn object_route(
                 let values = data
                     .normalize(ot, &properties_input(&b))
                     .map_err(|e| api_err(ApiError::invalid_properties(&e)))?;
-                data.create(ot, values, now_ms())
-                    .map_err(|e| crm_err(e, ot))?
+                data.create(ot, values, now_ms()).map_err(crm_err)?
             };
             emit(portal, &changes, &source);
             Ok(json_response(
@@ -371,7 +370,7 @@ fn object_route(
                 .data
                 .write()
                 .merge(ot, primary, merged, now_ms())
-                .map_err(|e| crm_err(e, ot))?;
+                .map_err(crm_err)?;
             emit(portal, &changes, &source);
             Ok(json_response(
                 200,
@@ -391,8 +390,7 @@ fn object_route(
                         let values = data
                             .normalize(ot, &properties_input(&b))
                             .map_err(|e| api_err(ApiError::invalid_properties(&e)))?;
-                        data.update(ot, id, values, now_ms())
-                            .map_err(|e| crm_err(e, ot))?
+                        data.update(ot, id, values, now_ms()).map_err(crm_err)?
                     };
                     emit(portal, &changes, &source);
                     Ok(json_response(
@@ -413,7 +411,7 @@ fn object_route(
                         .data
                         .write()
                         .restore(ot, id, now_ms())
-                        .map_err(|e| crm_err(e, ot))?;
+                        .map_err(crm_err)?;
                     emit(portal, &changes, &source);
                     Ok(json_response(
                         200,
@@ -421,11 +419,7 @@ fn object_route(
                     ))
                 }
                 ["gdpr-delete"] if m == Method::POST && ot == ObjectType::Contacts => {
-                    let changes = portal
-                        .data
-                        .write()
-                        .privacy_delete(id)
-                        .map_err(|e| crm_err(e, ot))?;
+                    let changes = portal.data.write().privacy_delete(id).map_err(crm_err)?;
                     emit(portal, &changes, &source);
                     Ok(HttpResponse::NoContent().finish())
                 }

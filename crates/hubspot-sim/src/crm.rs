@@ -86,6 +86,18 @@ pub fn type_id_is_primary(from: ObjectType, to: ObjectType, type_id: u32) -> Opt
     }
 }
 
+/// The calculated association counts a type carries: (property, associated type).
+pub fn association_counts(ot: ObjectType) -> &'static [(&'static str, ObjectType)] {
+    match ot {
+        ObjectType::Contacts => &[("num_associated_deals", ObjectType::Deals)],
+        ObjectType::Companies => &[
+            ("num_associated_contacts", ObjectType::Contacts),
+            ("num_associated_deals", ObjectType::Deals),
+        ],
+        ObjectType::Deals => &[("num_associated_contacts", ObjectType::Contacts)],
+    }
+}
+
 fn json_to_string(v: &Value) -> Option<String> {
     match v {
         Value::Null => Some(String::new()),
@@ -598,6 +610,7 @@ impl PortalData {
         {
             self.release_email(&email, id);
         }
+        self.refresh_around(ot, id);
         vec![Change {
             ot,
             object_id: id,
@@ -619,6 +632,7 @@ impl PortalData {
         {
             self.index_email(&email, id);
         }
+        self.refresh_around(ot, id);
         Ok(vec![Change {
             ot,
             object_id: id,
@@ -641,10 +655,13 @@ impl PortalData {
             self.release_email(email, id);
         }
         if let Some(edges) = self.assocs.remove(&(ot, id)) {
-            for (other, _) in edges.keys().map(|k| (*k, ())) {
-                if let Some(back) = self.assocs.get_mut(&other) {
+            for other in edges.keys() {
+                if let Some(back) = self.assocs.get_mut(other) {
                     back.remove(&(ot, id));
                 }
+            }
+            for (t, n) in edges.into_keys() {
+                self.refresh_association_counts(t, n);
             }
         }
         Ok(vec![
@@ -731,6 +748,7 @@ impl PortalData {
                 }
             }
         }
+        self.refresh_around(ot, primary);
         Ok(vec![Change {
             ot,
             object_id: primary,
@@ -840,6 +858,8 @@ impl PortalData {
             self.set_primary(from, from_id, to, to_id, true);
             changes.extend(Self::edge_changes(from, from_id, to, to_id, false, true));
         }
+        self.refresh_association_counts(from, from_id);
+        self.refresh_association_counts(to, to_id);
         Ok(changes)
     }
 
@@ -885,12 +905,72 @@ impl PortalData {
         if let Some(m) = self.assocs.get_mut(&(to, to_id)) {
             m.remove(&(from, from_id));
         }
+        self.refresh_association_counts(from, from_id);
+        self.refresh_association_counts(to, to_id);
         let mut changes = Vec::new();
         if primary {
             changes.extend(Self::edge_changes(from, from_id, to, to_id, true, true));
         }
         changes.extend(Self::edge_changes(from, from_id, to, to_id, true, false));
         changes
+    }
+
+    /// Recomputes the calculated association properties of a live record: the
+    /// `num_associated_*` counts (set once the record has had an association, so a
+    /// count that drops back shows `0`) and a contact's `associatedcompanyid` (its
+    /// primary company). Like HubSpot's rollups they change no modification date and
+    /// send no webhook.
+    pub fn refresh_association_counts(&mut self, ot: ObjectType, id: u64) {
+        let Some(record) = self.store(ot).live.get(&id) else {
+            return;
+        };
+        let mut set: Vec<(&'static str, Option<String>)> = Vec::new();
+        for (name, to) in association_counts(ot) {
+            let count = self.associations_of(ot, id, *to).len();
+            if count > 0 || record.get(name).is_some() {
+                set.push((name, Some(count.to_string())));
+            }
+        }
+        if ot == ObjectType::Contacts {
+            let primary = self
+                .associations_of(ot, id, ObjectType::Companies)
+                .into_iter()
+                .find(|(_, primary)| *primary)
+                .map(|(company, _)| company.to_string());
+            set.push(("associatedcompanyid", primary));
+        }
+        let interned: Vec<(Arc<str>, Option<String>)> = set
+            .into_iter()
+            .filter_map(|(name, value)| self.schema(ot).intern(name).map(|k| (k, value)))
+            .collect();
+        if let Some(record) = self.store_mut(ot).live.get_mut(&id) {
+            for (k, value) in interned {
+                match value {
+                    Some(v) => {
+                        record.props.insert(k, v);
+                    }
+                    None => {
+                        record.props.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every record (`type`, `id`) with an edge to (`ot`, `id`), live or not.
+    fn neighbours(&self, ot: ObjectType, id: u64) -> Vec<(ObjectType, u64)> {
+        self.assocs
+            .get(&(ot, id))
+            .map(|edges| edges.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Refreshes the association counts of a record and of every record linked to it.
+    pub fn refresh_around(&mut self, ot: ObjectType, id: u64) {
+        self.refresh_association_counts(ot, id);
+        for (t, n) in self.neighbours(ot, id) {
+            self.refresh_association_counts(t, n);
+        }
     }
 
     /// The live records of type `to` associated with (from, id), in id order, with their primary flag.

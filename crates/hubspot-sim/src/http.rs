@@ -79,8 +79,16 @@ impl ApiError {
         }
     }
 
+    /// 404 for a record that does not exist (or was archived), in HubSpot's words,
+    /// which are the same whatever the id looked like.
+    pub fn object_not_found(id: &str) -> ApiError {
+        let mut e = ApiError::not_found("Object not found.  objectId are usually numeric.");
+        e.body["context"] = json!({"id": [id]});
+        e
+    }
+
     /// Maps a CRM failure to HubSpot's answer.
-    pub fn from_crm(err: CrmError, ot_upper: &str) -> ApiError {
+    pub fn from_crm(err: CrmError) -> ApiError {
         match err {
             CrmError::Invalid(errors) => ApiError::invalid_properties(&errors),
             CrmError::DuplicateEmail(id) => ApiError::new(
@@ -88,13 +96,7 @@ impl ApiError {
                 "CONFLICT",
                 format!("Contact already exists. Existing ID: {id}"),
             ),
-            CrmError::NotFound(id) => {
-                let mut e = ApiError::not_found(format!(
-                    "Object not found. {ot_upper} {id} does not exist or was deleted."
-                ));
-                e.body["context"] = json!({"id": [id.to_string()]});
-                e
-            }
+            CrmError::NotFound(id) => ApiError::object_not_found(&id.to_string()),
             CrmError::Validation(msg) => ApiError::validation(msg),
         }
     }
@@ -294,7 +296,7 @@ pub async fn dispatch(
         if let Some(resp) = injected(&fault, portal.as_deref(), &correlation_id) {
             resp
         } else {
-            crate::oauth::handle(&sim, &req, &path, &query, &body)
+            crate::api::route_oauth(&sim, &req, &path, &query, &body)
         }
     } else {
         api(

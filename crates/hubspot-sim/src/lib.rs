@@ -1,6 +1,6 @@
 //! `hubspot-sim`: a faithful in-memory stand-in for HubSpot's API, OAuth server and
-//! webhooks, built from `shared/hubspot-api.md` (not from what our client sends),
-//! for tests, benchmarks and the local demo. Tests start it in-process on port 0
+//! webhooks, built from HubSpot's published API reference (not from what our client
+//! sends), for tests, benchmarks and the local demo. Tests start it in-process on port 0
 //! with [`spawn`]; the `hubspot-sim` binary runs it standalone.
 //!
 //! It must never reach the real HubSpot, persist anything, or share code with the
@@ -8,14 +8,12 @@
 //! tested against.
 
 pub mod api;
-pub mod api_more;
+pub mod catalogue;
 pub mod changes;
 pub mod control;
 pub mod crm;
 pub mod http;
 pub mod model;
-pub mod oauth;
-pub mod search;
 pub mod seed;
 pub mod signing;
 pub mod state;

@@ -10,7 +10,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{LEAD_STATUSES, LIFECYCLE_STAGES, ObjectType, Owner, Record, iso, now_ms};
+use crate::catalogue::{LEAD_STATUSES, LIFECYCLE_STAGES};
+use crate::model::{ObjectType, Owner, Record, iso, now_ms};
 use crate::state::PortalData;
 
 /// `POST /_sim/portals/{id}/seed`.
@@ -504,6 +505,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
         ],
     );
     let pipelines = data.pipelines.clone();
+    let mut deal_ids = Vec::with_capacity(req.deals);
     for _ in 0..req.deals {
         let store = data.store_mut(ObjectType::Deals);
         let id = store.next_id;
@@ -576,6 +578,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
         }
         dn.set(&mut r, "notes_last_updated", iso(activity(&mut rng)));
         data.store_mut(ObjectType::Deals).live.insert(id, r);
+        deal_ids.push(id);
         if let Some(c) = company {
             data.link(
                 ObjectType::Deals,
@@ -592,6 +595,16 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
                 data.link(ObjectType::Deals, id, ObjectType::Contacts, contact, false);
                 associations += 1;
             }
+        }
+    }
+    // The calculated counts, once every association is in place.
+    for (ot, ids) in [
+        (ObjectType::Contacts, &contact_ids),
+        (ObjectType::Companies, &company_ids),
+        (ObjectType::Deals, &deal_ids),
+    ] {
+        for id in ids {
+            data.refresh_association_counts(ot, *id);
         }
     }
     SeedCounts {

@@ -13,9 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 
 use crate::SimConfig;
-use crate::model::{
-    ObjectStore, ObjectType, Owner, Pipeline, Schema, default_pipelines, default_schema,
-};
+use crate::model::{ObjectStore, ObjectType, Owner, Pipeline, Schema};
 use crate::webhooks::HookState;
 
 /// A HubSpot account tier; it sets the private-app limits.
@@ -183,13 +181,13 @@ impl PortalData {
         PortalData {
             stores,
             schemas: [
-                default_schema(ObjectType::Contacts, now_ms),
-                default_schema(ObjectType::Companies, now_ms),
-                default_schema(ObjectType::Deals, now_ms),
+                crate::catalogue::schema(ObjectType::Contacts, now_ms),
+                crate::catalogue::schema(ObjectType::Companies, now_ms),
+                crate::catalogue::schema(ObjectType::Deals, now_ms),
             ],
             assocs: HashMap::new(),
             owners: BTreeMap::new(),
-            pipelines: default_pipelines(now_ms),
+            pipelines: crate::catalogue::pipelines(now_ms),
             timeline: Vec::new(),
             email_index: HashMap::new(),
         }
@@ -457,6 +455,7 @@ pub fn all_crm_scopes() -> Vec<String> {
         scopes.push(ot.schema_write_scope().to_owned());
     }
     scopes.push("crm.objects.owners.read".to_owned());
+    scopes.push(crate::api::schemas::READ_SCOPE.to_owned());
     scopes.push("timeline".to_owned());
     scopes
 }

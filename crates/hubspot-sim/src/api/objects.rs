@@ -1,6 +1,5 @@
 //! The CRM object endpoints (hubspot-api.md §3): list, get, create, update,
-//! archive, batch read/create/update/upsert/archive, merge and GDPR delete, plus
-//! the route table for every API path the simulator serves.
+//! archive, batch read/create/update/upsert/archive, merge and GDPR delete.
 //!
 //! Handlers take the portal lock, work, serialise while still holding it (so a
 //! page is never copied) and emit webhooks only after releasing it.
@@ -8,10 +7,10 @@
 use std::sync::Arc;
 
 use actix_web::HttpResponse;
-use actix_web::http::Method;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::{id_string, inputs};
 use crate::crm::{
     CrmError, PropSelection, RecordView, selection, type_id_is_primary, v3_associations,
 };
@@ -22,94 +21,6 @@ use crate::webhooks::{Change, Source, emit};
 
 /// Largest number of inputs in an object batch request.
 pub const BATCH_LIMIT: usize = 100;
-
-/// Whether a path segment is a version (`v3` or `2026-03`).
-pub fn is_version(seg: &str) -> bool {
-    let b = seg.as_bytes();
-    b.len() == 7
-        && b[4] == b'-'
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[5..].iter().all(u8::is_ascii_digit)
-}
-
-fn is_v3_or_dated(seg: &str) -> bool {
-    seg == "v3" || is_version(seg)
-}
-
-fn no_route(ctx: &Ctx) -> ApiError {
-    ApiError::new(
-        404,
-        "OBJECT_NOT_FOUND",
-        format!("No route for {} {}", ctx.method, ctx.path),
-    )
-}
-
-/// Routes an authenticated API request.
-pub fn route(ctx: &Ctx, segs: &[&str]) -> ApiResult {
-    match segs {
-        ["crm", "v3", "objects", t, rest @ ..] => objects(ctx, t, rest, true),
-        ["crm", "objects", ver, t, rest @ ..] if is_version(ver) => objects(ctx, t, rest, false),
-        ["crm", "v4", "objects", t, id, "associations", rest @ ..] => {
-            let ot = parse_type(t)?;
-            crate::api_more::object_associations(ctx, ot, id, rest, false)
-        }
-        ["crm", "v3", "properties", t, rest @ ..] => {
-            crate::api_more::properties(ctx, parse_type(t)?, rest)
-        }
-        ["crm", "properties", ver, t, rest @ ..] if is_version(ver) => {
-            crate::api_more::properties(ctx, parse_type(t)?, rest)
-        }
-        ["crm", "v4", "associations", from, to, rest @ ..] => {
-            crate::api_more::associations_batch(ctx, parse_type(from)?, parse_type(to)?, rest)
-        }
-        ["crm", "associations", ver, from, to, rest @ ..] if is_version(ver) => {
-            crate::api_more::associations_batch(ctx, parse_type(from)?, parse_type(to)?, rest)
-        }
-        ["crm", "v3", "owners", rest @ ..] => crate::api_more::owners(ctx, rest),
-        ["crm", "owners", ver, rest @ ..] if is_version(ver) => crate::api_more::owners(ctx, rest),
-        ["crm", "v3", "pipelines", t, rest @ ..] => crate::api_more::pipelines(ctx, t, rest),
-        ["crm", "pipelines", ver, t, rest @ ..] if is_version(ver) => {
-            crate::api_more::pipelines(ctx, t, rest)
-        }
-        ["account-info", ver, "details"] if is_v3_or_dated(ver) => {
-            crate::api_more::account_details(ctx)
-        }
-        ["account-info", ver, "api-usage", "daily", "private-apps"] if is_v3_or_dated(ver) => {
-            crate::api_more::daily_usage(ctx)
-        }
-        ["integrators", "timeline", ver, "events", rest @ ..] if is_v3_or_dated(ver) => {
-            crate::api_more::timeline(ctx, rest)
-        }
-        ["crm", "v3", "timeline", "events", rest @ ..] => crate::api_more::timeline(ctx, rest),
-        _ => Err(no_route(ctx)),
-    }
-}
-
-/// Parses an object type segment, answering HubSpot's 400 for unknown ones.
-pub fn parse_type(t: &str) -> Result<ObjectType, ApiError> {
-    ObjectType::parse(t)
-        .ok_or_else(|| ApiError::validation(format!("Unable to infer object type from: {t}")))
-}
-
-fn objects(ctx: &Ctx, t: &str, rest: &[&str], v3: bool) -> ApiResult {
-    let ot = parse_type(t)?;
-    let m = &ctx.method;
-    match rest {
-        [] if m == Method::GET => list(ctx, ot),
-        [] if m == Method::POST => create(ctx, ot),
-        ["search"] if m == Method::POST => crate::search::search(ctx, ot),
-        ["batch", op] if m == Method::POST => batch(ctx, ot, op),
-        ["merge"] if m == Method::POST => merge(ctx, ot),
-        ["gdpr-delete"] if m == Method::POST && ot == ObjectType::Contacts => gdpr_delete(ctx),
-        [id] if m == Method::GET => get(ctx, ot, id),
-        [id] if m == Method::PATCH => update(ctx, ot, id),
-        [id] if m == Method::DELETE => archive(ctx, ot, id),
-        [id, "associations", more @ ..] => {
-            crate::api_more::object_associations(ctx, ot, id, more, v3)
-        }
-        _ => Err(no_route(ctx)),
-    }
-}
 
 fn parse_limit(ctx: &Ctx, default: usize, max: usize) -> Result<usize, ApiError> {
     match ctx.q("limit") {
@@ -144,7 +55,8 @@ struct Page<'a> {
     paging: Option<Value>,
 }
 
-fn list(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `GET /crm/v3/objects/{t}`: one page of records.
+pub(crate) fn list(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.read_scope()])?;
     let history_names = ctx.q_list("propertiesWithHistory");
     // Asking for history lowers the page size cap (the commonly cited 50).
@@ -193,16 +105,12 @@ fn list(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     Ok(json_bytes(200, bytes))
 }
 
-fn not_found(ot: ObjectType, id: &str) -> ApiError {
-    let mut e = ApiError::not_found(format!(
-        "Object not found.  objectId are usually numeric. ({} {id})",
-        ot.upper()
-    ));
-    e.body["context"] = json!({"id": [id]});
-    e
+fn not_found(id: &str) -> ApiError {
+    ApiError::object_not_found(id)
 }
 
-fn get(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
+/// `GET /crm/v3/objects/{t}/{id}`, by id, merged id or `idProperty`.
+pub(crate) fn get(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
     ctx.require_any(&[ot.read_scope()])?;
     let props = ctx.q_list("properties");
     let history_names = ctx.q_list("propertiesWithHistory");
@@ -224,7 +132,7 @@ fn get(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
             .and_then(|n| data.store(ot).live.get(&n))
     };
     let Some(record) = record else {
-        return Err(not_found(ot, id));
+        return Err(not_found(id));
     };
     let view = RecordView {
         record,
@@ -300,7 +208,8 @@ fn finish(ctx: &Ctx, changes: &[Change]) {
     emit(&ctx.portal, changes, &Source::api());
 }
 
-fn create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `POST /crm/v3/objects/{t}`: 201 with the record, associations included.
+pub(crate) fn create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let body: Value = ctx.json()?;
     let input = properties_of(&body)?;
@@ -311,16 +220,16 @@ fn create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
         .map_err(|e| ApiError::invalid_properties(&e))?;
     for (to, to_id, _) in &assocs {
         if !data.store(*to).live.contains_key(to_id) {
-            return Err(ApiError::from_crm(CrmError::NotFound(*to_id), to.upper()));
+            return Err(ApiError::from_crm(CrmError::NotFound(*to_id)));
         }
     }
     let (id, mut changes) = data
         .create(ot, values, now_ms())
-        .map_err(|e| ApiError::from_crm(e, ot.upper()))?;
+        .map_err(ApiError::from_crm)?;
     for (to, to_id, primary) in assocs {
         changes.extend(
             data.associate(ot, id, to, to_id, primary)
-                .map_err(|e| ApiError::from_crm(e, to.upper()))?,
+                .map_err(ApiError::from_crm)?,
         );
     }
     let resp = match data.store(ot).live.get(&id) {
@@ -345,30 +254,32 @@ fn full_view(record: &crate::model::Record) -> RecordView<'_> {
     }
 }
 
-fn update(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
+/// `PATCH /crm/v3/objects/{t}/{id}`.
+pub(crate) fn update(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let body: Value = ctx.json()?;
     let input = properties_of(&body)?;
     let mut data = ctx.portal.data.write();
     let Some(n) = data.find_by(ot, ctx.q("idProperty"), id) else {
-        return Err(not_found(ot, id));
+        return Err(not_found(id));
     };
     let values = data
         .normalize(ot, &input)
         .map_err(|e| ApiError::invalid_properties(&e))?;
     let changes = data
         .update(ot, n, values, now_ms())
-        .map_err(|e| ApiError::from_crm(e, ot.upper()))?;
+        .map_err(ApiError::from_crm)?;
     let resp = match data.store(ot).live.get(&n) {
         Some(record) => json_response(200, &full_view(record)),
-        None => return Err(not_found(ot, id)),
+        None => return Err(not_found(id)),
     };
     drop(data);
     finish(ctx, &changes);
     Ok(resp)
 }
 
-fn archive(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
+/// `DELETE /crm/v3/objects/{t}/{id}`: 204, also for an unknown id.
+pub(crate) fn archive(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let changes = match id.parse::<u64>() {
         Ok(n) => ctx.portal.data.write().archive(ot, n, now_ms()),
@@ -376,29 +287,6 @@ fn archive(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
     };
     finish(ctx, &changes);
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn inputs(body: &Value, max: usize) -> Result<Vec<Value>, ApiError> {
-    let inputs = body
-        .get("inputs")
-        .and_then(Value::as_array)
-        .cloned()
-        .ok_or_else(|| ApiError::validation("Invalid input JSON: inputs is required"))?;
-    if inputs.len() > max {
-        return Err(ApiError::validation(format!(
-            "Batch input limit exceeded: {} inputs were sent, the maximum is {max}.",
-            inputs.len()
-        )));
-    }
-    Ok(inputs)
-}
-
-fn id_string(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 #[derive(Serialize)]
@@ -436,18 +324,8 @@ fn batch_response(
     json_response(status, &body)
 }
 
-fn batch(ctx: &Ctx, ot: ObjectType, op: &str) -> ApiResult {
-    match op {
-        "read" => batch_read(ctx, ot),
-        "create" => batch_create(ctx, ot),
-        "update" => batch_update(ctx, ot, false),
-        "upsert" => batch_update(ctx, ot, true),
-        "archive" => batch_archive(ctx, ot),
-        _ => Err(no_route(ctx)),
-    }
-}
-
-fn batch_read(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `POST .../batch/read`: 200, or 207 naming the ids not found.
+pub(crate) fn batch_read(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.read_scope()])?;
     let started = now_ms();
     let body: Value = ctx.json()?;
@@ -521,7 +399,8 @@ fn validation_error_entry(message: String, trace: Option<&str>, code: &str) -> V
     e
 }
 
-fn batch_create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `POST .../batch/create`: 201, or 207 per `objectWriteTraceId`.
+pub(crate) fn batch_create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let started = now_ms();
     let body: Value = ctx.json()?;
@@ -558,9 +437,7 @@ fn batch_create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     let mut changes = Vec::new();
     for (trace, parsed) in prepared {
         let outcome = parsed.and_then(|(values, assocs)| {
-            let (id, mut ch) = data
-                .create(ot, values, now)
-                .map_err(|e| ApiError::from_crm(e, ot.upper()))?;
+            let (id, mut ch) = data.create(ot, values, now).map_err(ApiError::from_crm)?;
             for (to, to_id, primary) in assocs {
                 if let Ok(more) = data.associate(ot, id, to, to_id, primary) {
                     ch.extend(more);
@@ -614,7 +491,8 @@ fn batch_create(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     Ok(resp)
 }
 
-fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
+/// `POST .../batch/update` and `.../batch/upsert` (`upsert`).
+pub(crate) fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let started = now_ms();
     let body: Value = ctx.json()?;
@@ -677,7 +555,7 @@ fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
                     changes.extend(ch);
                     done.push((n, false, trace));
                 }
-                Err(e) => errors.push(crm_batch_error(e, ot, trace.as_deref())),
+                Err(e) => errors.push(crm_batch_error(e, trace.as_deref())),
             },
             None if upsert => {
                 if let Some(prop) = id_property.as_deref().filter(|p| *p != "hs_object_id")
@@ -691,7 +569,7 @@ fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
                         changes.extend(ch);
                         done.push((n, true, trace));
                     }
-                    Err(e) => errors.push(crm_batch_error(e, ot, trace.as_deref())),
+                    Err(e) => errors.push(crm_batch_error(e, trace.as_deref())),
                 }
             }
             None => missing.push(id),
@@ -725,8 +603,8 @@ fn batch_update(ctx: &Ctx, ot: ObjectType, upsert: bool) -> ApiResult {
     Ok(resp)
 }
 
-fn crm_batch_error(e: CrmError, ot: ObjectType, trace: Option<&str>) -> Value {
-    let api = ApiError::from_crm(e, ot.upper());
+fn crm_batch_error(e: CrmError, trace: Option<&str>) -> Value {
+    let api = ApiError::from_crm(e);
     let mut body = api.body;
     if let Some(t) = trace {
         body["context"] = json!({"objectWriteTraceId": [t]});
@@ -734,7 +612,8 @@ fn crm_batch_error(e: CrmError, ot: ObjectType, trace: Option<&str>) -> Value {
     body
 }
 
-fn batch_archive(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `POST .../batch/archive`: 204.
+pub(crate) fn batch_archive(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let body: Value = ctx.json()?;
     let inputs = inputs(&body, BATCH_LIMIT)?;
@@ -752,7 +631,8 @@ fn batch_archive(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn merge(ctx: &Ctx, ot: ObjectType) -> ApiResult {
+/// `POST /crm/v3/objects/{t}/merge`.
+pub(crate) fn merge(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.write_scope()])?;
     let body: Value = ctx.json()?;
     let primary = id_string(body.get("primaryObjectId")).and_then(|s| s.parse::<u64>().ok());
@@ -765,17 +645,18 @@ fn merge(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     let mut data = ctx.portal.data.write();
     let changes = data
         .merge(ot, primary, other, now_ms())
-        .map_err(|e| ApiError::from_crm(e, ot.upper()))?;
+        .map_err(ApiError::from_crm)?;
     let resp = match data.store(ot).live.get(&primary) {
         Some(record) => json_response(200, &full_view(record)),
-        None => return Err(not_found(ot, &primary.to_string())),
+        None => return Err(not_found(&primary.to_string())),
     };
     drop(data);
     finish(ctx, &changes);
     Ok(resp)
 }
 
-fn gdpr_delete(ctx: &Ctx) -> ApiResult {
+/// `POST /crm/v3/objects/contacts/gdpr-delete`.
+pub(crate) fn gdpr_delete(ctx: &Ctx) -> ApiResult {
     let ot = ObjectType::Contacts;
     ctx.require_any(&[ot.write_scope()])?;
     let body: Value = ctx.json()?;
@@ -786,10 +667,9 @@ fn gdpr_delete(ctx: &Ctx) -> ApiResult {
     let changes = {
         let mut data = ctx.portal.data.write();
         let Some(n) = data.find_by(ot, id_property, &object_id) else {
-            return Err(not_found(ot, &object_id));
+            return Err(not_found(&object_id));
         };
-        data.privacy_delete(n)
-            .map_err(|e| ApiError::from_crm(e, ot.upper()))?
+        data.privacy_delete(n).map_err(ApiError::from_crm)?
     };
     finish(ctx, &changes);
     Ok(HttpResponse::NoContent().finish())

@@ -12,8 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 use serde_json::{Value, json};
 
 use crate::http::json_response;
@@ -42,82 +41,61 @@ fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn is_token_path(ver: &str) -> bool {
-    ver == "v1" || ver == "v3" || crate::api::is_version(ver)
+/// `POST /oauth/{v1,v3,YYYY-MM}/token`. v1 also reads the legacy query parameters; the
+/// newer versions refuse secrets in the query string.
+pub(crate) fn token_endpoint(
+    sim: &Arc<Sim>,
+    ver: &str,
+    query: &[(String, String)],
+    form: Vec<(String, String)>,
+) -> HttpResponse {
+    if ver != "v1"
+        && ["client_secret", "refresh_token", "code"]
+            .iter()
+            .any(|k| get(query, k).is_some())
+    {
+        return oauth_error(
+            "invalid_request",
+            "BAD_REQUEST",
+            "Parameters must be sent in the form-encoded body, not the query string",
+        );
+    }
+    let mut all = form;
+    if ver == "v1" {
+        all.extend(query.iter().cloned());
+    }
+    token(sim, &all, ver == "v1")
 }
 
-/// Routes `/oauth/...`.
-pub fn handle(
-    sim: &Arc<Sim>,
-    req: &HttpRequest,
-    path: &str,
-    query: &[(String, String)],
-    body: &web::Bytes,
-) -> HttpResponse {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
-    let m = req.method();
-    match segs.as_slice() {
-        ["oauth", "authorize"] if m == Method::GET => consent_page(sim, query),
-        ["oauth", "authorize", "decision"] if m == Method::POST => decision(sim, &form),
-        ["oauth", ver, "token"] if m == Method::POST && is_token_path(ver) => {
-            if *ver != "v1"
-                && ["client_secret", "refresh_token", "code"]
-                    .iter()
-                    .any(|k| get(query, k).is_some())
-            {
-                return oauth_error(
-                    "invalid_request",
-                    "BAD_REQUEST",
-                    "Parameters must be sent in the form-encoded body, not the query string",
-                );
-            }
-            let mut all = form.clone();
-            if *ver == "v1" {
-                all.extend(query.iter().cloned());
-            }
-            token(sim, &all, *ver == "v1")
-        }
-        ["oauth", "v1", "access-tokens", token] if m == Method::GET => {
-            access_token_info(sim, token)
-        }
-        ["oauth", "v1", "refresh-tokens", token] if m == Method::GET => {
-            refresh_token_info(sim, token)
-        }
-        ["oauth", "v1", "refresh-tokens", token] if m == Method::DELETE => {
-            if sim.refresh_tokens.write().remove(*token).is_some() {
-                HttpResponse::NoContent().finish()
-            } else {
-                oauth_error(
-                    "invalid_grant",
-                    "BAD_REFRESH_TOKEN",
-                    "refresh token is invalid, expired or revoked",
-                )
-            }
-        }
-        ["oauth", ver, "token", "revoke"] if m == Method::POST && is_token_path(ver) => {
-            if let Err(resp) = check_client(sim, &form) {
-                return resp;
-            }
-            match get(&form, "token").or_else(|| get(&form, "refresh_token")) {
-                Some(t) => {
-                    sim.refresh_tokens.write().remove(t);
-                    HttpResponse::Ok().finish()
-                }
-                None => oauth_error("invalid_request", "BAD_REQUEST", "token is required"),
-            }
-        }
-        ["oauth", ver, "token", "introspect"] if m == Method::POST && is_token_path(ver) => {
-            introspect(sim, &form)
-        }
-        _ => json_response(
-            404,
-            &json!({"status": "error", "message": format!("No route for {m} {path}"), "category": "OBJECT_NOT_FOUND"}),
-        ),
+/// `DELETE /oauth/v1/refresh-tokens/{token}`.
+pub(crate) fn delete_refresh_token(sim: &Sim, token: &str) -> HttpResponse {
+    if sim.refresh_tokens.write().remove(token).is_some() {
+        HttpResponse::NoContent().finish()
+    } else {
+        oauth_error(
+            "invalid_grant",
+            "BAD_REFRESH_TOKEN",
+            "refresh token is invalid, expired or revoked",
+        )
     }
 }
 
-fn consent_page(sim: &Sim, query: &[(String, String)]) -> HttpResponse {
+/// `POST /oauth/v3/token/revoke`.
+pub(crate) fn revoke(sim: &Sim, form: &[(String, String)]) -> HttpResponse {
+    if let Err(resp) = check_client(sim, form) {
+        return resp;
+    }
+    match get(form, "token").or_else(|| get(form, "refresh_token")) {
+        Some(t) => {
+            sim.refresh_tokens.write().remove(t);
+            HttpResponse::Ok().finish()
+        }
+        None => oauth_error("invalid_request", "BAD_REQUEST", "token is required"),
+    }
+}
+
+/// `GET /oauth/authorize`: the consent page.
+pub(crate) fn consent_page(sim: &Sim, query: &[(String, String)]) -> HttpResponse {
     let client_id = get(query, "client_id").unwrap_or_default();
     let Some(portal_id) = sim.clients.read().get(client_id).copied() else {
         return HttpResponse::BadRequest()
@@ -179,7 +157,8 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> HttpResponse {
         .finish()
 }
 
-fn decision(sim: &Sim, form: &[(String, String)]) -> HttpResponse {
+/// `POST /oauth/authorize/decision`: the consent page's buttons.
+pub(crate) fn decision(sim: &Sim, form: &[(String, String)]) -> HttpResponse {
     let client_id = get(form, "client_id").unwrap_or_default();
     let Some(portal_id) = sim.clients.read().get(client_id).copied() else {
         return HttpResponse::BadRequest().body("Unknown client_id");
@@ -395,7 +374,8 @@ fn access_token_json(sim: &Sim, token: &str) -> Option<Value> {
     }))
 }
 
-fn access_token_info(sim: &Sim, token: &str) -> HttpResponse {
+/// `GET /oauth/v1/access-tokens/{token}`.
+pub(crate) fn access_token_info(sim: &Sim, token: &str) -> HttpResponse {
     match access_token_json(sim, token) {
         Some(v) => json_response(200, &v),
         None => json_response(
@@ -414,7 +394,8 @@ fn refresh_token_json(sim: &Sim, token: &str) -> Option<Value> {
     )
 }
 
-fn refresh_token_info(sim: &Sim, token: &str) -> HttpResponse {
+/// `GET /oauth/v1/refresh-tokens/{token}`.
+pub(crate) fn refresh_token_info(sim: &Sim, token: &str) -> HttpResponse {
     match refresh_token_json(sim, token) {
         Some(v) => json_response(200, &v),
         None => oauth_error(
@@ -425,7 +406,8 @@ fn refresh_token_info(sim: &Sim, token: &str) -> HttpResponse {
     }
 }
 
-fn introspect(sim: &Sim, form: &[(String, String)]) -> HttpResponse {
+/// `POST /oauth/v3/token/introspect`.
+pub(crate) fn introspect(sim: &Sim, form: &[(String, String)]) -> HttpResponse {
     if let Err(resp) = check_client(sim, form) {
         return resp;
     }
