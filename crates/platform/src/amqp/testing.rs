@@ -18,6 +18,7 @@ pub fn amqp_settings() -> AmqpSettings {
         reconnect_max_backoff_ms: 500,
         retry_initial_backoff_ms: 20,
         retry_max_backoff_ms: 200,
+        retry_give_up_after_ms: 3_600_000,
     }
 }
 
@@ -30,11 +31,17 @@ pub struct BrokerCleanup {
 }
 
 impl BrokerCleanup {
-    /// Cleans up `settings`' two exchanges and each queue in `queues` and its `.dlq`.
+    /// Cleans up `settings`' two exchanges and each queue in `queues` with its `.dlq` and
+    /// retry queues.
     pub fn new(settings: &AmqpSettings, queues: &[&str]) -> Self {
+        let delays = crate::amqp::retry_delays(settings);
         let queues = queues
             .iter()
-            .flat_map(|q| [(*q).to_owned(), crate::amqp::dead_letter_queue_name(q)])
+            .flat_map(|q| {
+                [(*q).to_owned(), crate::amqp::dead_letter_queue_name(q)]
+                    .into_iter()
+                    .chain(delays.iter().map(|d| crate::amqp::retry_queue_name(q, *d)))
+            })
             .collect();
         Self {
             url: settings.url.clone(),
