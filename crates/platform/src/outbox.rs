@@ -2,14 +2,26 @@
 //! transaction, and a [`Relay`] publishes the messages (with publisher confirms) and marks
 //! them sent.
 //!
-//! Delivery is at least once. A relay that dies between the broker's confirm and the
-//! `sent_at` update publishes the same entries again on restart, with the same
-//! `message_id`; consumers skip such duplicates with [`first_delivery`] inside their own
-//! transaction. A message whose transaction rolled back never existed, so it is never sent.
-//!
-//! Several replicas may run a relay: each takes a batch with `FOR UPDATE SKIP LOCKED`, so
-//! no entry is published by two relays at once. Within one relay entries go out in the
-//! order they were written; across replicas only per batch.
+//! What is guaranteed, and what is not:
+//! - **At least once.** Every committed entry is published until the broker confirms it. A
+//!   relay that dies between the confirm and marking the entry sent publishes it again
+//!   after its claim runs out, with the same `message_id`; consumers skip such duplicates
+//!   with [`first_delivery`] inside their own transaction. A message whose transaction
+//!   rolled back never existed, so it is never sent.
+//! - **No global order.** Entries are claimed in `id` order, but ids are assigned when a
+//!   row is inserted, not when its transaction commits: a transaction that commits late
+//!   makes a lower id visible after higher ones were published. Several relays publish
+//!   side by side, failed entries are retried after later ones went out, and consumers
+//!   retry messages through delay queues. A consumer must therefore never infer order from
+//!   arrival: it compares a version the message carries (a `source_updated_at`, a
+//!   sequence number, a score's computed time) with what it stored, and ignores stale
+//!   messages.
+//! - **No double publishing in the normal case.** A relay claims a batch for
+//!   [`RelaySettings::claim_ttl_ms`] in one short statement (`FOR UPDATE SKIP LOCKED`, then
+//!   `claimed_until`), publishes it outside any transaction, waits for all its confirms
+//!   under one deadline, then marks the confirmed entries sent and releases the rest.
+//!   Other relays (other replicas) skip claimed entries; only a relay that stalls past its
+//!   claim can lead to a second publish. No row lock is held while waiting on the broker.
 //!
 //! The tables are created by [`MIGRATIONS`], applied by each service's `migrate` step into
 //! its own schema next to its own migrations. This module never touches another schema.
@@ -17,9 +29,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -29,7 +43,7 @@ use crate::amqp::{Broker, MessageMeta, OutgoingMessage, PublishError, Publisher}
 use crate::db::Pool;
 use crate::shutdown::Shutdown;
 
-/// Creates `outbox` and `processed_messages` in the current schema. Apply with
+/// Creates `outbox` and `processed_messages` in the current schema (and migrates them). Apply with
 /// `platform::db::run_migrations(url, schema, [service::MIGRATIONS, platform::outbox::MIGRATIONS])`.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/outbox");
 
@@ -45,11 +59,13 @@ mod schema {
             body -> Bytea,
             created_at -> Timestamptz,
             sent_at -> Nullable<Timestamptz>,
+            claimed_until -> Nullable<Timestamptz>,
         }
     }
 
     diesel::table! {
-        processed_messages (message_id) {
+        processed_messages (queue, message_id) {
+            queue -> Text,
             message_id -> Uuid,
             processed_at -> Timestamptz,
         }
@@ -70,7 +86,7 @@ struct NewEntry<'a> {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Queryable, Selectable)]
+#[derive(QueryableByName)]
 #[diesel(table_name = outbox)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 struct Entry {
@@ -130,15 +146,29 @@ pub async fn enqueue_event<E: contracts::Event>(
     Ok(message.meta.message_id)
 }
 
-/// Records that this consumer is applying `message_id`; `false` means it already did and the
-/// delivery is a duplicate to ack without doing anything. Call it inside the handler's
-/// transaction: if that rolls back, so does the record, and the redelivery is applied.
-pub async fn first_delivery(conn: &mut AsyncPgConnection, message_id: Uuid) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(processed_messages::table)
-        .values(processed_messages::message_id.eq(message_id))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+/// Records that the consumer of `queue` is applying `message_id`; `false` means it already
+/// did and the delivery is a duplicate to ack without doing anything. Call it inside the
+/// handler's transaction: if that rolls back, so does the record, and the redelivery is
+/// applied. Each queue keeps its own record, so two queues of one service that receive the
+/// same message both apply it (pass [`crate::amqp::Delivery::queue`]).
+///
+/// An id recorded by a release before per-queue dedupe (under no queue) counts as processed
+/// for every queue.
+pub async fn first_delivery(
+    conn: &mut AsyncPgConnection,
+    queue: &str,
+    message_id: Uuid,
+) -> QueryResult<bool> {
+    let inserted = diesel::sql_query(
+        "INSERT INTO processed_messages (queue, message_id) \
+         SELECT $1, $2 WHERE NOT EXISTS \
+             (SELECT 1 FROM processed_messages WHERE queue = '' AND message_id = $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(queue)
+    .bind::<SqlUuid, _>(message_id)
+    .execute(conn)
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -184,8 +214,18 @@ fn cutoff(older_than: Duration) -> DateTime<Utc> {
 pub struct RelaySettings {
     /// Pause between scans when nobody wakes the relay.
     pub poll_interval_ms: u64,
-    /// Entries published per transaction.
+    /// Entries claimed and published at once; their confirms are awaited together.
     pub batch_size: i64,
+    /// How long a relay's claim on a batch lasts. Another relay publishes the batch only
+    /// after that (the claiming relay died or stalled), so it must exceed the confirm
+    /// deadline ([`RelaySettings::confirm_timeout_ms`]) by a margin.
+    pub claim_ttl_ms: u64,
+    /// How long the relay waits for all the confirms of one batch; unconfirmed entries are
+    /// released and published again.
+    pub confirm_timeout_ms: u64,
+    /// Longest pause between attempts while publishing keeps failing (the pause doubles
+    /// from the poll interval's tenth up to this).
+    pub max_backoff_ms: u64,
     /// How long sent entries and processed message ids are kept before deletion.
     pub retention_secs: u64,
 }
@@ -194,7 +234,10 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             poll_interval_ms: 1_000,
-            batch_size: 100,
+            batch_size: 500,
+            claim_ttl_ms: 60_000,
+            confirm_timeout_ms: 15_000,
+            max_backoff_ms: 30_000,
             retention_secs: 7 * 24 * 3600,
         }
     }
@@ -203,7 +246,11 @@ impl Default for RelaySettings {
 /// How often the relay runs its retention sweep.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
-/// The relay could not finish a batch; it tries again on the next wake-up or poll.
+/// How long a stopping relay may spend finishing the batch in hand before it lets go (its
+/// claim then runs out and another replica publishes the batch).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The relay could not finish a batch; it tries again after a pause.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     /// No database connection.
@@ -259,8 +306,8 @@ impl Relay {
     }
 
     /// Fault injection for tests: the relay "dies" after its first publish, before marking
-    /// the entries sent (its transaction rolls back, as a killed process's would, and
-    /// [`Relay::run`] returns).
+    /// the entries sent (its claim stays until it runs out, as a killed process's would,
+    /// and [`Relay::run`] returns).
     #[cfg(feature = "testing")]
     pub fn crash_after_publish(mut self) -> Self {
         self.crash_after_publish = true;
@@ -273,27 +320,57 @@ impl Relay {
     }
 
     /// Runs until `shutdown`: publishes whatever is pending, then waits for a wake-up or the
-    /// poll interval; sweeps old entries now and then. Failures are logged and retried.
+    /// poll interval; sweeps old entries now and then. Failures are logged and retried with
+    /// a growing pause. At shutdown the batch in hand gets a few seconds to finish.
     pub async fn run(self, shutdown: Shutdown) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(1));
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay((poll / 10).max(Duration::from_millis(1)))
+            .with_max_delay(Duration::from_millis(self.settings.max_backoff_ms).max(poll))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        let mut failures = backoff.build();
         let mut last_sweep: Option<Instant> = None;
         loop {
             // While the broker is away there is nothing to try; the connection's own task
             // logs that, and the next poll after it is back drains the backlog.
             let outcome = if self.broker.is_connected() {
-                self.relay_pending().await
+                let grace = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                };
+                tokio::select! {
+                    outcome = self.relay_pending_until(&shutdown) => outcome,
+                    () = grace => {
+                        tracing::warn!("outbox relay stopped mid-batch; its claim will run out and the batch be published again");
+                        return;
+                    }
+                }
             } else {
                 Ok(0)
             };
-            match outcome {
-                Ok(0) => {}
-                Ok(sent) => tracing::debug!(sent, "outbox entries published"),
+            let pause = match outcome {
+                Ok(sent) => {
+                    if sent > 0 {
+                        tracing::debug!(sent, "outbox entries published");
+                    }
+                    failures = backoff.build();
+                    poll
+                }
                 #[cfg(feature = "testing")]
                 Err(RelayError::InjectedCrash) => {
                     tracing::warn!("relay crashed on purpose between publish and mark");
                     return;
                 }
-                Err(error) => tracing::warn!(%error, "outbox relay failed; will retry"),
+                Err(error) => {
+                    let pause = failures.next().unwrap_or(poll);
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis(), "outbox relay failed; will retry");
+                    pause
+                }
+            };
+            if shutdown.is_cancelled() {
+                return;
             }
             if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
                 last_sweep = Some(Instant::now());
@@ -304,7 +381,7 @@ impl Relay {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.waker.0.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -312,67 +389,90 @@ impl Relay {
     /// Publishes batches until none is left; returns how many entries were marked sent.
     /// Stops at the first failure, keeping what was sent before it.
     pub async fn relay_pending(&self) -> Result<usize, RelayError> {
-        let mut total = 0;
-        loop {
-            let sent = self.relay_batch().await?;
-            total += sent;
-            if sent < usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX) {
-                return Ok(total);
-            }
-        }
+        self.relay_pending_until(&Shutdown::new()).await
     }
 
-    /// Publishes one batch of unsent entries (locked so other relays skip them), waits for
-    /// the confirms, and marks the confirmed ones sent, all in one transaction.
+    async fn relay_pending_until(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
+        let mut total = 0;
+        let full = usize::try_from(self.settings.batch_size.max(1)).unwrap_or(usize::MAX);
+        while !shutdown.is_cancelled() {
+            let sent = self.relay_batch().await?;
+            total += sent;
+            if sent < full {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Claims one batch of unsent, unclaimed entries, publishes it, waits for all the
+    /// confirms under one deadline, marks the confirmed entries sent and releases the
+    /// others. Returns how many were marked sent.
     pub async fn relay_batch(&self) -> Result<usize, RelayError> {
         let mut conn = self
             .pool
             .get()
             .await
             .map_err(|e| RelayError::Pool(e.to_string()))?;
-        let batch_size = self.settings.batch_size.max(1);
-        conn.transaction(async |conn| {
-            let entries: Vec<Entry> = outbox::table
-                .filter(outbox::sent_at.is_null())
-                .order(outbox::id)
-                .limit(batch_size)
-                .for_update()
-                .skip_locked()
-                .select(Entry::as_select())
-                .load(conn)
-                .await?;
-            if entries.is_empty() {
-                return Ok(0);
-            }
-            let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-            let messages: Vec<OutgoingMessage> =
-                entries.into_iter().map(Entry::into_message).collect();
-            let results = self.publisher.publish_all(&messages).await;
+        let entries = claim(
+            &mut conn,
+            self.settings.batch_size.max(1),
+            Duration::from_millis(self.settings.claim_ttl_ms),
+        )
+        .await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        let messages: Vec<OutgoingMessage> = entries.into_iter().map(Entry::into_message).collect();
+        // No transaction and no lock is held while the broker answers.
+        let results = self
+            .publisher
+            .publish_all_within(
+                &messages,
+                Duration::from_millis(self.settings.confirm_timeout_ms),
+            )
+            .await;
 
-            #[cfg(feature = "testing")]
-            if self.crash_after_publish {
-                return Err(RelayError::InjectedCrash);
-            }
+        #[cfg(feature = "testing")]
+        if self.crash_after_publish {
+            return Err(RelayError::InjectedCrash);
+        }
 
-            // Only the confirmed prefix is marked, so a failure leaves the rest in order.
-            let confirmed = results.iter().take_while(|r| r.is_ok()).count();
-            let first_error = results.into_iter().find_map(Result::err);
-            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids[..confirmed])))
-                .set(outbox::sent_at.eq(diesel::dsl::now))
-                .execute(conn)
-                .await?;
-            match first_error {
-                // Marking what was confirmed must still commit, so the error is reported
-                // outside the transaction.
-                Some(error) if confirmed == 0 => Err(RelayError::Publish(error)),
-                Some(error) => {
-                    tracing::warn!(%error, confirmed, "part of an outbox batch was not confirmed");
-                    Ok(confirmed)
+        let mut confirmed = Vec::with_capacity(ids.len());
+        let mut unconfirmed = Vec::new();
+        let mut first_error = None;
+        for (id, result) in ids.into_iter().zip(results) {
+            match result {
+                Ok(()) => confirmed.push(id),
+                Err(error) => {
+                    unconfirmed.push(id);
+                    first_error.get_or_insert(error);
                 }
-                None => Ok(confirmed),
             }
-        })
-        .await
+        }
+        diesel::update(outbox::table.filter(outbox::id.eq_any(&confirmed)))
+            .set((
+                outbox::sent_at.eq(diesel::dsl::now),
+                outbox::claimed_until.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(&mut conn)
+            .await?;
+        if !unconfirmed.is_empty() {
+            // Released now rather than when the claim runs out, so the next try is soon.
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&unconfirmed)))
+                .set(outbox::claimed_until.eq(None::<DateTime<Utc>>))
+                .execute(&mut conn)
+                .await?;
+        }
+        match first_error {
+            Some(error) if confirmed.is_empty() => Err(RelayError::Publish(error)),
+            Some(error) => {
+                tracing::warn!(%error, confirmed = confirmed.len(), unconfirmed = unconfirmed.len(), "part of an outbox batch was not confirmed");
+                Ok(confirmed.len())
+            }
+            None => Ok(confirmed.len()),
+        }
     }
 
     async fn sweep(&self) -> Result<(), RelayError> {
@@ -393,4 +493,27 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// Claims up to `limit` unsent entries that nobody holds a live claim on, oldest id first,
+/// for `ttl`. One statement, so its row locks last only as long as it runs; relays racing
+/// for the same rows skip each other's (`SKIP LOCKED`) instead of waiting.
+async fn claim(conn: &mut AsyncPgConnection, limit: i64, ttl: Duration) -> QueryResult<Vec<Entry>> {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut entries: Vec<Entry> = diesel::sql_query(
+        "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2::float8 / 1000) \
+         WHERE id IN ( \
+             SELECT id FROM outbox \
+             WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
+             ORDER BY id LIMIT $1 \
+             FOR UPDATE SKIP LOCKED) \
+         RETURNING id, message_id, routing_key, message_type, correlation_id, org_id, body, \
+             created_at",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(ttl_ms)
+    .load(conn)
+    .await?;
+    entries.sort_by_key(|e| e.id);
+    Ok(entries)
 }

@@ -33,7 +33,10 @@ struct Fixture {
 }
 
 async fn fixture(name: &str) -> Fixture {
-    let settings = testing::amqp_settings();
+    fixture_with(name, testing::amqp_settings()).await
+}
+
+async fn fixture_with(name: &str, settings: platform::amqp::AmqpSettings) -> Fixture {
     let queue = testing::unique_name(name);
     let cleanup = BrokerCleanup::new(&settings, &[&queue]);
     let broker = Broker::start(settings, vec![QueueSpec::new(queue.as_str(), ["test.#"])]);
@@ -137,12 +140,17 @@ async fn a_handler_that_fails_retryably_gets_the_message_again_and_succeeds() {
             .all(|d| d.message_id == id && d.body == b"payload")
     );
     assert_eq!(
-        seen.iter().map(|d| d.delivery_count).collect::<Vec<_>>(),
+        seen.iter().map(|d| d.retries).collect::<Vec<_>>(),
         vec![0, 1, 2]
     );
-    assert_eq!(
-        seen.iter().map(|d| d.redelivered).collect::<Vec<_>>(),
-        vec![false, true, true]
+    assert!(
+        seen.iter().all(|d| d.delivery_count == 0),
+        "retries do not spend the delivery limit"
+    );
+    assert!(
+        seen.iter()
+            .all(|d| d.routing_key == "test.thing" && d.queue == f.queue),
+        "the routing key survives the trip through the retry queue"
     );
     assert_eq!(seen[0].correlation_id, "corr-test");
     assert_eq!(f.handled("retry"), 2);
@@ -160,10 +168,72 @@ async fn a_handler_that_fails_retryably_gets_the_message_again_and_succeeds() {
 }
 
 #[tokio::test]
-async fn a_message_that_always_fails_lands_in_the_dlq_after_the_delivery_limit_with_its_reason() {
-    let f = fixture("test.poison").await;
-    let limit = f.broker.settings().delivery_limit;
-    let id = f.publish(b"poison").await;
+async fn an_outage_far_longer_than_the_delivery_limit_loses_and_dead_letters_nothing() {
+    // Compressed: pauses of 10 to 50 ms and a delivery limit of 3. Every message fails 40
+    // times (with the old requeue-and-count design, the 4th failure dead-lettered it).
+    let mut settings = testing::amqp_settings();
+    settings.retry_initial_backoff_ms = 10;
+    settings.retry_max_backoff_ms = 50;
+    let f = fixture_with("test.outage", settings).await;
+    const MESSAGES: usize = 10;
+    const FAILURES: u32 = 40;
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..MESSAGES {
+        ids.insert(f.publish(&[u8::try_from(n).unwrap()]).await);
+    }
+    let attempts: Arc<Mutex<std::collections::BTreeMap<Uuid, u32>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let (handler_attempts, handler_acked) = (attempts.clone(), acked.clone());
+    let consumer = f.start(move |delivery: Delivery| {
+        let (attempts, acked) = (handler_attempts.clone(), handler_acked.clone());
+        async move {
+            let mut attempts = attempts.lock().await;
+            let n = attempts.entry(delivery.message_id).or_default();
+            *n += 1;
+            // The dependency is down until every message has failed FAILURES times.
+            let down = attempts.len() < MESSAGES || attempts.values().any(|&n| n <= FAILURES);
+            if down {
+                Outcome::Retry("the database is unreachable".into())
+            } else {
+                acked.lock().await.push(delivery.message_id);
+                Outcome::Ack
+            }
+        }
+    });
+
+    assert!(
+        testing::eventually(Duration::from_secs(60), || async {
+            acked.lock().await.len() >= MESSAGES
+        })
+        .await,
+        "not every message came through the outage: {:?}",
+        attempts.lock().await
+    );
+    f.stop(consumer).await;
+
+    let acked: std::collections::BTreeSet<Uuid> = acked.lock().await.iter().copied().collect();
+    assert_eq!(
+        acked, ids,
+        "every message was handled once the dependency was back"
+    );
+    assert!(attempts.lock().await.values().all(|&n| n > FAILURES));
+    assert_eq!(f.handled("dead_letter"), 0);
+    assert_eq!(
+        testing::ready_count(&f.broker, &dead_letter_queue_name(&f.queue))
+            .await
+            .unwrap(),
+        0,
+        "nothing was dead-lettered"
+    );
+    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_message_still_failing_after_the_retry_time_is_dead_lettered_with_its_reason() {
+    let mut settings = testing::amqp_settings();
+    settings.retry_give_up_after_ms = 300;
+    let f = fixture_with("test.giveup", settings).await;
+    let id = f.publish(b"hopeless").await;
     let attempts = Arc::new(AtomicU32::new(0));
     let counter = attempts.clone();
     let consumer = f.start(move |_delivery: Delivery| {
@@ -184,19 +254,50 @@ async fn a_message_that_always_fails_lands_in_the_dlq_after_the_delivery_limit_w
             .map(ToString::to_string),
         Some(id.to_string())
     );
-    assert_eq!(dead.data, b"poison");
+    assert_eq!(dead.data, b"hopeless");
     let reason = testing::header(&dead, DEAD_LETTER_REASON_HEADER).expect("reason header");
-    assert!(reason.contains("HubSpot answered 502"), "{reason}");
+    assert!(
+        reason.contains("gave up") && reason.contains("HubSpot answered 502"),
+        "{reason}"
+    );
     assert_eq!(
         testing::header(&dead, DEAD_LETTER_QUEUE_HEADER),
         Some(f.queue.clone())
     );
     assert_eq!(
+        testing::header(&dead, "x-hubscore-original-routing-key").as_deref(),
+        Some("test.thing")
+    );
+    assert!(attempts.load(Ordering::SeqCst) > 1, "it was retried first");
+    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_on_every_delivery_is_dead_lettered_after_the_delivery_limit() {
+    let f = fixture("test.panics").await;
+    let limit = f.broker.settings().delivery_limit;
+    f.publish(b"poison").await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let consumer = f.start(move |_delivery: Delivery| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { panic!("index out of bounds") }
+    });
+
+    let dead = testing::wait_for_message(&f.broker, &dead_letter_queue_name(&f.queue), WAIT)
+        .await
+        .unwrap();
+    f.stop(consumer).await;
+
+    assert_eq!(dead.data, b"poison");
+    let reason = testing::header(&dead, DEAD_LETTER_REASON_HEADER).expect("reason header");
+    assert!(reason.contains("panicked"), "{reason}");
+    assert_eq!(
         attempts.load(Ordering::SeqCst),
         limit + 1,
         "one delivery plus `delivery_limit` redeliveries"
     );
-    assert_eq!(testing::ready_count(&f.broker, &f.queue).await.unwrap(), 0);
+    assert_eq!(f.handled("panic"), u64::from(limit + 1));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use platform::amqp::{Broker, MessageMeta, OutgoingMessage, QueueSpec};
 use platform::db::{self, Pool};
 use platform::outbox::{self, Relay, RelaySettings};
@@ -68,6 +68,8 @@ async fn connected_broker(queue: &str) -> (Broker, BrokerCleanup) {
 fn fast() -> RelaySettings {
     RelaySettings {
         poll_interval_ms: 50,
+        // A crashed relay's claim runs out quickly, so its replacement takes over in time.
+        claim_ttl_ms: 300,
         ..RelaySettings::default()
     }
 }
@@ -78,7 +80,7 @@ async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
     let first = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
         .await
         .unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first.len(), 3, "{first:?}");
     let again = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
         .await
         .unwrap();
@@ -92,7 +94,7 @@ async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
         "the outbox table exists in the schema"
     );
     assert!(
-        outbox::first_delivery(&mut conn, Uuid::now_v7())
+        outbox::first_delivery(&mut conn, "svc.things", Uuid::now_v7())
             .await
             .unwrap(),
         "so does processed_messages"
@@ -125,7 +127,8 @@ async fn every_committed_message_arrives_across_a_relay_crash_and_a_rolled_back_
         "nothing was marked sent"
     );
 
-    // Its replacement publishes the same entries again, then marks them.
+    // Once its claim runs out, its replacement publishes the same entries again, then marks
+    // them.
     let shutdown = Shutdown::new();
     let relay =
         tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
@@ -244,7 +247,7 @@ async fn a_consumer_applies_a_message_id_once_unless_its_transaction_rolled_back
 
     let rolled_back = (*conn)
         .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
-            assert!(outbox::first_delivery(conn, id).await?);
+            assert!(outbox::first_delivery(conn, "svc.things", id).await?);
             Err(DieselError::RollbackTransaction)
         })
         .await;
@@ -252,16 +255,257 @@ async fn a_consumer_applies_a_message_id_once_unless_its_transaction_rolled_back
 
     let first = (*conn)
         .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
-            outbox::first_delivery(conn, id).await
+            outbox::first_delivery(conn, "svc.things", id).await
         })
         .await
         .unwrap();
     let duplicate = (*conn)
         .transaction::<bool, DieselError, _>(async |conn: &mut AsyncPgConnection| {
-            outbox::first_delivery(conn, id).await
+            outbox::first_delivery(conn, "svc.things", id).await
         })
         .await
         .unwrap();
     assert!(first, "the rolled-back attempt did not count");
     assert!(!duplicate, "the redelivery is recognised");
+}
+
+async fn pending(pool: &Pool) -> i64 {
+    outbox::pending_count(&mut pool.get().await.unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_side_by_side_publish_every_entry_exactly_once() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.replicas");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    let written: BTreeSet<String> = {
+        let mut conn = pool.get().await.unwrap();
+        let mut ids = BTreeSet::new();
+        for n in 0..400_u32 {
+            let m = message(u8::try_from(n % 250).unwrap());
+            outbox::enqueue(&mut conn, &m).await.unwrap();
+            ids.insert(m.meta.message_id.to_string());
+        }
+        ids
+    };
+    // Small batches, so the two replicas' claims interleave many times. Each relay has its
+    // own broker connection, as two processes would.
+    let settings = RelaySettings {
+        batch_size: 10,
+        claim_ttl_ms: 60_000,
+        ..fast()
+    };
+    let other_broker = Broker::start(
+        broker.settings().clone(),
+        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
+    );
+    assert!(
+        other_broker.wait_connected(WAIT).await,
+        "broker did not connect"
+    );
+    let shutdown = Shutdown::new();
+    let relays = [
+        tokio::spawn(
+            Relay::new(pool.clone(), broker.clone(), settings.clone()).run(shutdown.clone()),
+        ),
+        tokio::spawn(Relay::new(pool.clone(), other_broker, settings).run(shutdown.clone())),
+    ];
+    assert!(
+        testing::eventually(Duration::from_secs(30), || async {
+            pending(&pool).await == 0
+        })
+        .await,
+        "the outbox was never drained"
+    );
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+    let delivered = testing::drain(&broker, &queue).await.unwrap();
+    let ids: Vec<String> = delivered
+        .iter()
+        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), written.len(), "no entry was published twice");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_waiting_on_a_hung_broker_holds_no_row_lock_and_stops_promptly() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.hung");
+    let upstream: std::net::SocketAddr = testing::amqp_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = testing::TcpProxy::start(upstream).await.unwrap();
+    let mut settings = testing::amqp_settings();
+    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    let _cleanup = BrokerCleanup::new(&settings, &[&queue]);
+    let broker = Broker::start(settings, vec![QueueSpec::new(queue.as_str(), ["test.#"])]);
+    assert!(broker.wait_connected(WAIT).await, "broker did not connect");
+    for n in 0..3 {
+        write_thing(&pool, n, &message(u8::try_from(n).unwrap()), true).await;
+    }
+
+    // The broker takes the messages but never confirms them (nor answers anything else).
+    proxy.stall();
+    let relay = Relay::new(
+        pool.clone(),
+        broker.clone(),
+        RelaySettings {
+            confirm_timeout_ms: 120_000,
+            claim_ttl_ms: 240_000,
+            ..fast()
+        },
+    );
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    let claimed = testing::eventually(WAIT, || async {
+        let mut conn = pool.get().await.unwrap();
+        diesel::sql_query("SELECT 1 FROM outbox WHERE claimed_until IS NOT NULL")
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            == 3
+    })
+    .await;
+    assert!(claimed, "the relay never claimed the entries");
+
+    // While it waits for the confirms, the service can still lock and change those rows.
+    let mut conn = pool.get().await.unwrap();
+    (*conn)
+        .transaction::<(), DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            conn.batch_execute("SELECT id FROM outbox FOR UPDATE NOWAIT")
+                .await
+        })
+        .await
+        .expect("an outbox row is locked while the relay waits on the broker");
+
+    // SIGTERM: the relay gives up the batch after a short grace instead of waiting out
+    // the confirm deadline.
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the relay kept waiting for confirms after shutdown")
+        .unwrap();
+    assert_eq!(
+        pending(&pool).await,
+        3,
+        "nothing was marked sent unconfirmed"
+    );
+    proxy.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_queues_of_one_service_each_apply_a_message_once() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let mut conn = pool.get().await.unwrap();
+    let id = Uuid::now_v7();
+    assert!(
+        outbox::first_delivery(&mut conn, "svc.scores", id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        outbox::first_delivery(&mut conn, "svc.alerts", id)
+            .await
+            .unwrap(),
+        "the second queue applies the message too"
+    );
+    assert!(
+        !outbox::first_delivery(&mut conn, "svc.scores", id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !outbox::first_delivery(&mut conn, "svc.alerts", id)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_release_keeps_deduping_after_the_migration_and_its_records_count() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let mut conn = pool.get().await.unwrap();
+    let id = Uuid::now_v7();
+    // The previous release's statement, unchanged.
+    let old_release = format!(
+        "INSERT INTO processed_messages (message_id) VALUES ('{id}') ON CONFLICT DO NOTHING"
+    );
+    conn.batch_execute(&old_release).await.unwrap();
+    conn.batch_execute(&old_release).await.unwrap();
+    let rows = diesel::sql_query("SELECT 1 FROM processed_messages")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the old release still recognises its duplicates");
+    assert!(
+        !outbox::first_delivery(&mut conn, "svc.things", id)
+            .await
+            .unwrap(),
+        "a message the old release applied is not applied again by the new one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_migrations_revert_cleanly_and_apply_again() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let mut conn = pool.get().await.unwrap();
+    let id = Uuid::now_v7();
+    assert!(
+        outbox::first_delivery(&mut conn, "svc.a", id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        outbox::first_delivery(&mut conn, "svc.b", id)
+            .await
+            .unwrap()
+    );
+    write_thing(&pool, 1, &message(1), true).await;
+
+    conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000003_outbox_claims/down.sql"
+    ))
+    .await
+    .unwrap();
+    conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000002_processed_messages_per_queue/down.sql"
+    ))
+    .await
+    .unwrap();
+    // The previous release's schema: one row per message id, the entry still pending.
+    let rows = diesel::sql_query("SELECT message_id FROM processed_messages")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000002_processed_messages_per_queue/up.sql"
+    ))
+    .await
+    .unwrap();
+    conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000003_outbox_claims/up.sql"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(outbox::pending_count(&mut conn).await.unwrap(), 1);
+    assert!(
+        !outbox::first_delivery(&mut conn, "svc.a", id)
+            .await
+            .unwrap()
+    );
 }

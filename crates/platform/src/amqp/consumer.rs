@@ -3,25 +3,35 @@
 //!
 //! Outcomes:
 //! - [`Outcome::Ack`]: done (its effects are committed).
-//! - [`Outcome::Retry`]: a passing failure. The message goes back to the queue after a
-//!   pause that doubles with each delivery; once it has used up the queue's delivery limit
-//!   it is dead-lettered with the last reason.
+//! - [`Outcome::Retry`]: a passing failure (a dependency is down). The message is
+//!   republished (confirmed, mandatory) to one of the queue's retry queues, where the
+//!   broker keeps it for a pause that doubles with each retry up to
+//!   `amqp.retry_max_backoff_ms`, then acked; when the pause is over the broker puts it
+//!   back into the work queue. Retries do not use up the queue's delivery limit, so an
+//!   outage of hours dead-letters nothing; only a message still failing
+//!   `amqp.retry_give_up_after_ms` after its first failure is dead-lettered. The retry
+//!   count travels in [`RETRY_COUNT_HEADER`] ([`Delivery::retries`]).
 //! - [`Outcome::DeadLetter`]: a permanent failure. The message is republished (confirmed,
 //!   mandatory) to its `{queue}.dlq` with the reason in [`DEAD_LETTER_REASON_HEADER`],
 //!   then acked.
 //!
-//! A handler that panics counts as a retry. A process that dies mid-message leaves it
-//! unacked; the broker redelivers it, and after `delivery_limit` deliveries its own
-//! dead-lettering moves it to the DLQ (reason `delivery_limit` in the `x-death` header).
+//! Poison messages: a handler that panics, or a process that dies mid-message, leaves the
+//! message unsettled; it comes back at once (after a short local pause for a panic), and
+//! after `delivery_limit` such redeliveries it is dead-lettered (by the consumer with the
+//! panic as the reason, or by the broker's own delivery limit with reason
+//! `delivery_limit` in the `x-death` header). Should the retry queue refuse a message,
+//! the consumer falls back to that same local pause and requeue.
 //!
-//! Handling is sequential per consumer, which keeps a queue's messages in order; the
-//! prefetch window hides the network round trip. For parallelism run several consumers.
+//! Handling is sequential per consumer; the prefetch window hides the network round trip.
+//! A retried message goes behind the messages that arrived meanwhile, so handlers must not
+//! rely on order (compare versions instead). For parallelism run several consumers.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 use lapin::options::{
@@ -44,9 +54,27 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "x-hubscore-dead-letter-reason";
 /// Header naming the queue a dead letter came from.
 pub const DEAD_LETTER_QUEUE_HEADER: &str = "x-hubscore-dead-letter-queue";
 
-/// Header keeping a dead letter's original routing key (it travels to the DLQ under the
-/// queue's name).
-const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-hubscore-original-routing-key";
+/// Header keeping a message's original routing key while it travels through a retry queue
+/// or the DLQ (both route it by queue name). [`Delivery::routing_key`] reads it.
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-hubscore-original-routing-key";
+
+/// Header counting how often handlers asked to retry a message ([`Delivery::retries`]).
+pub const RETRY_COUNT_HEADER: &str = "x-hubscore-retries";
+
+/// Header with the time (Unix milliseconds) of a message's first retryable failure, from
+/// which `amqp.retry_give_up_after_ms` is counted.
+pub(crate) const FIRST_FAILURE_HEADER: &str = "x-hubscore-first-failure-ms";
+
+/// Header with the time (Unix milliseconds) a handler's consumer dead-lettered a message.
+pub(crate) const DEAD_LETTERED_AT_HEADER: &str = "x-hubscore-dead-lettered-at-ms";
+
+/// The quorum queue's own redelivery counter; never copied onto a republished message, which
+/// starts afresh.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
+/// Longest local pause before requeueing a message whose handler panicked: the consumer
+/// holds the message meanwhile and handles nothing else.
+const LOCAL_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// Pause before re-subscribing after the channel was lost while the connection stayed up.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
@@ -84,15 +112,21 @@ pub struct Delivery {
     pub correlation_id: String,
     /// The `org_id` header, when present and a UUID.
     pub org_id: Option<Uuid>,
-    /// The routing key it was published with.
+    /// The queue it was consumed from; dedupe with
+    /// `first_delivery(conn, &delivery.queue, delivery.message_id)`.
+    pub queue: String,
+    /// The routing key it was published with (kept across retries and replays).
     pub routing_key: String,
     /// The encoded message.
     pub body: Vec<u8>,
     /// The broker delivered it before (to this or another consumer).
     pub redelivered: bool,
-    /// Earlier delivery attempts that did not end in an ack (the quorum queue's
-    /// `x-delivery-count`; 0 on the first delivery).
+    /// Earlier deliveries of this copy that were never settled (a crash, a panic, a lost
+    /// channel: the quorum queue's `x-delivery-count`; 0 on the first delivery).
     pub delivery_count: u32,
+    /// How many times handlers answered [`Outcome::Retry`] for this message before (0 on
+    /// its first attempt).
+    pub retries: u32,
 }
 
 /// A message body did not decode as the expected event.
@@ -138,7 +172,7 @@ impl Delivery {
         super::MessageMeta::new(self.correlation_id.clone(), self.org_id)
     }
 
-    fn from_lapin(delivery: &lapin::message::Delivery) -> Result<Self, String> {
+    fn from_lapin(queue: &str, delivery: &lapin::message::Delivery) -> Result<Self, String> {
         let properties = &delivery.properties;
         let raw_id = properties
             .message_id()
@@ -153,7 +187,10 @@ impl Delivery {
         let org_id = header(ORG_ID_HEADER)
             .and_then(amqp_string)
             .and_then(|s| Uuid::parse_str(&s).ok());
-        let delivery_count = header("x-delivery-count")
+        let delivery_count = header(DELIVERY_COUNT_HEADER)
+            .and_then(amqp_integer)
+            .unwrap_or(0);
+        let retries = header(RETRY_COUNT_HEADER)
             .and_then(amqp_integer)
             .unwrap_or(0);
         Ok(Self {
@@ -169,15 +206,29 @@ impl Delivery {
                 .map(ToString::to_string)
                 .unwrap_or_else(|| message_id.to_string()),
             org_id,
-            routing_key: delivery.routing_key.to_string(),
+            queue: queue.to_owned(),
+            routing_key: original_routing_key(delivery),
             body: delivery.data.clone(),
             redelivered: delivery.redelivered,
             delivery_count: u32::try_from(delivery_count).unwrap_or(u32::MAX),
+            retries: u32::try_from(retries).unwrap_or(u32::MAX),
         })
     }
 }
 
-fn amqp_string(value: &AMQPValue) -> Option<String> {
+/// The routing key the message was first published with: the header a retry or dead letter
+/// carries, else the delivery's own.
+pub(crate) fn original_routing_key(delivery: &lapin::message::Delivery) -> String {
+    delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ORIGINAL_ROUTING_KEY_HEADER))
+        .and_then(amqp_string)
+        .unwrap_or_else(|| delivery.routing_key.to_string())
+}
+
+pub(crate) fn amqp_string(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.to_string()),
@@ -185,7 +236,7 @@ fn amqp_string(value: &AMQPValue) -> Option<String> {
     }
 }
 
-fn amqp_integer(value: &AMQPValue) -> Option<u64> {
+pub(crate) fn amqp_integer(value: &AMQPValue) -> Option<u64> {
     match value {
         AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
         AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
@@ -229,10 +280,12 @@ pub async fn consume<H: Handler>(
 ) {
     let handler = Arc::new(handler);
     let publisher = Publisher::new(broker.clone());
+    let retry_delays = super::topology::retry_delays(broker.settings());
     let consumer = Consumer {
         broker,
         queue,
         publisher,
+        retry_delays,
         shutdown,
         metrics,
     };
@@ -258,6 +311,8 @@ struct Consumer {
     broker: Broker,
     queue: String,
     publisher: Publisher,
+    /// The pauses of the queue's retry queues, shortest first.
+    retry_delays: Vec<Duration>,
     shutdown: Shutdown,
     metrics: Metrics,
 }
@@ -317,7 +372,7 @@ impl Consumer {
 
     async fn handle<H: Handler>(&self, raw: lapin::message::Delivery, handler: &H) {
         let started = Instant::now();
-        let delivery = match Delivery::from_lapin(&raw) {
+        let delivery = match Delivery::from_lapin(&self.queue, &raw) {
             Ok(delivery) => delivery,
             Err(reason) => {
                 let span = tracing::info_span!("message", amqp.queue = %self.queue);
@@ -336,24 +391,28 @@ impl Consumer {
             &delivery.message_id.to_string(),
             &delivery.correlation_id,
         );
-        let delivery_count = delivery.delivery_count;
+        let (delivery_count, retries) = (delivery.delivery_count, delivery.retries);
         let outcome = AssertUnwindSafe(handler.handle(delivery))
             .catch_unwind()
             .instrument(span.clone())
-            .await
-            .unwrap_or_else(|_| Outcome::Retry("the handler panicked".to_owned()));
-        self.settle(&raw, &outcome, delivery_count)
-            .instrument(span)
             .await;
-        self.metrics.observe_message(
-            &self.queue,
-            outcome.label(),
-            started.elapsed().as_secs_f64(),
-        );
+        let label = match &outcome {
+            Ok(outcome) => outcome.label(),
+            Err(_) => "panic",
+        };
+        match outcome {
+            Ok(outcome) => self.settle(&raw, &outcome, retries).instrument(span).await,
+            Err(_) => {
+                self.requeue_later(&raw, delivery_count, "the handler panicked")
+                    .instrument(span)
+                    .await;
+            }
+        }
+        self.metrics
+            .observe_message(&self.queue, label, started.elapsed().as_secs_f64());
     }
 
-    async fn settle(&self, raw: &lapin::message::Delivery, outcome: &Outcome, delivery_count: u32) {
-        let settings = self.broker.settings();
+    async fn settle(&self, raw: &lapin::message::Delivery, outcome: &Outcome, retries: u32) {
         match outcome {
             Outcome::Ack => {
                 if let Err(error) = raw.acker.ack(BasicAckOptions::default()).await {
@@ -361,32 +420,116 @@ impl Consumer {
                     tracing::warn!(%error, "ack failed; the message will be redelivered");
                 }
             }
-            // Returning it once more would make the broker dead-letter it without our reason.
-            Outcome::Retry(reason) if delivery_count >= settings.delivery_limit => {
-                let reason = format!(
-                    "gave up after {} deliveries; last failure: {reason}",
-                    delivery_count + 1
-                );
-                self.dead_letter(raw, &reason).await;
-            }
-            Outcome::Retry(reason) => {
-                let exponent = delivery_count.min(16);
-                let pause = Duration::from_millis(
-                    settings
-                        .retry_initial_backoff_ms
-                        .saturating_mul(1 << exponent)
-                        .min(settings.retry_max_backoff_ms),
-                );
-                tracing::warn!(%reason, delivery_count, retry_in_ms = pause.as_millis(), "handler failed; will retry");
-                // At shutdown the message goes back at once instead of holding the stop up.
-                tokio::select! {
-                    () = self.shutdown.cancelled() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
-                requeue(raw).await;
-            }
+            Outcome::Retry(reason) => self.retry(raw, retries, reason).await,
             Outcome::DeadLetter(reason) => self.dead_letter(raw, reason).await,
         }
+    }
+
+    /// Parks the message in the retry queue for its next pause and acks it; dead-letters it
+    /// instead once it has been failing for longer than `retry_give_up_after_ms`.
+    async fn retry(&self, raw: &lapin::message::Delivery, retries: u32, reason: &str) {
+        let settings = self.broker.settings();
+        let now_ms = unix_millis();
+        let first_failure_ms = header_integer(raw, FIRST_FAILURE_HEADER).unwrap_or(now_ms);
+        let failing_ms = now_ms.saturating_sub(first_failure_ms);
+        if failing_ms >= settings.retry_give_up_after_ms {
+            let reason = format!(
+                "gave up after {} retries over {} s; last failure: {reason}",
+                retries,
+                failing_ms / 1_000
+            );
+            self.dead_letter(raw, &reason).await;
+            return;
+        }
+        let index = usize::try_from(retries).unwrap_or(usize::MAX);
+        let Some(&delay) = self
+            .retry_delays
+            .get(index)
+            .or_else(|| self.retry_delays.last())
+        else {
+            // No retry queue is configured (cannot happen: there is always one pause).
+            self.requeue_later(raw, 0, reason).await;
+            return;
+        };
+        let mut headers =
+            without_headers(raw.properties.headers().as_ref(), &[DELIVERY_COUNT_HEADER]);
+        headers.insert(
+            RETRY_COUNT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::from(retries.saturating_add(1))),
+        );
+        headers.insert(
+            FIRST_FAILURE_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(first_failure_ms).unwrap_or(i64::MAX)),
+        );
+        headers.insert(
+            ORIGINAL_ROUTING_KEY_HEADER.into(),
+            AMQPValue::LongString(original_routing_key(raw).into()),
+        );
+        let properties = raw.properties.clone().with_headers(headers);
+        let target = super::topology::retry_queue_name(&self.queue, delay);
+        // The default exchange routes by queue name; mandatory turns a missing retry queue
+        // into an error instead of a silently dropped message.
+        let parked = self
+            .publisher
+            .publish_raw("", &target, true, &raw.data, properties)
+            .await;
+        match parked {
+            Ok(()) => {
+                tracing::warn!(%reason, retries, retry_in_ms = delay.as_millis(), "handler failed; will retry");
+                if let Err(error) = raw.acker.ack(BasicAckOptions::default()).await {
+                    // Both copies will be handled; handlers are idempotent.
+                    tracing::warn!(%error, "ack after scheduling a retry failed; the message may come twice");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%reason, %error, "could not park the message for a retry; requeueing it");
+                let delivery_count = header_integer(raw, DELIVERY_COUNT_HEADER).unwrap_or(0);
+                self.requeue_later(
+                    raw,
+                    u32::try_from(delivery_count).unwrap_or(u32::MAX),
+                    reason,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Returns the message to the queue after a short local pause, which counts against the
+    /// queue's delivery limit; once that is used up, dead-letters it with `reason`.
+    async fn requeue_later(
+        &self,
+        raw: &lapin::message::Delivery,
+        delivery_count: u32,
+        reason: &str,
+    ) {
+        let settings = self.broker.settings();
+        // Returning it once more would make the broker dead-letter it without our reason.
+        if delivery_count >= settings.delivery_limit {
+            let reason = format!(
+                "gave up after {} deliveries; last failure: {reason}",
+                delivery_count.saturating_add(1)
+            );
+            self.dead_letter(raw, &reason).await;
+            return;
+        }
+        let initial = Duration::from_millis(settings.retry_initial_backoff_ms.max(1));
+        let pause = ExponentialBuilder::new()
+            .with_min_delay(initial.min(LOCAL_PAUSE_MAX))
+            .with_max_delay(LOCAL_PAUSE_MAX)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(usize::try_from(delivery_count).unwrap_or(usize::MAX))
+            .unwrap_or(LOCAL_PAUSE_MAX)
+            .min(LOCAL_PAUSE_MAX);
+        tracing::warn!(%reason, delivery_count, retry_in_ms = pause.as_millis(), "message not handled; requeueing it");
+        // At shutdown the message goes back at once instead of holding the stop up.
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+        requeue(raw).await;
     }
 
     /// Republishes to the DLQ with the reason, then acks; if that publish fails the message
@@ -404,7 +547,11 @@ impl Consumer {
         );
         headers.insert(
             ORIGINAL_ROUTING_KEY_HEADER.into(),
-            AMQPValue::LongString(raw.routing_key.as_str().into()),
+            AMQPValue::LongString(original_routing_key(raw).into()),
+        );
+        headers.insert(
+            DEAD_LETTERED_AT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(unix_millis()).unwrap_or(i64::MAX)),
         );
         let properties = raw.properties.clone().with_headers(headers);
         let published = self
@@ -430,6 +577,32 @@ impl Consumer {
             }
         }
     }
+}
+
+/// A copy of `headers` without the ones named.
+pub(crate) fn without_headers(headers: Option<&FieldTable>, names: &[&str]) -> FieldTable {
+    headers
+        .map(|h| {
+            h.inner()
+                .iter()
+                .filter(|(k, _)| !names.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .unwrap_or_default()
+        .into()
+}
+
+fn header_integer(raw: &lapin::message::Delivery, name: &str) -> Option<u64> {
+    raw.properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+        .and_then(amqp_integer)
+}
+
+fn unix_millis() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
 }
 
 async fn requeue(raw: &lapin::message::Delivery) {
@@ -468,10 +641,12 @@ mod tests {
             message_type: message_type.to_owned(),
             correlation_id: "corr".to_owned(),
             org_id: Some(Uuid::new_v4()),
+            queue: "test.queue".to_owned(),
             routing_key: "test.ping".to_owned(),
             body,
             redelivered: false,
             delivery_count: 0,
+            retries: 0,
         }
     }
 

@@ -37,8 +37,8 @@ pub enum PublishError {
     /// not exist, which makes the broker close the channel).
     #[error("channel lost before the broker confirmed: {0}")]
     ChannelLost(#[source] lapin::Error),
-    /// No confirm within the timeout.
-    #[error("no confirm from the broker within {} s", CONFIRM_TIMEOUT.as_secs())]
+    /// No confirm before the deadline.
+    #[error("no confirm from the broker before the deadline")]
     ConfirmTimeout,
 }
 
@@ -84,9 +84,21 @@ impl Publisher {
     }
 
     /// Publishes every message, then waits for all the confirms: one round trip for the
-    /// batch instead of one per message. Results are in the order of `messages`; the broker
-    /// receives the messages in that order too.
+    /// batch instead of one per message, and at most 30 s for the lot. Results are in the
+    /// order of `messages`; the broker receives the messages in that order too.
     pub async fn publish_all(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        self.publish_all_within(messages, CONFIRM_TIMEOUT).await
+    }
+
+    /// [`Publisher::publish_all`] with one deadline, `timeout` from now, for all the
+    /// confirms together: a message not confirmed by then is
+    /// [`PublishError::ConfirmTimeout`].
+    pub async fn publish_all_within(
+        &self,
+        messages: &[OutgoingMessage],
+        timeout: Duration,
+    ) -> Vec<Result<(), PublishError>> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let channel = match self.channel().await {
             Ok(channel) => channel,
             Err(error) => return messages.iter().map(|_| Err(clone_error(&error))).collect(),
@@ -109,7 +121,7 @@ impl Publisher {
         let mut results = Vec::with_capacity(messages.len());
         for sent in pending {
             let result = match sent {
-                Ok(confirm) => await_confirm(confirm).await,
+                Ok(confirm) => await_confirm_until(confirm, deadline).await,
                 Err(error) => Err(error),
             };
             results.push(result);
@@ -192,7 +204,14 @@ impl Publisher {
 }
 
 async fn await_confirm(confirm: PublisherConfirm) -> Result<(), PublishError> {
-    match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+    await_confirm_until(confirm, tokio::time::Instant::now() + CONFIRM_TIMEOUT).await
+}
+
+async fn await_confirm_until(
+    confirm: PublisherConfirm,
+    deadline: tokio::time::Instant,
+) -> Result<(), PublishError> {
+    match tokio::time::timeout_at(deadline, confirm).await {
         Err(_) => Err(PublishError::ConfirmTimeout),
         Ok(Err(error)) => Err(PublishError::ChannelLost(error)),
         Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => Ok(()),

@@ -18,6 +18,7 @@ pub fn amqp_settings() -> AmqpSettings {
         reconnect_max_backoff_ms: 500,
         retry_initial_backoff_ms: 20,
         retry_max_backoff_ms: 200,
+        retry_give_up_after_ms: 3_600_000,
     }
 }
 
@@ -30,11 +31,17 @@ pub struct BrokerCleanup {
 }
 
 impl BrokerCleanup {
-    /// Cleans up `settings`' two exchanges and each queue in `queues` and its `.dlq`.
+    /// Cleans up `settings`' two exchanges and each queue in `queues` with its `.dlq` and
+    /// retry queues.
     pub fn new(settings: &AmqpSettings, queues: &[&str]) -> Self {
+        let delays = crate::amqp::retry_delays(settings);
         let queues = queues
             .iter()
-            .flat_map(|q| [(*q).to_owned(), crate::amqp::dead_letter_queue_name(q)])
+            .flat_map(|q| {
+                [(*q).to_owned(), crate::amqp::dead_letter_queue_name(q)]
+                    .into_iter()
+                    .chain(delays.iter().map(|d| crate::amqp::retry_queue_name(q, *d)))
+            })
             .collect();
         Self {
             url: settings.url.clone(),
@@ -97,6 +104,7 @@ pub struct TcpProxy {
 #[derive(Default)]
 struct ProxyState {
     refusing: std::sync::atomic::AtomicBool,
+    stalled: std::sync::atomic::AtomicBool,
     links: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -108,14 +116,21 @@ impl TcpProxy {
         let state = std::sync::Arc::new(ProxyState::default());
         let shared = state.clone();
         let accept_task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if shared.refusing.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
+                let client = client;
+                let state = shared.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = tokio::net::TcpStream::connect(upstream).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::select! {
+                            () = pump(client_read, server_write, &state) => {}
+                            () = pump(server_read, client_write, &state) => {}
+                        }
                     }
                 });
                 let mut links = shared
@@ -155,11 +170,48 @@ impl TcpProxy {
         }
     }
 
+    /// Keeps every connection open but forwards nothing, in either direction, until
+    /// [`TcpProxy::resume`]: a server that hangs rather than one that is down.
+    pub fn stall(&self) {
+        self.state
+            .stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Forwards again what [`TcpProxy::stall`] held back.
+    pub fn resume(&self) {
+        self.state
+            .stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Forwards new connections again.
     pub fn accept(&self) {
         self.state
             .refusing
             .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either side closes, holding data back while stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    state: &ProxyState,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        while state.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }
 
