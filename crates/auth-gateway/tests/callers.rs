@@ -1,6 +1,8 @@
 //! Callers' tokens: only the configured key and algorithm verify, with issuer, audience,
 //! expiry and not-before checked; JWKS keys rotate.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
