@@ -337,6 +337,25 @@ pub async fn set_token_facts(
     .map(|_| ())
 }
 
+/// Marks a connection as (re)connected through OAuth by `user_sub`.
+pub async fn set_oauth_kind(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user_sub: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(connections::table.filter(connections::id.eq(id)))
+        .set((
+            connections::auth_kind.eq(auth_kind::OAUTH),
+            connections::connected_by.eq(user_sub),
+            connections::connected_at.eq(now),
+            connections::disconnected_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// Stores (or replaces) one sealed secret.
 pub async fn put_secret(
     conn: &mut AsyncPgConnection,

@@ -90,6 +90,14 @@ impl HubSpot {
         }
     }
 
+    /// Metadata of an access token: portal and granted scopes.
+    pub async fn token_info(
+        &self,
+        access_token: &str,
+    ) -> Result<hubspot_client::TokenInfo, HubSpotError> {
+        self.oauth.token_info(access_token, "access_token").await
+    }
+
     /// Revokes a refresh token.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), HubSpotError> {
         self.oauth.revoke(refresh_token).await

@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod internal;
+pub mod oauth;
 
 use actix_web::{HttpRequest, web};
 
@@ -70,6 +71,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/api/v1")
+            .route("/connections/hubspot/oauth", web::post().to(oauth::start))
+            .route("/oauth/hubspot/callback", web::get().to(oauth::callback))
             .route("/connections", web::get().to(connections::list))
             .route("/connections", web::post().to(connections::create))
             .route("/connections/{id}", web::get().to(connections::get))

@@ -260,3 +260,237 @@ pub struct Portal {
     pub id: i64,
     pub token: String,
 }
+
+/// What a finished OAuth flow sent the browser to: the completion URL's query.
+pub type Completion = std::collections::HashMap<String, String>;
+
+fn query_of(url: &str) -> Completion {
+    url::Url::parse(url)
+        .expect("url")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// How the user answers the consent page.
+pub enum Consent<'a> {
+    Grant,
+    Cancel,
+    /// Grant only these scopes.
+    GrantScopes(&'a str),
+    /// Grant, but the page posts another redirect URI than the gateway uses.
+    GrantTo(&'a str),
+}
+
+impl TestApp {
+    /// Starts the flow as an admin of `org`; returns the authorize URL.
+    pub async fn start_oauth(&self, org: Uuid) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/connections/hubspot/oauth",
+                &self.token_for(org, "admin-7", Role::Admin),
+                Some(json!({"name": "via oauth"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["authorize_url"].as_str().expect("url").to_owned()
+    }
+
+    /// Opens the consent page at `authorize_url` and answers it; returns the query HubSpot
+    /// redirects back with (`code` and `state`, or `error` and `state`).
+    pub async fn consent(&self, authorize_url: &str, consent: Consent<'_>) -> String {
+        let page = self
+            .http
+            .get(authorize_url)
+            .send()
+            .await
+            .expect("consent page")
+            .text()
+            .await
+            .expect("html");
+        assert!(page.contains("Grant access"), "{page}");
+        let asked = query_of(authorize_url);
+        let scope = format!(
+            "{} {}",
+            asked.get("scope").cloned().unwrap_or_default(),
+            asked.get("optional_scope").cloned().unwrap_or_default()
+        );
+        let (decision, scope, redirect) = match consent {
+            Consent::Grant => ("grant", scope, asked["redirect_uri"].clone()),
+            Consent::Cancel => ("cancel", scope, asked["redirect_uri"].clone()),
+            Consent::GrantScopes(scopes) => {
+                ("grant", scopes.to_owned(), asked["redirect_uri"].clone())
+            }
+            Consent::GrantTo(redirect) => ("grant", scope, redirect.to_owned()),
+        };
+        let response = self
+            .http
+            .post(format!("{}/oauth/authorize/decision", self.sim_base))
+            .form(&[
+                ("client_id", asked["client_id"].as_str()),
+                ("redirect_uri", redirect.as_str()),
+                ("scope", scope.as_str()),
+                ("state", asked["state"].as_str()),
+                ("decision", decision),
+            ])
+            .send()
+            .await
+            .expect("decision");
+        assert_eq!(response.status(), 302);
+        let location = response.headers()["location"].to_str().expect("location");
+        url::Url::parse(location)
+            .expect("url")
+            .query()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Calls the gateway's callback with `query`; returns the completion redirect's query.
+    pub async fn callback(&self, query: &str) -> Completion {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/v1/oauth/hubspot/callback?{query}")))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(response.status(), 302);
+        let location = response.headers()["location"].to_str().expect("location");
+        assert!(
+            location.starts_with(&self.settings.oauth.completion_redirect_url),
+            "{location}"
+        );
+        query_of(location)
+    }
+
+    /// Runs the whole flow with Grant for `org`; returns the new connection's id.
+    pub async fn oauth_connect(&self, org: Uuid) -> String {
+        let url = self.start_oauth(org).await;
+        let back = self.consent(&url, Consent::Grant).await;
+        let outcome = self.callback(&back).await;
+        assert_eq!(outcome["outcome"], "connected", "{outcome:?}");
+        outcome["connection_id"].clone()
+    }
+
+    /// The connection's stored refresh token, opened with the gateway's own vault.
+    pub async fn stored_secret(
+        &self,
+        connection_id: &str,
+        field: auth_gateway::vault::Field,
+    ) -> Option<String> {
+        use diesel_async::RunQueryDsl as _;
+        use secrecy::ExposeSecret as _;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            sealed: String,
+        }
+        let pool = platform::db::connect_pool(&self.settings.database, "auth").expect("pool");
+        let mut conn = pool.get().await.expect("connection");
+        let id = Uuid::parse_str(connection_id).expect("uuid");
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT sealed FROM credentials WHERE connection_id = $1 AND field = $2",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Text, _>(field.as_str())
+        .load(&mut conn)
+        .await
+        .expect("query");
+        let vault =
+            auth_gateway::vault::Vault::from_keyring(&self.settings.vault.keyring).expect("vault");
+        rows.into_iter().next().map(|r| {
+            vault
+                .open(id, field, &r.sealed)
+                .expect("opens")
+                .expose_secret()
+                .to_owned()
+        })
+    }
+
+    /// Runs `sql` on the gateway's schema.
+    pub async fn sql(&self, sql: &str) {
+        use diesel_async::SimpleAsyncConnection as _;
+        let pool = platform::db::connect_pool(&self.settings.database, "auth").expect("pool");
+        let mut conn = pool.get().await.expect("connection");
+        conn.batch_execute(sql).await.expect("sql");
+    }
+}
+
+/// A pass-through HTTP proxy in front of the simulator that counts refresh-token grants.
+pub struct CountingProxy {
+    pub base: String,
+    pub refreshes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: String) -> CountingProxy {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let refreshes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = refreshes.clone();
+        let client = reqwest::Client::new();
+        let server = HttpServer::new(move || {
+            let counter = counter.clone();
+            let client = client.clone();
+            let upstream = upstream.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let counter = counter.clone();
+                let client = client.clone();
+                let upstream = upstream.clone();
+                async move {
+                    if req.path().ends_with("/token")
+                        && String::from_utf8_lossy(&body).contains("grant_type=refresh_token")
+                    {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+                        .expect("method");
+                    let mut forwarded = client.request(method, format!("{upstream}{}", req.uri()));
+                    for (name, value) in req.headers() {
+                        if name != "host" {
+                            forwarded = forwarded.header(name.as_str(), value.as_bytes());
+                        }
+                    }
+                    let response = forwarded
+                        .body(body.to_vec())
+                        .send()
+                        .await
+                        .expect("upstream");
+                    let status = response.status().as_u16();
+                    let content_type = response
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("application/json")
+                        .to_owned();
+                    let bytes = response.bytes().await.expect("body");
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status).expect("status"),
+                    )
+                    .content_type(content_type)
+                    .body(bytes)
+                }
+            }))
+        })
+        .workers(2)
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        CountingProxy {
+            base: format!("http://127.0.0.1:{port}"),
+            refreshes,
+            handle,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.refreshes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
