@@ -371,3 +371,230 @@ pub async fn request_sync(
     state.relay_waker.wake();
     Ok(HttpResponse::Accepted().json(SyncAccepted { sync_run_id }))
 }
+
+/// Replaces a private-app connection's token; the new one is validated against HubSpot
+/// (same portal) before the old one is replaced.
+#[utoipa::path(put, path = "/api/v1/connections/{id}/credentials", tag = "connections",
+    params(("id" = Uuid, Path)), request_body = ReplaceCredentials,
+    responses((status = 200, body = ConnectionView), (status = 404), (status = 409), (status = 422)))]
+pub async fn replace_credentials(
+    state: web::Data<AppState>,
+    user: User,
+    id: web::Path<Uuid>,
+    body: web::Json<ReplaceCredentials>,
+) -> Result<HttpResponse, ApiError> {
+    user.require_writer()?;
+    let row = owned_connection(&state, &user, *id).await?;
+    if row.status == status::DISCONNECTED {
+        return Err(ApiError::Disconnected(
+            "the connection was disconnected; connect the portal again".to_owned(),
+        ));
+    }
+    if row.auth_kind != auth_kind::PRIVATE_APP {
+        return Err(ApiError::InvalidRequest(
+            "an OAuth connection gets new credentials by connecting through OAuth again".to_owned(),
+        ));
+    }
+    let details = state
+        .hubspot
+        .account_details(body.access_token.expose_secret())
+        .await?;
+    if details.portal_id != row.portal_id {
+        return Err(ApiError::InvalidCredential(format!(
+            "the token belongs to portal {}, not to this connection's portal {}",
+            details.portal_id, row.portal_id
+        )));
+    }
+    let now = Utc::now();
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<(), ApiError, _>(async |conn| {
+        state
+            .store_secret(conn, row.id, Field::AccessToken, &body.access_token, now)
+            .await?;
+        db::set_token_facts(conn, row.id, None, None, now).await?;
+        db::audit(
+            conn,
+            user.org_id,
+            &user.actor(),
+            "connection.credentials_replaced",
+            Some(row.id),
+            json!({"portal_id": row.portal_id}),
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view_of(&mut conn, &row).await?))
+}
+
+/// Sets a new webhook secret; the old one stays accepted as the previous one during the
+/// rotation.
+#[utoipa::path(put, path = "/api/v1/connections/{id}/webhook-secret", tag = "connections",
+    params(("id" = Uuid, Path)), request_body = ReplaceWebhookSecret,
+    responses((status = 204), (status = 404), (status = 409)))]
+pub async fn replace_webhook_secret(
+    state: web::Data<AppState>,
+    user: User,
+    id: web::Path<Uuid>,
+    body: web::Json<ReplaceWebhookSecret>,
+) -> Result<HttpResponse, ApiError> {
+    user.require_writer()?;
+    if body.webhook_secret.expose_secret().is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "webhook_secret must not be empty".to_owned(),
+        ));
+    }
+    let row = owned_connection(&state, &user, *id).await?;
+    if row.status == status::DISCONNECTED {
+        return Err(ApiError::Disconnected(
+            "the connection was disconnected".to_owned(),
+        ));
+    }
+    let now = Utc::now();
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<(), ApiError, _>(async |conn| {
+        // Sealed anew under the previous field: ciphertexts are bound to their field.
+        match state
+            .open_secret(conn, row.id, Field::WebhookSecret)
+            .await?
+        {
+            Some(current) => {
+                state
+                    .store_secret(conn, row.id, Field::PreviousWebhookSecret, &current, now)
+                    .await?;
+            }
+            None => db::delete_secret(conn, row.id, Field::PreviousWebhookSecret).await?,
+        }
+        state
+            .store_secret(
+                conn,
+                row.id,
+                Field::WebhookSecret,
+                &body.webhook_secret,
+                now,
+            )
+            .await?;
+        db::audit(
+            conn,
+            user.org_id,
+            &user.actor(),
+            "connection.webhook_secret_replaced",
+            Some(row.id),
+            json!({}),
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// One live check of `POST /connections/{id}/test`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Check {
+    /// What was tried, e.g. `read contacts`.
+    pub name: String,
+    /// Whether it worked.
+    pub ok: bool,
+    /// Why not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Answer of `POST /connections/{id}/test`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestReport {
+    /// Every check passed and no required scope is missing.
+    pub ok: bool,
+    /// The live calls made.
+    pub checks: Vec<Check>,
+    /// Required scopes the connection lacks.
+    pub missing_required_scopes: Vec<String>,
+    /// Optional scopes the connection lacks.
+    pub missing_optional_scopes: Vec<String>,
+}
+
+/// Tries the connection with live calls and reports what works and which scopes are
+/// missing.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/test", tag = "connections",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = TestReport), (status = 404), (status = 409)))]
+pub async fn test(
+    state: web::Data<AppState>,
+    user: User,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    user.require_writer()?;
+    let row = owned_connection(&state, &user, *id).await?;
+    let issued = state.access_token(row.id, None).await?;
+    let client = state.hubspot.client(issued.access_token.expose_secret())?;
+    let mut checks = Vec::new();
+    let mut missing = Vec::new();
+    match client.account_details().await {
+        Ok(details) if details.portal_id == row.portal_id => checks.push(Check {
+            name: "account details".to_owned(),
+            ok: true,
+            detail: None,
+        }),
+        Ok(details) => checks.push(Check {
+            name: "account details".to_owned(),
+            ok: false,
+            detail: Some(format!(
+                "the token now answers for portal {}",
+                details.portal_id
+            )),
+        }),
+        Err(error) => checks.push(Check {
+            name: "account details".to_owned(),
+            ok: false,
+            detail: Some(crate::hubspot::credential_error(error).to_string()),
+        }),
+    }
+    let options = hubspot_client::ListOptions {
+        page_size: 1,
+        ..Default::default()
+    };
+    for (object_type, scope) in [
+        ("contacts", "crm.objects.contacts.read"),
+        ("companies", "crm.objects.companies.read"),
+        ("deals", "crm.objects.deals.read"),
+    ] {
+        let result = client.list_objects_page(object_type, &options, None).await;
+        let (ok, detail) = match result {
+            Ok(_) => (true, None),
+            Err(hubspot_client::HubSpotError::MissingScopes { .. }) => {
+                missing.push(scope.to_owned());
+                (false, Some(format!("missing scope {scope}")))
+            }
+            Err(error) => (
+                false,
+                Some(crate::hubspot::credential_error(error).to_string()),
+            ),
+        };
+        checks.push(Check {
+            name: format!("read {object_type}"),
+            ok,
+            detail,
+        });
+    }
+    let granted: Option<&[String]> = (row.auth_kind == auth_kind::OAUTH).then_some(&row.scopes);
+    let lacking = |wanted: &[String]| -> Vec<String> {
+        wanted
+            .iter()
+            .filter(|s| match granted {
+                Some(granted) => !granted.contains(s),
+                None => missing.contains(s),
+            })
+            .cloned()
+            .collect()
+    };
+    let missing_required_scopes = lacking(&state.oauth.required_scopes);
+    let missing_optional_scopes = lacking(&state.oauth.optional_scopes);
+    let report = TestReport {
+        ok: checks.iter().all(|c| c.ok) && missing_required_scopes.is_empty(),
+        checks,
+        missing_required_scopes,
+        missing_optional_scopes,
+    };
+    Ok(HttpResponse::Ok().json(report))
+}

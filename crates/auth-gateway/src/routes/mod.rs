@@ -1,5 +1,6 @@
 //! HTTP routes: the public `/api/v1` API and the services' `/internal/v1` API.
 
+pub mod audit;
 pub mod connections;
 pub mod internal;
 pub mod oauth;
@@ -80,6 +81,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/connections/{id}/syncs",
                 web::post().to(connections::request_sync),
-            ),
+            )
+            .route(
+                "/connections/{id}/credentials",
+                web::put().to(connections::replace_credentials),
+            )
+            .route(
+                "/connections/{id}/webhook-secret",
+                web::put().to(connections::replace_webhook_secret),
+            )
+            .route("/connections/{id}/test", web::post().to(connections::test))
+            .route("/audit", web::get().to(audit::list)),
     );
 }
