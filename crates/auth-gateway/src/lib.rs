@@ -6,8 +6,19 @@
 //! short-lived internal JWT. It is the only holder of the encryption key and the OAuth
 //! client secret. It must not read or write any other service's schema.
 
+pub mod caller;
+pub mod cli;
 pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod hubspot;
+pub mod internal_auth;
+pub mod routes;
 pub mod startup;
+pub mod state;
+pub mod tokens;
+pub mod vault;
 
 pub use config::Settings;
 pub use startup::Application;
@@ -43,4 +54,12 @@ impl platform::service::Service for AuthGateway {
             .run_until_stopped(shutdown)
             .await
     }
+}
+
+/// Starts logging for a tool subcommand, as `serve` does.
+fn platform_telemetry(settings: &Settings) -> anyhow::Result<()> {
+    platform::telemetry::init(
+        <AuthGateway as platform::service::Service>::NAME,
+        &settings.telemetry,
+    )
 }

@@ -2,5 +2,10 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    platform::service::run_main::<auth_gateway::AuthGateway>().await
+    let args: Vec<String> = std::env::args().collect();
+    if auth_gateway::cli::is_tool_command(&args) {
+        auth_gateway::cli::run_tool().await
+    } else {
+        platform::service::run_main::<auth_gateway::AuthGateway>().await
+    }
 }

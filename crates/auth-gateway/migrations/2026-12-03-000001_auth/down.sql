@@ -1,0 +1,4 @@
+DROP TABLE audit_log;
+DROP TABLE oauth_states;
+DROP TABLE credentials;
+DROP TABLE connections;
