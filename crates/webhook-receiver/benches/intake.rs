@@ -1,0 +1,2 @@
+//! Placeholder; the intake benchmark follows.
+fn main() {}
