@@ -1,11 +1,20 @@
 //! webhook-receiver: takes HubSpot's webhook deliveries.
 //!
-//! It verifies each delivery's signature, publishes one `webhook.batch` message, waits
-//! for the broker's confirm and only then answers 2xx (503 when the broker cannot take
-//! it, so HubSpot retries). It is stateless: it owns no schema and must not call HubSpot
-//! or touch the database.
+//! It verifies each delivery's signature on the raw body (v3 by default; v1/v2 where
+//! configured), parses the events into the contract's `WebhookEvent`, publishes one
+//! `webhook.batch` message per portal of the delivery, waits for the broker's confirm
+//! and only then answers 2xx (503 when the broker cannot take it in time, so HubSpot
+//! retries). It is stateless: it owns no schema and must not call HubSpot or touch the
+//! database; private-app secrets come from auth-gateway's internal API.
 
 pub mod config;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod publish;
+pub mod routes;
+pub mod secrets;
+pub mod signature;
 pub mod startup;
 
 pub use config::Settings;

@@ -1,0 +1,3 @@
+//! HTTP routes.
+
+pub mod webhooks;
