@@ -41,7 +41,10 @@ impl SyncMetrics {
             &["reason"],
         )?;
         let runs_finished = IntCounterVec::new(
-            Opts::new("sync_runs_finished_total", "Sync runs ended, by mode and state"),
+            Opts::new(
+                "sync_runs_finished_total",
+                "Sync runs ended, by mode and state",
+            ),
             &["mode", "state"],
         )?;
         registry.register(Box::new(records_written.clone()))?;

@@ -120,13 +120,11 @@ impl Clients {
             access,
             BudgetSettings::default(),
         ));
-        let client = HubSpotClient::builder(
-            self.config.clone(),
-            self.tokens.token_source(connection),
-        )
-        .limiter(limiter)
-        .metrics(self.metrics.clone())
-        .build()?;
+        let client =
+            HubSpotClient::builder(self.config.clone(), self.tokens.token_source(connection))
+                .limiter(limiter)
+                .metrics(self.metrics.clone())
+                .build()?;
         cache.insert(connection.connection_id, client.clone());
         Ok(client)
     }

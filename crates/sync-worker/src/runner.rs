@@ -85,7 +85,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
         if last_schedule.elapsed() >= Duration::from_secs(30) {
             last_schedule = Instant::now();
             if let Err(error) = schedule_reconciliations(&ctx).await {
-                tracing::warn!(error = format!("{error:#}"), "scheduling reconciliations failed");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "scheduling reconciliations failed"
+                );
             }
         }
         match next_runs(&ctx).await {
@@ -142,7 +145,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn next_runs(ctx: &Context) -> anyhow::Result<Vec<Run>> {
@@ -171,7 +176,10 @@ async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> bool {
             true
         }
         Err(RunError::Interrupted) => {
-            tracing::info!(duration_ms, "sync run interrupted; it resumes from its checkpoint");
+            tracing::info!(
+                duration_ms,
+                "sync run interrupted; it resumes from its checkpoint"
+            );
             false
         }
         Err(RunError::Cancelled) => {
@@ -191,7 +199,9 @@ async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> bool {
             tracing::error!(error = %message, "sync run failed");
             let failed = async {
                 let mut conn = ctx.pool.get().await.map_err(|e| e.to_string())?;
-                conn.transaction::<_, diesel::result::Error, _>(async move |conn| { sync::complete(conn, run, "failed", Some(&message)).await })
+                conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                    sync::complete(conn, run, "failed", Some(&message)).await
+                })
                 .await
                 .map_err(|e| e.to_string())
             };
@@ -215,13 +225,16 @@ async fn schedule_reconciliations(ctx: &Context) -> anyhow::Result<()> {
     if interval == 0 {
         return Ok(());
     }
-    let before = chrono::Utc::now()
-        - chrono::Duration::seconds(i64::try_from(interval).unwrap_or(i64::MAX));
+    let before =
+        chrono::Utc::now() - chrono::Duration::seconds(i64::try_from(interval).unwrap_or(i64::MAX));
     let mut conn = ctx.pool.get().await?;
     let due = connections::due_for_reconciliation(&mut conn, before).await?;
     let open = runs::open(&mut conn).await?;
     for connection in due {
-        if open.iter().any(|r| r.connection_id == connection.connection_id) {
+        if open
+            .iter()
+            .any(|r| r.connection_id == connection.connection_id)
+        {
             continue;
         }
         // A connection never synced gets its full run from connection.established.

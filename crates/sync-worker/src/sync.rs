@@ -222,18 +222,17 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
     let run = &run;
     let finished = conn
         .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                if !runs::is_open(conn, run.id).await? {
-                    return Ok(false);
-                }
-                complete(conn, &run, "succeeded", None).await?;
-                if run.mode == "full" && matches!(run.scope(), Scope::Full) {
-                    // A full read is as good as a reconciliation up to its start.
-                    let through = run.started_at.unwrap_or_else(Utc::now);
-                    connections::record_reconciliation(conn, run.connection_id, through, true)
-                        .await?;
-                }
-                Ok(true)
-            })
+            if !runs::is_open(conn, run.id).await? {
+                return Ok(false);
+            }
+            complete(conn, &run, "succeeded", None).await?;
+            if run.mode == "full" && matches!(run.scope(), Scope::Full) {
+                // A full read is as good as a reconciliation up to its start.
+                let through = run.started_at.unwrap_or_else(Utc::now);
+                connections::record_reconciliation(conn, run.connection_id, through, true).await?;
+            }
+            Ok(true)
+        })
         .await?;
     ctx.relay.wake();
     if finished {
@@ -287,7 +286,10 @@ pub async fn read_batch(
 fn missing_ids(ids: &[i64], found: &[CrmObject]) -> Vec<i64> {
     let found: std::collections::BTreeSet<i64> =
         found.iter().filter_map(|o| o.id.parse().ok()).collect();
-    ids.iter().copied().filter(|id| !found.contains(id)).collect()
+    ids.iter()
+        .copied()
+        .filter(|id| !found.contains(id))
+        .collect()
 }
 
 /// Reads the associations of `from_ids` along each edge of their canonical side.
@@ -382,7 +384,8 @@ impl Job<'_> {
             async move {
                 let state = state.ok_or_else(|| RunError::Other("run object missing".into()))?;
                 if !state.records_done {
-                    self.list_records(*record_type, state.cursor.clone()).await?;
+                    self.list_records(*record_type, state.cursor.clone())
+                        .await?;
                 }
                 if !state.associations_done {
                     self.list_associations(*record_type, state.associations_after)
@@ -402,16 +405,20 @@ impl Job<'_> {
             let connection = self.connection;
             let record_type = *record_type;
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                    let deleted =
-                        mirror::mark_unseen_deleted(conn, connection, record_type, run, now)
-                            .await?;
-                    runs::add_deleted(conn, run, record_type.name(), i64::try_from(deleted).unwrap_or(0))
+                let deleted =
+                    mirror::mark_unseen_deleted(conn, connection, record_type, run, now).await?;
+                runs::add_deleted(
+                    conn,
+                    run,
+                    record_type.name(),
+                    i64::try_from(deleted).unwrap_or(0),
+                )
+                .await?;
+                let reasons =
+                    runs::mirror_skip_reasons(conn, connection.connection_id, record_type.table())
                         .await?;
-                    let reasons =
-                        runs::mirror_skip_reasons(conn, connection.connection_id, record_type.table())
-                            .await?;
-                    runs::set_skipped(conn, run, record_type.name(), &reasons).await
-                })
+                runs::set_skipped(conn, run, record_type.name(), &reasons).await
+            })
             .await?;
         }
         drop(conn);
@@ -436,7 +443,9 @@ impl Job<'_> {
                 }
             }
             // Progress without a percentage is still progress.
-            Err(error) => tracing::warn!(%error, object_type = record_type.name(), "counting records failed"),
+            Err(error) => {
+                tracing::warn!(%error, object_type = record_type.name(), "counting records failed")
+            }
         }
     }
 
@@ -501,26 +510,26 @@ impl Job<'_> {
         let name = name.to_owned();
         let data = &data;
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let written = match data {
-                    Metadata::Owners(owners) => mirror::upsert_owners(conn, connection, owners).await?,
-                    Metadata::Pipelines(pipelines) => {
-                        mirror::upsert_pipelines(conn, connection, pipelines).await?
-                    }
-                };
-                let fetched = i64::try_from(fetched).unwrap_or(i64::MAX);
-                runs::record_page(
-                    conn,
-                    run.id,
-                    &name,
-                    &PageProgress {
-                        fetched,
-                        written: i64::try_from(written).unwrap_or(i64::MAX),
-                        done: true,
-                        ..PageProgress::default()
-                    },
-                )
-                .await
-            })
+            let written = match data {
+                Metadata::Owners(owners) => mirror::upsert_owners(conn, connection, owners).await?,
+                Metadata::Pipelines(pipelines) => {
+                    mirror::upsert_pipelines(conn, connection, pipelines).await?
+                }
+            };
+            let fetched = i64::try_from(fetched).unwrap_or(i64::MAX);
+            runs::record_page(
+                conn,
+                run.id,
+                &name,
+                &PageProgress {
+                    fetched,
+                    written: i64::try_from(written).unwrap_or(i64::MAX),
+                    done: true,
+                    ..PageProgress::default()
+                },
+            )
+            .await
+        })
         .await?;
         Ok(())
     }
@@ -588,24 +597,30 @@ impl Job<'_> {
         let interval = self.ctx.settings.progress_interval_ms;
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                    if !runs::is_open(conn, run.id).await? {
-                        return Ok(None);
-                    }
-                    let written =
-                        mirror::upsert_page(conn, connection, record_type, mapped, read_at, Some(run.id))
-                            .await?;
-                    let progress = PageProgress {
-                        fetched: i64::try_from(fetched).unwrap_or(i64::MAX),
-                        written: i64::try_from(written.len()).unwrap_or(i64::MAX),
-                        deleted: 0,
-                        skip_reasons: mapped.skip_reasons(),
-                        done: next.is_none(),
-                        cursor: next,
-                    };
-                    runs::record_page(conn, run.id, record_type.name(), &progress).await?;
-                    maybe_progress(conn, run, interval).await?;
-                    Ok(Some(written.len()))
-                })
+                if !runs::is_open(conn, run.id).await? {
+                    return Ok(None);
+                }
+                let written = mirror::upsert_page(
+                    conn,
+                    connection,
+                    record_type,
+                    mapped,
+                    read_at,
+                    Some(run.id),
+                )
+                .await?;
+                let progress = PageProgress {
+                    fetched: i64::try_from(fetched).unwrap_or(i64::MAX),
+                    written: i64::try_from(written.len()).unwrap_or(i64::MAX),
+                    deleted: 0,
+                    skip_reasons: mapped.skip_reasons(),
+                    done: next.is_none(),
+                    cursor: next,
+                };
+                runs::record_page(conn, run.id, record_type.name(), &progress).await?;
+                maybe_progress(conn, run, interval).await?;
+                Ok(Some(written.len()))
+            })
             .await?;
         self.ctx.relay.wake();
         match written {
@@ -644,8 +659,14 @@ impl Job<'_> {
             drop(conn);
             let Some(last) = ids.last().copied() else {
                 let mut conn = db(self.ctx).await?;
-                runs::record_associations(&mut conn, self.run.id, record_type.name(), Some(after), true)
-                    .await?;
+                runs::record_associations(
+                    &mut conn,
+                    self.run.id,
+                    record_type.name(),
+                    Some(after),
+                    true,
+                )
+                .await?;
                 return Ok(());
             };
             let mut read = Vec::new();
@@ -658,12 +679,11 @@ impl Job<'_> {
             let ids = &ids;
             let read = &read;
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                    for (edge, found) in read {
-                        mirror::replace_associations(conn, connection, *edge, ids, found).await?;
-                    }
-                    runs::record_associations(conn, run.id, record_type.name(), Some(last), false)
-                        .await
-                })
+                for (edge, found) in read {
+                    mirror::replace_associations(conn, connection, *edge, ids, found).await?;
+                }
+                runs::record_associations(conn, run.id, record_type.name(), Some(last), false).await
+            })
             .await?;
             after = last;
         }
@@ -685,17 +705,17 @@ impl Job<'_> {
                 let record_type = *record_type;
                 let taken = conn
                     .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                            publish::publish_pending(
-                                conn,
-                                connection,
-                                record_type,
-                                None,
-                                limit,
-                                Vec::new(),
-                                context,
-                            )
-                            .await
-                        })
+                        publish::publish_pending(
+                            conn,
+                            connection,
+                            record_type,
+                            None,
+                            limit,
+                            Vec::new(),
+                            context,
+                        )
+                        .await
+                    })
                     .await?;
                 self.ctx.relay.wake();
                 if taken == 0 {
@@ -717,7 +737,10 @@ impl Job<'_> {
             let found_ids: Vec<i64> = found.iter().filter_map(|o| o.id.parse().ok()).collect();
             let mut edges = Vec::new();
             for edge in Edge::from_side(record_type) {
-                edges.push((edge, read_associations(self.client, edge, &found_ids).await?));
+                edges.push((
+                    edge,
+                    read_associations(self.client, edge, &found_ids).await?,
+                ));
             }
             let mapped = MappedPage::map(record_type, &found);
             let mut conn = db(self.ctx).await?;
@@ -725,28 +748,29 @@ impl Job<'_> {
             let (mapped, edges, found_ids, missing) = (&mapped, &edges, &found_ids, &missing);
             let fetched = found.len();
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                    let written =
-                        mirror::upsert_page(conn, connection, record_type, mapped, read_at, None).await?;
-                    for (edge, found) in edges {
-                        mirror::replace_associations(conn, connection, *edge, found_ids, found).await?;
-                    }
-                    let deleted =
-                        mirror::mark_deleted(conn, connection, record_type, missing, read_at).await?;
-                    runs::record_page(
-                        conn,
-                        run.id,
-                        record_type.name(),
-                        &PageProgress {
-                            fetched: i64::try_from(fetched).unwrap_or(0),
-                            written: i64::try_from(written.len()).unwrap_or(0),
-                            deleted: i64::try_from(deleted.len()).unwrap_or(0),
-                            skip_reasons: mapped.skip_reasons(),
-                            cursor: None,
-                            done: false,
-                        },
-                    )
-                    .await
-                })
+                let written =
+                    mirror::upsert_page(conn, connection, record_type, mapped, read_at, None)
+                        .await?;
+                for (edge, found) in edges {
+                    mirror::replace_associations(conn, connection, *edge, found_ids, found).await?;
+                }
+                let deleted =
+                    mirror::mark_deleted(conn, connection, record_type, missing, read_at).await?;
+                runs::record_page(
+                    conn,
+                    run.id,
+                    record_type.name(),
+                    &PageProgress {
+                        fetched: i64::try_from(fetched).unwrap_or(0),
+                        written: i64::try_from(written.len()).unwrap_or(0),
+                        deleted: i64::try_from(deleted.len()).unwrap_or(0),
+                        skip_reasons: mapped.skip_reasons(),
+                        cursor: None,
+                        done: false,
+                    },
+                )
+                .await
+            })
             .await?;
         }
         self.publish_all(&RecordType::ALL, false).await
@@ -831,24 +855,24 @@ impl Job<'_> {
         let (mapped, edges, ids) = (&mapped, &edges, &ids);
         let fetched = objects.len();
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let written =
-                    mirror::upsert_page(conn, connection, record_type, mapped, read_at, None).await?;
-                for (edge, found) in edges {
-                    mirror::replace_associations(conn, connection, *edge, ids, found).await?;
-                }
-                runs::record_page(
-                    conn,
-                    run.id,
-                    record_type.name(),
-                    &PageProgress {
-                        fetched: i64::try_from(fetched).unwrap_or(0),
-                        written: i64::try_from(written.len()).unwrap_or(0),
-                        skip_reasons: mapped.skip_reasons(),
-                        ..PageProgress::default()
-                    },
-                )
-                .await
-            })
+            let written =
+                mirror::upsert_page(conn, connection, record_type, mapped, read_at, None).await?;
+            for (edge, found) in edges {
+                mirror::replace_associations(conn, connection, *edge, ids, found).await?;
+            }
+            runs::record_page(
+                conn,
+                run.id,
+                record_type.name(),
+                &PageProgress {
+                    fetched: i64::try_from(fetched).unwrap_or(0),
+                    written: i64::try_from(written.len()).unwrap_or(0),
+                    skip_reasons: mapped.skip_reasons(),
+                    ..PageProgress::default()
+                },
+            )
+            .await
+        })
         .await?;
         Ok(())
     }
@@ -880,15 +904,20 @@ impl Job<'_> {
         let (run, connection) = (self.run, self.connection);
         let by_time = &by_time;
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let mut deleted = 0;
-                for (at, ids) in by_time {
-                    deleted += mirror::mark_deleted(conn, connection, record_type, ids, *at)
-                        .await?
-                        .len();
-                }
-                runs::add_deleted(conn, run.id, record_type.name(), i64::try_from(deleted).unwrap_or(0))
-                    .await
-            })
+            let mut deleted = 0;
+            for (at, ids) in by_time {
+                deleted += mirror::mark_deleted(conn, connection, record_type, ids, *at)
+                    .await?
+                    .len();
+            }
+            runs::add_deleted(
+                conn,
+                run.id,
+                record_type.name(),
+                i64::try_from(deleted).unwrap_or(0),
+            )
+            .await
+        })
         .await?;
         Ok(())
     }

@@ -156,10 +156,9 @@ pub async fn reconciliation_state(
     .bind::<SqlUuid, _>(connection_id)
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map_or((None, None), |r| (r.reconciled_through, r.archived_checked_at)))
+    Ok(rows.into_iter().next().map_or((None, None), |r| {
+        (r.reconciled_through, r.archived_checked_at)
+    }))
 }
 
 /// Records a finished reconciliation.

@@ -446,7 +446,10 @@ pub async fn upsert_page(
         .enumerate()
         .map(|(i, (_, ty))| format!("${}::{}[]", i + 6, ty))
         .collect();
-    let updates: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
+    let updates: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} = excluded.{n}"))
+        .collect();
     let sql = format!(
         "INSERT INTO {table} AS t (connection_id, org_id, seen_run, status_changed_at, archived,
              merged_into, publish_pending, id, {cols})
@@ -477,18 +480,15 @@ pub async fn upsert_page(
     let c = &page.columns;
     for (name, ty) in columns {
         query = match *ty {
-            "text" => query.bind::<Array<Nullable<Text>>, _>(
-                c.text.get(name).cloned().unwrap_or_default(),
-            ),
-            "bigint" => query.bind::<Array<Nullable<BigInt>>, _>(
-                c.int.get(name).cloned().unwrap_or_default(),
-            ),
+            "text" => query
+                .bind::<Array<Nullable<Text>>, _>(c.text.get(name).cloned().unwrap_or_default()),
+            "bigint" => query
+                .bind::<Array<Nullable<BigInt>>, _>(c.int.get(name).cloned().unwrap_or_default()),
             "timestamptz" => query.bind::<Array<Nullable<Timestamptz>>, _>(
                 c.time.get(name).cloned().unwrap_or_default(),
             ),
-            _ => query.bind::<Array<Nullable<Double>>, _>(
-                c.float.get(name).cloned().unwrap_or_default(),
-            ),
+            _ => query
+                .bind::<Array<Nullable<Double>>, _>(c.float.get(name).cloned().unwrap_or_default()),
         };
     }
     let written: Vec<IdRow> = query.load(conn).await?;
@@ -534,8 +534,12 @@ pub async fn upsert_page(
             .cloned()
             .chain(old_emails)
             .collect();
-        resolve_duplicates(conn, connection.connection_id, &emails.into_iter().collect::<Vec<_>>())
-            .await?;
+        resolve_duplicates(
+            conn,
+            connection.connection_id,
+            &emails.into_iter().collect::<Vec<_>>(),
+        )
+        .await?;
     }
     Ok(written)
 }
@@ -839,7 +843,11 @@ impl Edge {
         to_column: "company_id",
     };
     /// Every association kind.
-    pub const ALL: [Edge; 3] = [Edge::CONTACT_COMPANY, Edge::DEAL_CONTACT, Edge::DEAL_COMPANY];
+    pub const ALL: [Edge; 3] = [
+        Edge::CONTACT_COMPANY,
+        Edge::DEAL_CONTACT,
+        Edge::DEAL_COMPANY,
+    ];
 
     /// The edges whose canonical side is `record_type`.
     pub fn from_side(record_type: RecordType) -> impl Iterator<Item = Edge> {

@@ -253,7 +253,10 @@ pub async fn note_error(conn: &mut AsyncPgConnection, id: Uuid, error: &str) -> 
 }
 
 /// Cancels the open runs of a connection; returns them.
-pub async fn cancel_open(conn: &mut AsyncPgConnection, connection_id: Uuid) -> QueryResult<Vec<Run>> {
+pub async fn cancel_open(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+) -> QueryResult<Vec<Run>> {
     sql_query(format!(
         "UPDATE sync_runs SET state = 'cancelled', finished_at = now(),
            last_error = COALESCE(last_error, 'the connection was closed')

@@ -21,7 +21,11 @@ use crate::db::runs::{self, NewRun, Scope};
 pub const QUEUE: &str = "sync-worker.commands";
 
 /// The routing keys it is bound to.
-pub const ROUTING_KEYS: [&str; 3] = ["connection.established", "connection.closed", "sync.requested"];
+pub const ROUTING_KEYS: [&str; 3] = [
+    "connection.established",
+    "connection.closed",
+    "sync.requested",
+];
 
 fn auth_kind(kind: i32) -> &'static str {
     if kind == v1::AuthKind::Oauth as i32 {
@@ -82,9 +86,9 @@ async fn established(ctx: &Context, delivery: &Delivery) -> Result<(), Outcome> 
     };
     let mut conn = ctx.pool.get().await.map_err(retry)?;
     conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            connections::upsert_established(conn, &connection, established_at).await?;
-            runs::create(conn, &run).await.map(drop)
-        })
+        connections::upsert_established(conn, &connection, established_at).await?;
+        runs::create(conn, &run).await.map(drop)
+    })
     .await
     .map_err(retry)?;
     ctx.clients.forget(connection_id_of(&message.connection_id));
@@ -115,14 +119,14 @@ async fn closed(ctx: &Context, delivery: &Delivery) -> Result<(), Outcome> {
     let mut conn = ctx.pool.get().await.map_err(retry)?;
     let connection = &connection;
     conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            connections::mark_closed(conn, connection, closed_at).await?;
-            // Running syncs see their run cancelled at their next page and stop.
-            for run in runs::cancel_open(conn, connection.connection_id).await? {
-                crate::sync::complete(conn, &run, "cancelled", Some("the connection was closed"))
-                    .await?;
-            }
-            Ok(())
-        })
+        connections::mark_closed(conn, connection, closed_at).await?;
+        // Running syncs see their run cancelled at their next page and stop.
+        for run in runs::cancel_open(conn, connection.connection_id).await? {
+            crate::sync::complete(conn, &run, "cancelled", Some("the connection was closed"))
+                .await?;
+        }
+        Ok(())
+    })
     .await
     .map_err(retry)?;
     ctx.relay.wake();

@@ -50,10 +50,7 @@ fn identity(event: &v1::WebhookEvent) -> Identity {
     Identity {
         subscription_id: event.subscription_id,
         event_id: event.event_id,
-        object_id: event
-            .object_id
-            .or(event.from_object_id)
-            .unwrap_or_default(),
+        object_id: event.object_id.or(event.from_object_id).unwrap_or_default(),
         occurred_at: occurred_at(event),
     }
 }
@@ -261,7 +258,11 @@ impl Plan {
                 let Some(edge) = Edge::between(from_type, to_type) else {
                     return false;
                 };
-                let canonical = if edge.from == from_type { from_id } else { to_id };
+                let canonical = if edge.from == from_type {
+                    from_id
+                } else {
+                    to_id
+                };
                 self.associations_of(edge, canonical);
             }
             WebhookChangeKind::Unspecified => return false,
@@ -364,90 +365,84 @@ async fn apply(
     let (plan, reads, fresh, context) = (&plan, &reads, &fresh, &context);
     let written = conn
         .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let mut touched: BTreeSet<(RecordType, i64)> = BTreeSet::new();
-                let mut written = 0usize;
-                record_applied(conn, connection, fresh).await?;
-                for ((record_type, id), at) in &plan.deletions {
-                    mirror::mark_deleted(conn, connection, *record_type, &[*id], *at).await?;
-                    touched.insert((*record_type, *id));
+            let mut touched: BTreeSet<(RecordType, i64)> = BTreeSet::new();
+            let mut written = 0usize;
+            record_applied(conn, connection, fresh).await?;
+            for ((record_type, id), at) in &plan.deletions {
+                mirror::mark_deleted(conn, connection, *record_type, &[*id], *at).await?;
+                touched.insert((*record_type, *id));
+            }
+            for (id, at) in &plan.privacy {
+                mirror::erase_personal_data(conn, connection, &[*id], *at).await?;
+                touched.insert((RecordType::Contact, *id));
+            }
+            let mut merges: BTreeMap<RecordType, BTreeMap<i64, Vec<i64>>> = BTreeMap::new();
+            for (record_type, winner, loser, at) in &plan.merges {
+                let moved =
+                    mirror::mark_merged(conn, connection, *record_type, &[*winner], &[*loser], *at)
+                        .await?;
+                touched.extend(moved);
+                touched.insert((*record_type, *winner));
+                touched.insert((*record_type, *loser));
+                merges
+                    .entry(*record_type)
+                    .or_default()
+                    .entry(*winner)
+                    .or_default()
+                    .push(*loser);
+            }
+            for (record_type, page) in &reads.pages {
+                let ids =
+                    mirror::upsert_page(conn, connection, *record_type, page, reads.read_at, None)
+                        .await?;
+                written += ids.len();
+                touched.extend(page.ids.iter().map(|id| (*record_type, *id)));
+                // Ids merged into a refetched record are among the changes too.
+                for (_, merged) in &page.merged {
+                    touched.extend(merged.iter().map(|id| (*record_type, *id)));
                 }
-                for (id, at) in &plan.privacy {
-                    mirror::erase_personal_data(conn, connection, &[*id], *at).await?;
-                    touched.insert((RecordType::Contact, *id));
+            }
+            for (edge, ids, found) in &reads.associations {
+                let changed =
+                    mirror::replace_associations(conn, connection, *edge, ids, found).await?;
+                touched.extend(changed);
+            }
+            for record_type in RecordType::ALL {
+                let ids: Vec<i64> = touched
+                    .iter()
+                    .filter(|(t, _)| *t == record_type)
+                    .map(|(_, id)| *id)
+                    .collect();
+                let mut type_merges: Vec<v1::Merge> = merges
+                    .remove(&record_type)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(winner_id, merged_ids)| v1::Merge {
+                        winner_id,
+                        merged_ids,
+                    })
+                    .collect();
+                if ids.is_empty() && type_merges.is_empty() {
+                    continue;
                 }
-                let mut merges: BTreeMap<RecordType, BTreeMap<i64, Vec<i64>>> = BTreeMap::new();
-                for (record_type, winner, loser, at) in &plan.merges {
-                    let moved = mirror::mark_merged(
+                loop {
+                    let taken = publish::publish_pending(
                         conn,
                         connection,
-                        *record_type,
-                        &[*winner],
-                        &[*loser],
-                        *at,
+                        record_type,
+                        Some(&ids),
+                        publish_limit,
+                        std::mem::take(&mut type_merges),
+                        context,
                     )
                     .await?;
-                    touched.extend(moved);
-                    touched.insert((*record_type, *winner));
-                    touched.insert((*record_type, *loser));
-                    merges
-                        .entry(*record_type)
-                        .or_default()
-                        .entry(*winner)
-                        .or_default()
-                        .push(*loser);
-                }
-                for (record_type, page) in &reads.pages {
-                    let ids =
-                        mirror::upsert_page(conn, connection, *record_type, page, reads.read_at, None)
-                            .await?;
-                    written += ids.len();
-                    touched.extend(page.ids.iter().map(|id| (*record_type, *id)));
-                    // Ids merged into a refetched record are among the changes too.
-                    for (_, merged) in &page.merged {
-                        touched.extend(merged.iter().map(|id| (*record_type, *id)));
+                    if taken == 0 {
+                        break;
                     }
                 }
-                for (edge, ids, found) in &reads.associations {
-                    let changed =
-                        mirror::replace_associations(conn, connection, *edge, ids, found).await?;
-                    touched.extend(changed);
-                }
-                for record_type in RecordType::ALL {
-                    let ids: Vec<i64> = touched
-                        .iter()
-                        .filter(|(t, _)| *t == record_type)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    let mut type_merges: Vec<v1::Merge> = merges
-                        .remove(&record_type)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(winner_id, merged_ids)| v1::Merge {
-                            winner_id,
-                            merged_ids,
-                        })
-                        .collect();
-                    if ids.is_empty() && type_merges.is_empty() {
-                        continue;
-                    }
-                    loop {
-                        let taken = publish::publish_pending(
-                            conn,
-                            connection,
-                            record_type,
-                            Some(&ids),
-                            publish_limit,
-                            std::mem::take(&mut type_merges),
-                            context,
-                        )
-                        .await?;
-                        if taken == 0 {
-                            break;
-                        }
-                    }
-                }
-                Ok(written)
-            })
+            }
+            Ok(written)
+        })
         .await
         .map_err(retry)?;
     ctx.relay.wake();

@@ -7,10 +7,7 @@ use actix_web::web;
 /// Registers every route.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route(
-            "/api/v1/connections/{id}/syncs",
-            web::get().to(syncs::list),
-        )
+        .route("/api/v1/connections/{id}/syncs", web::get().to(syncs::list))
         .route(
             "/api/v1/connections/{id}/syncs/latest",
             web::get().to(syncs::latest),
