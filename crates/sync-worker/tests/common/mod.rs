@@ -136,14 +136,25 @@ impl Harness {
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         // Publish only once the worker's queues exist (it declares them on connect).
         let http = self.http.clone();
-        let ready = eventually(Duration::from_secs(20), || async {
+        let ready = eventually(Duration::from_secs(45), || async {
             http.get(format!("http://127.0.0.1:{port}/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert!(ready, "the worker never became ready");
+        if !ready {
+            let body = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok();
+            let body = match body {
+                Some(r) => r.text().await.unwrap_or_default(),
+                None => "no answer".to_owned(),
+            };
+            panic!("the worker never became ready: {body}");
+        }
         RunningApp {
             port,
             pool,
@@ -550,4 +561,181 @@ pub fn token_for(settings: &Settings, org: Uuid) -> String {
             vec!["admin".to_owned()],
         )
         .expect("mint")
+}
+
+/// Converts one HubSpot webhook event (JSON) into the contract, as webhook-receiver does.
+pub fn webhook_event(e: &Value) -> v1::WebhookEvent {
+    let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+    let i = |k: &str| e.get(k).and_then(Value::as_i64);
+    let subscription_type = s("subscriptionType").unwrap_or_default();
+    let (object_type, change_kind) = contracts::webhook::classify_subscription_type(
+        &subscription_type,
+        s("objectTypeId").as_deref(),
+    );
+    v1::WebhookEvent {
+        event_id: i("eventId").unwrap_or_default(),
+        subscription_id: i("subscriptionId").unwrap_or_default(),
+        portal_id: i("portalId").unwrap_or_default(),
+        app_id: i("appId").unwrap_or_default(),
+        occurred_at: i("occurredAt").map(contracts::time::from_epoch_ms),
+        subscription_type,
+        object_type: object_type as i32,
+        change_kind: change_kind as i32,
+        attempt_number: i("attemptNumber").unwrap_or_default() as i32,
+        object_id: i("objectId"),
+        object_type_id: s("objectTypeId"),
+        change_source: s("changeSource"),
+        change_flag: s("changeFlag"),
+        source_id: s("sourceId"),
+        property_name: s("propertyName"),
+        property_value: s("propertyValue"),
+        primary_object_id: i("primaryObjectId"),
+        merged_object_ids: e
+            .get("mergedObjectIds")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default(),
+        new_object_id: i("newObjectId"),
+        number_of_properties_moved: i("numberOfPropertiesMoved").map(|n| n as i32),
+        association_type: s("associationType"),
+        from_object_id: i("fromObjectId"),
+        to_object_id: i("toObjectId"),
+        association_removed: e.get("associationRemoved").and_then(Value::as_bool),
+        is_primary_association: e.get("isPrimaryAssociation").and_then(Value::as_bool),
+        from_object_type_id: s("fromObjectTypeId"),
+        to_object_type_id: s("toObjectTypeId"),
+        association_type_id: i("associationTypeId").map(|n| n as i32),
+        association_category: s("associationCategory"),
+        is_sensitive: e.get("isSensitive").and_then(Value::as_bool),
+    }
+}
+
+/// A stand-in for webhook-receiver: takes the simulator's deliveries and publishes each
+/// as one `webhook.batch`. Returns its URL; it stops with the test's runtime.
+pub async fn start_receiver(h: &Harness) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let publisher = h.publisher.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = HttpServer::new(move || {
+        let publisher = publisher.clone();
+        App::new().route(
+            "/hooks",
+            web::post().to(move |body: web::Bytes| {
+                let publisher = publisher.clone();
+                async move {
+                    let events: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+                    let portal_id = events
+                        .iter()
+                        .next()
+                        .and_then(|e| e["portalId"].as_i64())
+                        .unwrap_or_default();
+                    let batch = v1::WebhookBatch {
+                        connection_id: None,
+                        portal_id,
+                        received_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
+                        events: events.iter().map(webhook_event).collect(),
+                    };
+                    match publisher
+                        .publish_event(&batch, MessageMeta::start_trace(None))
+                        .await
+                    {
+                        Ok(()) => HttpResponse::NoContent().finish(),
+                        Err(_) => HttpResponse::ServiceUnavailable().finish(),
+                    }
+                }
+            }),
+        )
+    })
+    .listen(listener)
+    .expect("listen")
+    .workers(1)
+    .disable_signals()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}/hooks")
+}
+
+impl Harness {
+    /// Points the portal's webhooks at `target` (None stops delivery).
+    pub async fn webhooks_to(&self, portal: &Portal, target: Option<&str>) {
+        self.sim_send(
+            reqwest::Method::PUT,
+            &format!("/_sim/portals/{}/webhooks", portal.id),
+            json!({ "target_url": target }),
+        )
+        .await;
+    }
+
+    /// Creates a record through the simulator's control API (emits webhooks); its id.
+    pub async fn create(&self, portal: &Portal, object: &str, properties: Value) -> i64 {
+        let v = self
+            .sim_send(
+                reqwest::Method::POST,
+                &format!("/_sim/portals/{}/objects/{object}", portal.id),
+                json!({ "properties": properties }),
+            )
+            .await;
+        v["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| v["id"].as_i64())
+            .expect("record id")
+    }
+
+    pub async fn control(
+        &self,
+        method: reqwest::Method,
+        portal: &Portal,
+        path: &str,
+        body: Value,
+    ) -> Value {
+        self.sim_send(method, &format!("/_sim/portals/{}{path}", portal.id), body)
+            .await
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct ContactState {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub email: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub archived: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub merged_into: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub privacy_deleted: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub skip_reason: Option<String>,
+}
+
+/// One record's row (contacts table columns; for companies/deals email is NULL).
+pub async fn record_state(
+    pool: &platform::db::Pool,
+    connection: &Connection,
+    table: &str,
+    id: i64,
+) -> Option<ContactState> {
+    let mut conn = pool.get().await.ok()?;
+    let email = if table == "contacts" {
+        "email"
+    } else {
+        "NULL::text AS email"
+    };
+    let privacy = if table == "contacts" {
+        "privacy_deleted"
+    } else {
+        "false AS privacy_deleted"
+    };
+    let rows: Vec<ContactState> = sql_query(format!(
+        "SELECT {email}, name, archived, merged_into, {privacy}, skip_reason FROM {table}
+         WHERE connection_id = '{}' AND id = {id}",
+        connection.connection_id
+    ))
+    .load(&mut conn)
+    .await
+    .ok()?;
+    rows.into_iter().next()
 }
