@@ -15,6 +15,8 @@ pub const DEFAULTS: &str = r#"
 port = 8082
 
 [sync]
+commands_queue = "sync-worker.commands"
+webhooks_queue = "sync-worker.webhooks"
 max_concurrent_runs = 4
 poll_interval_ms = 1000
 progress_interval_ms = 2000
@@ -61,6 +63,11 @@ pub struct Settings {
 /// The `[sync]` section.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SyncSettings {
+    /// The queue bound to `connection.established`, `connection.closed` and
+    /// `sync.requested`.
+    pub commands_queue: String,
+    /// The queue bound to `webhook.batch`.
+    pub webhooks_queue: String,
     /// Sync runs this replica executes at once (each for a different connection).
     pub max_concurrent_runs: usize,
     /// How often the runner looks for queued runs and runs orphaned by a dead replica.

@@ -36,11 +36,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     .await
 }
 
-/// The queues this service consumes.
-pub fn queues() -> Vec<QueueSpec> {
+/// The queues this service consumes (names from `[sync]`).
+pub fn queues(settings: &crate::config::SyncSettings) -> Vec<QueueSpec> {
     vec![
-        QueueSpec::new(commands::QUEUE, commands::ROUTING_KEYS),
-        QueueSpec::new(webhooks::QUEUE, webhooks::ROUTING_KEYS),
+        QueueSpec::new(settings.commands_queue.clone(), commands::ROUTING_KEYS),
+        QueueSpec::new(settings.webhooks_queue.clone(), webhooks::ROUTING_KEYS),
     ]
 }
 
@@ -71,7 +71,7 @@ impl Application {
             &settings.database,
             &settings.amqp,
             &settings.outbox,
-            queues(),
+            queues(&settings.sync),
         )?;
         let budget_pool =
             platform::db::connect_pool(&settings.database, hubspot_client::BUDGET_SCHEMA)?;
@@ -104,8 +104,18 @@ impl Application {
                 crate::routes::configure(config);
             })?
             .with_relay(relay);
-        let running = consumer(running, &state, commands::QUEUE, Commands(context.clone()));
-        let running = consumer(running, &state, webhooks::QUEUE, Webhooks(context.clone()));
+        let running = consumer(
+            running,
+            &state,
+            settings.sync.commands_queue.clone(),
+            Commands(context.clone()),
+        );
+        let running = consumer(
+            running,
+            &state,
+            settings.sync.webhooks_queue.clone(),
+            Webhooks(context.clone()),
+        );
         let runner_context = context.clone();
         let running = running.with_task("sync-runner", async move |shutdown| {
             crate::runner::run(runner_context, shutdown).await
@@ -165,18 +175,14 @@ impl platform::amqp::Handler for Webhooks {
 fn consumer<H: platform::amqp::Handler>(
     running: Running,
     state: &Stateful,
-    queue: &'static str,
+    queue: String,
     handler: H,
 ) -> Running {
     let broker = state.broker.clone();
     let metrics = state.metrics.clone();
-    running.with_task(queue, move |shutdown| {
+    running.with_task("consumer", move |shutdown| {
         let task = tokio::spawn(platform::amqp::consume(
-            broker,
-            queue.to_owned(),
-            handler,
-            shutdown,
-            metrics,
+            broker, queue, handler, shutdown, metrics,
         ));
         async move {
             task.await?;

@@ -17,9 +17,6 @@ use crate::context::Context;
 use crate::db::connections::{self, Connection};
 use crate::db::runs::{self, NewRun, Scope};
 
-/// The queue's name.
-pub const QUEUE: &str = "sync-worker.commands";
-
 /// The routing keys it is bound to.
 pub const ROUTING_KEYS: [&str; 3] = [
     "connection.established",
@@ -47,7 +44,7 @@ pub async fn handle(ctx: Arc<Context>, delivery: Delivery) -> Outcome {
         t if t == v1::ConnectionClosed::TYPE_NAME => closed(&ctx, &delivery).await,
         t if t == v1::SyncRequested::TYPE_NAME => requested(&ctx, &delivery).await,
         other => Err(Outcome::DeadLetter(format!(
-            "unexpected message type {other:?} on {QUEUE}"
+            "unexpected message type {other:?} on the commands queue"
         ))),
     };
     match result {

@@ -23,9 +23,6 @@ use crate::db::mirror::{self, Edge, MappedPage, RecordType};
 use crate::db::publish::{self, PublishContext};
 use crate::sync::{read_associations, read_batch};
 
-/// The queue's name.
-pub const QUEUE: &str = "sync-worker.webhooks";
-
 /// The routing keys it is bound to.
 pub const ROUTING_KEYS: [&str; 1] = ["webhook.batch"];
 

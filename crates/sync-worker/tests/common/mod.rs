@@ -82,11 +82,14 @@ impl Harness {
             platform::config::load_with_env(sync_worker::config::DEFAULTS, None, env)
                 .expect("settings");
         settings.amqp = amqp_settings();
+        // Queue names are global on the broker: each test gets its own.
+        settings.sync.commands_queue = unique_name("test.sync-worker.commands");
+        settings.sync.webhooks_queue = unique_name("test.sync-worker.webhooks");
         sync_worker::startup::migrate(&settings)
             .await
             .expect("migrate");
         let events_queue = unique_name("test.sync-events");
-        let mut queue_names: Vec<String> = sync_worker::startup::queues()
+        let mut queue_names: Vec<String> = sync_worker::startup::queues(&settings.sync)
             .into_iter()
             .map(|q| q.name)
             .collect();
@@ -738,4 +741,90 @@ pub async fn record_state(
     .await
     .ok()?;
     rows.into_iter().next()
+}
+
+/// An Application in a runtime of its own, so a test can kill it as a crash would:
+/// every task dropped mid-flight, every connection closed, nothing shut down cleanly.
+pub struct Killable {
+    pub port: u16,
+    kill: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Killable {
+    pub fn start(settings: Settings, token: String) -> Killable {
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.spawn(async move {
+                let app = match Application::build_with_tokens(
+                    settings,
+                    Arc::new(StaticTokens::new(token)),
+                )
+                .await
+                {
+                    Ok(app) => app,
+                    Err(error) => {
+                        eprintln!("killable app failed to start: {error:#}");
+                        return;
+                    }
+                };
+                let _ = port_tx.send(app.port());
+                if let Err(error) = app.run_until_stopped(Shutdown::new()).await {
+                    eprintln!("killable app failed: {error:#}");
+                }
+            });
+            let _ = killed.recv();
+            runtime.shutdown_background();
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the app started");
+        Killable {
+            port,
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn kill(mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Fetched {
+    #[diesel(sql_type = BigInt)]
+    fetched: i64,
+}
+
+/// Records of `object_type` fetched so far by the connection's latest run.
+pub async fn fetched(pool: &platform::db::Pool, connection: &Connection, object_type: &str) -> i64 {
+    let Ok(mut conn) = pool.get().await else {
+        return 0;
+    };
+    let rows: Vec<Fetched> = sql_query(format!(
+        "SELECT o.fetched FROM sync_run_objects o JOIN sync_runs r ON r.id = o.run_id
+         WHERE r.connection_id = '{}' AND o.object_type = '{object_type}'
+         ORDER BY r.requested_at DESC LIMIT 1",
+        connection.connection_id
+    ))
+    .load(&mut conn)
+    .await
+    .unwrap_or_default();
+    rows.into_iter().next().map_or(0, |r| r.fetched)
+}
+
+pub fn pool_for(h: &Harness) -> platform::db::Pool {
+    platform::db::connect_pool(&h.settings.database, "sync").expect("pool")
 }
