@@ -379,23 +379,46 @@ pub async fn mirror_edges(
     let mut conn = pool.get().await.expect("db");
     let c = connection.connection_id;
     let mut out = BTreeMap::new();
+    // Edges of deleted records stay in the mirror (a restore brings them back) but are
+    // not part of what HubSpot shows, nor of what is published.
+    let live = |table: &str, column: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {table} x WHERE x.connection_id = e.connection_id \
+             AND x.id = e.{column} AND x.archived)"
+        )
+    };
+    let edge = |table: &str, f: (&str, &str), t: (&str, &str)| {
+        format!(
+            "SELECT {} AS f, {} AS t FROM {table} e WHERE connection_id = '{c}' AND {} AND {}",
+            f.1,
+            t.1,
+            live(f.0, f.1),
+            live(t.0, t.1)
+        )
+    };
     for (name, sql) in [
         (
             "contact_companies",
-            format!(
-                "SELECT contact_id AS f, company_id AS t FROM contact_companies WHERE connection_id = '{c}'"
+            edge(
+                "contact_companies",
+                ("contacts", "contact_id"),
+                ("companies", "company_id"),
             ),
         ),
         (
             "deal_contacts",
-            format!(
-                "SELECT deal_id AS f, contact_id AS t FROM deal_contacts WHERE connection_id = '{c}'"
+            edge(
+                "deal_contacts",
+                ("deals", "deal_id"),
+                ("contacts", "contact_id"),
             ),
         ),
         (
             "deal_companies",
-            format!(
-                "SELECT deal_id AS f, company_id AS t FROM deal_companies WHERE connection_id = '{c}'"
+            edge(
+                "deal_companies",
+                ("deals", "deal_id"),
+                ("companies", "company_id"),
             ),
         ),
     ] {
@@ -827,4 +850,55 @@ pub async fn fetched(pool: &platform::db::Pool, connection: &Connection, object_
 
 pub fn pool_for(h: &Harness) -> platform::db::Pool {
     platform::db::connect_pool(&h.settings.database, "sync").expect("pool")
+}
+
+/// Waits until run `id` has ended with `state`.
+pub async fn wait_for_run_id(pool: &platform::db::Pool, id: Uuid, state: &str, secs: u64) {
+    let current = async || -> Option<String> {
+        let mut conn = pool.get().await.ok()?;
+        let rows: Vec<StateRow> =
+            sql_query(format!("SELECT state FROM sync_runs WHERE id = '{id}'"))
+                .load(&mut conn)
+                .await
+                .ok()?;
+        rows.into_iter().next().map(|r| r.state)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let now = current().await;
+        if now.as_deref() == Some(state) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {id} did not reach {state}; it is {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Harness {
+    /// Takes published messages until one with routing key `key` satisfying `check`
+    /// arrives (within 20 s); returns everything taken.
+    pub async fn events_until(
+        &self,
+        key: &str,
+        check: impl Fn(&[u8]) -> bool,
+    ) -> Vec<(String, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut all = Vec::new();
+        loop {
+            let batch = self.take_events().await;
+            let found = batch.iter().any(|(k, body)| k == key && check(body));
+            all.extend(batch);
+            if found {
+                return all;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {key} message arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
