@@ -225,7 +225,7 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
             if !runs::is_open(conn, run.id).await? {
                 return Ok(false);
             }
-            complete(conn, &run, "succeeded", None).await?;
+            complete(conn, run, "succeeded", None).await?;
             if run.mode == "full" && matches!(run.scope(), Scope::Full) {
                 // A full read is as good as a reconciliation up to its start.
                 let through = run.started_at.unwrap_or_else(Utc::now);

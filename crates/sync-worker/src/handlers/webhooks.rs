@@ -268,11 +268,15 @@ impl Plan {
     }
 }
 
+/// Associations read along one edge: the canonical ids asked about, and the edges found
+/// as `(from, to, primary)`.
+type EdgeRead = (Edge, Vec<i64>, Vec<(i64, i64, bool)>);
+
 /// What was read from HubSpot for a plan.
 struct Reads {
     read_at: DateTime<Utc>,
     pages: Vec<(RecordType, MappedPage)>,
-    associations: Vec<(Edge, Vec<i64>, Vec<(i64, i64, bool)>)>,
+    associations: Vec<EdgeRead>,
 }
 
 async fn read(

@@ -651,9 +651,7 @@ pub async fn start_receiver(h: &Harness) -> String {
                 let publisher = publisher.clone();
                 async move {
                     let events: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
-                    let portal_id = events
-                        .iter()
-                        .next()
+                    let portal_id = <[Value]>::first(&events)
                         .and_then(|e| e["portalId"].as_i64())
                         .unwrap_or_default();
                     let batch = v1::WebhookBatch {
