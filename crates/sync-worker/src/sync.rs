@@ -59,6 +59,9 @@ impl RunError {
                         HubSpotError::Unauthorized { .. }
                             | HubSpotError::TokenUnavailable(_)
                             | HubSpotError::DailyQuotaExhausted { .. }
+                            // Every call a sync makes is a read: an answer cut short
+                            // is worth asking for again.
+                            | HubSpotError::Decode { .. }
                     )
             }
             RunError::Cancelled | RunError::Other(_) => false,
