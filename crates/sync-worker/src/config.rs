@@ -1,4 +1,5 @@
-//! `sync-worker` settings: the common sections plus the service's own.
+//! `sync-worker` settings: the common sections plus the service's own (`[sync]`,
+//! `[hubspot]`, `[gateway]`).
 
 use platform::amqp::AmqpSettings;
 use platform::config::{HttpSettings, RuntimeSettings, TelemetrySettings};
@@ -12,6 +13,27 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [http]
 port = 8082
+
+[sync]
+commands_queue = "sync-worker.commands"
+webhooks_queue = "sync-worker.webhooks"
+max_concurrent_runs = 4
+poll_interval_ms = 1000
+progress_interval_ms = 2000
+publish_batch_size = 200
+reconcile_interval_secs = 3600
+reconcile_lookback_secs = 600
+archived_check_interval_secs = 86400
+
+[hubspot]
+api_base_url = "https://api.hubapi.com"
+tier = "starter"
+
+[gateway]
+base_url = "http://127.0.0.1:8080"
+service = "sync-worker"
+# DEVELOPMENT VALUE ONLY. Production sets HUBSCORE__GATEWAY__SECRET.
+secret = "dev-only-sync-worker-secret"
 "#;
 
 /// Everything `sync-worker` is configured with.
@@ -32,4 +54,93 @@ pub struct Settings {
     pub runtime: RuntimeSettings,
     /// Verifying (and, in auth-gateway, minting) internal service tokens.
     pub internal_jwt: InternalJwtSettings,
+    /// How syncs run.
+    pub sync: SyncSettings,
+    /// Where HubSpot is and how the portals' rate budget is sized.
+    pub hubspot: HubSpotSettings,
+    /// auth-gateway's internal API, where access tokens come from.
+    pub gateway: GatewaySettings,
+}
+
+/// The `[sync]` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncSettings {
+    /// The queue bound to `connection.established`, `connection.closed` and
+    /// `sync.requested`.
+    pub commands_queue: String,
+    /// The queue bound to `webhook.batch`.
+    pub webhooks_queue: String,
+    /// Sync runs this replica executes at once (each for a different connection).
+    pub max_concurrent_runs: usize,
+    /// How often the runner looks for queued runs and runs orphaned by a dead replica.
+    pub poll_interval_ms: u64,
+    /// Least time between two `sync.progress` messages of a run.
+    pub progress_interval_ms: u64,
+    /// Records per `crm.changed` message.
+    pub publish_batch_size: i64,
+    /// How often each active connection is reconciled (modified-since search); 0 disables
+    /// the schedule (on-demand reconciliation still works).
+    pub reconcile_interval_secs: u64,
+    /// How far before the last reconciled instant the next window starts, because
+    /// HubSpot's search index lags writes.
+    pub reconcile_lookback_secs: u64,
+    /// How often the recycle bin is compared with the mirror to catch missed deletions.
+    pub archived_check_interval_secs: u64,
+}
+
+/// The `[hubspot]` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HubSpotSettings {
+    /// HubSpot's API host (the simulator's in tests and the demo).
+    pub api_base_url: String,
+    /// The portals' subscription tier for sizing the rate budget: `free`, `starter`,
+    /// `professional` or `enterprise`. Unknown to the connection messages, so configured.
+    pub tier: TierSetting,
+}
+
+/// A HubSpot subscription tier as written in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierSetting {
+    /// Free.
+    Free,
+    /// Starter.
+    Starter,
+    /// Professional.
+    Professional,
+    /// Enterprise.
+    Enterprise,
+}
+
+/// The `[gateway]` section: how this service calls auth-gateway's internal API.
+#[derive(Clone, Deserialize)]
+pub struct GatewaySettings {
+    /// auth-gateway's base URL.
+    pub base_url: String,
+    /// This service's name in the gateway's `internal_clients`.
+    pub service: String,
+    /// This service's secret (development value in the defaults only).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySettings")
+            .field("base_url", &self.base_url)
+            .field("service", &self.service)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
+impl TierSetting {
+    /// The client's tier.
+    pub fn tier(self) -> hubspot_client::Tier {
+        match self {
+            TierSetting::Free => hubspot_client::Tier::Free,
+            TierSetting::Starter => hubspot_client::Tier::Starter,
+            TierSetting::Professional => hubspot_client::Tier::Professional,
+            TierSetting::Enterprise => hubspot_client::Tier::Enterprise,
+        }
+    }
 }

@@ -1,12 +1,25 @@
 //! sync-worker: keeps hubscore's mirror of each connected portal's CRM data.
 //!
-//! It runs full, incremental and reconciliation syncs of contacts, companies, deals,
-//! owners, pipelines and associations, applies webhook batches, maps records through the
-//! `domain` crate, stores them in the `sync` schema and publishes `crm.changed`. It must
-//! not touch another service's schema; it gets access tokens from auth-gateway.
+//! It runs full, incremental (webhook) and reconciliation syncs of contacts, companies,
+//! deals, owners, pipelines and associations, maps records through the `domain` crate,
+//! stores them in the `sync` schema and publishes `crm.changed`, `sync.progress` and
+//! `sync.completed` through its outbox. It must not touch another service's schema, and
+//! it gets HubSpot access tokens from auth-gateway (never stores credentials).
+//!
+//! Modules: [`handlers`] (the two queues), [`runner`] (which replica runs which sync),
+//! [`sync`] (executing a run), [`db`] (the schema), [`routes`] (HTTP API), [`hubspot`]
+//! (clients and token sources).
 
 pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod handlers;
+pub mod hubspot;
+pub mod routes;
+pub mod runner;
 pub mod startup;
+pub mod sync;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -1,0 +1,12 @@
+DROP TABLE webhook_events;
+DROP TABLE sync_run_objects;
+DROP TABLE sync_runs;
+DROP TABLE deal_companies;
+DROP TABLE deal_contacts;
+DROP TABLE contact_companies;
+DROP TABLE pipelines;
+DROP TABLE owners;
+DROP TABLE deals;
+DROP TABLE companies;
+DROP TABLE contacts;
+DROP TABLE connections;

@@ -1,0 +1,932 @@
+//! Executing one sync run: full (every object type, or one), given records, or
+//! reconciliation. Each page is written with its checkpoint and counts in one
+//! transaction, so a run taken over after a crash continues from the last page written.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use contracts::time::to_timestamp;
+use contracts::v1;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use futures::TryStreamExt as _;
+use hubspot_client::{
+    CrmObject, Filter, HubSpotClient, HubSpotError, ListOptions, ModifiedSince, SearchRequest,
+};
+use platform::amqp::MessageMeta;
+use platform::shutdown::Shutdown;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::db::connections::{self, Connection};
+use crate::db::mirror::{self, Edge, MappedPage, RecordType};
+use crate::db::publish::{self, PublishContext};
+use crate::db::runs::{self, PageProgress, Run, RunObject, Scope};
+
+/// Why a run stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The worker is shutting down; another start resumes from the checkpoint.
+    #[error("interrupted by shutdown")]
+    Interrupted,
+    /// The run was cancelled (connection closed) while it ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// HubSpot failed; `is_retryable` on it says whether to try again later.
+    #[error("HubSpot: {0}")]
+    HubSpot(#[from] HubSpotError),
+    /// The database failed (retried later).
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// No database connection (retried later).
+    #[error("no database connection: {0}")]
+    Pool(String),
+    /// Anything else (e.g. a client that could not be built).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RunError {
+    /// Whether the run should stay open and be tried again later. A rejected credential
+    /// pauses the connection's run rather than failing it: it resumes once the
+    /// connection works again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Interrupted | RunError::Database(_) | RunError::Pool(_) => true,
+            RunError::HubSpot(e) => {
+                e.is_retryable()
+                    || matches!(
+                        e,
+                        HubSpotError::Unauthorized { .. }
+                            | HubSpotError::TokenUnavailable(_)
+                            | HubSpotError::DailyQuotaExhausted { .. }
+                            // Every call a sync makes is a read: an answer cut short
+                            // is worth asking for again.
+                            | HubSpotError::Decode { .. }
+                    )
+            }
+            RunError::Cancelled | RunError::Other(_) => false,
+        }
+    }
+}
+
+type Db = platform::db::Connection;
+
+async fn db(ctx: &Context) -> Result<Db, RunError> {
+    ctx.pool
+        .get()
+        .await
+        .map_err(|e| RunError::Pool(e.to_string()))
+}
+
+fn mode_of(run: &Run) -> v1::SyncMode {
+    match run.mode.as_str() {
+        "reconciliation" => v1::SyncMode::Reconciliation,
+        "incremental" => v1::SyncMode::Incremental,
+        _ => v1::SyncMode::Full,
+    }
+}
+
+fn proto_type(name: &str) -> v1::ObjectType {
+    match name {
+        "contact" => v1::ObjectType::Contact,
+        "company" => v1::ObjectType::Company,
+        "deal" => v1::ObjectType::Deal,
+        "owner" => v1::ObjectType::Owner,
+        "pipeline" => v1::ObjectType::Pipeline,
+        _ => v1::ObjectType::Unspecified,
+    }
+}
+
+fn counts(objects: &[RunObject]) -> Vec<v1::ObjectCounts> {
+    objects
+        .iter()
+        .map(|o| v1::ObjectCounts {
+            object_type: proto_type(&o.object_type) as i32,
+            fetched: u64::try_from(o.fetched).unwrap_or(0),
+            upserted: u64::try_from(o.written).unwrap_or(0),
+            skipped: u64::try_from(o.skipped).unwrap_or(0),
+            deleted: u64::try_from(o.deleted).unwrap_or(0),
+        })
+        .collect()
+}
+
+fn meta(run: &Run) -> MessageMeta {
+    MessageMeta::new(run.correlation_id.clone(), Some(run.org_id))
+}
+
+/// Enqueues a `sync.progress` if the last one is older than the interval.
+async fn maybe_progress(
+    conn: &mut AsyncPgConnection,
+    run: &Run,
+    interval_ms: u64,
+) -> diesel::QueryResult<()> {
+    if !runs::claim_progress(conn, run.id, i64::try_from(interval_ms).unwrap_or(i64::MAX)).await? {
+        return Ok(());
+    }
+    let objects = runs::objects(conn, run.id).await?;
+    let message = v1::SyncProgress {
+        org_id: run.org_id.to_string(),
+        connection_id: run.connection_id.to_string(),
+        portal_id: run.portal_id,
+        sync_run_id: run.id.to_string(),
+        mode: mode_of(run) as i32,
+        counts: counts(&objects),
+        skipped_records: Vec::new(),
+        started_at: run.started_at.map(to_timestamp),
+        reported_at: Some(to_timestamp(Utc::now())),
+    };
+    platform::outbox::enqueue_event(conn, &message, meta(run))
+        .await
+        .map(drop)
+}
+
+/// Ends a run: its state, and `sync.completed` through the outbox, in one transaction.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    run: &Run,
+    state: &str,
+    error: Option<&str>,
+) -> diesel::QueryResult<()> {
+    runs::finish(conn, run.id, state, error).await?;
+    let objects = runs::objects(conn, run.id).await?;
+    let outcome = if state == "succeeded" {
+        v1::sync_completed::Outcome::Succeeded(v1::SyncSucceeded {})
+    } else {
+        v1::sync_completed::Outcome::Failed(v1::SyncFailed {
+            reason: error.unwrap_or(state).to_owned(),
+        })
+    };
+    let message = v1::SyncCompleted {
+        org_id: run.org_id.to_string(),
+        connection_id: run.connection_id.to_string(),
+        portal_id: run.portal_id,
+        sync_run_id: run.id.to_string(),
+        mode: mode_of(run) as i32,
+        counts: counts(&objects),
+        skipped_records: Vec::new(),
+        skipped_records_not_listed: objects
+            .iter()
+            .map(|o| u64::try_from(o.skipped).unwrap_or(0))
+            .sum(),
+        started_at: run.started_at.map(to_timestamp),
+        finished_at: Some(to_timestamp(Utc::now())),
+        outcome: Some(outcome),
+    };
+    platform::outbox::enqueue_event(conn, &message, meta(run))
+        .await
+        .map(drop)
+}
+
+/// Runs `run` to its end. `Ok` means it was completed (succeeded) and `sync.completed`
+/// enqueued; an error leaves it open unless the caller fails it.
+pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<(), RunError> {
+    let mut conn = db(ctx).await?;
+    let Some(connection) = connections::find(&mut conn, run.connection_id).await? else {
+        return Err(RunError::Cancelled);
+    };
+    if !connection.is_active() {
+        return Err(RunError::Cancelled);
+    }
+    runs::start(&mut conn, run.id).await?;
+    let run = runs::find(&mut conn, run.id)
+        .await?
+        .ok_or(RunError::Cancelled)?;
+    drop(conn);
+    let client = ctx
+        .clients
+        .client(&connection)
+        .map_err(|e| RunError::Other(format!("{e:#}")))?;
+    let job = Job {
+        ctx,
+        run: &run,
+        connection: &connection,
+        client: &client,
+        shutdown,
+    };
+    if run.mode == "reconciliation" || run.mode == "incremental" {
+        job.reconcile().await?;
+    } else {
+        match run.scope() {
+            Scope::Full => job.full(&RecordType::ALL, true).await?,
+            Scope::ObjectType(name) => {
+                let record_type = RecordType::parse(&name)
+                    .ok_or_else(|| RunError::Other(format!("unknown object type {name:?}")))?;
+                job.full(&[record_type], false).await?;
+            }
+            Scope::Records { object_type, ids } => {
+                let record_type = RecordType::parse(&object_type).ok_or_else(|| {
+                    RunError::Other(format!("unknown object type {object_type:?}"))
+                })?;
+                job.records(record_type, &ids).await?;
+            }
+        }
+    }
+    let mut conn = db(ctx).await?;
+    let run = &run;
+    let finished = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            if !runs::is_open(conn, run.id).await? {
+                return Ok(false);
+            }
+            complete(conn, run, "succeeded", None).await?;
+            if run.mode == "full" && matches!(run.scope(), Scope::Full) {
+                // A full read is as good as a reconciliation up to its start.
+                let through = run.started_at.unwrap_or_else(Utc::now);
+                connections::record_reconciliation(conn, run.connection_id, through, true).await?;
+            }
+            Ok(true)
+        })
+        .await?;
+    ctx.relay.wake();
+    if finished {
+        ctx.metrics
+            .runs_finished
+            .with_label_values(&[run.mode.as_str(), "succeeded"])
+            .inc();
+        Ok(())
+    } else {
+        Err(RunError::Cancelled)
+    }
+}
+
+/// Reads `ids` of `record_type` with batch reads (100 per call). Returns the records found
+/// and the ids HubSpot did not find (deleted or merged away).
+pub async fn read_batch(
+    client: &HubSpotClient,
+    record_type: RecordType,
+    ids: &[i64],
+) -> Result<(Vec<CrmObject>, Vec<i64>), HubSpotError> {
+    if ids.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let properties = record_type.properties();
+    let props: Vec<&str> = properties.iter().map(String::as_str).collect();
+    match client
+        .batch_read(record_type.api_name(), &wanted, &props)
+        .await
+    {
+        Ok(found) => {
+            let missing = missing_ids(ids, &found);
+            Ok((found, missing))
+        }
+        Err(HubSpotError::PartialBatch {
+            succeeded,
+            failed_chunks,
+            ..
+        }) => {
+            if let Some(chunk) = failed_chunks.into_iter().next() {
+                return Err(chunk.cause);
+            }
+            let missing = missing_ids(ids, &succeeded);
+            Ok((succeeded, missing))
+        }
+        Err(HubSpotError::NotFound { .. }) => Ok((Vec::new(), ids.to_vec())),
+        Err(other) => Err(other),
+    }
+}
+
+fn missing_ids(ids: &[i64], found: &[CrmObject]) -> Vec<i64> {
+    let found: std::collections::BTreeSet<i64> =
+        found.iter().filter_map(|o| o.id.parse().ok()).collect();
+    ids.iter()
+        .copied()
+        .filter(|id| !found.contains(id))
+        .collect()
+}
+
+/// Reads the associations of `from_ids` along each edge of their canonical side.
+pub async fn read_associations(
+    client: &HubSpotClient,
+    edge: Edge,
+    from_ids: &[i64],
+) -> Result<Vec<(i64, i64, bool)>, HubSpotError> {
+    let ids: Vec<String> = from_ids.iter().map(ToString::to_string).collect();
+    let batch = client
+        .batch_read_associations(edge.from.api_name(), edge.to.api_name(), &ids)
+        .await?;
+    let mut edges = Vec::new();
+    for result in batch.results {
+        let Ok(from) = result.from_id.parse::<i64>() else {
+            continue;
+        };
+        for to in result.to {
+            let Ok(to_id) = to.to_object_id.parse::<i64>() else {
+                continue;
+            };
+            let primary = edge == Edge::CONTACT_COMPANY
+                && to
+                    .association_types
+                    .iter()
+                    .any(|t| t.label.as_deref() == Some("Primary") || t.type_id == 1);
+            edges.push((from, to_id, primary));
+        }
+    }
+    Ok(edges)
+}
+
+/// Owners or pipelines read in one go.
+enum Metadata {
+    Owners(Vec<domain::records::Owner>),
+    Pipelines(Vec<domain::records::Pipeline>),
+}
+
+struct Job<'a> {
+    ctx: &'a Context,
+    run: &'a Run,
+    connection: &'a Connection,
+    client: &'a HubSpotClient,
+    shutdown: &'a Shutdown,
+}
+
+impl Job<'_> {
+    fn context(&self) -> PublishContext {
+        PublishContext {
+            cause: v1::crm_changed::Cause::SyncRunId(self.run.id.to_string()),
+            correlation_id: self.run.correlation_id.clone(),
+        }
+    }
+
+    fn check_shutdown(&self) -> Result<(), RunError> {
+        if self.shutdown.is_cancelled() {
+            Err(RunError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reads every record of `types` (plus owners and pipelines when `with_metadata`),
+    /// their associations, then publishes what changed.
+    async fn full(&self, types: &[RecordType], with_metadata: bool) -> Result<(), RunError> {
+        let mut names: Vec<&str> = types.iter().map(|t| t.name()).collect();
+        if with_metadata {
+            names.extend(["owner", "pipeline"]);
+        }
+        let mut conn = db(self.ctx).await?;
+        runs::ensure_objects(&mut conn, self.run.id, &names).await?;
+        let objects = runs::objects(&mut conn, self.run.id).await?;
+        drop(conn);
+        let object = |name: &str| objects.iter().find(|o| o.object_type == name).cloned();
+
+        // Totals up front: one cheap search per type gives HubSpot's count.
+        for record_type in types {
+            if object(record_type.name()).is_some_and(|o| o.total.is_none() && !o.records_done) {
+                self.count_total(*record_type).await;
+            }
+        }
+        if with_metadata {
+            if !object("owner").is_some_and(|o| o.records_done) {
+                self.owners().await?;
+            }
+            if !object("pipeline").is_some_and(|o| o.records_done) {
+                self.pipelines().await?;
+            }
+        }
+        let per_type = types.iter().map(|record_type| {
+            let state = object(record_type.name());
+            async move {
+                let state = state.ok_or_else(|| RunError::Other("run object missing".into()))?;
+                if !state.records_done {
+                    self.list_records(*record_type, state.cursor.clone())
+                        .await?;
+                }
+                if !state.associations_done {
+                    self.list_associations(*record_type, state.associations_after)
+                        .await?;
+                }
+                Ok::<(), RunError>(())
+            }
+        });
+        futures::future::try_join_all(per_type).await?;
+        self.check_shutdown()?;
+
+        // Every page read: what the run never saw is gone from HubSpot.
+        let now = Utc::now();
+        let mut conn = db(self.ctx).await?;
+        for record_type in types {
+            let run = self.run.id;
+            let connection = self.connection;
+            let record_type = *record_type;
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let deleted =
+                    mirror::mark_unseen_deleted(conn, connection, record_type, run, now).await?;
+                runs::add_deleted(
+                    conn,
+                    run,
+                    record_type.name(),
+                    i64::try_from(deleted).unwrap_or(0),
+                )
+                .await?;
+                let reasons =
+                    runs::mirror_skip_reasons(conn, connection.connection_id, record_type.table())
+                        .await?;
+                runs::set_skipped(conn, run, record_type.name(), &reasons).await
+            })
+            .await?;
+        }
+        drop(conn);
+        self.publish_all(types, with_metadata).await
+    }
+
+    async fn count_total(&self, record_type: RecordType) {
+        let request = SearchRequest {
+            limit: Some(1),
+            properties: vec!["hs_object_id".to_owned()],
+            ..Default::default()
+        };
+        match self.client.search(record_type.api_name(), &request).await {
+            Ok(page) => {
+                if let (Some(total), Ok(mut conn)) = (page.total, self.ctx.pool.get().await) {
+                    let total = i64::try_from(total).unwrap_or(i64::MAX);
+                    if let Err(error) =
+                        runs::set_total(&mut conn, self.run.id, record_type.name(), total).await
+                    {
+                        tracing::warn!(%error, "storing a sync total failed");
+                    }
+                }
+            }
+            // Progress without a percentage is still progress.
+            Err(error) => {
+                tracing::warn!(%error, object_type = record_type.name(), "counting records failed")
+            }
+        }
+    }
+
+    async fn owners(&self) -> Result<(), RunError> {
+        let owners = self.client.list_owners().await?;
+        let fetched = owners.len();
+        let mapped: Vec<domain::records::Owner> = owners
+            .iter()
+            .map(|o| domain::mapping::HubSpotOwner {
+                id: o.id.clone(),
+                email: o.email.clone(),
+                first_name: o.first_name.clone(),
+                last_name: o.last_name.clone(),
+                kind: o.owner_type.clone(),
+                user_id: o.user_id.and_then(|u| u64::try_from(u).ok()),
+                archived: o.archived,
+                updated_at: None,
+            })
+            .filter_map(|o| domain::mapping::map_owner(&o).record().cloned())
+            .collect();
+        self.write_metadata("owner", fetched, Metadata::Owners(mapped))
+            .await
+    }
+
+    async fn pipelines(&self) -> Result<(), RunError> {
+        let pipelines = self.client.deal_pipelines().await?;
+        let fetched = pipelines.len();
+        let mapped: Vec<domain::records::Pipeline> = pipelines
+            .iter()
+            .map(|p| domain::mapping::HubSpotPipeline {
+                id: p.id.clone(),
+                label: p.label.clone(),
+                display_order: p.display_order,
+                archived: p.archived,
+                stages: p
+                    .stages
+                    .iter()
+                    .map(|s| domain::mapping::HubSpotStage {
+                        id: s.id.clone(),
+                        label: s.label.clone(),
+                        display_order: s.display_order,
+                        archived: s.archived,
+                        metadata: s.metadata.clone(),
+                    })
+                    .collect(),
+            })
+            .filter_map(|p| domain::mapping::map_pipeline(&p).record().cloned())
+            .collect();
+        self.write_metadata("pipeline", fetched, Metadata::Pipelines(mapped))
+            .await
+    }
+
+    async fn write_metadata(
+        &self,
+        name: &str,
+        fetched: usize,
+        data: Metadata,
+    ) -> Result<(), RunError> {
+        let mut conn = db(self.ctx).await?;
+        let run = self.run;
+        let connection = self.connection;
+        let name = name.to_owned();
+        let data = &data;
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let written = match data {
+                Metadata::Owners(owners) => mirror::upsert_owners(conn, connection, owners).await?,
+                Metadata::Pipelines(pipelines) => {
+                    mirror::upsert_pipelines(conn, connection, pipelines).await?
+                }
+            };
+            let fetched = i64::try_from(fetched).unwrap_or(i64::MAX);
+            runs::record_page(
+                conn,
+                run.id,
+                &name,
+                &PageProgress {
+                    fetched,
+                    written: i64::try_from(written).unwrap_or(i64::MAX),
+                    done: true,
+                    ..PageProgress::default()
+                },
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Pages through every record of a type from `cursor`, fetching the next page while
+    /// the current one is written.
+    async fn list_records(
+        &self,
+        record_type: RecordType,
+        cursor: Option<String>,
+    ) -> Result<(), RunError> {
+        let options = ListOptions {
+            properties: record_type.properties(),
+            ..ListOptions::default()
+        };
+        let fetch = |after: Option<String>| {
+            let client = self.client.clone();
+            let options = options.clone();
+            tokio::spawn(async move {
+                let read_at = Utc::now();
+                client
+                    .list_objects_page(record_type.api_name(), &options, after.as_deref())
+                    .await
+                    .map(|page| (read_at, page))
+            })
+        };
+        let mut pending = fetch(cursor);
+        loop {
+            self.check_shutdown()?;
+            let (read_at, page) = pending
+                .await
+                .map_err(|e| RunError::Other(format!("page fetch task failed: {e}")))??;
+            let next = page.next_after().map(str::to_owned);
+            let fetched = page.results.len();
+            // Start reading the next page before writing this one.
+            let upcoming = next.clone().map(|after| fetch(Some(after)));
+            let mapped = MappedPage::map(record_type, &page.results);
+            let written = self
+                .write_page(record_type, &mapped, read_at, next.clone(), fetched)
+                .await;
+            if let Err(error) = written {
+                if let Some(task) = upcoming {
+                    task.abort();
+                }
+                return Err(error);
+            }
+            match upcoming {
+                Some(task) => pending = task,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn write_page(
+        &self,
+        record_type: RecordType,
+        mapped: &MappedPage,
+        read_at: DateTime<Utc>,
+        next: Option<String>,
+        fetched: usize,
+    ) -> Result<(), RunError> {
+        let mut conn = db(self.ctx).await?;
+        let run = self.run;
+        let connection = self.connection;
+        let interval = self.ctx.settings.progress_interval_ms;
+        let written = conn
+            .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                if !runs::is_open(conn, run.id).await? {
+                    return Ok(None);
+                }
+                let written = mirror::upsert_page(
+                    conn,
+                    connection,
+                    record_type,
+                    mapped,
+                    read_at,
+                    Some(run.id),
+                )
+                .await?;
+                let progress = PageProgress {
+                    fetched: i64::try_from(fetched).unwrap_or(i64::MAX),
+                    written: i64::try_from(written.len()).unwrap_or(i64::MAX),
+                    deleted: 0,
+                    skip_reasons: mapped.skip_reasons(),
+                    done: next.is_none(),
+                    cursor: next,
+                };
+                runs::record_page(conn, run.id, record_type.name(), &progress).await?;
+                maybe_progress(conn, run, interval).await?;
+                Ok(Some(written.len()))
+            })
+            .await?;
+        self.ctx.relay.wake();
+        match written {
+            None => Err(RunError::Cancelled),
+            Some(n) => {
+                self.ctx
+                    .metrics
+                    .records_written
+                    .with_label_values(&[record_type.name(), "sync"])
+                    .inc_by(n as u64);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the associations of every mirror record of `record_type` (along the edges
+    /// whose canonical side it is), 1,000 ids per v4 batch read, from the checkpoint.
+    async fn list_associations(
+        &self,
+        record_type: RecordType,
+        after: Option<i64>,
+    ) -> Result<(), RunError> {
+        let edges: Vec<Edge> = Edge::from_side(record_type).collect();
+        let mut after = after.unwrap_or(0);
+        loop {
+            self.check_shutdown()?;
+            let mut conn = db(self.ctx).await?;
+            let ids = mirror::ids_after(
+                &mut conn,
+                self.connection.connection_id,
+                record_type,
+                after,
+                i64::try_from(hubspot_client::ASSOCIATION_BATCH_SIZE).unwrap_or(1000),
+            )
+            .await?;
+            drop(conn);
+            let Some(last) = ids.last().copied() else {
+                let mut conn = db(self.ctx).await?;
+                runs::record_associations(
+                    &mut conn,
+                    self.run.id,
+                    record_type.name(),
+                    Some(after),
+                    true,
+                )
+                .await?;
+                return Ok(());
+            };
+            let mut read = Vec::new();
+            for edge in &edges {
+                read.push((*edge, read_associations(self.client, *edge, &ids).await?));
+            }
+            let mut conn = db(self.ctx).await?;
+            let run = self.run;
+            let connection = self.connection;
+            let ids = &ids;
+            let read = &read;
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                for (edge, found) in read {
+                    mirror::replace_associations(conn, connection, *edge, ids, found).await?;
+                }
+                runs::record_associations(conn, run.id, record_type.name(), Some(last), false).await
+            })
+            .await?;
+            after = last;
+        }
+    }
+
+    /// Publishes every pending record of `types` (and owners and pipelines), one
+    /// transaction per message.
+    async fn publish_all(&self, types: &[RecordType], with_metadata: bool) -> Result<(), RunError> {
+        let context = self.context();
+        let mut conn = db(self.ctx).await?;
+        if with_metadata {
+            publish::publish_owners_and_pipelines(&mut conn, self.connection, &context).await?;
+        }
+        for record_type in types {
+            loop {
+                let context = &context;
+                let connection = self.connection;
+                let limit = self.ctx.settings.publish_batch_size;
+                let record_type = *record_type;
+                let taken = conn
+                    .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                        publish::publish_pending(
+                            conn,
+                            connection,
+                            record_type,
+                            None,
+                            limit,
+                            Vec::new(),
+                            context,
+                        )
+                        .await
+                    })
+                    .await?;
+                self.ctx.relay.wake();
+                if taken == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads given records (and their associations) and publishes them.
+    async fn records(&self, record_type: RecordType, ids: &[i64]) -> Result<(), RunError> {
+        let mut conn = db(self.ctx).await?;
+        runs::ensure_objects(&mut conn, self.run.id, &[record_type.name()]).await?;
+        drop(conn);
+        for chunk in ids.chunks(hubspot_client::OBJECT_BATCH_SIZE) {
+            let read_at = Utc::now();
+            let (found, missing) = read_batch(self.client, record_type, chunk).await?;
+            let found_ids: Vec<i64> = found.iter().filter_map(|o| o.id.parse().ok()).collect();
+            let mut edges = Vec::new();
+            for edge in Edge::from_side(record_type) {
+                edges.push((
+                    edge,
+                    read_associations(self.client, edge, &found_ids).await?,
+                ));
+            }
+            let mapped = MappedPage::map(record_type, &found);
+            let mut conn = db(self.ctx).await?;
+            let (run, connection) = (self.run, self.connection);
+            let (mapped, edges, found_ids, missing) = (&mapped, &edges, &found_ids, &missing);
+            let fetched = found.len();
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let written =
+                    mirror::upsert_page(conn, connection, record_type, mapped, read_at, None)
+                        .await?;
+                for (edge, found) in edges {
+                    mirror::replace_associations(conn, connection, *edge, found_ids, found).await?;
+                }
+                let deleted =
+                    mirror::mark_deleted(conn, connection, record_type, missing, read_at).await?;
+                runs::record_page(
+                    conn,
+                    run.id,
+                    record_type.name(),
+                    &PageProgress {
+                        fetched: i64::try_from(fetched).unwrap_or(0),
+                        written: i64::try_from(written.len()).unwrap_or(0),
+                        deleted: i64::try_from(deleted.len()).unwrap_or(0),
+                        skip_reasons: mapped.skip_reasons(),
+                        cursor: None,
+                        done: false,
+                    },
+                )
+                .await
+            })
+            .await?;
+        }
+        self.publish_all(&RecordType::ALL, false).await
+    }
+
+    /// Catches what webhooks missed: a modified-since search per type from the last
+    /// reconciled instant minus the look-back window (the client walks past the 10,000
+    /// cap), and when due, the recycle bin against the mirror for missed deletions.
+    async fn reconcile(&self) -> Result<(), RunError> {
+        let names: Vec<&str> = RecordType::ALL.iter().map(|t| t.name()).collect();
+        let mut conn = db(self.ctx).await?;
+        runs::ensure_objects(&mut conn, self.run.id, &names).await?;
+        let (through, archived_checked) =
+            connections::reconciliation_state(&mut conn, self.connection.connection_id).await?;
+        drop(conn);
+        let started = Utc::now();
+        let lookback = chrono::Duration::seconds(
+            i64::try_from(self.ctx.settings.reconcile_lookback_secs).unwrap_or(0),
+        );
+        let since = through.map_or(0, |t| (t - lookback).timestamp_millis());
+        let check_archived = archived_checked.is_none_or(|at| {
+            started - at
+                >= chrono::Duration::seconds(
+                    i64::try_from(self.ctx.settings.archived_check_interval_secs).unwrap_or(0),
+                )
+        }) || self.run.reason == "user_request";
+        for record_type in RecordType::ALL {
+            self.check_shutdown()?;
+            let window = ModifiedSince {
+                object_type: record_type.api_name().to_owned(),
+                since_ms: since,
+                until_ms: None,
+                properties: record_type.properties(),
+                extra_filters: Vec::<Filter>::new(),
+            };
+            let mut stream = self.client.search_modified_since(window);
+            let mut batch: Vec<CrmObject> = Vec::new();
+            loop {
+                let next = stream.try_next().await?;
+                let end = next.is_none();
+                if let Some(object) = next {
+                    batch.push(object);
+                }
+                if batch.len() >= hubspot_client::OBJECT_BATCH_SIZE || (end && !batch.is_empty()) {
+                    self.reconcile_batch(record_type, std::mem::take(&mut batch))
+                        .await?;
+                }
+                if end {
+                    break;
+                }
+            }
+            if check_archived {
+                self.reconcile_archived(record_type).await?;
+            }
+        }
+        let mut conn = db(self.ctx).await?;
+        connections::record_reconciliation(
+            &mut conn,
+            self.connection.connection_id,
+            started,
+            check_archived,
+        )
+        .await?;
+        drop(conn);
+        self.publish_all(&RecordType::ALL, false).await
+    }
+
+    async fn reconcile_batch(
+        &self,
+        record_type: RecordType,
+        objects: Vec<CrmObject>,
+    ) -> Result<(), RunError> {
+        let read_at = Utc::now();
+        let ids: Vec<i64> = objects.iter().filter_map(|o| o.id.parse().ok()).collect();
+        let mut edges = Vec::new();
+        for edge in Edge::from_side(record_type) {
+            edges.push((edge, read_associations(self.client, edge, &ids).await?));
+        }
+        let mapped = MappedPage::map(record_type, &objects);
+        let mut conn = db(self.ctx).await?;
+        let (run, connection) = (self.run, self.connection);
+        let (mapped, edges, ids) = (&mapped, &edges, &ids);
+        let fetched = objects.len();
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let written =
+                mirror::upsert_page(conn, connection, record_type, mapped, read_at, None).await?;
+            for (edge, found) in edges {
+                mirror::replace_associations(conn, connection, *edge, ids, found).await?;
+            }
+            runs::record_page(
+                conn,
+                run.id,
+                record_type.name(),
+                &PageProgress {
+                    fetched: i64::try_from(fetched).unwrap_or(0),
+                    written: i64::try_from(written.len()).unwrap_or(0),
+                    skip_reasons: mapped.skip_reasons(),
+                    ..PageProgress::default()
+                },
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Lists the recycle bin and flags mirror records found there as deleted, and merged
+    /// ids found on live records' merge trails as merged.
+    async fn reconcile_archived(&self, record_type: RecordType) -> Result<(), RunError> {
+        let options = ListOptions {
+            properties: vec!["hs_object_id".to_owned()],
+            archived: true,
+            ..ListOptions::default()
+        };
+        let archived: Vec<CrmObject> = self
+            .client
+            .list_objects(record_type.api_name(), options)
+            .try_collect()
+            .await?;
+        let mut by_time: BTreeMap<DateTime<Utc>, Vec<i64>> = BTreeMap::new();
+        let now = Utc::now();
+        for object in &archived {
+            if let Ok(id) = object.id.parse::<i64>() {
+                by_time
+                    .entry(object.archived_at.unwrap_or(now))
+                    .or_default()
+                    .push(id);
+            }
+        }
+        let mut conn = db(self.ctx).await?;
+        let (run, connection) = (self.run, self.connection);
+        let by_time = &by_time;
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let mut deleted = 0;
+            for (at, ids) in by_time {
+                deleted += mirror::mark_deleted(conn, connection, record_type, ids, *at)
+                    .await?
+                    .len();
+            }
+            runs::add_deleted(
+                conn,
+                run.id,
+                record_type.name(),
+                i64::try_from(deleted).unwrap_or(0),
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// A fresh run id for runs the worker starts itself (schedules).
+pub fn new_run_id() -> Uuid {
+    Uuid::now_v7()
+}

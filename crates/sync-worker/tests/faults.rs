@@ -1,0 +1,42 @@
+//! Faults: with the simulator answering 429 storms, 5xx and slowly, the sync still
+//! converges to the exact mirror.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_sync_through_429_storms_5xx_and_latency_converges_to_the_exact_mirror() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 500, 100, 200).await;
+    let flaky = json!({"path_prefix": "/crm", "error_rate": 0.15, "error_status": 503,
+        "latency_ms": 20, "portal_id": portal.id});
+    h.sim_send(Method::POST, "/_sim/faults", flaky.clone()).await;
+    h.sim_send(
+        Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": "/crm/v3/objects/deals", "rate_limit_storm": true, "portal_id": portal.id}),
+    )
+    .await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    // The storm lasts a while (this wait is the storm's length, not a synchronization).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.sim_send(Method::DELETE, "/_sim/faults", json!({})).await;
+    h.sim_send(Method::POST, "/_sim/faults", flaky).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 90).await;
+    h.sim_send(Method::DELETE, "/_sim/faults", json!({})).await;
+    let stats = h.stats(&portal).await;
+    assert!(
+        stats["by_status"]["503"].as_u64().unwrap_or(0) > 0
+            && stats["rate_limited"]["TEN_SECONDLY_ROLLING"].as_u64().unwrap_or(0) > 0,
+        "the faults were met: {stats}"
+    );
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}

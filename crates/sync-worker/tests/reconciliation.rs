@@ -1,0 +1,197 @@
+//! Reconciliation: changes whose webhooks never arrived (delivery off) are found by the
+//! modified-since search, deletions by the recycle-bin check; and the sync status API.
+
+mod common;
+
+use common::*;
+use contracts::v1;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn reconcile_request(connection: &Connection, reason: v1::SyncReason) -> v1::SyncRequested {
+    v1::SyncRequested {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: connection.portal_id,
+        sync_run_id: uuid::Uuid::now_v7().to_string(),
+        mode: v1::SyncMode::Reconciliation as i32,
+        scope: Some(v1::sync_requested::Scope::Full(v1::FullScope {})),
+        reason: reason as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_recovers_changes_and_deletions_whose_webhooks_were_missed() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 200, 40, 60).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let before = mirror_records(&app.pool, &connection).await;
+
+    // Delivery is off (no target): nothing of this reaches the worker as a webhook.
+    let created = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "missed@webhook.example", "firstname": "Missed"}),
+        )
+        .await;
+    let changed = before["company"][0].id;
+    h.control(
+        Method::PATCH,
+        &portal,
+        &format!("/objects/companies/{changed}"),
+        json!({"properties": {"name": "Renamed Quietly"}}),
+    )
+    .await;
+    let deleted = before["deal"][0].id;
+    h.control(
+        Method::DELETE,
+        &portal,
+        &format!("/objects/deals/{deleted}"),
+        json!({}),
+    )
+    .await;
+    h.take_events().await;
+
+    let request = reconcile_request(&connection, v1::SyncReason::UserRequest);
+    h.publish(&request, Some(connection.org_id)).await;
+    let run_id = uuid::Uuid::parse_str(&request.sync_run_id).unwrap();
+    wait_for_run_id(&app.pool, run_id, "succeeded", 60).await;
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    assert!(
+        record_state(&app.pool, &connection, "contacts", created)
+            .await
+            .is_some(),
+        "the created contact is in the mirror"
+    );
+    let deal = record_state(&app.pool, &connection, "deals", deleted)
+        .await
+        .unwrap();
+    assert!(deal.archived, "the deleted deal is flagged, not gone");
+    let events = h
+        .events_until("sync.completed", |body| {
+            use prost::Message as _;
+            v1::SyncCompleted::decode(body).is_ok_and(|c| c.sync_run_id == request.sync_run_id)
+        })
+        .await;
+    let changes = crm_changes(&events);
+    assert!(changes.iter().any(|c| c.deleted_ids.contains(&deleted)));
+    assert!(changes.iter().any(|c| {
+        c.companies
+            .iter()
+            .any(|co| co.external_id == changed && co.name.as_deref() == Some("Renamed Quietly"))
+    }));
+
+    // The status API, through the gateway's identity.
+    let base = format!(
+        "http://127.0.0.1:{}/api/v1/connections/{}",
+        app.port, connection.connection_id
+    );
+    let token = token_for(&h.settings, connection.org_id);
+    let latest: Value = h
+        .http
+        .get(format!("{base}/syncs/latest"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(latest["state"], "succeeded", "{latest}");
+    assert_eq!(latest["mode"], "reconciliation", "{latest}");
+    let list: Value = h
+        .http
+        .get(format!("{base}/syncs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let syncs = list["syncs"].as_array().unwrap();
+    assert_eq!(syncs.len(), 2, "{list}");
+    let full = &syncs[1];
+    assert_eq!(full["mode"], "full");
+    let contacts = full["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object_type"] == "contact")
+        .unwrap();
+    assert_eq!(contacts["total"], 200, "{full}");
+    assert_eq!(contacts["fetched"], 200, "{full}");
+    assert_eq!(contacts["percent"], 100.0, "{full}");
+    assert!(
+        contacts["skip_reasons"]
+            .as_object()
+            .is_some_and(|r| !r.is_empty()),
+        "{full}"
+    );
+
+    let other_org = token_for(&h.settings, uuid::Uuid::new_v4());
+    let status = h
+        .http
+        .get(format!("{base}/syncs/latest"))
+        .bearer_auth(&other_org)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404, "another org's connection is not found");
+    let status = h
+        .http
+        .get(format!("{base}/syncs"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_connection_stops_its_sync_and_ignores_its_webhooks() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 3000, 1, 1).await;
+    h.sim_send(
+        Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 100, "portal_id": portal.id}),
+    )
+    .await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "running", 30).await;
+    h.publish(
+        &v1::ConnectionClosed {
+            org_id: connection.org_id.to_string(),
+            connection_id: connection.connection_id.to_string(),
+            portal_id: portal.id,
+            closed_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
+            reason: v1::CloseReason::DisconnectedByUser as i32,
+            ..Default::default()
+        },
+        Some(connection.org_id),
+    )
+    .await;
+    wait_for_run(&app.pool, &connection, "cancelled", 30).await;
+    h.events_until("sync.completed", |body| {
+        use prost::Message as _;
+        v1::SyncCompleted::decode(body).is_ok_and(|c| {
+            matches!(&c.outcome, Some(v1::sync_completed::Outcome::Failed(f)) if f.reason.contains("closed"))
+        })
+    })
+    .await;
+    assert!(
+        fetched(&app.pool, &connection, "contact").await < 3000,
+        "the sync stopped before reading everything"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,96 @@
+//! Resumable and scale-out syncs: a worker killed mid-sync is resumed from its
+//! checkpoint by another, and replicas side by side sync each portal once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use contracts::v1;
+use platform::amqp::testing::eventually;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_an_exact_mirror() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 4000, 1, 1).await;
+    // Slow contact pages down so the kill lands mid-way.
+    h.sim_send(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 60, "portal_id": portal.id}),
+    )
+    .await;
+    let pool = pool_for(&h);
+    let first = Killable::start(h.settings.clone(), portal.token.clone());
+    let ready = eventually(Duration::from_secs(30), || async {
+        h.http
+            .get(format!("http://127.0.0.1:{}/readyz", first.port))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready);
+    let connection = h.connect(&portal).await;
+    let halfway = eventually(Duration::from_secs(40), || async {
+        fetched(&pool, &connection, "contact").await >= 2000
+    })
+    .await;
+    assert!(
+        halfway,
+        "the first worker never got half-way: {:?}, {} contacts",
+        latest_state(&pool, &connection).await,
+        fetched(&pool, &connection, "contact").await
+    );
+    first.kill();
+    let fetched_at_kill = fetched(&pool, &connection, "contact").await;
+    assert!(
+        fetched_at_kill < 4000,
+        "the kill came too late to prove anything"
+    );
+    let requests_at_kill = h.stats(&portal).await["requests_total"].as_u64().unwrap();
+
+    h.sim_send(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+    let second = h.app(&portal).await;
+    wait_for_run(&second.pool, &connection, "succeeded", 60).await;
+    let requests_after =
+        h.stats(&portal).await["requests_total"].as_u64().unwrap() - requests_at_kill;
+    // Listing every contact again would take 40 pages on its own.
+    assert!(
+        requests_after < 40,
+        "the second worker made {requests_after} requests: it started over"
+    );
+    assert_eq!(
+        fetched(&second.pool, &connection, "contact").await,
+        4000,
+        "no page counted twice"
+    );
+    assert_mirror_exact(&h, &portal, &second.pool, &connection).await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_side_by_side_sync_each_portal_once_into_an_exact_mirror() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 800, 100, 200).await;
+    let one = h.app(&portal).await;
+    let two = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&one.pool, &connection, "succeeded", 60).await;
+    assert_mirror_exact(&h, &portal, &one.pool, &connection).await;
+    let events = h.take_events().await;
+    let completed: Vec<v1::SyncCompleted> = decode_all(&events, "sync.completed");
+    assert_eq!(completed.len(), 1, "one run, completed once");
+    let customers: usize = crm_changes(&events).iter().map(|c| c.customers.len()).sum();
+    assert_eq!(
+        customers,
+        mirror_records(&one.pool, &connection).await["contact"].len(),
+        "no customer published twice"
+    );
+    one.stop().await;
+    two.stop().await;
+}

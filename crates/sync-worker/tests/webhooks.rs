@@ -1,0 +1,377 @@
+//! Incremental sync from webhooks, end to end: a change in the simulator, its delivery
+//! published as `webhook.batch`, the mirror and the `crm.changed` message.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use contracts::v1;
+use reqwest::Method;
+use serde_json::json;
+
+/// A synced connection with webhooks flowing.
+async fn synced(h: &Harness) -> (Portal, RunningApp, Connection) {
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 30, 6, 6).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    let receiver = start_receiver(h).await;
+    h.webhooks_to(&portal, Some(&receiver)).await;
+    h.take_events().await;
+    (portal, app, connection)
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn creations_property_and_association_changes_reach_the_mirror_and_crm_changed() {
+    let h = Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let (portal, app, connection) = synced(&h).await;
+    let contact = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "ada@lovelace.example", "firstname": "Ada"}),
+        )
+        .await;
+    let company = h
+        .create(&portal, "companies", json!({"name": "Analytical Engines"}))
+        .await;
+    until("the new contact", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| c.email.as_deref() == Some("ada@lovelace.example"))
+    })
+    .await;
+    h.control(
+        Method::PATCH,
+        &portal,
+        &format!("/objects/contacts/{contact}"),
+        json!({"properties": {"lastname": "Lovelace"}}),
+    )
+    .await;
+    h.control(
+        Method::POST,
+        &portal,
+        "/associations",
+        json!({"from_type": "contacts", "from_id": contact, "to_type": "companies", "to_id": company, "primary": true}),
+    )
+    .await;
+    until("the property change", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| c.name.as_deref() == Some("Ada Lovelace"))
+    })
+    .await;
+    until("the association", async || {
+        mirror_edges(&app.pool, &connection).await["contact_companies"]
+            .contains(&(contact, company))
+    })
+    .await;
+    until("crm.changed with the associated customer", async || {
+        crm_changes(&h.take_events().await).iter().any(|c| {
+            matches!(
+                c.cause,
+                Some(v1::crm_changed::Cause::WebhookBatchMessageId(_))
+            ) && c.customers.iter().any(|cu| {
+                cu.external_id == contact
+                    && cu.company_ids == vec![company]
+                    && cu.primary_company_id == Some(company)
+                    && cu.name.as_deref() == Some("Ada Lovelace")
+            })
+        })
+    })
+    .await;
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deletions_are_flagged_restores_undelete_and_privacy_deletions_erase_the_person() {
+    let h = Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let (portal, app, connection) = synced(&h).await;
+    let contact = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "grace@hopper.example", "firstname": "Grace"}),
+        )
+        .await;
+    until("the contact", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some()
+    })
+    .await;
+    h.control(
+        Method::DELETE,
+        &portal,
+        &format!("/objects/contacts/{contact}"),
+        json!({}),
+    )
+    .await;
+    until("the deletion flag", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| c.archived && c.email.is_some())
+    })
+    .await;
+    until("crm.changed naming the deleted id", async || {
+        crm_changes(&h.take_events().await)
+            .iter()
+            .any(|c| c.deleted_ids.contains(&contact))
+    })
+    .await;
+    h.control(
+        Method::POST,
+        &portal,
+        &format!("/objects/contacts/{contact}/restore"),
+        json!({}),
+    )
+    .await;
+    until("the restore", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| !c.archived)
+    })
+    .await;
+    h.control(
+        Method::POST,
+        &portal,
+        &format!("/objects/contacts/{contact}/gdpr-delete"),
+        json!({}),
+    )
+    .await;
+    until("the erasure", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| {
+                c.privacy_deleted && c.archived && c.email.is_none() && c.name.is_none()
+            })
+    })
+    .await;
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn merges_move_ids_onto_the_winner_even_ids_known_only_from_the_merge_trail() {
+    let h = Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let (portal, app, connection) = synced(&h).await;
+    let a = h
+        .create(&portal, "contacts", json!({"email": "a@merge.example"}))
+        .await;
+    let b = h
+        .create(&portal, "contacts", json!({"email": "b@merge.example"}))
+        .await;
+    let c = h
+        .create(&portal, "contacts", json!({"email": "c@merge.example"}))
+        .await;
+    let deal = h.create(&portal, "deals", json!({"dealname": "Merged deal", "amount": "10", "pipeline": "default", "dealstage": "appointmentscheduled"})).await;
+    h.control(
+        Method::POST,
+        &portal,
+        "/associations",
+        json!({"from_type": "deals", "from_id": deal, "to_type": "contacts", "to_id": a, "primary": false}),
+    )
+    .await;
+    until("the three contacts and the edge", async || {
+        mirror_edges(&app.pool, &connection).await["deal_contacts"].contains(&(deal, a))
+            && record_state(&app.pool, &connection, "contacts", c)
+                .await
+                .is_some()
+    })
+    .await;
+    // The first merge is missed: delivery is off.
+    h.webhooks_to(&portal, None).await;
+    h.control(
+        Method::POST,
+        &portal,
+        "/objects/contacts/merge",
+        json!({"primary_id": b, "merged_id": a}),
+    )
+    .await;
+    let receiver = start_receiver(&h).await;
+    h.webhooks_to(&portal, Some(&receiver)).await;
+    h.take_events().await;
+    // The second names only b; a is known only from c's hs_merged_object_ids.
+    h.control(
+        Method::POST,
+        &portal,
+        "/objects/contacts/merge",
+        json!({"primary_id": c, "merged_id": b}),
+    )
+    .await;
+    until("both merged ids on the winner", async || {
+        let a = record_state(&app.pool, &connection, "contacts", a).await;
+        let b = record_state(&app.pool, &connection, "contacts", b).await;
+        a.is_some_and(|r| r.merged_into == Some(c)) && b.is_some_and(|r| r.merged_into == Some(c))
+    })
+    .await;
+    until("the deal's association moved to the winner", async || {
+        let edges = mirror_edges(&app.pool, &connection).await;
+        edges["deal_contacts"].contains(&(deal, c)) && !edges["deal_contacts"].contains(&(deal, a))
+    })
+    .await;
+    let changes = crm_changes(&h.take_events().await);
+    assert!(
+        changes.iter().any(|m| m
+            .merges
+            .iter()
+            .any(|g| g.winner_id == c && g.merged_ids.contains(&b))),
+        "the merge is announced"
+    );
+    assert!(
+        changes.iter().any(|m| m.deleted_ids.contains(&a))
+            && changes.iter().any(|m| m.deleted_ids.contains(&b)),
+        "both merged-away ids leave the customers"
+    );
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_deliveries_change_nothing_twice() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 10, 2, 2).await;
+    let contact = h
+        .create(&portal, "contacts", json!({"email": "late@order.example"}))
+        .await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    h.control(
+        Method::DELETE,
+        &portal,
+        &format!("/objects/contacts/{contact}"),
+        json!({}),
+    )
+    .await;
+    h.take_events().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let event = |id: i64, kind: &str, at: i64| {
+        webhook_event(
+            &json!({"eventId": id, "subscriptionId": 1, "portalId": portal.id, "appId": 1,
+            "occurredAt": at, "subscriptionType": format!("contact.{kind}"), "attemptNumber": 0, "objectId": contact}),
+        )
+    };
+    let batch = |events| v1::WebhookBatch {
+        connection_id: None,
+        portal_id: portal.id,
+        received_at: None,
+        events,
+    };
+    // The deletion (later) arrives first, the creation (earlier) after it.
+    h.publish(&batch(vec![event(2, "deletion", now)]), None)
+        .await;
+    h.publish(&batch(vec![event(1, "creation", now - 1_000)]), None)
+        .await;
+    // And the deletion again, as HubSpot's retry would send it.
+    h.publish(&batch(vec![event(2, "deletion", now)]), None)
+        .await;
+    until("the deletion applied", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some_and(|c| c.archived)
+    })
+    .await;
+    // A marker batch after them: once it is applied, the ones before it are too.
+    let marker = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "marker@order.example"}),
+        )
+        .await;
+    h.publish(
+        &batch(vec![webhook_event(
+            &json!({"eventId": 9, "subscriptionId": 1, "portalId": portal.id,
+        "occurredAt": now, "subscriptionType": "contact.creation", "objectId": marker}),
+        )]),
+        None,
+    )
+    .await;
+    until("the marker", async || {
+        record_state(&app.pool, &connection, "contacts", marker)
+            .await
+            .is_some()
+    })
+    .await;
+    let state = record_state(&app.pool, &connection, "contacts", contact)
+        .await
+        .unwrap();
+    assert!(
+        state.archived,
+        "an older creation does not bring a deleted contact back"
+    );
+    let changes = crm_changes(&h.take_events().await);
+    let mentions = changes
+        .iter()
+        .filter(|c| {
+            c.deleted_ids.contains(&contact)
+                || c.customers.iter().any(|cu| cu.external_id == contact)
+        })
+        .count();
+    assert!(mentions <= 1, "the contact was announced {mentions} times");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_for_a_portal_without_an_active_connection_are_counted_and_dropped() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    let app = h.app(&portal).await;
+    let batch = v1::WebhookBatch {
+        connection_id: None,
+        portal_id: 424_242,
+        received_at: None,
+        events: vec![webhook_event(
+            &json!({"eventId": 1, "subscriptionId": 1, "portalId": 424_242,
+            "occurredAt": 1, "subscriptionType": "contact.creation", "objectId": 5}),
+        )],
+    };
+    h.publish(&batch, None).await;
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port);
+    until("the drop counted", async || {
+        let text = h
+            .http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| {
+            l.starts_with("hubscore_sync_webhook_events_dropped_total{")
+                && l.contains("reason=\"no_active_connection\"")
+                && l.ends_with(" 1")
+        })
+    })
+    .await;
+    app.stop().await;
+}
