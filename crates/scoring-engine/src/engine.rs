@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use contracts::v1::{ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated, score_factor};
+use contracts::v1::{
+    ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated,
+    score_factor,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::outbound::RiskLevel;
 use platform::amqp::{MessageMeta, OutgoingMessage};
@@ -29,7 +32,11 @@ const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_2f0e_5b7d_4c3a_9e8f_1d2c
 
 /// hubscore's id for a contact or company: the same on every replica, for ever.
 pub fn customer_id(org_id: Uuid, portal_id: i64, kind: i16, object_id: i64) -> Uuid {
-    let kind = if kind == object_type::COMPANY { "company" } else { "contact" };
+    let kind = if kind == object_type::COMPANY {
+        "company"
+    } else {
+        "contact"
+    };
     Uuid::new_v5(
         &CUSTOMER_NAMESPACE,
         format!("{org_id}/{portal_id}/{kind}/{object_id}").as_bytes(),
@@ -78,12 +85,7 @@ pub struct Computed {
     pub store: bool,
 }
 
-fn inputs_of(
-    config: &ModelConfig,
-    kind: i16,
-    row: &InputRow,
-    means: OrgMeans,
-) -> ScoreInputs {
+fn inputs_of(config: &ModelConfig, kind: i16, row: &InputRow, means: OrgMeans) -> ScoreInputs {
     let stages = row.stages.clone().unwrap_or_default();
     let lifecycle_stage = if kind == object_type::COMPANY {
         model::best_lifecycle_stage(config, stages.iter().map(String::as_str))
@@ -126,18 +128,25 @@ pub fn compute(
             let old_contributions = row.old_contributions.clone().unwrap_or_default();
             let had_row = row.old_risk_level.is_some();
             let old_risk_level = row.old_risk_level.unwrap_or_else(|| proto_risk(None));
-            let changed = (had_row || scored)
-                && (row.old_score != score || old_risk_level != risk_level);
+            let changed =
+                (had_row || scored) && (row.old_score != score || old_risk_level != risk_level);
             let contributions_moved = old_contributions.len() != contributions.len()
                 || old_contributions
                     .iter()
                     .zip(&contributions)
                     .any(|(a, b)| (a - b).abs() > 1e-9);
+            let is_company = kind == object_type::COMPANY;
+            let company_id = if is_company {
+                Some(row.object_id)
+            } else {
+                row.primary_company_id
+            };
             let store = !had_row
                 || changed
                 || contributions_moved
-                || row.old_config_version != Some(config.version);
-            let is_company = kind == object_type::COMPANY;
+                || row.old_config_version != Some(config.version)
+                || row.old_display_name.as_deref() != Some(row.display_name.as_str())
+                || row.old_company_id != company_id;
             let score_row = ScoreRow {
                 score_id: customer_id(org_id, row.portal_id, kind, row.object_id),
                 portal_id: row.portal_id,
@@ -145,18 +154,18 @@ pub fn compute(
                 object_type: kind,
                 object_id: row.object_id,
                 contact_id: if is_company { 0 } else { row.object_id },
-                company_id: if is_company {
-                    Some(row.object_id)
-                } else {
-                    row.primary_company_id
-                },
+                company_id,
                 display_name: row.display_name.clone(),
                 score,
                 risk_level,
                 recency_days: scored
                     .then(|| inputs.last_activity_at.map(|at| model::days_since(at, now)))
                     .flatten(),
-                deal_probability: if scored { inputs.open_deal_probability } else { None },
+                deal_probability: if scored {
+                    inputs.open_deal_probability
+                } else {
+                    None
+                },
                 lifecycle_stage: inputs.lifecycle_stage.clone(),
                 update_count: i32::try_from(inputs.updates_in_window).unwrap_or(i32::MAX),
                 deal_amount_cents: scored.then_some(inputs.deal_amount_cents),
@@ -183,10 +192,14 @@ pub fn proto_factors(card: &ScoreCard) -> Vec<ScoreFactor> {
         .iter()
         .map(|f| {
             let (raw_input, unit) = match &f.input {
-                FactorInput::Number(n, unit) => {
-                    (Some(score_factor::RawInput::InputNumber(*n)), (*unit).to_owned())
-                }
-                FactorInput::Text(t) => (Some(score_factor::RawInput::InputText(t.clone())), String::new()),
+                FactorInput::Number(n, unit) => (
+                    Some(score_factor::RawInput::InputNumber(*n)),
+                    (*unit).to_owned(),
+                ),
+                FactorInput::Text(t) => (
+                    Some(score_factor::RawInput::InputText(t.clone())),
+                    String::new(),
+                ),
                 FactorInput::Missing => (None, String::new()),
             };
             ScoreFactor {
@@ -295,7 +308,8 @@ pub async fn persist(
         HashMap::new()
     };
     let history_rows: Vec<&ScoreRow> = changed.iter().map(|c| &c.row).collect();
-    let history_ids = writes::insert_history(conn, org_id, &history_rows, config.version, now).await?;
+    let history_ids =
+        writes::insert_history(conn, org_id, &history_rows, config.version, now).await?;
     let mut messages = Vec::with_capacity(changed.len());
     let mut alerts = Vec::new();
     for c in &changed {
@@ -317,9 +331,11 @@ pub async fn persist(
                 drop_points = drop;
             }
         }
-        if let (false, Some(new_score), Some(history_id)) =
-            (reasons.is_empty(), c.row.score, history_ids.get(&c.row.score_id))
-        {
+        if let (false, Some(new_score), Some(history_id)) = (
+            reasons.is_empty(),
+            c.row.score,
+            history_ids.get(&c.row.score_id),
+        ) {
             let alert_id = Uuid::now_v7();
             let lowest = event
                 .contribution_deltas
@@ -431,7 +447,10 @@ pub async fn rescore_org(
     batch_size: i64,
     correlation_id: &str,
 ) -> Result<WriteSummary, RescoreError> {
-    let mut conn = pool.get().await.map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
     let (config, means) = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
@@ -538,7 +557,10 @@ pub async fn preview(
     now: DateTime<Utc>,
     batch_size: i64,
 ) -> Result<Preview, RescoreError> {
-    let mut conn = pool.get().await.map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
     let current = configs::current(&mut conn, org_id).await?;
     let means = inputs::compute_means(&mut conn, org_id).await?;
     let config = VersionedConfig {
@@ -563,7 +585,9 @@ pub async fn preview(
             after = rows.last().map(|r| (r.portal_id, r.object_id));
             for c in compute(org_id, kind, rows, &config, means, now) {
                 customers += 1;
-                *matrix.entry((c.old_risk_level, c.row.risk_level)).or_default() += 1;
+                *matrix
+                    .entry((c.old_risk_level, c.row.risk_level))
+                    .or_default() += 1;
                 if c.old_score != c.row.score {
                     score_changes += 1;
                 }
@@ -572,7 +596,11 @@ pub async fn preview(
                 {
                     movers.push(Mover {
                         id: c.row.score_id,
-                        object_type: if kind == object_type::COMPANY { "company" } else { "contact" },
+                        object_type: if kind == object_type::COMPANY {
+                            "company"
+                        } else {
+                            "contact"
+                        },
                         object_id: c.row.object_id,
                         name: c.row.display_name.clone(),
                         from_score: Some(from),

@@ -433,7 +433,9 @@ pub fn score_customer(config: &ModelConfig, inputs: &ScoreInputs, now: DateTime<
         days.map_or(FactorInput::Missing, |d| FactorInput::Number(d, "days")),
         inputs
             .open_deal_probability
-            .map_or(FactorInput::Missing, |p| FactorInput::Number(p, "probability")),
+            .map_or(FactorInput::Missing, |p| {
+                FactorInput::Number(p, "probability")
+            }),
         inputs
             .lifecycle_stage
             .clone()
@@ -653,7 +655,11 @@ mod tests {
         assert_eq!(value(&at(0)), 1.0);
         assert!((value(&at(14)) - 0.5).abs() < 1e-12);
         assert!((value(&at(28)) - 0.25).abs() < 1e-12);
-        assert_eq!(value(&at(-3)), 1.0, "activity stamped in the future counts as today");
+        assert_eq!(
+            value(&at(-3)),
+            1.0,
+            "activity stamped in the future counts as today"
+        );
     }
 
     #[test]
@@ -664,9 +670,18 @@ mod tests {
             open_deal_probability: p,
             ..ScoreInputs::default()
         };
-        assert_eq!(score_customer(&config, &with(None), now()).factors[1].value, 0.0);
-        assert_eq!(score_customer(&config, &with(Some(0.35)), now()).factors[1].value, 0.35);
-        assert_eq!(score_customer(&config, &with(Some(1.0)), now()).factors[1].value, 1.0);
+        assert_eq!(
+            score_customer(&config, &with(None), now()).factors[1].value,
+            0.0
+        );
+        assert_eq!(
+            score_customer(&config, &with(Some(0.35)), now()).factors[1].value,
+            0.35
+        );
+        assert_eq!(
+            score_customer(&config, &with(Some(1.0)), now()).factors[1].value,
+            1.0
+        );
     }
 
     #[test]
@@ -696,10 +711,22 @@ mod tests {
             updates_in_window: n,
             ..ScoreInputs::default()
         };
-        assert_eq!(score_customer(&config, &with(0), now()).factors[3].value, 0.0);
-        assert_eq!(score_customer(&config, &with(4), now()).factors[3].value, 0.5);
-        assert_eq!(score_customer(&config, &with(8), now()).factors[3].value, 1.0);
-        assert_eq!(score_customer(&config, &with(80), now()).factors[3].value, 1.0);
+        assert_eq!(
+            score_customer(&config, &with(0), now()).factors[3].value,
+            0.0
+        );
+        assert_eq!(
+            score_customer(&config, &with(4), now()).factors[3].value,
+            0.5
+        );
+        assert_eq!(
+            score_customer(&config, &with(8), now()).factors[3].value,
+            1.0
+        );
+        assert_eq!(
+            score_customer(&config, &with(80), now()).factors[3].value,
+            1.0
+        );
     }
 
     #[test]
@@ -800,7 +827,10 @@ mod tests {
 
     #[test]
     fn the_top_factor_is_the_one_that_moved_most_either_way() {
-        assert_eq!(top_factor(&[1.0, -3.0, 0.0, 2.0, 0.0]), Some("deal_momentum"));
+        assert_eq!(
+            top_factor(&[1.0, -3.0, 0.0, 2.0, 0.0]),
+            Some("deal_momentum")
+        );
         assert_eq!(top_factor(&[]), None);
         assert_eq!(contribution_deltas(&[], &[1.0; 5]), Vec::<f64>::new());
         assert_eq!(contribution_deltas(&[1.0; 5], &[2.0; 5]), vec![1.0; 5]);
@@ -812,14 +842,17 @@ mod tests {
             0u32..5,
             proptest::option::of(0.0..=1.0f64),
             proptest::option::of(proptest::sample::select(vec![
-                "lead", "customer", "evangelist", "x",
+                "lead",
+                "customer",
+                "evangelist",
+                "x",
             ])),
             0u32..40,
             0i64..10_000_000,
             proptest::option::of(0.0..5_000_000.0f64),
         )
-            .prop_map(
-                |(ago, deals, probability, stage, updates, amount, mean)| ScoreInputs {
+            .prop_map(|(ago, deals, probability, stage, updates, amount, mean)| {
+                ScoreInputs {
                     last_activity_at: ago.map(|s| now() - Duration::seconds(s)),
                     deal_count: deals,
                     open_deal_probability: probability,
@@ -827,8 +860,8 @@ mod tests {
                     updates_in_window: updates,
                     deal_amount_cents: amount,
                     org_mean_deal_cents: mean,
-                },
-            )
+                }
+            })
     }
 
     proptest! {

@@ -19,7 +19,10 @@ pub async fn run(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
     let poll = Duration::from_millis(state.settings.schedule_poll_ms.max(10));
     loop {
         if let Err(error) = rescore_due(&state).await {
-            tracing::warn!(error = format!("{error:#}"), "scheduled rescore failed; will retry");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "scheduled rescore failed; will retry"
+            );
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

@@ -59,16 +59,13 @@ impl Application {
             crate::ScoringEngine::NAME,
         ));
         let data = web::Data::new(state.clone());
-        let running = platform::service::start_http(
-            &settings.http,
-            stateful.http_context(),
-            move |cfg| {
+        let running =
+            platform::service::start_http(&settings.http, stateful.http_context(), move |cfg| {
                 cfg.app_data(auth.clone())
                     .app_data(data.clone())
                     .configure(crate::routes::configure);
-            },
-        )?
-        .with_relay(relay);
+            })?
+            .with_relay(relay);
         let consumer_state = state.clone();
         let broker = stateful.broker.clone();
         let metrics = stateful.metrics.clone();

@@ -36,11 +36,17 @@ impl ScoringMetrics {
     /// Registers the series in the service's registry.
     pub fn register(metrics: &platform::metrics::Metrics) -> anyhow::Result<Self> {
         let scores = IntCounterVec::new(
-            Opts::new("scoring_scores_total", "Records scored, by trigger and outcome"),
+            Opts::new(
+                "scoring_scores_total",
+                "Records scored, by trigger and outcome",
+            ),
             &["trigger", "outcome"],
         )?;
         let alerts = IntCounterVec::new(
-            Opts::new("scoring_alerts_total", "score.alert events raised, by trigger"),
+            Opts::new(
+                "scoring_alerts_total",
+                "score.alert events raised, by trigger",
+            ),
             &["trigger"],
         )?;
         metrics.registry().register(Box::new(scores.clone()))?;

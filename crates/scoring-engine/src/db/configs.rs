@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Timestamptz};
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -32,7 +32,10 @@ struct ConfigRow {
 }
 
 /// The org's config in force.
-pub async fn current(conn: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<VersionedConfig> {
+pub async fn current(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<VersionedConfig> {
     let rows: Vec<ConfigRow> = diesel::sql_query(
         "SELECT version, config, created_at FROM configs WHERE org_id = $1 \
          ORDER BY version DESC LIMIT 1",
@@ -136,8 +139,11 @@ pub async fn stored_means(
     .bind::<SqlUuid, _>(org_id)
     .load(conn)
     .await?;
+    // Means are refreshed by every whole-org rescore; an org that had no deal when they
+    // were taken gets them as soon as one arrives.
     if let Some(row) = rows.into_iter().next()
         && row.means_at.is_some()
+        && (row.contact_mean_deal_cents.is_some() || row.company_mean_deal_cents.is_some())
     {
         return Ok(OrgMeans {
             contact_cents: row.contact_mean_deal_cents,

@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Double, Int2, Nullable, Text, Timestamptz};
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Double, Int2, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -79,6 +79,12 @@ pub struct InputRow {
     /// The stored config version.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub old_config_version: Option<i64>,
+    /// The stored display name.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_display_name: Option<String>,
+    /// The stored company id.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_company_id: Option<i64>,
 }
 
 const CONTACTS: &str = "
@@ -120,7 +126,8 @@ SELECT t.portal_id, t.contact_id AS object_id, t.connection_id,
     coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
     coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
     s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
-    s.config_version AS old_config_version
+    s.config_version AS old_config_version, s.display_name AS old_display_name,
+    s.company_id AS old_company_id
 FROM t
 LEFT JOIN comp ON comp.portal_id = t.portal_id AND comp.contact_id = t.contact_id
 LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.contact_id = t.contact_id
@@ -177,7 +184,8 @@ SELECT t.portal_id, t.company_id AS object_id, t.connection_id,
     coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
     coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
     s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
-    s.config_version AS old_config_version
+    s.config_version AS old_config_version, s.display_name AS old_display_name,
+    s.company_id AS old_company_id
 FROM t
 LEFT JOIN cagg ON cagg.portal_id = t.portal_id AND cagg.company_id = t.company_id
 LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.company_id = t.company_id

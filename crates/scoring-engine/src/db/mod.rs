@@ -21,10 +21,12 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// until the transaction ends, so two replicas never compute the same customer from
 /// different moments, and a score can never be overwritten by an older computation.
 pub async fn lock_org(conn: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('scoring.org.' || $1::text, 0))")
-        .bind::<SqlUuid, _>(org_id)
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org.' || $1::text, 0))",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

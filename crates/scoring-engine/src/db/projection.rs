@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use contracts::v1::{Company, Customer, Deal};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Double, Int2, Nullable, Text, Timestamptz};
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Bool, Double, Int2, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -149,7 +149,15 @@ pub async fn upsert_contact(
     for id in old.into_iter().map(|r| r.id).chain(ids) {
         affected.companies.insert((source.portal_id, id));
     }
-    log_activity(conn, source, object_type::CONTACT, contact.external_id, updated_at, now).await?;
+    log_activity(
+        conn,
+        source,
+        object_type::CONTACT,
+        contact.external_id,
+        updated_at,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -236,9 +244,22 @@ pub async fn upsert_deal(
     if !applied.iter().any(|a| a.applied) {
         return Ok(false);
     }
-    let (old_contacts, old_companies) = delete_deal_associations(conn, source, deal.external_id).await?;
-    let contacts: Vec<i64> = deal.contact_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-    let companies: Vec<i64> = deal.company_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let (old_contacts, old_companies) =
+        delete_deal_associations(conn, source, deal.external_id).await?;
+    let contacts: Vec<i64> = deal
+        .contact_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let companies: Vec<i64> = deal
+        .company_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     diesel::sql_query(
         "INSERT INTO deal_contacts (org_id, portal_id, deal_id, contact_id) \
          SELECT $1, $2, $3, unnest($4::bigint[]) ON CONFLICT DO NOTHING",
@@ -265,7 +286,15 @@ pub async fn upsert_deal(
     for id in old_companies.into_iter().chain(companies) {
         affected.companies.insert((source.portal_id, id));
     }
-    log_activity(conn, source, object_type::DEAL, deal.external_id, updated_at, now).await?;
+    log_activity(
+        conn,
+        source,
+        object_type::DEAL,
+        deal.external_id,
+        updated_at,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -360,8 +389,12 @@ pub async fn delete_records(
                 .await?;
             for id in ids {
                 let (contacts, companies) = delete_deal_associations(conn, source, *id).await?;
-                affected.contacts.extend(contacts.into_iter().map(|c| (portal, c)));
-                affected.companies.extend(companies.into_iter().map(|c| (portal, c)));
+                affected
+                    .contacts
+                    .extend(contacts.into_iter().map(|c| (portal, c)));
+                affected
+                    .companies
+                    .extend(companies.into_iter().map(|c| (portal, c)));
             }
         }
     }

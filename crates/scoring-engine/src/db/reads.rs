@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::pg::Pg;
-use diesel::sql_types::{Array, BigInt, Double, Int2, Int4, Nullable, Text, Timestamptz};
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Double, Int2, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -129,7 +129,9 @@ pub async fn list(
     sql.push_str(&format!(
         " ORDER BY {key_expr} {dir}, score_id {dir} LIMIT ${limit}"
     ));
-    let mut query = diesel::sql_query(sql).into_boxed::<Pg>().bind::<SqlUuid, _>(org_id);
+    let mut query = diesel::sql_query(sql)
+        .into_boxed::<Pg>()
+        .bind::<SqlUuid, _>(org_id);
     if risk_bind.is_some() {
         query = query.bind::<Array<Int2>, _>(filter.risk_levels.clone());
     }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Double, Int2, Int4, Nullable, Text, Timestamptz};
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Bytea, Double, Int2, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use platform::amqp::OutgoingMessage;
 use uuid::Uuid;
@@ -287,9 +287,24 @@ pub async fn enqueue_all(
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
             $6::bytea[], $7::timestamptz[])",
     )
-    .bind::<Array<SqlUuid>, _>(messages.iter().map(|m| m.meta.message_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(messages.iter().map(|m| m.routing_key.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(messages.iter().map(|m| m.message_type.clone()).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(
+        messages
+            .iter()
+            .map(|m| m.meta.message_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        messages
+            .iter()
+            .map(|m| m.routing_key.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        messages
+            .iter()
+            .map(|m| m.message_type.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Text>, _>(
         messages
             .iter()

@@ -108,7 +108,12 @@ async fn apply(
         projection::upsert_deal(conn, source, deal, now, &mut affected).await?;
     }
     let mut gone: Vec<i64> = message.deleted_ids.clone();
-    gone.extend(message.merges.iter().flat_map(|m| m.merged_ids.iter().copied()));
+    gone.extend(
+        message
+            .merges
+            .iter()
+            .flat_map(|m| m.merged_ids.iter().copied()),
+    );
     projection::delete_records(conn, source, kind, &gone, &mut affected).await?;
     projection::add_companies_of_contacts(conn, source.org_id, &mut affected).await?;
     Ok(affected)

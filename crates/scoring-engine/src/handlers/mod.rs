@@ -25,7 +25,9 @@ pub async fn handle(state: &AppState, delivery: Delivery) -> Outcome {
     match delivery.message_type.as_str() {
         CrmChanged::TYPE_NAME => crm_changed::handle(state, &delivery).await,
         SyncCompleted::TYPE_NAME => sync_completed::handle(state, &delivery).await,
-        other => Outcome::DeadLetter(format!("scoring-engine does not handle messages of type {other:?}")),
+        other => Outcome::DeadLetter(format!(
+            "scoring-engine does not handle messages of type {other:?}"
+        )),
     }
 }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::reads::{self, CursorKey, ListFilter, Sort};
 use crate::db::object_type;
+use crate::db::reads::{self, CursorKey, ListFilter, Sort};
 use crate::engine::risk_name;
 use crate::error::ApiError;
 use crate::model::{FACTOR_NAMES, FactorInput, describe};
@@ -46,7 +46,11 @@ fn risk_value(name: &str) -> Option<i16> {
 }
 
 fn type_name(kind: i16) -> &'static str {
-    if kind == object_type::COMPANY { "company" } else { "contact" }
+    if kind == object_type::COMPANY {
+        "company"
+    } else {
+        "contact"
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -67,11 +71,17 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, ApiError> {
             })?);
         }
     }
-    for (field, value) in [("min_score", query.min_score), ("max_score", query.max_score)] {
+    for (field, value) in [
+        ("min_score", query.min_score),
+        ("max_score", query.max_score),
+    ] {
         if let Some(v) = value
             && !(0..=100).contains(&v)
         {
-            return Err(ApiError::bad(field, format!("must be between 0 and 100, got {v}")));
+            return Err(ApiError::bad(
+                field,
+                format!("must be between 0 and 100, got {v}"),
+            ));
         }
     }
     if let (Some(min), Some(max)) = (query.min_score, query.max_score)
@@ -104,7 +114,10 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, ApiError> {
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad("limit", format!("must be between 1 and 500, got {limit}")));
+        return Err(ApiError::bad(
+            "limit",
+            format!("must be between 1 and 500, got {limit}"),
+        ));
     }
     let cursor = match &query.cursor {
         None => None,
@@ -114,9 +127,15 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, ApiError> {
             let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
             let key = match (sort, cursor.k) {
                 (Sort::ScoreAsc | Sort::ScoreDesc, serde_json::Value::Number(n)) => {
-                    CursorKey::Score(n.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(invalid)?)
+                    CursorKey::Score(
+                        n.as_i64()
+                            .and_then(|v| i32::try_from(v).ok())
+                            .ok_or_else(invalid)?,
+                    )
                 }
-                (Sort::NameAsc | Sort::NameDesc, serde_json::Value::String(s)) => CursorKey::Name(s),
+                (Sort::NameAsc | Sort::NameDesc, serde_json::Value::String(s)) => {
+                    CursorKey::Name(s)
+                }
                 _ => return Err(invalid()),
             };
             Some((key, cursor.id))
@@ -140,7 +159,11 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;
-    let mut conn = state.pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let rows = reads::list(&mut conn, caller.org_id, &filter).await?;
     let next_cursor = if i64::try_from(rows.len()).unwrap_or(0) == filter.limit {
         rows.last().map(|last| {
@@ -148,7 +171,11 @@ pub async fn list(
                 Sort::ScoreAsc | Sort::ScoreDesc => json!(last.score.map_or(-1, i32::from)),
                 Sort::NameAsc | Sort::NameDesc => json!(last.display_name),
             };
-            let bytes = serde_json::to_vec(&Cursor { k, id: last.score_id }).unwrap_or_default();
+            let bytes = serde_json::to_vec(&Cursor {
+                k,
+                id: last.score_id,
+            })
+            .unwrap_or_default();
             URL_SAFE_NO_PAD.encode(bytes)
         })
     } else {
@@ -192,7 +219,11 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound)?;
-    let mut conn = state.pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let row = reads::detail(&mut conn, caller.org_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -200,9 +231,11 @@ pub async fn get(
     let config = crate::db::configs::current(&mut conn, caller.org_id).await?;
     let window = config.config.activity_frequency.window_days;
     let inputs = [
-        row.recency_days.map_or(FactorInput::Missing, |d| FactorInput::Number(d, "days")),
-        row.deal_probability
-            .map_or(FactorInput::Missing, |p| FactorInput::Number(p, "probability")),
+        row.recency_days
+            .map_or(FactorInput::Missing, |d| FactorInput::Number(d, "days")),
+        row.deal_probability.map_or(FactorInput::Missing, |p| {
+            FactorInput::Number(p, "probability")
+        }),
         row.lifecycle_stage
             .clone()
             .map_or(FactorInput::Missing, FactorInput::Text),

@@ -44,7 +44,11 @@ pub async fn distribution(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let mut conn = state.pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let current = reads::distribution_now(&mut conn, caller.org_id).await?;
     let week = reads::distribution_at(&mut conn, caller.org_id, now - Duration::days(7)).await?;
     let month = reads::distribution_at(&mut conn, caller.org_id, now - Duration::days(30)).await?;
@@ -75,7 +79,11 @@ pub async fn get_config(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let current = configs::current(&mut conn, caller.org_id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "version": current.version,
@@ -95,7 +103,11 @@ pub async fn put_config(
     let config = parse_config(&body)?;
     let now = state.clock.now();
     let org_id = caller.org_id;
-    let mut conn = state.pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let version = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
