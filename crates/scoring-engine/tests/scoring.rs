@@ -5,21 +5,8 @@
 mod common;
 
 use chrono::Duration;
-use common::{PORTAL, contact, deal, spawn_app, t0, ts};
+use common::{PORTAL, busy_customer, deal, spawn_app, t0, ts};
 use contracts::v1::{ObjectType, RiskLevel};
-
-/// Seven successive versions of one contact (each a distinct update in the activity log),
-/// lifecycle `customer`, last sales activity `activity_days_ago` before t0.
-fn busy_customer(id: i64, activity_days_ago: i64) -> Vec<contracts::v1::Customer> {
-    (0..7)
-        .map(|i| {
-            let mut c = contact(id, t0() - Duration::hours(10 - i));
-            c.lifecycle_stage = Some("customer".into());
-            c.last_activity_at = ts(t0() - Duration::days(activity_days_ago));
-            c
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worked_healthy_example_scores_78_and_publishes_every_field() {
@@ -72,10 +59,7 @@ async fn the_worked_healthy_example_scores_78_and_publishes_every_field() {
 async fn the_worked_critical_example_scores_4() {
     let app = spawn_app().await;
     let mut message = app.changed(ObjectType::Contact);
-    let mut lead = contact(7, t0() - Duration::days(45));
-    lead.lifecycle_stage = Some("lead".into());
-    lead.last_activity_at = ts(t0() - Duration::days(60));
-    message.customers = vec![lead];
+    message.customers = vec![common::quiet_lead(7)];
     app.publish(&message).await;
     // 25 x 0.5^(60/14) + 0 + 3 + 0 (its only update is 45 days old) + 0 = 4.28.
     let event = app.next_event().await.updated();

@@ -416,3 +416,42 @@ fn decode(delivery: &lapin_delivery::Delivery) -> Event {
 mod lapin_delivery {
     pub use lapin::message::Delivery;
 }
+
+/// Seven successive versions of one contact (each a distinct update in the activity log),
+/// lifecycle `customer`, last sales activity `activity_days_ago` before t0.
+pub fn busy_customer(id: i64, activity_days_ago: i64) -> Vec<Customer> {
+    (0..7)
+        .map(|i| {
+            let mut c = contact(id, t0() - chrono::Duration::hours(10 - i));
+            c.lifecycle_stage = Some("customer".into());
+            c.last_activity_at = ts(t0() - chrono::Duration::days(activity_days_ago));
+            c
+        })
+        .collect()
+}
+
+/// A `lead` whose last activity was 60 days ago and whose one update is 45 days old: 4.
+pub fn quiet_lead(id: i64) -> Customer {
+    let mut lead = contact(id, t0() - chrono::Duration::days(45));
+    lead.lifecycle_stage = Some("lead".into());
+    lead.last_activity_at = ts(t0() - chrono::Duration::days(60));
+    lead
+}
+
+impl TestApp {
+    /// Three contacts of the test org, one per band: 1 critical (4), 2 at risk (54),
+    /// 3 healthy (78). Returns once their events arrived (drained).
+    pub async fn seed_three_bands(&self) {
+        let mut message = self.changed(ObjectType::Contact);
+        message.customers = vec![quiet_lead(1)];
+        message.customers.extend(busy_customer(2, 2));
+        message.customers.extend(busy_customer(3, 2));
+        self.publish(&message).await;
+        let mut deals = self.changed(ObjectType::Deal);
+        deals.deals = vec![deal(900, &[3], t0() - chrono::Duration::hours(1))];
+        self.publish(&deals).await;
+        // 1, 2, 3 scored, then 3 again with its deal.
+        self.events(4).await;
+        assert_eq!(self.contact_score(3).await, Some(78));
+    }
+}
