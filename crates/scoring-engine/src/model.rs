@@ -544,8 +544,6 @@ pub fn severity(level: RiskLevel) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
-
     use chrono::Duration;
     use proptest::prelude::*;
 

@@ -1,7 +1,5 @@
 //! Scores from `crm.changed`, as consumers of `score.updated` and API users see them.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
-
 mod common;
 
 use chrono::Duration;
@@ -73,7 +71,7 @@ async fn a_replayed_crm_changed_produces_no_second_event() {
     let mut message = app.changed(ObjectType::Contact);
     message.customers = busy_customer(1, 3);
     let meta = app.publish(&message).await;
-    assert_eq!(app.next_event().await.updated().new_score.is_some(), true);
+    assert!(app.next_event().await.updated().new_score.is_some());
     // The same delivery again, and the same content under a new message id.
     app.publish_with(&message, meta).await;
     app.publish(&message).await;
@@ -263,4 +261,25 @@ async fn a_company_score_rolls_up_its_contacts() {
     assert_eq!(list["customers"][0]["name"], "Company 10");
     // The contact's own event said which company it belongs to.
     assert_eq!(app.contact_score(1).await, Some(54));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_naming_no_valid_org_is_dead_lettered_with_its_reason() {
+    let app = spawn_app().await;
+    let mut broken = app.changed(ObjectType::Contact);
+    broken.org_id = "not-a-uuid".into();
+    broken.customers = busy_customer(1, 1);
+    app.publish(&broken).await;
+    let dlq = platform::amqp::dead_letter_queue_name(&app.shared.queue);
+    let dead = platform::testing::wait_for_message(&app.broker, &dlq, common::WAIT)
+        .await
+        .unwrap();
+    let reason =
+        platform::testing::header(&dead, platform::amqp::DEAD_LETTER_REASON_HEADER).unwrap();
+    assert!(reason.contains("not-a-uuid"), "{reason}");
+    // The queue goes on with the next message.
+    let mut good = app.changed(ObjectType::Contact);
+    good.customers = busy_customer(2, 1);
+    app.publish(&good).await;
+    assert_eq!(app.next_event().await.updated().object_id, 2);
 }

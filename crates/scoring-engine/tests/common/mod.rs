@@ -6,11 +6,7 @@
     dead_code,
     reason = "each test binary uses a different part of this module"
 )]
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::sync::Arc;
 use std::time::Duration;
