@@ -17,6 +17,7 @@
 //! | `SyncProgress` | `sync.progress` |
 //! | `SyncCompleted` | `sync.completed` |
 //! | `ScoreUpdated` | `score.updated` |
+//! | `ScoreAlert` | `score.alert` |
 //! | `WritebackCompleted` | `writeback.completed` |
 //!
 //! DESIGN.md lists `crm.changed.{contact,company,deal}`; owners and deal pipelines
@@ -111,6 +112,7 @@ events! {
         SyncProgress => "sync.progress",
         SyncCompleted => "sync.completed",
         ScoreUpdated => "score.updated",
+        ScoreAlert => "score.alert",
         WritebackCompleted => "writeback.completed";
     by_object_type:
         CrmChanged => {

@@ -11,11 +11,11 @@ use std::fmt::Debug;
 use contracts::v1::{
     Actor, AttributeValue, AuthKind, CloseReason, Company, ConnectionClosed, ConnectionEstablished,
     CrmChanged, Customer, Deal, DealStatus, FullScope, Merge, ObjectCounts, ObjectType, Owner,
-    OwnerKind, Pipeline, PipelineStage, PortalInfo, RecordIds, RiskLevel, ScoreFactor,
-    ScoreUpdated, SkipReason, SkippedRecord, SyncCompleted, SyncFailed, SyncMode, SyncProgress,
-    SyncReason, SyncRequested, SyncSucceeded, WebhookBatch, WebhookChangeKind, WebhookEvent,
-    WritebackCompleted, WritebackFailure, actor, attribute_value, crm_changed, score_factor,
-    sync_completed, sync_requested,
+    OwnerKind, Pipeline, PipelineStage, PortalInfo, RecordIds, RiskLevel, ScoreAlert,
+    ScoreAlertReason, ScoreFactor, ScoreUpdated, SkipReason, SkippedRecord, SyncCompleted,
+    SyncFailed, SyncMode, SyncProgress, SyncReason, SyncRequested, SyncSucceeded, WebhookBatch,
+    WebhookChangeKind, WebhookEvent, WritebackCompleted, WritebackFailure, actor, attribute_value,
+    crm_changed, score_factor, sync_completed, sync_requested,
 };
 use contracts::{ALL_ROUTING_KEYS, ALL_TYPE_NAMES, Event};
 use prost::{Message, Name};
@@ -353,6 +353,32 @@ fn score_updated() -> ScoreUpdated {
     }
 }
 
+fn score_alert() -> ScoreAlert {
+    ScoreAlert {
+        alert_id: "0190a6d2-0000-7000-8000-0000000000dd".into(),
+        org_id: ORG.into(),
+        connection_id: CONNECTION.into(),
+        portal_id: PORTAL,
+        customer_id: "0190a6d2-0000-7000-8000-0000000000cc".into(),
+        object_type: ObjectType::Contact.into(),
+        object_id: 51,
+        reasons: vec![
+            ScoreAlertReason::WorseRiskLevel.into(),
+            ScoreAlertReason::ScoreDrop.into(),
+        ],
+        old_score: Some(72),
+        new_score: 55,
+        old_risk_level: RiskLevel::Healthy.into(),
+        new_risk_level: RiskLevel::AtRisk.into(),
+        reference_score: Some(74),
+        drop_points: 19,
+        window_days: 7,
+        top_factor: "engagement_recency".into(),
+        config_version: 3,
+        computed_at: at(1_767_225_605),
+    }
+}
+
 fn writeback_completed() -> WritebackCompleted {
     WritebackCompleted {
         org_id: ORG.into(),
@@ -408,6 +434,7 @@ fn round_tripped_samples() -> Vec<(&'static str, Vec<u8>)> {
             },
         ))),
         assert_round_trip(&score_updated()),
+        assert_round_trip(&score_alert()),
         assert_round_trip(&writeback_completed()),
     ]
 }
@@ -546,11 +573,12 @@ fn every_amqp_type_is_the_protobuf_full_name() {
     assert_type_name::<SyncProgress>();
     assert_type_name::<SyncCompleted>();
     assert_type_name::<ScoreUpdated>();
+    assert_type_name::<ScoreAlert>();
     assert_type_name::<WritebackCompleted>();
     assert_eq!(ScoreUpdated::TYPE_NAME, "hubscore.v1.ScoreUpdated");
     let unique: BTreeSet<_> = ALL_TYPE_NAMES.iter().collect();
-    assert_eq!(unique.len(), 9);
-    assert_eq!(ALL_TYPE_NAMES.len(), 9);
+    assert_eq!(unique.len(), 10);
+    assert_eq!(ALL_TYPE_NAMES.len(), 10);
 }
 
 #[test]
@@ -572,6 +600,7 @@ fn fixed_routing_keys_are_the_ones_design_lists() {
             "sync.completed",
         ),
         (score_updated().routing_key(), "score.updated"),
+        (score_alert().routing_key(), "score.alert"),
         (writeback_completed().routing_key(), "writeback.completed"),
     ];
     for (actual, expected) in fixed {
@@ -600,7 +629,7 @@ fn crm_changed_is_routed_by_its_object_type() {
 
 #[test]
 fn every_routing_key_belongs_to_exactly_one_message_kind() {
-    let per_kind: [&[&str]; 9] = [
+    let per_kind: [&[&str]; 10] = [
         ConnectionEstablished::ROUTING_KEYS,
         ConnectionClosed::ROUTING_KEYS,
         SyncRequested::ROUTING_KEYS,
@@ -609,6 +638,7 @@ fn every_routing_key_belongs_to_exactly_one_message_kind() {
         SyncProgress::ROUTING_KEYS,
         SyncCompleted::ROUTING_KEYS,
         ScoreUpdated::ROUTING_KEYS,
+        ScoreAlert::ROUTING_KEYS,
         WritebackCompleted::ROUTING_KEYS,
     ];
     let listed: Vec<&str> = per_kind
@@ -631,6 +661,7 @@ fn every_routing_key_belongs_to_exactly_one_message_kind() {
         "sync.progress",
         "sync.completed",
         "score.updated",
+        "score.alert",
         "writeback.completed",
     ]
     .into_iter()

@@ -12,7 +12,31 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [http]
 port = 8083
+
+[outbox]
+# Events of an org rescore come in thousands: publish them in large confirmed batches.
+batch_size = 1000
+
+[scoring]
+queue = "scoring-engine.crm"
+rescore_interval_secs = 86400
+schedule_poll_ms = 60000
+batch_size = 5000
 "#;
+
+/// The `[scoring]` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScoringSettings {
+    /// The quorum queue consuming `crm.changed.{contact,company,deal}` and `sync.completed`.
+    pub queue: String,
+    /// How often every org is rescored so that time (recency, activity windows) moves
+    /// scores: daily by default; hourly (3600) is affordable.
+    pub rescore_interval_secs: u64,
+    /// How often the scheduler looks for orgs whose rescore is due.
+    pub schedule_poll_ms: u64,
+    /// Customers read, scored and written per transaction in a whole-org rescore.
+    pub batch_size: i64,
+}
 
 /// Everything `scoring-engine` is configured with.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,4 +56,6 @@ pub struct Settings {
     pub runtime: RuntimeSettings,
     /// Verifying (and, in auth-gateway, minting) internal service tokens.
     pub internal_jwt: InternalJwtSettings,
+    /// Scoring: queue, schedule, batch size.
+    pub scoring: ScoringSettings,
 }

@@ -1,12 +1,25 @@
 //! scoring-engine: computes each customer's health score (0-100) with its factors.
 //!
 //! It keeps its own projection of the CRM fields it needs in the `scoring` schema,
-//! recomputes affected customers on `crm.changed` and `sync.completed`, stores every score
-//! with its breakdown and config version, and publishes `score.updated`. It must not call
-//! HubSpot or read another service's schema.
+//! recomputes affected customers on `crm.changed` and `sync.completed`, rescores every org
+//! on a schedule (time moves scores), stores every score with its breakdown and config
+//! version, and publishes `score.updated` (and `score.alert`) through its outbox. It must
+//! not call HubSpot or read another service's schema.
+//!
+//! Modules: [`model`] (the pure scoring function and configs), [`engine`] (scoring runs),
+//! [`db`] (the schema), [`handlers`] (messages), [`routes`] (HTTP), [`scheduler`].
 
+pub mod clock;
 pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod handlers;
+pub mod model;
+pub mod routes;
+pub mod scheduler;
 pub mod startup;
+pub mod state;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -1,39 +1,88 @@
 //! Wiring: builds the running service from its settings.
 
+use actix_web::web;
+use platform::amqp::QueueSpec;
+use platform::caller::CallerAuth;
 use platform::db::Pool;
+use platform::jwt::InternalJwt;
 use platform::service::Service as _;
 use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
 
 use crate::Settings;
+use crate::clock::Clock;
+use crate::state::{AppState, ScoringMetrics};
 
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "scoring";
 
 /// Creates the `scoring` schema and applies pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    platform::service::migrate_schema(&settings.database, SCHEMA, []).await
+    platform::service::migrate_schema(&settings.database, SCHEMA, [crate::db::MIGRATIONS]).await
 }
 
 /// The started service.
 pub struct Application {
     running: Running,
-    state: Stateful,
+    state: AppState,
 }
 
 impl Application {
     /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (state, relay) = Stateful::connect(
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// Like [`Application::build`], reading "now" from `clock` (tests move time with it).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let queue = QueueSpec::new(
+            settings.scoring.queue.clone(),
+            crate::handlers::ROUTING_KEYS,
+        );
+        let (stateful, relay) = Stateful::connect(
             crate::ScoringEngine::NAME,
             SCHEMA,
             &settings.database,
             &settings.amqp,
             &settings.outbox,
-            Vec::new(),
+            vec![queue],
         )?;
-        let running = platform::service::start_http(&settings.http, state.http_context(), |_| {})?
+        let state = AppState {
+            pool: stateful.pool.clone(),
+            relay_waker: stateful.relay_waker.clone(),
+            clock,
+            settings: settings.scoring.clone(),
+            metrics: ScoringMetrics::register(&stateful.metrics)?,
+        };
+        let auth = web::Data::new(CallerAuth::new(
+            InternalJwt::new(&settings.internal_jwt)?,
+            crate::ScoringEngine::NAME,
+        ));
+        let data = web::Data::new(state.clone());
+        let running =
+            platform::service::start_http(&settings.http, stateful.http_context(), move |cfg| {
+                cfg.app_data(auth.clone())
+                    .app_data(data.clone())
+                    .configure(crate::routes::configure);
+            })?
             .with_relay(relay);
+        let consumer_state = state.clone();
+        let broker = stateful.broker.clone();
+        let metrics = stateful.metrics.clone();
+        let queue_name = settings.scoring.queue.clone();
+        let running = running
+            .with_task("crm-consumer", async move |shutdown: Shutdown| {
+                let handler = move |delivery| {
+                    let state = consumer_state.clone();
+                    async move { crate::handlers::handle(&state, delivery).await }
+                };
+                platform::amqp::consume(broker, queue_name, handler, shutdown, metrics).await;
+                Ok(())
+            })
+            .with_task("rescore-scheduler", {
+                let state = state.clone();
+                async move |shutdown: Shutdown| crate::scheduler::run(state, shutdown).await
+            });
         Ok(Self { running, state })
     }
 

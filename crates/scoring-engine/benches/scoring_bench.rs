@@ -1,0 +1,335 @@
+//! scoring-engine benchmarks (run by `scripts/bench`; figures in docs/scoring-engine.md):
+//!
+//! 1. An org of `SCORING_BENCH_CUSTOMERS` contacts (default 1,000,000; a tenth as many
+//!    companies, a deal per two contacts, three updates per contact in the activity log)
+//!    seeded with set-based SQL, then scored once.
+//! 2. The preview of a config change over the whole org (nothing stored).
+//! 3. Saving that change: the org rescored with scores, history and outbox entries for
+//!    every change committed; then the time the outbox relay takes to publish them.
+//! 4. Incremental scoring through the running service: `crm.changed` in, `score.updated`
+//!    out, as throughput (customers/s, a burst of messages) and latency p50/p99 (one
+//!    message at a time).
+//!
+//! Needs PostgreSQL and RabbitMQ (`scripts/services`).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a benchmark that reports"
+)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use contracts::v1::{CrmChanged, Customer, ObjectType, ScoreUpdated, crm_changed};
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures::StreamExt as _;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use platform::amqp::{Broker, MessageMeta, Publisher, QueueSpec};
+use platform::outbox::{Relay, RelaySettings};
+use platform::shutdown::Shutdown;
+use platform::testing::{BrokerCleanup, TestDatabase, unique_name};
+use prost::Message as _;
+use scoring_engine::engine;
+use scoring_engine::model::ModelConfig;
+use uuid::Uuid;
+
+const SEED: &str = "
+INSERT INTO companies (org_id, portal_id, company_id, connection_id, name, last_activity_at, source_updated_at)
+SELECT $1, 1, g, $2, 'Company ' || g, $3 - (g % 40) * interval '1 day', $3 - interval '1 day'
+FROM generate_series(1, $4 / 10) g;
+INSERT INTO contacts (org_id, portal_id, contact_id, connection_id, email, name, lifecycle_stage,
+    last_activity_at, primary_company_id, source_updated_at)
+SELECT $1, 1, g, $2, 'c' || g || '@example.com', 'Contact ' || g,
+    (ARRAY['subscriber','lead','marketingqualifiedlead','salesqualifiedlead','opportunity',
+           'customer','evangelist','other'])[1 + g % 8],
+    CASE WHEN g % 5 = 0 THEN NULL ELSE $3 - (g % 60) * interval '1 day' END,
+    1 + g % ($4 / 10), $3 - interval '1 day'
+FROM generate_series(1, $4) g;
+INSERT INTO contact_companies (org_id, portal_id, contact_id, company_id)
+SELECT $1, 1, g, 1 + g % ($4 / 10) FROM generate_series(1, $4) g;
+INSERT INTO deals (org_id, portal_id, deal_id, connection_id, status, amount_cents, close_probability, source_updated_at)
+SELECT $1, 1, g, $2, (1 + g % 3)::int2, 100000 + (g % 50) * 10000, (g % 10) / 10.0, $3 - interval '1 day'
+FROM generate_series(1, $4 / 2) g;
+INSERT INTO deal_contacts (org_id, portal_id, deal_id, contact_id)
+SELECT $1, 1, g, g * 2 FROM generate_series(1, $4 / 2) g;
+INSERT INTO activity_log (org_id, portal_id, object_type, object_id, occurred_at)
+SELECT $1, 1, 1, g, $3 - (k * 11 + g % 11) * interval '1 day' - interval '1 hour'
+FROM generate_series(1, $4) g, generate_series(0, 2) k;
+ANALYZE;";
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index"
+    )]
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let customers: i64 = std::env::var("SCORING_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let publish_events = std::env::var("SCORING_BENCH_PUBLISH").map_or(true, |v| v != "0");
+    let db = TestDatabase::create().await.unwrap();
+    let amqp = platform::testing::amqp_settings();
+    let queue = unique_name("scoring-engine.crm");
+    let observer = unique_name("bench.scores");
+    let _cleanup = BrokerCleanup::new(&amqp, &[&queue, &observer]);
+    let mut settings: scoring_engine::Settings = platform::config::load_with_env(
+        scoring_engine::config::DEFAULTS,
+        None,
+        vec![
+            ("HUBSCORE__HTTP__PORT".to_owned(), "0".to_owned()),
+            ("HUBSCORE__DATABASE__URL".to_owned(), db.url.clone()),
+            ("HUBSCORE__SCORING__QUEUE".to_owned(), queue.clone()),
+            (
+                "HUBSCORE__OUTBOX__POLL_INTERVAL_MS".to_owned(),
+                "20".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    settings.amqp = amqp.clone();
+    settings.amqp.prefetch = 64;
+    scoring_engine::startup::migrate(&settings).await.unwrap();
+    let pool = platform::db::connect_pool(&settings.database, "scoring").unwrap();
+    let batch = settings.scoring.batch_size;
+    println!(
+        "== scoring-engine: org of {customers} contacts, {} companies, {} deals",
+        customers / 10,
+        customers / 2
+    );
+
+    // 1. Seed and score once.
+    let org = Uuid::now_v7();
+    let now = Utc::now();
+    let started = Instant::now();
+    {
+        let mut conn = pool.get().await.unwrap();
+        for statement in SEED.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            if statement == "ANALYZE" {
+                conn.batch_execute("ANALYZE").await.unwrap();
+                continue;
+            }
+            diesel::sql_query(statement)
+                .bind::<SqlUuid, _>(org)
+                .bind::<SqlUuid, _>(Uuid::now_v7())
+                .bind::<Timestamptz, _>(now)
+                .bind::<BigInt, _>(customers)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    println!(
+        "seeded with SQL:                 {}",
+        secs(started.elapsed())
+    );
+    let started = Instant::now();
+    let first = engine::rescore_org(&pool, org, now, batch, "bench")
+        .await
+        .unwrap();
+    println!(
+        "first scoring of the org:        {} ({} scored, {} scores)",
+        secs(started.elapsed()),
+        first.scored,
+        first.changed
+    );
+    {
+        let mut conn = pool.get().await.unwrap();
+        conn.batch_execute("DELETE FROM outbox; ANALYZE")
+            .await
+            .unwrap();
+    }
+
+    // 2. Preview a change, 3. save it.
+    let mut proposed = ModelConfig::default();
+    proposed.weights.lifecycle_stage = 35.0;
+    proposed.weights.deal_value = 0.0;
+    proposed.thresholds.healthy_min = 60;
+    let started = Instant::now();
+    let preview = engine::preview(&pool, org, &proposed, now, batch)
+        .await
+        .unwrap();
+    println!(
+        "preview of a config change:      {} ({} customers, {} scores would change)",
+        secs(started.elapsed()),
+        preview.customers,
+        preview.score_changes
+    );
+    let started = Instant::now();
+    {
+        let mut conn = pool.get().await.unwrap();
+        conn.transaction(async |conn| {
+            scoring_engine::db::lock_org(conn, org).await?;
+            scoring_engine::db::configs::save(conn, org, &proposed, "bench", now).await
+        })
+        .await
+        .unwrap();
+    }
+    let saved = engine::rescore_org(&pool, org, now, batch, "bench")
+        .await
+        .unwrap();
+    println!(
+        "rescore after the config change: {} ({} scored, {} changed: scores, history and {} events in the outbox)",
+        secs(started.elapsed()),
+        saved.scored,
+        saved.changed,
+        saved.changed + saved.alerts
+    );
+    if publish_events {
+        let broker = Broker::start(settings.amqp.clone(), Vec::new());
+        assert!(broker.wait_connected(Duration::from_secs(30)).await);
+        let relay = Relay::new(
+            pool.clone(),
+            broker.clone(),
+            RelaySettings {
+                batch_size: 1000,
+                ..RelaySettings::default()
+            },
+        );
+        let started = Instant::now();
+        let sent = relay.relay_pending().await.unwrap();
+        println!(
+            "outbox relay published them:     {} ({sent} messages, {:.0}/s)",
+            secs(started.elapsed()),
+            sent as f64 / started.elapsed().as_secs_f64()
+        );
+        broker.close();
+    }
+    {
+        // The big org is done; the incremental run gets a quiet database.
+        let mut conn = pool.get().await.unwrap();
+        conn.batch_execute(
+            "TRUNCATE contacts, companies, deals, contact_companies, deal_contacts, \
+             deal_companies, activity_log, scores, score_history, outbox, alerts, org_state; ANALYZE",
+        )
+        .await
+        .unwrap();
+    }
+    drop(pool);
+
+    // 4. Incremental: crm.changed -> score.updated through the running service.
+    let app = scoring_engine::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let broker = Broker::start(
+        settings.amqp.clone(),
+        vec![
+            QueueSpec::new(&observer, ["score.updated"]),
+            QueueSpec::new(&queue, scoring_engine::handlers::ROUTING_KEYS),
+        ],
+    );
+    assert!(broker.wait_connected(Duration::from_secs(30)).await);
+    let publisher = Publisher::new(broker.clone());
+    let channel = broker.channel().await.unwrap();
+    let mut events = channel
+        .basic_consume(
+            observer.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let org = Uuid::now_v7();
+    let connection = Uuid::now_v7().to_string();
+    let message = |ids: std::ops::Range<i64>| {
+        let mut m = CrmChanged {
+            org_id: org.to_string(),
+            connection_id: connection.clone(),
+            portal_id: 1,
+            cause: Some(crm_changed::Cause::SyncRunId(Uuid::now_v7().to_string())),
+            customers: ids
+                .map(|id| Customer {
+                    external_id: id,
+                    email: format!("c{id}@example.com"),
+                    lifecycle_stage: Some("customer".into()),
+                    last_activity_at: Some(contracts::time::to_timestamp(Utc::now())),
+                    source_updated_at: Some(contracts::time::to_timestamp(Utc::now())),
+                    ..Customer::default()
+                })
+                .collect(),
+            ..CrmChanged::default()
+        };
+        m.set_object_type(ObjectType::Contact);
+        m
+    };
+    let mut next_event = async || -> ScoreUpdated {
+        let delivery = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        ScoreUpdated::decode(delivery.data.as_slice()).unwrap()
+    };
+    // Warm-up.
+    publisher
+        .publish_event(&message(0..1), MessageMeta::new("bench", Some(org)))
+        .await
+        .unwrap();
+    next_event().await;
+
+    // Throughput: a burst of messages of 10 contacts each.
+    let burst_messages = 200;
+    let per_message = 10;
+    let started = Instant::now();
+    for i in 0..burst_messages {
+        let first = 1_000 + i * per_message;
+        publisher
+            .publish_event(
+                &message(first..first + per_message),
+                MessageMeta::new("bench", Some(org)),
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..burst_messages * per_message {
+        next_event().await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "incremental throughput:          {:.0} customers/s ({} messages of {per_message} new contacts in {})",
+        f64::from(u32::try_from(burst_messages * per_message).unwrap()) / elapsed.as_secs_f64(),
+        burst_messages,
+        secs(elapsed)
+    );
+
+    // Latency: one message of one contact at a time.
+    let mut latencies = Vec::new();
+    let mut sent_at: HashMap<i64, Instant> = HashMap::new();
+    for id in 100_000..100_200 {
+        sent_at.insert(id, Instant::now());
+        publisher
+            .publish_event(&message(id..id + 1), MessageMeta::new("bench", Some(org)))
+            .await
+            .unwrap();
+        let event = next_event().await;
+        latencies.push(sent_at[&event.object_id].elapsed());
+    }
+    latencies.sort_unstable();
+    println!(
+        "crm.changed -> score.updated:    p50 {:.1} ms, p99 {:.1} ms ({} messages, one at a time)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.len()
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

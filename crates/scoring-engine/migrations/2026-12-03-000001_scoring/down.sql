@@ -1,0 +1,12 @@
+DROP TABLE alerts;
+DROP TABLE score_history;
+DROP TABLE scores;
+DROP TABLE org_state;
+DROP TABLE configs;
+DROP TABLE activity_log;
+DROP TABLE deal_companies;
+DROP TABLE deal_contacts;
+DROP TABLE contact_companies;
+DROP TABLE deals;
+DROP TABLE companies;
+DROP TABLE contacts;

@@ -1,0 +1,318 @@
+//! Reads what scoring needs for a batch of contacts or companies in one statement each,
+//! together with the score stored for them now.
+//!
+//! A contact's inputs: its own and its companies' last activity, the deals associated with
+//! it, its lifecycle stage, and its own and its deals' updates within the window.
+//! A company's inputs roll up its contacts and deals: the latest activity of the company
+//! and its contacts, the deals associated with the company or with any of its contacts,
+//! its contacts' most valuable lifecycle stage, and the updates of those contacts and
+//! deals within the window.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Double, Int2, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::configs::OrgMeans;
+
+/// Which records of an org to read.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// The next `limit` records after `(portal_id, id)` (keyset pagination over the org).
+    After {
+        /// The last key of the previous batch; `None` to start.
+        after: Option<(i64, i64)>,
+        /// Batch size.
+        limit: i64,
+    },
+    /// Exactly these `(portal_id, id)` records (those that exist).
+    Keys(Vec<(i64, i64)>),
+}
+
+/// One record with its inputs and its stored score.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct InputRow {
+    /// The portal.
+    #[diesel(sql_type = BigInt)]
+    pub portal_id: i64,
+    /// The contact or company id.
+    #[diesel(sql_type = BigInt)]
+    pub object_id: i64,
+    /// The connection it comes from.
+    #[diesel(sql_type = SqlUuid)]
+    pub connection_id: Uuid,
+    /// Name, e-mail or domain for lists.
+    #[diesel(sql_type = Text)]
+    pub display_name: String,
+    /// A contact's primary company.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub primary_company_id: Option<i64>,
+    /// Latest sales activity (see the module docs).
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// A contact's stage, or every distinct stage of a company's contacts.
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    pub stages: Option<Vec<String>>,
+    /// Deals in any status.
+    #[diesel(sql_type = BigInt)]
+    pub deal_count: i64,
+    /// Mean close probability of open deals.
+    #[diesel(sql_type = Nullable<Double>)]
+    pub open_probability: Option<f64>,
+    /// Open and won amount, cents.
+    #[diesel(sql_type = BigInt)]
+    pub amount_cents: i64,
+    /// Updates within the window.
+    #[diesel(sql_type = BigInt)]
+    pub updates: i64,
+    /// The stored score, if any.
+    #[diesel(sql_type = Nullable<Int2>)]
+    pub old_score: Option<i16>,
+    /// The stored risk level (contracts' `RiskLevel`), if any row.
+    #[diesel(sql_type = Nullable<Int2>)]
+    pub old_risk_level: Option<i16>,
+    /// The stored contributions.
+    #[diesel(sql_type = Nullable<Array<Double>>)]
+    pub old_contributions: Option<Vec<f64>>,
+    /// The stored config version.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_config_version: Option<i64>,
+    /// The stored display name.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_display_name: Option<String>,
+    /// The stored company id.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_company_id: Option<i64>,
+}
+
+const CONTACTS: &str = "
+WITH t AS (
+    SELECT c.* FROM contacts c WHERE c.org_id = $1 AND {filter}
+    ORDER BY c.portal_id, c.contact_id LIMIT $2
+), comp AS (
+    SELECT cc.portal_id, cc.contact_id, max(co.last_activity_at) AS at
+    FROM t JOIN contact_companies cc
+        ON cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.contact_id = t.contact_id
+    JOIN companies co
+        ON co.org_id = $1 AND co.portal_id = cc.portal_id AND co.company_id = cc.company_id
+    GROUP BY 1, 2
+), td AS (
+    SELECT dc.portal_id, dc.contact_id, d.deal_id, d.status, d.amount_cents, d.close_probability
+    FROM t JOIN deal_contacts dc
+        ON dc.org_id = $1 AND dc.portal_id = t.portal_id AND dc.contact_id = t.contact_id
+    JOIN deals d ON d.org_id = $1 AND d.portal_id = dc.portal_id AND d.deal_id = dc.deal_id
+), dl AS (
+    SELECT portal_id, contact_id, count(*) AS deal_count,
+        avg(coalesce(close_probability, 0)) FILTER (WHERE status = 1) AS open_probability,
+        coalesce(sum(coalesce(amount_cents, 0)) FILTER (WHERE status IN (1, 2)), 0)::bigint AS amount
+    FROM td GROUP BY 1, 2
+), act AS (
+    SELECT portal_id, contact_id, count(*) AS n FROM (
+        SELECT t.portal_id, t.contact_id FROM t JOIN activity_log a
+            ON a.org_id = $1 AND a.portal_id = t.portal_id AND a.object_type = 1
+           AND a.object_id = t.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+        UNION ALL
+        SELECT td.portal_id, td.contact_id FROM td JOIN activity_log a
+            ON a.org_id = $1 AND a.portal_id = td.portal_id AND a.object_type = 3
+           AND a.object_id = td.deal_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+    ) x GROUP BY 1, 2
+)
+SELECT t.portal_id, t.contact_id AS object_id, t.connection_id,
+    coalesce(t.name, t.email) AS display_name, t.primary_company_id,
+    greatest(t.last_activity_at, comp.at) AS last_activity_at,
+    CASE WHEN t.lifecycle_stage IS NULL THEN NULL ELSE ARRAY[t.lifecycle_stage] END AS stages,
+    coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
+    coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
+    s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
+    s.config_version AS old_config_version, s.display_name AS old_display_name,
+    s.company_id AS old_company_id
+FROM t
+LEFT JOIN comp ON comp.portal_id = t.portal_id AND comp.contact_id = t.contact_id
+LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.contact_id = t.contact_id
+LEFT JOIN act ON act.portal_id = t.portal_id AND act.contact_id = t.contact_id
+LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 1 AND s.portal_id = t.portal_id
+    AND s.object_id = t.contact_id
+ORDER BY t.portal_id, t.contact_id";
+
+const COMPANIES: &str = "
+WITH t AS (
+    SELECT c.* FROM companies c WHERE c.org_id = $1 AND {filter}
+    ORDER BY c.portal_id, c.company_id LIMIT $2
+), tc AS (
+    SELECT cc.portal_id, cc.company_id, k.contact_id, k.lifecycle_stage, k.last_activity_at
+    FROM t JOIN contact_companies cc
+        ON cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.company_id = t.company_id
+    JOIN contacts k ON k.org_id = $1 AND k.portal_id = cc.portal_id AND k.contact_id = cc.contact_id
+), tdeal AS (
+    SELECT DISTINCT portal_id, company_id, deal_id FROM (
+        SELECT dco.portal_id, dco.company_id, dco.deal_id FROM t JOIN deal_companies dco
+            ON dco.org_id = $1 AND dco.portal_id = t.portal_id AND dco.company_id = t.company_id
+        UNION ALL
+        SELECT tc.portal_id, tc.company_id, dc.deal_id FROM tc JOIN deal_contacts dc
+            ON dc.org_id = $1 AND dc.portal_id = tc.portal_id AND dc.contact_id = tc.contact_id
+    ) x
+), td AS (
+    SELECT tdeal.portal_id, tdeal.company_id, d.deal_id, d.status, d.amount_cents, d.close_probability
+    FROM tdeal JOIN deals d
+        ON d.org_id = $1 AND d.portal_id = tdeal.portal_id AND d.deal_id = tdeal.deal_id
+), dl AS (
+    SELECT portal_id, company_id, count(*) AS deal_count,
+        avg(coalesce(close_probability, 0)) FILTER (WHERE status = 1) AS open_probability,
+        coalesce(sum(coalesce(amount_cents, 0)) FILTER (WHERE status IN (1, 2)), 0)::bigint AS amount
+    FROM td GROUP BY 1, 2
+), cagg AS (
+    SELECT portal_id, company_id, max(last_activity_at) AS at,
+        array_agg(DISTINCT lifecycle_stage) FILTER (WHERE lifecycle_stage IS NOT NULL) AS stages
+    FROM tc GROUP BY 1, 2
+), act AS (
+    SELECT portal_id, company_id, count(*) AS n FROM (
+        SELECT tc.portal_id, tc.company_id FROM tc JOIN activity_log a
+            ON a.org_id = $1 AND a.portal_id = tc.portal_id AND a.object_type = 1
+           AND a.object_id = tc.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+        UNION ALL
+        SELECT td.portal_id, td.company_id FROM td JOIN activity_log a
+            ON a.org_id = $1 AND a.portal_id = td.portal_id AND a.object_type = 3
+           AND a.object_id = td.deal_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+    ) x GROUP BY 1, 2
+)
+SELECT t.portal_id, t.company_id AS object_id, t.connection_id,
+    coalesce(t.name, t.domain, 'company ' || t.company_id) AS display_name,
+    NULL::bigint AS primary_company_id,
+    greatest(t.last_activity_at, cagg.at) AS last_activity_at, cagg.stages,
+    coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
+    coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
+    s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
+    s.config_version AS old_config_version, s.display_name AS old_display_name,
+    s.company_id AS old_company_id
+FROM t
+LEFT JOIN cagg ON cagg.portal_id = t.portal_id AND cagg.company_id = t.company_id
+LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.company_id = t.company_id
+LEFT JOIN act ON act.portal_id = t.portal_id AND act.company_id = t.company_id
+LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 2 AND s.portal_id = t.portal_id
+    AND s.object_id = t.company_id
+ORDER BY t.portal_id, t.company_id";
+
+/// Reads the inputs of a batch of contacts (`kind` CONTACT) or companies (COMPANY),
+/// counting updates in the `window_days` before `now`.
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    kind: i16,
+    selection: &Selection,
+    window_days: u32,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<Vec<InputRow>> {
+    let (template, id_column) = if kind == super::object_type::COMPANY {
+        (COMPANIES, "c.company_id")
+    } else {
+        (CONTACTS, "c.contact_id")
+    };
+    let since = now - Duration::days(i64::from(window_days));
+    match selection {
+        Selection::After { after, limit } => {
+            let (portal, id) = after.unwrap_or((i64::MIN, i64::MIN));
+            let sql = template.replace(
+                "{filter}",
+                &format!("(c.portal_id, {id_column}) > ($5, $6)"),
+            );
+            diesel::sql_query(sql)
+                .bind::<SqlUuid, _>(org_id)
+                .bind::<BigInt, _>(*limit)
+                .bind::<Timestamptz, _>(since)
+                .bind::<Timestamptz, _>(now)
+                .bind::<BigInt, _>(portal)
+                .bind::<BigInt, _>(id)
+                .load(conn)
+                .await
+        }
+        Selection::Keys(keys) => {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (portals, ids): (Vec<i64>, Vec<i64>) = keys.iter().copied().unzip();
+            let sql = template.replace(
+                "{filter}",
+                &format!(
+                    "(c.portal_id, {id_column}) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))"
+                ),
+            );
+            let limit = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+            diesel::sql_query(sql)
+                .bind::<SqlUuid, _>(org_id)
+                .bind::<BigInt, _>(limit)
+                .bind::<Timestamptz, _>(since)
+                .bind::<Timestamptz, _>(now)
+                .bind::<Array<BigInt>, _>(portals)
+                .bind::<Array<BigInt>, _>(ids)
+                .load(conn)
+                .await
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Means {
+    #[diesel(sql_type = Nullable<Double>)]
+    contact_cents: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    company_cents: Option<f64>,
+}
+
+/// The org's mean open-and-won deal amount per contact and per company with such deals
+/// (a company's deals as in the module docs).
+pub async fn compute_means(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<OrgMeans> {
+    let row: Means = diesel::sql_query(
+        "WITH open_won AS (
+            SELECT portal_id, deal_id, coalesce(amount_cents, 0) AS amount FROM deals
+            WHERE org_id = $1 AND status IN (1, 2)
+        ), per_contact AS (
+            SELECT dc.portal_id, dc.contact_id, sum(ow.amount) AS amount
+            FROM deal_contacts dc
+            JOIN open_won ow ON ow.portal_id = dc.portal_id AND ow.deal_id = dc.deal_id
+            JOIN contacts k ON k.org_id = $1 AND k.portal_id = dc.portal_id AND k.contact_id = dc.contact_id
+            WHERE dc.org_id = $1 GROUP BY 1, 2
+        ), company_deals AS (
+            SELECT DISTINCT portal_id, company_id, deal_id FROM (
+                SELECT portal_id, company_id, deal_id FROM deal_companies WHERE org_id = $1
+                UNION ALL
+                SELECT cc.portal_id, cc.company_id, dc.deal_id FROM contact_companies cc
+                JOIN deal_contacts dc ON dc.org_id = $1 AND dc.portal_id = cc.portal_id
+                    AND dc.contact_id = cc.contact_id
+                WHERE cc.org_id = $1
+            ) x
+        ), per_company AS (
+            SELECT cd.portal_id, cd.company_id, sum(ow.amount) AS amount
+            FROM company_deals cd
+            JOIN open_won ow ON ow.portal_id = cd.portal_id AND ow.deal_id = cd.deal_id
+            JOIN companies co ON co.org_id = $1 AND co.portal_id = cd.portal_id AND co.company_id = cd.company_id
+            GROUP BY 1, 2
+        )
+        SELECT (SELECT avg(amount)::float8 FROM per_contact) AS contact_cents,
+               (SELECT avg(amount)::float8 FROM per_company) AS company_cents",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .get_result(conn)
+    .await?;
+    Ok(OrgMeans {
+        contact_cents: row.contact_cents,
+        company_cents: row.company_cents,
+    })
+}
+
+/// Every org with a projection row or a score, for the scheduler's first pass.
+pub async fn known_orgs(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Org {
+        #[diesel(sql_type = SqlUuid)]
+        org_id: Uuid,
+    }
+    let rows: Vec<Org> = diesel::sql_query("SELECT org_id FROM org_state")
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.org_id).collect())
+}

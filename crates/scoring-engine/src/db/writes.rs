@@ -1,0 +1,320 @@
+//! Set-based writes of a batch of computed scores: the current rows, one history row per
+//! change, alerts and their outbox entries, each batch in one statement per table.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel::sql_types::{Array, BigInt, Bytea, Double, Int2, Int4, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::amqp::OutgoingMessage;
+use uuid::Uuid;
+
+/// A computed score ready to store.
+#[derive(Debug, Clone)]
+pub struct ScoreRow {
+    /// hubscore's id of the scored customer.
+    pub score_id: Uuid,
+    /// The portal.
+    pub portal_id: i64,
+    /// The connection.
+    pub connection_id: Uuid,
+    /// CONTACT or COMPANY.
+    pub object_type: i16,
+    /// The contact or company id.
+    pub object_id: i64,
+    /// The contact id (0 for a company).
+    pub contact_id: i64,
+    /// The (primary) company id.
+    pub company_id: Option<i64>,
+    /// For lists.
+    pub display_name: String,
+    /// 0-100 or N/A.
+    pub score: Option<i16>,
+    /// contracts' `RiskLevel`.
+    pub risk_level: i16,
+    /// Raw inputs.
+    pub recency_days: Option<f64>,
+    /// Mean open-deal probability.
+    pub deal_probability: Option<f64>,
+    /// Lifecycle stage.
+    pub lifecycle_stage: Option<String>,
+    /// Updates within the window.
+    pub update_count: i32,
+    /// Open and won amount (absent for N/A).
+    pub deal_amount_cents: Option<i64>,
+    /// Normalised factor values (empty for N/A).
+    pub factor_values: Vec<f64>,
+    /// Contributions (empty for N/A).
+    pub contributions: Vec<f64>,
+}
+
+fn pg_array(values: &[f64]) -> String {
+    let items: Vec<String> = values.iter().map(f64::to_string).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// Upserts the current score rows; a row computed earlier than the stored one is not
+/// written (the stored one is newer).
+pub async fn upsert_scores(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    rows: &[ScoreRow],
+    weights: &[f64],
+    config_version: i64,
+    computed_at: DateTime<Utc>,
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let weights = if rows.iter().all(|r| r.factor_values.is_empty()) {
+        Vec::new()
+    } else {
+        weights.to_vec()
+    };
+    diesel::sql_query(
+        "INSERT INTO scores (score_id, org_id, portal_id, connection_id, object_type, object_id, \
+            contact_id, company_id, display_name, score, risk_level, recency_days, deal_probability, \
+            lifecycle_stage, update_count, deal_amount_cents, factor_values, weights, contributions, \
+            config_version, computed_at) \
+         SELECT u.score_id, $1, u.portal_id, u.connection_id, u.object_type, u.object_id, u.contact_id, \
+            u.company_id, u.display_name, u.score, u.risk_level, u.recency_days, u.deal_probability, \
+            u.lifecycle_stage, u.update_count, u.deal_amount_cents, u.factor_values::float8[], \
+            CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $18 END, \
+            u.contributions::float8[], $19, $20 \
+         FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::int2[], $6::bigint[], $7::bigint[], \
+            $8::bigint[], $9::text[], $10::int2[], $11::int2[], $12::float8[], $13::float8[], \
+            $14::text[], $15::int4[], $16::bigint[], $17::text[], $21::text[]) \
+            AS u(score_id, portal_id, connection_id, object_type, object_id, contact_id, company_id, \
+                 display_name, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
+                 update_count, deal_amount_cents, factor_values, contributions) \
+         ON CONFLICT (score_id) DO UPDATE SET connection_id = excluded.connection_id, \
+            contact_id = excluded.contact_id, company_id = excluded.company_id, \
+            display_name = excluded.display_name, score = excluded.score, \
+            risk_level = excluded.risk_level, recency_days = excluded.recency_days, \
+            deal_probability = excluded.deal_probability, lifecycle_stage = excluded.lifecycle_stage, \
+            update_count = excluded.update_count, deal_amount_cents = excluded.deal_amount_cents, \
+            factor_values = excluded.factor_values, weights = excluded.weights, \
+            contributions = excluded.contributions, config_version = excluded.config_version, \
+            computed_at = excluded.computed_at \
+         WHERE scores.computed_at <= excluded.computed_at",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.portal_id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.connection_id).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(rows.iter().map(|r| r.object_type).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.object_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.contact_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.company_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.display_name.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.recency_days).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.deal_probability).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.lifecycle_stage.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.update_count).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(
+        rows.iter().map(|r| r.deal_amount_cents).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_array(&r.factor_values))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Double>, _>(weights)
+    .bind::<BigInt, _>(config_version)
+    .bind::<Timestamptz, _>(computed_at)
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_array(&r.contributions))
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await
+}
+
+/// Appends one history row per changed score; returns each score's new history row id.
+pub async fn insert_history(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    rows: &[&ScoreRow],
+    config_version: i64,
+    computed_at: DateTime<Utc>,
+) -> diesel::QueryResult<HashMap<Uuid, i64>> {
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = SqlUuid)]
+        score_id: Uuid,
+    }
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
+            config_version, computed_at) \
+         SELECT u.score_id, $1, u.score, u.risk_level, u.contributions::float8[], $5, $6 \
+         FROM unnest($2::uuid[], $3::int2[], $4::int2[], $7::text[]) \
+            AS u(score_id, score, risk_level, contributions) \
+         RETURNING id, score_id",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
+    .bind::<BigInt, _>(config_version)
+    .bind::<Timestamptz, _>(computed_at)
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_array(&r.contributions))
+            .collect::<Vec<_>>(),
+    )
+    .load(conn)
+    .await?;
+    Ok(inserted.into_iter().map(|r| (r.score_id, r.id)).collect())
+}
+
+/// The highest score each of `score_ids` had within the drop window: history rows
+/// computed after `window_start`, the row in force at `window_start`, but nothing before
+/// the history row of the score's last drop alert (so one drop alerts once).
+pub async fn drop_references(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    score_ids: &[Uuid],
+    window_start: DateTime<Utc>,
+) -> diesel::QueryResult<HashMap<Uuid, i16>> {
+    if score_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    #[derive(QueryableByName)]
+    struct Reference {
+        #[diesel(sql_type = SqlUuid)]
+        score_id: Uuid,
+        #[diesel(sql_type = Nullable<Int2>)]
+        reference: Option<i16>,
+    }
+    let rows: Vec<Reference> = diesel::sql_query(
+        "SELECT s.score_id, max(h.score) AS reference \
+         FROM unnest($2::uuid[]) AS s(score_id) \
+         CROSS JOIN LATERAL ( \
+            SELECT coalesce(max(a.history_id), 0) AS since FROM alerts a \
+            WHERE a.org_id = $1 AND a.score_id = s.score_id AND 2 = ANY(a.reasons)) la \
+         CROSS JOIN LATERAL ( \
+            SELECT coalesce(( \
+                SELECT h0.id FROM score_history h0 WHERE h0.org_id = $1 \
+                AND h0.score_id = s.score_id AND h0.computed_at <= $3 \
+                ORDER BY h0.computed_at DESC, h0.id DESC LIMIT 1), 0) AS start_id) ws \
+         JOIN score_history h ON h.org_id = $1 AND h.score_id = s.score_id \
+            AND h.id >= la.since AND (h.computed_at > $3 OR h.id = ws.start_id) \
+         GROUP BY s.score_id",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(score_ids.to_vec())
+    .bind::<Timestamptz, _>(window_start)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.reference.map(|v| (r.score_id, v)))
+        .collect())
+}
+
+/// An alert to record.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// Its id (also in the event).
+    pub alert_id: Uuid,
+    /// The score it is about.
+    pub score_id: Uuid,
+    /// The history row of the score that raised it.
+    pub history_id: i64,
+    /// contracts' `ScoreAlertReason` values.
+    pub reasons: Vec<i16>,
+    /// Before.
+    pub old_score: Option<i16>,
+    /// Now.
+    pub new_score: i16,
+    /// The window's highest score, for drops.
+    pub reference_score: Option<i16>,
+}
+
+/// Records alerts.
+pub async fn insert_alerts(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    alerts: &[AlertRow],
+    created_at: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    for alert in alerts {
+        diesel::sql_query(
+            "INSERT INTO alerts (alert_id, score_id, org_id, history_id, reasons, old_score, \
+                new_score, reference_score, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind::<SqlUuid, _>(alert.alert_id)
+        .bind::<SqlUuid, _>(alert.score_id)
+        .bind::<SqlUuid, _>(org_id)
+        .bind::<BigInt, _>(alert.history_id)
+        .bind::<Array<Int2>, _>(&alert.reasons)
+        .bind::<Nullable<Int2>, _>(alert.old_score)
+        .bind::<Int2, _>(alert.new_score)
+        .bind::<Nullable<Int2>, _>(alert.reference_score)
+        .bind::<Timestamptz, _>(created_at)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes many messages to the outbox in one statement (the platform's `enqueue`, set-based,
+/// for the thousands of events of an org rescore). Same table, same columns.
+pub async fn enqueue_all(
+    conn: &mut AsyncPgConnection,
+    messages: &[OutgoingMessage],
+) -> diesel::QueryResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO outbox (message_id, routing_key, message_type, correlation_id, org_id, body, \
+            created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+            $6::bytea[], $7::timestamptz[])",
+    )
+    .bind::<Array<SqlUuid>, _>(
+        messages
+            .iter()
+            .map(|m| m.meta.message_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        messages
+            .iter()
+            .map(|m| m.routing_key.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        messages
+            .iter()
+            .map(|m| m.message_type.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        messages
+            .iter()
+            .map(|m| m.meta.correlation_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<SqlUuid>>, _>(messages.iter().map(|m| m.meta.org_id).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

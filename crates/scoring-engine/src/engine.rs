@@ -1,0 +1,648 @@
+//! Scoring runs: a batch of projection rows becomes score cards (pure), and the cards that
+//! changed become stored rows, history, `score.updated` and `score.alert` events (one
+//! transaction per batch, under the org's advisory lock).
+//!
+//! Three callers: a `crm.changed` message (the affected customers), a whole-org rescore
+//! (after a full sync, a config change, and on the schedule) and the config preview
+//! (computes, compares, stores nothing).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use contracts::v1::{
+    ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated,
+    score_factor,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use domain::outbound::RiskLevel;
+use platform::amqp::{MessageMeta, OutgoingMessage};
+use platform::db::Pool;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::configs::{self, OrgMeans, VersionedConfig};
+use crate::db::inputs::{self, InputRow, Selection};
+use crate::db::object_type;
+use crate::db::projection::Affected;
+use crate::db::writes::{self, AlertRow, ScoreRow};
+use crate::model::{self, FACTOR_NAMES, FactorInput, ModelConfig, ScoreCard, ScoreInputs};
+
+/// Namespace of customer ids (UUIDv5 of org, portal, object type and HubSpot id).
+const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_2f0e_5b7d_4c3a_9e8f_1d2c_3b4a_5f60);
+
+/// hubscore's id for a contact or company: the same on every replica, for ever.
+pub fn customer_id(org_id: Uuid, portal_id: i64, kind: i16, object_id: i64) -> Uuid {
+    let kind = if kind == object_type::COMPANY {
+        "company"
+    } else {
+        "contact"
+    };
+    Uuid::new_v5(
+        &CUSTOMER_NAMESPACE,
+        format!("{org_id}/{portal_id}/{kind}/{object_id}").as_bytes(),
+    )
+}
+
+/// contracts' `RiskLevel` value of a card's level (`NONE` for N/A).
+pub fn proto_risk(level: Option<RiskLevel>) -> i16 {
+    let proto = match level {
+        Some(RiskLevel::Green) => ProtoRisk::Healthy,
+        Some(RiskLevel::Yellow) => ProtoRisk::AtRisk,
+        Some(RiskLevel::Red) => ProtoRisk::Critical,
+        None => ProtoRisk::None,
+    };
+    i16::try_from(i32::from(proto)).unwrap_or(0)
+}
+
+/// The API name of a stored risk level.
+pub fn risk_name(level: i16) -> &'static str {
+    match ProtoRisk::try_from(i32::from(level)) {
+        Ok(ProtoRisk::Healthy) => "healthy",
+        Ok(ProtoRisk::AtRisk) => "at_risk",
+        Ok(ProtoRisk::Critical) => "critical",
+        _ => "none",
+    }
+}
+
+/// One record scored: the card, the row to store and what was stored before.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    /// The row to store.
+    pub row: ScoreRow,
+    /// The card (with descriptions, for events).
+    pub card: ScoreCard,
+    /// Whether a row was stored before.
+    pub had_row: bool,
+    /// The stored score before.
+    pub old_score: Option<i16>,
+    /// The stored risk level before (`NONE` without a row).
+    pub old_risk_level: i16,
+    /// The stored contributions before.
+    pub old_contributions: Vec<f64>,
+    /// Score or risk level changed (or a first real score): history and an event.
+    pub changed: bool,
+    /// Anything stored changed: the row is rewritten.
+    pub store: bool,
+}
+
+fn inputs_of(config: &ModelConfig, kind: i16, row: &InputRow, means: OrgMeans) -> ScoreInputs {
+    let stages = row.stages.clone().unwrap_or_default();
+    let lifecycle_stage = if kind == object_type::COMPANY {
+        model::best_lifecycle_stage(config, stages.iter().map(String::as_str))
+    } else {
+        stages.into_iter().next()
+    };
+    ScoreInputs {
+        last_activity_at: row.last_activity_at,
+        deal_count: u32::try_from(row.deal_count).unwrap_or(u32::MAX),
+        open_deal_probability: row.open_probability,
+        lifecycle_stage,
+        updates_in_window: u32::try_from(row.updates).unwrap_or(u32::MAX),
+        deal_amount_cents: row.amount_cents,
+        org_mean_deal_cents: if kind == object_type::COMPANY {
+            means.company_cents
+        } else {
+            means.contact_cents
+        },
+    }
+}
+
+/// Scores a batch of rows under `config` at `now`. Pure.
+pub fn compute(
+    org_id: Uuid,
+    kind: i16,
+    rows: Vec<InputRow>,
+    config: &VersionedConfig,
+    means: OrgMeans,
+    now: DateTime<Utc>,
+) -> Vec<Computed> {
+    rows.into_iter()
+        .map(|row| {
+            let inputs = inputs_of(&config.config, kind, &row, means);
+            let card = model::score_customer(&config.config, &inputs, now);
+            let score = card.score.map(|s| i16::from(s.value()));
+            let risk_level = proto_risk(card.risk_level);
+            let scored = card.score.is_some();
+            let factor_values: Vec<f64> = card.factors.iter().map(|f| f.value).collect();
+            let contributions = card.contributions();
+            let old_contributions = row.old_contributions.clone().unwrap_or_default();
+            let had_row = row.old_risk_level.is_some();
+            let old_risk_level = row.old_risk_level.unwrap_or_else(|| proto_risk(None));
+            let changed =
+                (had_row || scored) && (row.old_score != score || old_risk_level != risk_level);
+            let contributions_moved = old_contributions.len() != contributions.len()
+                || old_contributions
+                    .iter()
+                    .zip(&contributions)
+                    .any(|(a, b)| (a - b).abs() > 1e-9);
+            let is_company = kind == object_type::COMPANY;
+            let company_id = if is_company {
+                Some(row.object_id)
+            } else {
+                row.primary_company_id
+            };
+            let store = !had_row
+                || changed
+                || contributions_moved
+                || row.old_config_version != Some(config.version)
+                || row.old_display_name.as_deref() != Some(row.display_name.as_str())
+                || row.old_company_id != company_id;
+            let score_row = ScoreRow {
+                score_id: customer_id(org_id, row.portal_id, kind, row.object_id),
+                portal_id: row.portal_id,
+                connection_id: row.connection_id,
+                object_type: kind,
+                object_id: row.object_id,
+                contact_id: if is_company { 0 } else { row.object_id },
+                company_id,
+                display_name: row.display_name.clone(),
+                score,
+                risk_level,
+                recency_days: scored
+                    .then(|| inputs.last_activity_at.map(|at| model::days_since(at, now)))
+                    .flatten(),
+                deal_probability: if scored {
+                    inputs.open_deal_probability
+                } else {
+                    None
+                },
+                lifecycle_stage: inputs.lifecycle_stage.clone(),
+                update_count: i32::try_from(inputs.updates_in_window).unwrap_or(i32::MAX),
+                deal_amount_cents: scored.then_some(inputs.deal_amount_cents),
+                factor_values,
+                contributions,
+            };
+            Computed {
+                row: score_row,
+                card,
+                had_row,
+                old_score: row.old_score,
+                old_risk_level,
+                old_contributions,
+                changed,
+                store,
+            }
+        })
+        .collect()
+}
+
+/// Builds the contract's factor list from a card.
+pub fn proto_factors(card: &ScoreCard) -> Vec<ScoreFactor> {
+    card.factors
+        .iter()
+        .map(|f| {
+            let (raw_input, unit) = match &f.input {
+                FactorInput::Number(n, unit) => (
+                    Some(score_factor::RawInput::InputNumber(*n)),
+                    (*unit).to_owned(),
+                ),
+                FactorInput::Text(t) => (
+                    Some(score_factor::RawInput::InputText(t.clone())),
+                    String::new(),
+                ),
+                FactorInput::Missing => (None, String::new()),
+            };
+            ScoreFactor {
+                name: f.name.to_owned(),
+                raw_input,
+                input_unit: unit,
+                input_description: f.description.clone(),
+                value: f.value,
+                weight: f.weight,
+                contribution: f.contribution,
+            }
+        })
+        .collect()
+}
+
+fn proto_object_type(kind: i16) -> ObjectType {
+    if kind == object_type::COMPANY {
+        ObjectType::Company
+    } else {
+        ObjectType::Contact
+    }
+}
+
+fn score_updated(
+    org_id: Uuid,
+    c: &Computed,
+    config_version: i64,
+    now: DateTime<Utc>,
+) -> ScoreUpdated {
+    let deltas = if c.card.factors.is_empty() {
+        Vec::new()
+    } else {
+        model::contribution_deltas(&c.old_contributions, &c.row.contributions)
+    };
+    let mut event = ScoreUpdated {
+        org_id: org_id.to_string(),
+        connection_id: c.row.connection_id.to_string(),
+        portal_id: c.row.portal_id,
+        customer_id: c.row.score_id.to_string(),
+        contact_id: c.row.contact_id,
+        company_id: c.row.company_id,
+        old_score: c.old_score.and_then(|s| u32::try_from(s).ok()),
+        new_score: c.row.score.and_then(|s| u32::try_from(s).ok()),
+        old_risk_level: i32::from(c.old_risk_level),
+        new_risk_level: i32::from(c.row.risk_level),
+        factors: proto_factors(&c.card),
+        config_version,
+        computed_at: Some(contracts::time::to_timestamp(now)),
+        object_type: 0,
+        object_id: c.row.object_id,
+        top_factor: model::top_factor(&deltas).unwrap_or_default().to_owned(),
+        contribution_deltas: deltas,
+    };
+    event.set_object_type(proto_object_type(c.row.object_type));
+    event
+}
+
+/// What a write of a batch did.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Records scored.
+    pub scored: usize,
+    /// Scores or risk levels that changed (one `score.updated` each).
+    pub changed: usize,
+    /// `score.alert` events raised.
+    pub alerts: usize,
+}
+
+impl std::ops::AddAssign for WriteSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.scored += other.scored;
+        self.changed += other.changed;
+        self.alerts += other.alerts;
+    }
+}
+
+/// Stores what changed in a computed batch, with history, events and alerts, inside the
+/// caller's transaction (which holds the org lock).
+pub async fn persist(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    computed: &[Computed],
+    config: &VersionedConfig,
+    now: DateTime<Utc>,
+    correlation_id: &str,
+) -> diesel::QueryResult<WriteSummary> {
+    let to_store: Vec<ScoreRow> = computed
+        .iter()
+        .filter(|c| c.store)
+        .map(|c| c.row.clone())
+        .collect();
+    let weights = config.config.weights.as_array();
+    writes::upsert_scores(conn, org_id, &to_store, &weights, config.version, now).await?;
+    let changed: Vec<&Computed> = computed.iter().filter(|c| c.changed).collect();
+    // Alerts: entering a worse band, or falling far enough below the window's best.
+    let alerts_config = config.config.alerts;
+    let candidates: Vec<Uuid> = changed
+        .iter()
+        .filter(|c| matches!((c.old_score, c.row.score), (Some(o), Some(n)) if n < o))
+        .map(|c| c.row.score_id)
+        .collect();
+    let window_start = now - Duration::days(i64::from(alerts_config.drop_window_days));
+    let references = if alerts_config.drop_points > 0 {
+        writes::drop_references(conn, org_id, &candidates, window_start).await?
+    } else {
+        HashMap::new()
+    };
+    let history_rows: Vec<&ScoreRow> = changed.iter().map(|c| &c.row).collect();
+    let history_ids =
+        writes::insert_history(conn, org_id, &history_rows, config.version, now).await?;
+    let mut messages = Vec::with_capacity(changed.len());
+    let mut alerts = Vec::new();
+    for c in &changed {
+        let event = score_updated(org_id, c, config.version, now);
+        let mut reasons = Vec::new();
+        let worse_band = (1..=3).contains(&c.old_risk_level)
+            && (1..=3).contains(&c.row.risk_level)
+            && c.row.risk_level > c.old_risk_level;
+        if worse_band {
+            reasons.push(ScoreAlertReason::WorseRiskLevel);
+        }
+        let mut reference_score = None;
+        let mut drop_points = 0;
+        if let (Some(reference), Some(new)) = (references.get(&c.row.score_id), c.row.score) {
+            let drop = reference - new;
+            if drop > 0 && drop >= i16::from(alerts_config.drop_points) {
+                reasons.push(ScoreAlertReason::ScoreDrop);
+                reference_score = Some(*reference);
+                drop_points = drop;
+            }
+        }
+        if let (false, Some(new_score), Some(history_id)) = (
+            reasons.is_empty(),
+            c.row.score,
+            history_ids.get(&c.row.score_id),
+        ) {
+            let alert_id = Uuid::now_v7();
+            let lowest = event
+                .contribution_deltas
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .and_then(|(i, _)| FACTOR_NAMES.get(i))
+                .copied()
+                .unwrap_or_default();
+            let mut alert = ScoreAlert {
+                alert_id: alert_id.to_string(),
+                org_id: org_id.to_string(),
+                connection_id: event.connection_id.clone(),
+                portal_id: event.portal_id,
+                customer_id: event.customer_id.clone(),
+                object_type: event.object_type,
+                object_id: event.object_id,
+                reasons: reasons.iter().map(|r| i32::from(*r)).collect(),
+                old_score: event.old_score,
+                new_score: u32::try_from(new_score).unwrap_or_default(),
+                old_risk_level: event.old_risk_level,
+                new_risk_level: event.new_risk_level,
+                reference_score: reference_score.and_then(|s| u32::try_from(s).ok()),
+                drop_points: u32::try_from(drop_points).unwrap_or_default(),
+                window_days: alerts_config.drop_window_days,
+                top_factor: lowest.to_owned(),
+                config_version: config.version,
+                computed_at: event.computed_at,
+            };
+            alert.object_type = event.object_type;
+            alerts.push(AlertRow {
+                alert_id,
+                score_id: c.row.score_id,
+                history_id: *history_id,
+                reasons: reasons
+                    .iter()
+                    .map(|r| i16::try_from(i32::from(*r)).unwrap_or(0))
+                    .collect(),
+                old_score: c.old_score,
+                new_score,
+                reference_score,
+            });
+            messages.push(OutgoingMessage::from_event(
+                &alert,
+                MessageMeta::new(correlation_id, Some(org_id)),
+            ));
+        }
+        messages.push(OutgoingMessage::from_event(
+            &event,
+            MessageMeta::new(correlation_id, Some(org_id)),
+        ));
+    }
+    writes::insert_alerts(conn, org_id, &alerts, now).await?;
+    writes::enqueue_all(conn, &messages).await?;
+    Ok(WriteSummary {
+        scored: computed.len(),
+        changed: changed.len(),
+        alerts: alerts.len(),
+    })
+}
+
+/// Rescores the affected contacts and companies inside the caller's transaction (which
+/// holds the org lock), with the org's stored means.
+pub async fn rescore_affected(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    affected: &Affected,
+    now: DateTime<Utc>,
+    correlation_id: &str,
+) -> diesel::QueryResult<WriteSummary> {
+    let config = configs::current(conn, org_id).await?;
+    let means = configs::stored_means(conn, org_id, now).await?;
+    let window = config.config.activity_frequency.window_days;
+    let mut summary = WriteSummary::default();
+    for (kind, keys) in [
+        (object_type::CONTACT, &affected.contacts),
+        (object_type::COMPANY, &affected.companies),
+    ] {
+        if keys.is_empty() {
+            continue;
+        }
+        let selection = Selection::Keys(keys.iter().copied().collect());
+        let rows = inputs::load(conn, org_id, kind, &selection, window, now).await?;
+        let computed = compute(org_id, kind, rows, &config, means, now);
+        summary += persist(conn, org_id, &computed, &config, now, correlation_id).await?;
+    }
+    Ok(summary)
+}
+
+/// Why a whole-org rescore did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RescoreError {
+    /// No database connection.
+    #[error("no database connection: {0}")]
+    Pool(String),
+    /// A query failed.
+    #[error("rescore query failed: {0}")]
+    Database(#[from] diesel::result::Error),
+}
+
+/// Rescores every contact and company of an org in batches of `batch_size` (each batch its
+/// own transaction under the org lock), refreshing the org means first. Stops early, with
+/// what it did so far, if the org's config changes meanwhile (that change's own rescore
+/// covers the rest).
+pub async fn rescore_org(
+    pool: &Pool,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+) -> Result<WriteSummary, RescoreError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let (config, means) = conn
+        .transaction(async |conn| {
+            crate::db::lock_org(conn, org_id).await?;
+            let config = configs::current(conn, org_id).await?;
+            let means = inputs::compute_means(conn, org_id).await?;
+            configs::store_means(conn, org_id, means, now).await?;
+            Ok::<_, diesel::result::Error>((config, means))
+        })
+        .await?;
+    let window = config.config.activity_frequency.window_days;
+    let mut summary = WriteSummary::default();
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let mut after = None;
+        loop {
+            let selection = Selection::After {
+                after,
+                limit: batch_size,
+            };
+            let batch = conn
+                .transaction(async |conn| {
+                    crate::db::lock_org(conn, org_id).await?;
+                    if configs::current(conn, org_id).await?.version != config.version {
+                        return Ok(None);
+                    }
+                    let rows = inputs::load(conn, org_id, kind, &selection, window, now).await?;
+                    let last = rows.last().map(|r| (r.portal_id, r.object_id));
+                    let count = rows.len();
+                    let computed = compute(org_id, kind, rows, &config, means, now);
+                    let written =
+                        persist(conn, org_id, &computed, &config, now, correlation_id).await?;
+                    Ok::<_, diesel::result::Error>(Some((written, last, count)))
+                })
+                .await?;
+            let Some((written, last, count)) = batch else {
+                return Ok(summary);
+            };
+            summary += written;
+            after = last;
+            if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
+                break;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// A level-to-level move and how many customers make it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Move {
+    /// The risk level now (`healthy`, `at_risk`, `critical`, `none`).
+    pub from: &'static str,
+    /// The risk level under the proposed config.
+    pub to: &'static str,
+    /// How many customers.
+    pub count: u64,
+}
+
+/// One of the customers whose score would move most.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Mover {
+    /// Customer id.
+    pub id: Uuid,
+    /// `contact` or `company`.
+    pub object_type: &'static str,
+    /// HubSpot id.
+    pub object_id: i64,
+    /// Name, e-mail or domain.
+    pub name: String,
+    /// The score now.
+    pub from_score: Option<i16>,
+    /// The score under the proposed config.
+    pub to_score: Option<i16>,
+    /// The level now.
+    pub from_risk_level: &'static str,
+    /// The level under the proposed config.
+    pub to_risk_level: &'static str,
+    /// `to_score - from_score`.
+    pub delta: i16,
+}
+
+/// What saving a config would do to the org, computed without storing anything.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Preview {
+    /// The version in force now, that the proposal is compared with.
+    pub current_version: i64,
+    /// Customers (contacts and companies) compared.
+    pub customers: u64,
+    /// Customers whose score would change.
+    pub score_changes: u64,
+    /// Every (from, to) pair with at least one customer, `from` = `to` included.
+    pub matrix: Vec<Move>,
+    /// The customers whose score would move most (largest absolute change first).
+    pub largest_movers: Vec<Mover>,
+}
+
+/// How many movers a preview lists.
+pub const MOVERS: usize = 10;
+
+/// Computes what `proposed` would do to every customer of the org at `now`.
+pub async fn preview(
+    pool: &Pool,
+    org_id: Uuid,
+    proposed: &ModelConfig,
+    now: DateTime<Utc>,
+    batch_size: i64,
+) -> Result<Preview, RescoreError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let current = configs::current(&mut conn, org_id).await?;
+    let means = inputs::compute_means(&mut conn, org_id).await?;
+    let config = VersionedConfig {
+        version: current.version + 1,
+        config: proposed.clone(),
+        created_at: None,
+    };
+    let window = proposed.activity_frequency.window_days;
+    let mut matrix: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    let mut movers: Vec<Mover> = Vec::new();
+    let mut customers = 0;
+    let mut score_changes = 0;
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let mut after = None;
+        loop {
+            let selection = Selection::After {
+                after,
+                limit: batch_size,
+            };
+            let rows = inputs::load(&mut conn, org_id, kind, &selection, window, now).await?;
+            let count = rows.len();
+            after = rows.last().map(|r| (r.portal_id, r.object_id));
+            for c in compute(org_id, kind, rows, &config, means, now) {
+                customers += 1;
+                *matrix
+                    .entry((c.old_risk_level, c.row.risk_level))
+                    .or_default() += 1;
+                if c.old_score != c.row.score {
+                    score_changes += 1;
+                }
+                if let (Some(from), Some(to)) = (c.old_score, c.row.score)
+                    && from != to
+                {
+                    movers.push(Mover {
+                        id: c.row.score_id,
+                        object_type: if kind == object_type::COMPANY {
+                            "company"
+                        } else {
+                            "contact"
+                        },
+                        object_id: c.row.object_id,
+                        name: c.row.display_name.clone(),
+                        from_score: Some(from),
+                        to_score: Some(to),
+                        from_risk_level: risk_name(c.old_risk_level),
+                        to_risk_level: risk_name(c.row.risk_level),
+                        delta: to - from,
+                    });
+                    if movers.len() > 4 * MOVERS {
+                        sort_movers(&mut movers);
+                        movers.truncate(MOVERS);
+                    }
+                }
+            }
+            if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
+                break;
+            }
+        }
+    }
+    sort_movers(&mut movers);
+    movers.truncate(MOVERS);
+    Ok(Preview {
+        current_version: current.version,
+        customers,
+        score_changes,
+        matrix: matrix
+            .into_iter()
+            .map(|((from, to), count)| Move {
+                from: risk_name(from),
+                to: risk_name(to),
+                count,
+            })
+            .collect(),
+        largest_movers: movers,
+    })
+}
+
+fn sort_movers(movers: &mut [Mover]) {
+    movers.sort_by(|a, b| {
+        b.delta
+            .abs()
+            .cmp(&a.delta.abs())
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}

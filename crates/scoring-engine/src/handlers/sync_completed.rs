@@ -1,0 +1,50 @@
+//! `sync.completed`: after a successful full or reconciliation run, rescore the whole org
+//! with fresh org means (deal value is measured against them). Rescoring is idempotent by
+//! nature (unchanged scores publish nothing), so a redelivery simply runs it again.
+
+use contracts::v1::{SyncCompleted, SyncMode, sync_completed};
+use platform::amqp::{Delivery, Outcome};
+use uuid::Uuid;
+
+use crate::engine::{self, RescoreError};
+use crate::state::AppState;
+
+/// Handles one `SyncCompleted`.
+pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
+    let message: SyncCompleted = match delivery.decode() {
+        Ok(message) => message,
+        Err(error) => return Outcome::DeadLetter(error.to_string()),
+    };
+    let Ok(org_id) = Uuid::parse_str(&message.org_id) else {
+        return Outcome::DeadLetter(format!("org_id {:?} is not a UUID", message.org_id));
+    };
+    let succeeded = matches!(message.outcome, Some(sync_completed::Outcome::Succeeded(_)));
+    let whole = matches!(message.mode(), SyncMode::Full | SyncMode::Reconciliation);
+    if !(succeeded && whole) {
+        return Outcome::Ack;
+    }
+    let now = state.clock.now();
+    match engine::rescore_org(
+        &state.pool,
+        org_id,
+        now,
+        state.settings.batch_size,
+        &delivery.correlation_id,
+    )
+    .await
+    {
+        Ok(summary) => {
+            state.relay_waker.wake();
+            state.metrics.record("org_rescore", summary);
+            tracing::info!(
+                scored = summary.scored,
+                changed = summary.changed,
+                "org rescored after a sync"
+            );
+            Outcome::Ack
+        }
+        Err(error @ (RescoreError::Pool(_) | RescoreError::Database(_))) => {
+            Outcome::Retry(format!("rescoring after sync.completed failed: {error}"))
+        }
+    }
+}

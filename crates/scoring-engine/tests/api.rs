@@ -1,0 +1,342 @@
+//! The HTTP API: lists, one customer, the distribution, configs and previews.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use common::{PORTAL, busy_customer, spawn_app};
+use contracts::v1::ObjectType;
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn ids(body: &Value) -> Vec<i64> {
+    body["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["object_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_filter_by_risk_level_and_score_and_page_with_a_cursor() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let (_, critical) = app
+        .get(app.org, "/api/v1/customers?risk_level=critical")
+        .await;
+    assert_eq!(ids(&critical), [1]);
+    assert_eq!(critical["customers"][0]["risk_level"], "critical");
+    let (_, banded) = app
+        .get(
+            app.org,
+            "/api/v1/customers?risk_level=healthy,at_risk&sort=-score",
+        )
+        .await;
+    assert_eq!(ids(&banded), [3, 2]);
+    let (_, ranged) = app
+        .get(app.org, "/api/v1/customers?min_score=50&max_score=60")
+        .await;
+    assert_eq!(ids(&ranged), [2]);
+    let (_, page1) = app
+        .get(app.org, "/api/v1/customers?sort=-score&limit=2")
+        .await;
+    assert_eq!(ids(&page1), [3, 2]);
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let (_, page2) = app
+        .get(
+            app.org,
+            &format!("/api/v1/customers?sort=-score&limit=2&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(ids(&page2), [1]);
+    assert_eq!(page2["next_cursor"], Value::Null);
+    let (status, bad) = app
+        .get(app.org, "/api/v1/customers?risk_level=purple")
+        .await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("risk_level")));
+    let (status, bad) = app.get(app.org, "/api/v1/customers?cursor=garbage").await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("cursor")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_customer_shows_its_factors_history_and_what_changed_since_the_previous_score() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let id = scoring_engine::engine::customer_id(app.org, PORTAL, 1, 3);
+    let (status, body) = app.get(app.org, &format!("/api/v1/customers/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["score"], 78);
+    assert_eq!(body["risk_level"], "healthy");
+    let factors = body["factors"].as_array().unwrap();
+    assert_eq!(factors.len(), 5);
+    assert_eq!(factors[1]["name"], "deal_momentum");
+    assert_eq!(factors[1]["input"], 0.6);
+    assert_eq!(factors[1]["weight"], 20.0);
+    assert_eq!(factors[2]["input"], "customer");
+    assert_eq!(factors[3]["input"], 8.0);
+    let history: Vec<i64> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_i64().unwrap())
+        .collect();
+    assert_eq!(history, [78, 54]);
+    let changes = &body["changes_since_previous"];
+    assert_eq!(changes["previous_score"], 54);
+    assert_eq!(changes["score_delta"], 24);
+    let momentum = &changes["factors"][1];
+    assert_eq!(momentum["name"], "deal_momentum");
+    assert!((momentum["delta"].as_f64().unwrap() - 12.0).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_org_never_sees_another_orgs_scores() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let other = Uuid::now_v7();
+    let mut message = app.changed_for(other, ObjectType::Contact);
+    message.customers = busy_customer(77, 1);
+    app.publish(&message).await;
+    app.next_event().await;
+    let (_, mine) = app.get(app.org, "/api/v1/customers").await;
+    assert_eq!(ids(&mine), [1, 2, 3]);
+    let (_, theirs) = app.get(other, "/api/v1/customers").await;
+    assert_eq!(ids(&theirs), [77]);
+    let their_id = scoring_engine::engine::customer_id(other, PORTAL, 1, 77);
+    let (status, body) = app
+        .get(app.org, &format!("/api/v1/customers/{their_id}"))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (_, distribution) = app.get(app.org, "/api/v1/scoring/distribution").await;
+    assert_eq!(distribution["current"]["healthy"], 1);
+    assert_eq!(distribution["current"]["at_risk"], 1);
+    assert_eq!(distribution["current"]["critical"], 1);
+    let (_, theirs) = app.get(other, "/api/v1/scoring/distribution").await;
+    assert_eq!(theirs["current"]["at_risk"], 1);
+    assert_eq!(theirs["current"]["critical"], 0);
+    let unauthenticated = app
+        .http
+        .get(format!("{}/api/v1/customers", app.app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_distribution_counts_levels_and_says_how_they_moved_in_7_and_30_days() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    app.shared.clock.advance(chrono::Duration::days(8));
+    let (status, body) = app.get(app.org, "/api/v1/scoring/distribution").await;
+    assert_eq!(status, 200, "{body}");
+    let mean = body["current"]["mean_score"].as_f64().unwrap();
+    assert!((mean - (4.0 + 54.0 + 78.0) / 3.0).abs() < 1e-9, "{body}");
+    // A week ago all three were already scored as now; a month ago none was.
+    assert_eq!(body["days_7"]["change"]["healthy"], 0);
+    assert_eq!(body["days_7"]["change"]["mean_score"], 0.0);
+    assert_eq!(body["days_30"]["then"]["healthy"], 0);
+    assert_eq!(body["days_30"]["change"]["critical"], 1);
+}
+
+fn config_with(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut config = serde_json::to_value(scoring_engine::model::ModelConfig::default()).unwrap();
+    edit(&mut config);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_configs_are_refused_naming_the_field_and_members_may_not_save() {
+    let app = spawn_app().await;
+    let (status, body) = app.get(app.org, "/api/v1/scoring/config").await;
+    assert_eq!((status, body["version"].as_i64()), (200, Some(0)));
+    assert_eq!(body["config"]["weights"]["engagement_recency"], 25.0);
+
+    let put = |config: Value, role: &'static str| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::PUT,
+                app.org,
+                role,
+                "/api/v1/scoring/config",
+                &config,
+            )
+            .await
+        }
+    };
+    let (status, body) = put(
+        config_with(|c| c["weights"]["deal_value"] = json!(30)),
+        "admin",
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_config");
+    assert_eq!(body["fields"][0]["field"], "weights");
+    assert!(body["message"].as_str().unwrap().contains("sum to 100"));
+
+    let (status, body) = put(
+        config_with(|c| {
+            c["thresholds"]["at_risk_min"] = json!(80);
+            c["activity_frequency"]["target_updates"] = json!(0);
+        }),
+        "admin",
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "thresholds.at_risk_min",
+            "activity_frequency.target_updates"
+        ]
+    );
+
+    let (status, body) = put(
+        config_with(|c| c["weights"]["deal_value"] = json!("lots")),
+        "admin",
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("weights.deal_value"))
+    );
+    let (status, body) = put(config_with(|c| c["surprise"] = json!(1)), "admin").await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = put(config_with(|_| {}), "member").await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let (_, body) = app.get(app.org, "/api/v1/scoring/config").await;
+    assert_eq!(body["version"], 0, "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_shows_exactly_what_saving_the_config_then_does() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    // Lifecycle counts for more, deal value for nothing; healthy starts at 60.
+    let proposed = config_with(|c| {
+        c["weights"]["lifecycle_stage"] = json!(35);
+        c["weights"]["deal_value"] = json!(0);
+        c["thresholds"]["healthy_min"] = json!(60);
+    });
+    let (_, before) = app.get(app.org, "/api/v1/customers").await;
+    let (status, preview) = app
+        .send(
+            Method::POST,
+            app.org,
+            "member",
+            "/api/v1/scoring/config/preview",
+            &proposed,
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let (_, unchanged) = app.get(app.org, "/api/v1/customers").await;
+    assert_eq!(before, unchanged, "the preview stored something");
+    assert!(
+        app.drain().await.is_empty(),
+        "the preview published something"
+    );
+
+    let (status, saved) = app
+        .send(
+            Method::PUT,
+            app.org,
+            "admin",
+            "/api/v1/scoring/config",
+            &proposed,
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 1);
+    let (_, after) = app.get(app.org, "/api/v1/customers").await;
+
+    let level = |body: &Value, id: i64| -> (String, Option<i64>) {
+        let c = body["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["object_id"] == id)
+            .unwrap();
+        (
+            c["risk_level"].as_str().unwrap().to_owned(),
+            c["score"].as_i64(),
+        )
+    };
+    let mut matrix = std::collections::BTreeMap::new();
+    let mut movers = Vec::new();
+    let mut changed = 0;
+    for id in [1, 2, 3] {
+        let (from, from_score) = level(&before, id);
+        let (to, to_score) = level(&after, id);
+        if (&from, from_score) != (&to, to_score) {
+            changed += 1;
+        }
+        *matrix.entry((from.clone(), to.clone())).or_insert(0) += 1;
+        if from_score != to_score {
+            movers.push((id, to_score.unwrap() - from_score.unwrap()));
+        }
+        assert_eq!(
+            after["customers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["object_id"] == id)
+                .unwrap()["config_version"],
+            1
+        );
+    }
+    let previewed: std::collections::BTreeMap<(String, String), i64> = preview["matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                (
+                    m["from"].as_str().unwrap().to_owned(),
+                    m["to"].as_str().unwrap().to_owned(),
+                ),
+                m["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(previewed, matrix);
+    let mut previewed_movers: Vec<(i64, i64)> = preview["largest_movers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["object_id"].as_i64().unwrap(),
+                m["delta"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    previewed_movers.sort_unstable();
+    movers.sort_unstable();
+    assert_eq!(previewed_movers, movers);
+    assert!(!movers.is_empty());
+    assert_eq!(saved["rescored"]["changed"], changed);
+    // Saving published one score.updated per changed score, under version 1.
+    let events = app.drain().await;
+    let updates: Vec<_> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            common::Event::Updated(u) => Some(u),
+            common::Event::Alert(_) => None,
+        })
+        .collect();
+    assert_eq!(updates.len(), changed);
+    assert!(updates.iter().all(|u| u.config_version == 1));
+    let (_, config) = app.get(app.org, "/api/v1/scoring/config").await;
+    assert_eq!(config["version"], 1);
+    assert_eq!(config["config"]["weights"]["lifecycle_stage"], 35.0);
+}

@@ -1,0 +1,285 @@
+//! Scores from `crm.changed`, as consumers of `score.updated` and API users see them.
+
+mod common;
+
+use chrono::Duration;
+use common::{PORTAL, busy_customer, deal, spawn_app, t0, ts};
+use contracts::v1::{ObjectType, RiskLevel};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worked_healthy_example_scores_78_and_publishes_every_field() {
+    let app = spawn_app().await;
+    let mut contacts = app.changed(ObjectType::Contact);
+    contacts.customers = busy_customer(51, 2);
+    app.publish(&contacts).await;
+    // First score, without a deal: 22.64 + 0 + 13.5 + 20 x 7/8 + 0 = 53.64.
+    let first = app.next_event().await.updated();
+    assert_eq!(first.old_score, None);
+    assert_eq!(first.new_score, Some(54));
+    assert_eq!(first.old_risk_level(), RiskLevel::None);
+    assert_eq!(first.new_risk_level(), RiskLevel::AtRisk);
+    assert!(first.contribution_deltas.is_empty());
+    assert_eq!(first.top_factor, "");
+
+    let mut deals = app.changed(ObjectType::Deal);
+    deals.deals = vec![deal(900, &[51], t0() - Duration::hours(1))];
+    app.publish(&deals).await;
+    // The 8th update, a 60% open deal at the org mean: 22.64 + 12 + 13.5 + 20 + 10 = 78.14.
+    let second = app.next_event().await.updated();
+    assert_eq!(second.org_id, app.org.to_string());
+    assert_eq!(second.connection_id, app.connection.to_string());
+    assert_eq!(second.portal_id, PORTAL);
+    assert_eq!(
+        second.customer_id,
+        scoring_engine::engine::customer_id(app.org, PORTAL, 1, 51).to_string()
+    );
+    assert_eq!(second.object_type(), ObjectType::Contact);
+    assert_eq!((second.object_id, second.contact_id), (51, 51));
+    assert_eq!(second.company_id, None);
+    assert_eq!((second.old_score, second.new_score), (Some(54), Some(78)));
+    assert_eq!(second.old_risk_level(), RiskLevel::AtRisk);
+    assert_eq!(second.new_risk_level(), RiskLevel::Healthy);
+    assert_eq!(second.config_version, 0);
+    assert_eq!(second.computed_at, ts(t0()));
+    let names: Vec<&str> = second.factors.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, scoring_engine::model::FACTOR_NAMES);
+    let deltas: Vec<f64> = second
+        .contribution_deltas
+        .iter()
+        .map(|d| (d * 1000.0).round() / 1000.0)
+        .collect();
+    assert_eq!(deltas, [0.0, 12.0, 0.0, 2.5, 10.0]);
+    assert_eq!(second.top_factor, "deal_momentum");
+    assert_eq!(app.contact_score(51).await, Some(78));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worked_critical_example_scores_4() {
+    let app = spawn_app().await;
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = vec![common::quiet_lead(7)];
+    app.publish(&message).await;
+    // 25 x 0.5^(60/14) + 0 + 3 + 0 (its only update is 45 days old) + 0 = 4.28.
+    let event = app.next_event().await.updated();
+    assert_eq!(event.new_score, Some(4));
+    assert_eq!(event.new_risk_level(), RiskLevel::Critical);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_crm_changed_produces_no_second_event() {
+    let app = spawn_app().await;
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = busy_customer(1, 3);
+    let meta = app.publish(&message).await;
+    assert!(app.next_event().await.updated().new_score.is_some());
+    // The same delivery again, and the same content under a new message id.
+    app.publish_with(&message, meta).await;
+    app.publish(&message).await;
+    // A change of another contact marks the point where both replays were handled.
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    let next = app.next_event().await.updated();
+    assert_eq!(next.object_id, 2, "a replay published {next:?}");
+    assert!(app.drain().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_moves_neither_score_nor_level_publishes_nothing() {
+    let app = spawn_app().await;
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = busy_customer(1, 3);
+    app.publish(&message).await;
+    let first = app.next_event().await.updated();
+    // A new name under the same modified time, and an older version: nothing to score.
+    let mut renamed = message.customers[6].clone();
+    renamed.name = Some("Renamed".into());
+    let mut older = message.customers[0].clone();
+    older.source_updated_at = ts(t0() - Duration::days(1));
+    older.lifecycle_stage = Some("lead".into());
+    let mut quiet = app.changed(ObjectType::Contact);
+    quiet.customers = vec![renamed, older];
+    app.publish(&quiet).await;
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    assert_eq!(app.next_event().await.updated().object_id, 2);
+    assert!(app.drain().await.is_empty());
+    // The rename is stored; the older version was not applied.
+    let (_, list) = app.get(app.org, "/api/v1/customers?sort=name").await;
+    let names: Vec<&str> = list["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Contact 2", "Renamed"]);
+    assert_eq!(app.contact_score(1).await, first.new_score.map(i64::from));
+}
+
+/// Seven versions of a `customer` contact active at t0 plus an open deal of probability
+/// `probability` without amount: 25 + 20p + 13.5 + 20 (8 updates) + 0.
+async fn customer_active_now_with_a_deal(app: &common::TestApp, probability: f64) {
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = busy_customer(1, 0);
+    app.publish(&message).await;
+    let mut deals = app.changed(ObjectType::Deal);
+    let mut open = deal(900, &[1], t0() - Duration::hours(1));
+    open.amount_cents = None;
+    open.close_probability = Some(probability);
+    deals.deals = vec![open];
+    app.publish(&deals).await;
+    app.events(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_of_decay_moves_a_score_across_a_band_on_the_schedule_and_alerts() {
+    let app = spawn_app().await;
+    customer_active_now_with_a_deal(&app, 0.6).await;
+    // 25 + 12 + 13.5 + 20 = 70.5: healthy.
+    assert_eq!(app.contact_score(1).await, Some(71));
+    // Nothing happens in the CRM; a day passes and the daily rescore comes due.
+    app.shared
+        .clock
+        .advance(Duration::days(1) + Duration::minutes(1));
+    let mut updated = None;
+    let mut alert = None;
+    for event in app.events(2).await {
+        match event {
+            common::Event::Updated(u) => updated = Some(u),
+            common::Event::Alert(a) => alert = Some(a),
+        }
+    }
+    // 25 x 0.5^(1/14) = 23.79: 69.29, at risk.
+    let updated = updated.unwrap();
+    assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
+    assert_eq!(updated.new_risk_level(), RiskLevel::AtRisk);
+    assert_eq!(updated.top_factor, "engagement_recency");
+    let alert = alert.unwrap();
+    assert_eq!(
+        alert.reasons().collect::<Vec<_>>(),
+        [contracts::v1::ScoreAlertReason::WorseRiskLevel]
+    );
+    assert_eq!((alert.old_score, alert.new_score), (Some(71), 69));
+    assert_eq!(alert.new_risk_level(), RiskLevel::AtRisk);
+    assert_eq!(alert.customer_id, updated.customer_id);
+    // The next run finds nothing changed within the same day: no event.
+    app.shared.clock.advance(Duration::minutes(1));
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    assert_eq!(app.next_event().await.updated().object_id, 2);
+    assert!(app.drain().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_of_the_configured_points_alerts_once_and_not_again_for_the_same_drop() {
+    let app = spawn_app().await;
+    // 25 + 20 + 13.5 + 20 = 78.5: 79.
+    customer_active_now_with_a_deal(&app, 1.0).await;
+    assert_eq!(app.contact_score(1).await, Some(79));
+    // The deal is lost: 58.5, 20 points down within the week.
+    let mut lost = deal(900, &[1], t0() - Duration::minutes(30));
+    lost.amount_cents = None;
+    lost.set_status(contracts::v1::DealStatus::Lost);
+    let mut message = app.changed(ObjectType::Deal);
+    message.deals = vec![lost.clone()];
+    app.publish(&message).await;
+    let events = app.events(2).await;
+    let alert = events
+        .iter()
+        .find_map(|e| match e {
+            common::Event::Alert(a) => Some(a.clone()),
+            common::Event::Updated(_) => None,
+        })
+        .unwrap();
+    let mut reasons = alert.reasons().collect::<Vec<_>>();
+    reasons.sort_by_key(|r| *r as i32);
+    assert_eq!(
+        reasons,
+        [
+            contracts::v1::ScoreAlertReason::WorseRiskLevel,
+            contracts::v1::ScoreAlertReason::ScoreDrop
+        ]
+    );
+    assert_eq!(
+        (alert.reference_score, alert.new_score, alert.drop_points),
+        (Some(79), 59, 20)
+    );
+    assert_eq!(alert.window_days, 7);
+    assert_eq!(alert.top_factor, "deal_momentum");
+    // Two days later decay takes it down a little further: an update, but the drop was
+    // already told.
+    app.shared.clock.advance(Duration::days(2));
+    let further = app.next_event().await.updated();
+    assert_eq!(further.old_score, Some(59));
+    assert!(further.new_score < Some(59));
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    let next = app.next_event().await;
+    assert!(
+        matches!(&next, common::Event::Updated(u) if u.object_id == 2),
+        "expected only the marker, got {next:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_score_rolls_up_its_contacts() {
+    let app = spawn_app().await;
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = busy_customer(1, 2)
+        .into_iter()
+        .map(|mut c| {
+            c.primary_company_id = Some(10);
+            c.company_ids = vec![10];
+            c
+        })
+        .collect();
+    let mut lead = common::quiet_lead(2);
+    lead.source_updated_at = ts(t0() - Duration::days(3));
+    lead.company_ids = vec![10];
+    message.customers.push(lead);
+    app.publish(&message).await;
+    app.events(2).await;
+    let mut companies = app.changed(ObjectType::Company);
+    companies.companies = vec![common::company(10, t0() - Duration::days(5))];
+    app.publish(&companies).await;
+    let event = app.next_event().await.updated();
+    assert_eq!(event.object_type(), ObjectType::Company);
+    assert_eq!(
+        (event.object_id, event.contact_id, event.company_id),
+        (10, 0, Some(10))
+    );
+    // Latest contact activity 2 days ago: 22.64; no deal 0; best stage customer 13.5;
+    // 7 + 1 contact updates: 20; no deal value: 56.14.
+    assert_eq!(event.new_score, Some(56));
+    let (_, list) = app
+        .get(app.org, "/api/v1/customers?object_type=company")
+        .await;
+    assert_eq!(list["customers"][0]["object_id"], 10);
+    assert_eq!(list["customers"][0]["name"], "Company 10");
+    // The contact's own event said which company it belongs to.
+    assert_eq!(app.contact_score(1).await, Some(54));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_naming_no_valid_org_is_dead_lettered_with_its_reason() {
+    let app = spawn_app().await;
+    let mut broken = app.changed(ObjectType::Contact);
+    broken.org_id = "not-a-uuid".into();
+    broken.customers = busy_customer(1, 1);
+    app.publish(&broken).await;
+    let dlq = platform::amqp::dead_letter_queue_name(&app.shared.queue);
+    let dead = platform::testing::wait_for_message(&app.broker, &dlq, common::WAIT)
+        .await
+        .unwrap();
+    let reason =
+        platform::testing::header(&dead, platform::amqp::DEAD_LETTER_REASON_HEADER).unwrap();
+    assert!(reason.contains("not-a-uuid"), "{reason}");
+    // The queue goes on with the next message.
+    let mut good = app.changed(ObjectType::Contact);
+    good.customers = busy_customer(2, 1);
+    app.publish(&good).await;
+    assert_eq!(app.next_event().await.updated().object_id, 2);
+}
