@@ -162,13 +162,13 @@ struct Id {
     connection_id: Uuid,
 }
 
-/// Active, unpaused connections with scores waiting.
+/// Active, unpaused connections with scores waiting or properties to prepare.
 pub async fn connections_with_pending(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>> {
     let rows: Vec<Id> = sql_query(
         "SELECT c.connection_id FROM connections c \
          WHERE c.status = 'active' AND (c.paused_until IS NULL OR c.paused_until <= now()) \
-           AND EXISTS (SELECT 1 FROM record_scores r \
-                       WHERE r.connection_id = c.connection_id AND r.pending_since IS NOT NULL)",
+           AND (c.needs_prepare OR EXISTS (SELECT 1 FROM record_scores r \
+                       WHERE r.connection_id = c.connection_id AND r.pending_since IS NOT NULL))",
     )
     .load(conn)
     .await?;

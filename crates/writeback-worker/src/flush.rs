@@ -756,7 +756,7 @@ impl SendContext {
             let error = s
                 .error
                 .as_deref()
-                .or_else(|| s.failed.iter().next().map(|f| f.reason.as_str()));
+                .or_else(|| <[RecordFailure]>::first(&s.failed).map(|f| f.reason.as_str()));
             db::count(
                 conn,
                 self.connection_id,
