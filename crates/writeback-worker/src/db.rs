@@ -47,6 +47,9 @@ pub struct Connection {
     /// Properties must be prepared before the next write.
     #[diesel(sql_type = Bool)]
     pub needs_prepare: bool,
+    /// Bumped by every request to prepare.
+    #[diesel(sql_type = BigInt)]
+    pub prepare_version: i64,
     /// Writes wait until then.
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub paused_until: Option<DateTime<Utc>>,
@@ -56,7 +59,7 @@ pub struct Connection {
 }
 
 const CONNECTION_COLUMNS: &str = "connection_id, org_id, portal_id, auth_kind, scopes, status, \
-    needs_prepare, paused_until, paused_reason";
+    needs_prepare, prepare_version, paused_until, paused_reason";
 
 /// What `connection.established` says.
 pub struct Established<'a> {
@@ -85,7 +88,8 @@ pub async fn connection_established(
          VALUES ($1, $2, $3, $4, $5, 'active', $6) \
          ON CONFLICT (connection_id) DO UPDATE SET org_id = EXCLUDED.org_id, portal_id = EXCLUDED.portal_id, \
            auth_kind = EXCLUDED.auth_kind, scopes = EXCLUDED.scopes, status = 'active', \
-           status_changed_at = EXCLUDED.status_changed_at, needs_prepare = TRUE, paused_until = NULL, \
+           status_changed_at = EXCLUDED.status_changed_at, needs_prepare = TRUE, \
+           prepare_version = connections.prepare_version + 1, paused_until = NULL, \
            paused_reason = NULL, updated_at = now() \
          WHERE connections.status_changed_at <= EXCLUDED.status_changed_at",
     )
@@ -196,10 +200,13 @@ pub async fn pause(
 
 /// Asks for the properties to be prepared again before the next write.
 pub async fn request_prepare(conn: &mut AsyncPgConnection, connection_id: Uuid) -> Result<()> {
-    sql_query("UPDATE connections SET needs_prepare = TRUE WHERE connection_id = $1")
-        .bind::<SqlUuid, _>(connection_id)
-        .execute(conn)
-        .await?;
+    sql_query(
+        "UPDATE connections SET needs_prepare = TRUE, prepare_version = prepare_version + 1 \
+         WHERE connection_id = $1",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -266,10 +273,12 @@ pub struct PropertyTarget {
     pub detail: String,
 }
 
-/// Replaces what preparing found, and marks the connection prepared.
+/// Replaces what preparing found, and marks the connection prepared unless another
+/// request to prepare came in since `version` was read. Call inside a transaction.
 pub async fn save_targets(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
+    version: i64,
     targets: &[PropertyTarget],
 ) -> Result<()> {
     sql_query("DELETE FROM property_targets WHERE connection_id = $1")
@@ -290,10 +299,14 @@ pub async fn save_targets(
         .execute(conn)
         .await?;
     }
-    sql_query("UPDATE connections SET needs_prepare = FALSE WHERE connection_id = $1")
-        .bind::<SqlUuid, _>(connection_id)
-        .execute(conn)
-        .await?;
+    sql_query(
+        "UPDATE connections SET needs_prepare = FALSE \
+         WHERE connection_id = $1 AND prepare_version = $2",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<BigInt, _>(version)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

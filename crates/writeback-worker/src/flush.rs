@@ -237,7 +237,11 @@ impl Flusher {
         if connection.needs_prepare {
             match crate::prepare::prepare(&client, &mapping, &connection.scopes).await {
                 Ok(targets) => {
-                    db::save_targets(&mut conn, connection_id, &targets).await?;
+                    let version = connection.prepare_version;
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        db::save_targets(conn, connection_id, version, &targets).await
+                    })
+                    .await?;
                     for t in targets.iter().filter(|t| t.state != "ready") {
                         tracing::warn!(connection_id = %connection_id, property = %t.property, state = %t.state, detail = %t.detail, "property not written");
                     }

@@ -12,6 +12,8 @@ CREATE TABLE connections (
     status_changed_at TIMESTAMPTZ NOT NULL,
     -- Properties must be (re)checked and created before the next write.
     needs_prepare BOOLEAN NOT NULL DEFAULT TRUE,
+    -- Bumped by every request to prepare; preparing settles only the version it started from.
+    prepare_version BIGINT NOT NULL DEFAULT 0,
     -- Writes wait until then (re-authorization needed, HubSpot unavailable).
     paused_until TIMESTAMPTZ,
     -- Why writes are paused, for the status route.

@@ -169,6 +169,12 @@ impl World {
 
     /// Starts an Application with these settings and token sources.
     pub async fn start_with_tokens(&self, settings: Settings, tokens: TokenSources) -> TestApp {
+        if std::env::var_os("WRITEBACK_TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .try_init();
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
