@@ -1,7 +1,6 @@
 //! The writeback routes as the gateway forwards them: the mapping, its validation, roles
 //! and org scoping.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod common;
 
