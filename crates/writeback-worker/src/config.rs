@@ -28,7 +28,8 @@ scores_queue = "writeback-worker.scores"
 connections_queue = "writeback-worker.connections"
 score_consumers = 16
 batch_window_ms = 500
-max_in_flight = 4
+settle_ms = 100
+max_in_flight = 8
 retry_pause_ms = 5000
 reauth_pause_ms = 60000
 max_attempts = 5
@@ -93,6 +94,9 @@ pub struct WritebackSettings {
     pub score_consumers: usize,
     /// A batch smaller than 100 records is written once its oldest score waited this long.
     pub batch_window_ms: u64,
+    /// A record is written once its score has not changed for this long, so a burst of
+    /// changes to one record costs one write.
+    pub settle_ms: u64,
     /// Batch requests one flusher keeps in flight for a connection (the rate budget paces them).
     pub max_in_flight: usize,
     /// Pause of a connection's writes after HubSpot was unavailable or refused for a while.

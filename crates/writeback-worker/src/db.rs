@@ -405,7 +405,8 @@ pub async fn store_scores(conn: &mut AsyncPgConnection, scores: &[IncomingScore]
            risk_level = EXCLUDED.risk_level, top_factor = EXCLUDED.top_factor, \
            computed_at = EXCLUDED.computed_at, config_version = EXCLUDED.config_version, \
            message_id = EXCLUDED.message_id, revision = record_scores.revision + 1, \
-           pending_since = COALESCE(record_scores.pending_since, now()), attempts = 0 \
+           pending_since = COALESCE(record_scores.pending_since, now()), stored_at = now(), \
+           attempts = 0 \
          WHERE (record_scores.computed_at, record_scores.config_version) \
              < (EXCLUDED.computed_at, EXCLUDED.config_version)",
     )
@@ -486,12 +487,13 @@ pub async fn reset_inflight(conn: &mut AsyncPgConnection, connection_id: Uuid) -
     .await
 }
 
-/// Waiting scores of one object type not in flight, oldest first, skipping the first
-/// `offset`.
+/// Waiting scores of one object type not in flight and unchanged for `settle_ms`, oldest
+/// first, skipping the first `offset`.
 pub async fn pending_scores(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     object_type: TargetObject,
+    settle_ms: i64,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<PendingScore>> {
@@ -500,10 +502,12 @@ pub async fn pending_scores(
            written, message_id, attempts, pending_since \
          FROM record_scores WHERE connection_id = $1 AND object_type = $2 \
            AND pending_since IS NOT NULL AND inflight_revision IS NULL \
-         ORDER BY pending_since, object_id OFFSET $3 LIMIT $4",
+           AND stored_at <= now() - make_interval(secs => $3 / 1000.0) \
+         ORDER BY pending_since, object_id OFFSET $4 LIMIT $5",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Text, _>(object_type.as_str())
+    .bind::<BigInt, _>(settle_ms)
     .bind::<BigInt, _>(offset)
     .bind::<BigInt, _>(limit)
     .load(conn)

@@ -13,8 +13,9 @@
 //!
 //! # Batches
 //!
-//! A batch is sent when it is full (100 records whose values differ) or its oldest score has
-//! waited `batch_window_ms`. Records whose values equal what was last written are settled
+//! A record is taken once its score stopped changing for `settle_ms` (a burst of changes to
+//! one record costs one write). A batch is sent when it is full (100 records whose values
+//! differ) or its oldest score has waited `batch_window_ms`. Records whose values equal what was last written are settled
 //! without a request. Up to `max_in_flight` requests of a connection are outstanding; the
 //! shared rate budget paces them, so a burst goes out as full batches at the portal's limit.
 //!
@@ -371,8 +372,16 @@ impl Flusher {
         let mut unchanged_total = 0;
         loop {
             let offset = i64::try_from(items.len()).unwrap_or(0);
-            let rows =
-                db::pending_scores(&mut conn, ctx.connection_id, object_type, offset, PAGE).await?;
+            let settle = i64::try_from(self.settings.settle_ms).unwrap_or(0);
+            let rows = db::pending_scores(
+                &mut conn,
+                ctx.connection_id,
+                object_type,
+                settle,
+                offset,
+                PAGE,
+            )
+            .await?;
             let exhausted = i64::try_from(rows.len()).unwrap_or(0) < PAGE;
             let mut unchanged: Vec<(i64, i64)> = Vec::new();
             for row in rows {

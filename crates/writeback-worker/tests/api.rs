@@ -1,7 +1,6 @@
 //! The writeback routes as the gateway forwards them: the mapping, its validation, roles
 //! and org scoping.
 
-
 mod common;
 
 use common::World;

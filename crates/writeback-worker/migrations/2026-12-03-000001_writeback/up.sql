@@ -62,6 +62,8 @@ CREATE TABLE record_scores (
     revision BIGINT NOT NULL DEFAULT 1,
     -- Set while a newer score waits to be compared and written.
     pending_since TIMESTAMPTZ,
+    -- When the latest score was stored; a record is written once it stopped changing.
+    stored_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- Revision claimed by the flusher that holds the connection's lock.
     inflight_revision BIGINT,
     -- Written even if unchanged (backfill).
