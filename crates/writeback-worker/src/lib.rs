@@ -1,13 +1,27 @@
 //! writeback-worker: writes scores back into HubSpot.
 //!
-//! It coalesces `score.updated` per portal and writes the values with HubSpot batch
-//! updates, only where the value differs from what it last wrote (kept in the
-//! `writeback` schema). It must not touch another service's schema.
+//! It stores each `score.updated` as its record's latest score (acked once stored), and a
+//! flusher per connection (one replica at a time, by PostgreSQL advisory lock) writes them
+//! with HubSpot batch updates of 100, only the values that differ from what it last wrote
+//! successfully (kept in the `writeback` schema), at the portal's shared rate budget. It
+//! prepares the `hubscore` properties on connect, serves the outbound mapping, status and
+//! backfill routes, and publishes `writeback.completed` through its outbox. It must not
+//! touch another service's schema (except the shared `hubspot_budget`) nor call HubSpot
+//! other than through `hubspot-client`.
 
 pub mod config;
+pub mod db;
+pub mod error;
+pub mod flush;
+pub mod handlers;
+pub mod hubspot;
+pub mod mapping;
+pub mod prepare;
+pub mod routes;
 pub mod startup;
 
 pub use config::Settings;
+pub use hubspot::TokenSources;
 pub use startup::Application;
 
 use platform::config::TelemetrySettings;

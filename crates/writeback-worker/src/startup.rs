@@ -1,11 +1,22 @@
 //! Wiring: builds the running service from its settings.
 
+use std::sync::Arc;
+
+use actix_web::web;
+use hubspot_client::{ClientMetrics, PgBudgetStore};
+use platform::amqp::QueueSpec;
+use platform::caller::CallerAuth;
 use platform::db::Pool;
+use platform::jwt::InternalJwt;
 use platform::service::Service as _;
 use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
 
 use crate::Settings;
+use crate::flush::{FlushMetrics, Flusher};
+use crate::handlers::{connections, scores};
+use crate::hubspot::{Clients, TokenSources};
+use crate::routes::writeback::ApiState;
 
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "writeback";
@@ -13,7 +24,7 @@ pub const SCHEMA: &str = "writeback";
 /// Creates the `writeback` schema and applies pending migrations, and those of the shared
 /// HubSpot rate budget (`hubspot_budget`), which every service that calls HubSpot draws on.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    platform::service::migrate_schema(&settings.database, SCHEMA, []).await?;
+    platform::service::migrate_schema(&settings.database, SCHEMA, [crate::db::MIGRATIONS]).await?;
     platform::service::migrate_schema_without_outbox(
         &settings.database,
         hubspot_client::BUDGET_SCHEMA,
@@ -29,18 +40,111 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
+    /// Connects, binds the HTTP port (0 picks a free one) and starts serving, with access
+    /// tokens from auth-gateway (`[gateway]` settings).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tokens = TokenSources::gateway(&settings.gateway)?;
+        Self::build_with_tokens(settings, tokens).await
+    }
+
+    /// Like [`Application::build`] with the given token sources (tests hand in the
+    /// simulator portal's private-app token with [`TokenSources::fixed`]).
+    pub async fn build_with_tokens(
+        settings: Settings,
+        tokens: TokenSources,
+    ) -> anyhow::Result<Self> {
+        let w = settings.writeback.clone();
+        let queues = vec![
+            QueueSpec::new(w.scores_queue.clone(), [scores::ROUTING_KEY]),
+            QueueSpec::new(w.connections_queue.clone(), connections::ROUTING_KEYS),
+        ];
         let (state, relay) = Stateful::connect(
             crate::WritebackWorker::NAME,
             SCHEMA,
             &settings.database,
             &settings.amqp,
             &settings.outbox,
-            Vec::new(),
+            queues,
         )?;
-        let running = platform::service::start_http(&settings.http, state.http_context(), |_| {})?
+        let budget_pool =
+            platform::db::connect_pool(&settings.database, hubspot_client::BUDGET_SCHEMA)?;
+        let clients = Clients::new(
+            settings.hubspot.clone(),
+            tokens,
+            PgBudgetStore::new(budget_pool),
+            w.tier()?,
+            w.api_limit_increase,
+            ClientMetrics::register(state.metrics.registry())?,
+        );
+        let flusher = Arc::new(Flusher {
+            pool: state.pool.clone(),
+            database_url: settings.database.url.clone(),
+            clients: clients.clone(),
+            settings: w.clone(),
+            relay_waker: state.relay_waker.clone(),
+            metrics: FlushMetrics::register(state.metrics.registry())?,
+        });
+        let api = web::Data::new(ApiState {
+            pool: state.pool.clone(),
+            clients: clients.clone(),
+        });
+        let auth = web::Data::new(CallerAuth::new(
+            InternalJwt::new(&settings.internal_jwt)?,
+            crate::WritebackWorker::NAME,
+        ));
+        let running =
+            platform::service::start_http(&settings.http, state.http_context(), move |cfg| {
+                cfg.app_data(api.clone()).app_data(auth.clone());
+                crate::routes::configure(cfg);
+            })?
             .with_relay(relay);
+
+        let (broker, pool, metrics) = (
+            state.broker.clone(),
+            state.pool.clone(),
+            state.metrics.clone(),
+        );
+        let consumers = w.score_consumers.max(1);
+        let queue = w.scores_queue.clone();
+        let running = running.with_task("scores-consumer", async move |shutdown: Shutdown| {
+            let (sink, receiver) = scores::ScoreSink::new();
+            let writer = tokio::spawn(scores::write_scores(pool, receiver));
+            let loops = (0..consumers).map(|_| {
+                let sink = sink.clone();
+                platform::amqp::consume(
+                    broker.clone(),
+                    queue.clone(),
+                    move |delivery| {
+                        let sink = sink.clone();
+                        async move { sink.handle(delivery).await }
+                    },
+                    shutdown.clone(),
+                    metrics.clone(),
+                )
+            });
+            futures::future::join_all(loops).await;
+            drop(sink);
+            writer.await?;
+            Ok(())
+        });
+
+        let (broker, pool, metrics) = (
+            state.broker.clone(),
+            state.pool.clone(),
+            state.metrics.clone(),
+        );
+        let queue = w.connections_queue.clone();
+        let running = running.with_task("connections-consumer", async move |shutdown: Shutdown| {
+            let handler = move |delivery| {
+                let (pool, clients) = (pool.clone(), clients.clone());
+                async move { connections::handle(&pool, &clients, delivery).await }
+            };
+            platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
+            Ok(())
+        });
+        let running = running.with_task("flusher", async move |shutdown: Shutdown| {
+            flusher.run(shutdown).await
+        });
         Ok(Self { running, state })
     }
 

@@ -1,0 +1,304 @@
+//! A burst of score changes for one professional-tier portal (190 requests per 10 s),
+//! written back through the real Application against the simulator, with the real
+//! PostgreSQL and RabbitMQ. Prints two figures:
+//!
+//! 1. 100,000 changed scores (one `score.updated` per contact): the wall time from the
+//!    first message published to the last record written, against the 52.6 s that
+//!    1,000 batch requests need at 190 per 10 s (target: at most 1.05 times that), with the
+//!    simulator's count of requests, 429s and its busiest 10-second window;
+//! 2. the same burst as 1,000,000 messages, ten changes per contact published back to back:
+//!    the batch requests it cost (target: 1,000, the same).
+//!
+//! Each run waits 11 s after the worker prepared the portal's properties, so the burst starts
+//! with the portal's whole budget. Run with `cargo bench -p writeback-worker --bench burst`.
+
+#![expect(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use contracts::v1::{AuthKind, ConnectionEstablished, ObjectType, RiskLevel, ScoreUpdated};
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use hubspot_client::StaticToken;
+use platform::amqp::{Broker, MessageMeta, OutgoingMessage, Publisher};
+use platform::shutdown::Shutdown;
+use platform::testing::{BrokerCleanup, TestDatabase, unique_name};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use writeback_worker::{Application, Settings, TokenSources};
+
+const CONTACTS: i64 = 100_000;
+const FIRST_ID: i64 = 1001;
+const T0_MS: i64 = 1_767_225_600_000;
+/// 1,000 requests at 190 per 10 s.
+const REQUIRED_SECS: f64 = 1_000.0 / 19.0;
+
+#[derive(QueryableByName)]
+struct Progress {
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    stored: i64,
+    #[diesel(sql_type = BigInt)]
+    written: i64,
+    #[diesel(sql_type = BigInt)]
+    targets: i64,
+}
+
+struct Outcome {
+    elapsed: Duration,
+    requests: u64,
+    rate_limited: u64,
+    max_window: u64,
+    messages: u64,
+}
+
+async fn stats(http: &reqwest::Client, base: &str, portal: i64) -> anyhow::Result<Value> {
+    Ok(http
+        .get(format!("{base}/_sim/portals/{portal}/stats"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+async fn progress(pool: &platform::db::Pool) -> anyhow::Result<Progress> {
+    let mut conn = pool.get().await?;
+    Ok(diesel::sql_query(
+        "SELECT (SELECT count(*) FROM record_scores WHERE pending_since IS NOT NULL) AS pending, \
+           (SELECT count(*) FROM record_scores) AS stored, \
+           (SELECT COALESCE(sum(written), 0)::BIGINT FROM writeback_stats) AS written, \
+           (SELECT count(*) FROM property_targets WHERE state = 'ready') AS targets",
+    )
+    .get_result(&mut conn)
+    .await?)
+}
+
+fn score(org: Uuid, connection: Uuid, portal: i64, id: i64, change: i64) -> ScoreUpdated {
+    let value = u32::try_from((id + change * 7) % 101).unwrap_or(0);
+    ScoreUpdated {
+        org_id: org.to_string(),
+        connection_id: connection.to_string(),
+        portal_id: portal,
+        customer_id: String::new(),
+        contact_id: id,
+        company_id: None,
+        old_score: None,
+        new_score: Some(value),
+        old_risk_level: RiskLevel::None.into(),
+        new_risk_level: if value >= 70 {
+            RiskLevel::Healthy
+        } else if value >= 40 {
+            RiskLevel::AtRisk
+        } else {
+            RiskLevel::Critical
+        }
+        .into(),
+        factors: Vec::new(),
+        config_version: 1,
+        computed_at: Some(contracts::time::from_epoch_ms(T0_MS + change * 1_000)),
+        object_type: ObjectType::Contact.into(),
+        object_id: id,
+        top_factor: "engagement_recency".to_owned(),
+        contribution_deltas: Vec::new(),
+    }
+}
+
+/// One burst of `changes` messages per contact through a fresh worker, simulator and database.
+async fn burst(changes: i64) -> anyhow::Result<Outcome> {
+    let sim = hubspot_sim::spawn(hubspot_sim::SimConfig::default()).await?;
+    let base = sim.base_url();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/_sim/portals"))
+        .json(&json!({"tier": "professional"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let portal = created["portal_id"].as_i64().context("portal_id")?;
+    let token = created["private_app_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    http.post(format!("{base}/_sim/portals/{portal}/seed"))
+        .json(&json!({"seed": 1, "contacts": CONTACTS, "companies": 0, "deals": 0, "owners": 0}))
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let db = TestDatabase::create().await?;
+    let env = vec![
+        ("HUBSCORE__DATABASE__URL".to_owned(), db.url.clone()),
+        (
+            "HUBSCORE__DATABASE__MAX_CONNECTIONS".to_owned(),
+            "20".to_owned(),
+        ),
+        ("HUBSCORE__HTTP__PORT".to_owned(), "0".to_owned()),
+        ("HUBSCORE__HUBSPOT__API_BASE_URL".to_owned(), base.clone()),
+        (
+            "HUBSCORE__WRITEBACK__PRIVATE_APP_TIER".to_owned(),
+            "professional".to_owned(),
+        ),
+    ];
+    let mut settings: Settings =
+        platform::config::load_with_env(writeback_worker::config::DEFAULTS, None, env)?;
+    settings.amqp = platform::testing::amqp_settings();
+    settings.amqp.prefetch = 64;
+    settings.writeback.scores_queue = unique_name("bench.writeback.scores");
+    settings.writeback.connections_queue = unique_name("bench.writeback.connections");
+    writeback_worker::startup::migrate(&settings).await?;
+    let _cleanup = BrokerCleanup::new(
+        &settings.amqp,
+        &[
+            &settings.writeback.scores_queue,
+            &settings.writeback.connections_queue,
+        ],
+    );
+    let pool = platform::db::connect_pool(&settings.database, "writeback")?;
+    let broker = Broker::start(settings.amqp.clone(), Vec::new());
+    anyhow::ensure!(
+        broker.wait_connected(Duration::from_secs(10)).await,
+        "no broker"
+    );
+    let publisher = Publisher::new(broker.clone());
+
+    let shutdown = Shutdown::new();
+    let app = Application::build_with_tokens(
+        settings.clone(),
+        TokenSources::fixed(Arc::new(StaticToken::new(token))),
+    )
+    .await?;
+    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let (org, connection) = (Uuid::now_v7(), Uuid::now_v7());
+    let established = ConnectionEstablished {
+        org_id: org.to_string(),
+        connection_id: connection.to_string(),
+        portal_id: portal,
+        auth_kind: AuthKind::PrivateApp.into(),
+        scopes: Vec::new(),
+        established_by: None,
+        established_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
+        portal: None,
+    };
+    // The queues exist once the worker's broker connection declared them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        publisher
+            .publish_event(&established, MessageMeta::start_trace(Some(org)))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if progress(&pool).await?.targets >= 4 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "properties were never prepared");
+    }
+    // Let the preparing requests leave the rate window: the burst starts with a full budget.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = stats(&http, &base, portal).await?;
+
+    let started = Instant::now();
+    let total = CONTACTS * changes;
+    let mut published = 0u64;
+    let mut batch: Vec<OutgoingMessage> = Vec::with_capacity(5_000);
+    for id in FIRST_ID..FIRST_ID + CONTACTS {
+        for change in 0..changes {
+            let event = score(org, connection, portal, id, change);
+            batch.push(OutgoingMessage::from_event(
+                &event,
+                MessageMeta::start_trace(Some(org)),
+            ));
+        }
+        if batch.len() >= 5_000 {
+            for result in publisher.publish_all(&batch).await {
+                result?;
+            }
+            published += u64::try_from(batch.len())?;
+            batch.clear();
+        }
+    }
+    for result in publisher.publish_all(&batch).await {
+        result?;
+    }
+    published += u64::try_from(batch.len())?;
+    let published_after = started.elapsed();
+    anyhow::ensure!(
+        published == u64::try_from(total)?,
+        "published {published} of {total}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let elapsed = loop {
+        let p = progress(&pool).await?;
+        if p.stored == CONTACTS && p.pending == 0 && p.written >= CONTACTS {
+            break started.elapsed();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not done after 900 s: {} pending",
+            p.pending
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let after = stats(&http, &base, portal).await?;
+    shutdown.cancel();
+    running.await??;
+    sim.stop().await;
+    println!(
+        "  published {published} messages in {:.1} s",
+        published_after.as_secs_f64()
+    );
+    let count = |v: &Value| v["requests_total"].as_u64().unwrap_or(0);
+    Ok(Outcome {
+        elapsed,
+        requests: count(&after) - count(&before),
+        rate_limited: after["rate_limited"]["TEN_SECONDLY_ROLLING"]
+            .as_u64()
+            .unwrap_or(0),
+        max_window: after["max_requests_in_any_10s_window"]
+            .as_u64()
+            .unwrap_or(0),
+        messages: published,
+    })
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    println!(
+        "writeback burst: 100,000 changed scores, professional-tier portal (190 requests / 10 s)"
+    );
+    let one = burst(1).await?;
+    println!(
+        "  {} messages: written in {:.1} s = {:.3} x the {:.1} s the rate limit requires (target <= 1.05); \
+         {} requests, {} x 429, at most {} requests in any 10 s",
+        one.messages,
+        one.elapsed.as_secs_f64(),
+        one.elapsed.as_secs_f64() / REQUIRED_SECS,
+        REQUIRED_SECS,
+        one.requests,
+        one.rate_limited,
+        one.max_window,
+    );
+    println!(
+        "writeback burst: the same as 1,000,000 score.updated messages (10 changes per contact)"
+    );
+    let ten = burst(10).await?;
+    println!(
+        "  {} messages: written in {:.1} s; {} requests (target 1,000), {} x 429, at most {} requests in any 10 s",
+        ten.messages,
+        ten.elapsed.as_secs_f64(),
+        ten.requests,
+        ten.rate_limited,
+        ten.max_window,
+    );
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Message handlers: `score.updated` and `connection.*`.
+
+pub mod connections;
+pub mod scores;

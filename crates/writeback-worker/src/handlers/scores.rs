@@ -1,0 +1,159 @@
+//! `score.updated`: each message becomes its record's latest score, waiting to be written,
+//! and is acked once that is stored. Nothing is sent to HubSpot here; the flusher batches.
+//!
+//! Several consumers run on the queue; what they hold at one moment is stored together in
+//! one statement by a single writer task (group commit), so a burst of a million messages
+//! costs thousands of transactions, not a million. Each message is acked only after the
+//! statement that stored it (or found a newer score already stored) committed. An older
+//! score never replaces a newer one: the upsert compares `computed_at` and the config
+//! version, so redeliveries and reordering are harmless.
+
+use std::collections::HashMap;
+
+use contracts::v1::{ObjectType, ScoreUpdated};
+use platform::amqp::{Delivery, Outcome};
+use platform::db::Pool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::db::{self, IncomingScore};
+use crate::mapping::{RiskLevel, TargetObject};
+
+/// The routing key this handler's queue is bound to.
+pub const ROUTING_KEY: &str = "score.updated";
+
+/// Most scores stored in one statement.
+const MAX_GROUP: usize = 1_000;
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+/// Hands scores to the writer task and waits for them to be stored.
+#[derive(Clone)]
+pub struct ScoreSink {
+    sender: mpsc::Sender<(IncomingScore, Reply)>,
+}
+
+/// Why a `score.updated` cannot be stored, ever.
+fn malformed(reason: impl Into<String>) -> Outcome {
+    Outcome::DeadLetter(reason.into())
+}
+
+/// Reads the record and values of a `score.updated`.
+pub fn incoming(delivery: &Delivery) -> Result<IncomingScore, Outcome> {
+    let event: ScoreUpdated = delivery.decode().map_err(|e| malformed(e.to_string()))?;
+    let uuid = |field: &str, value: &str| {
+        Uuid::parse_str(value).map_err(|_| malformed(format!("{field} {value:?} is not a UUID")))
+    };
+    // Producers before object_type existed named only the contact.
+    let (object_type, object_id) = match event.object_type() {
+        ObjectType::Contact => (TargetObject::Contacts, event.object_id),
+        ObjectType::Company => (TargetObject::Companies, event.object_id),
+        ObjectType::Unspecified if event.object_id == 0 && event.contact_id > 0 => {
+            (TargetObject::Contacts, event.contact_id)
+        }
+        other => {
+            return Err(malformed(format!(
+                "scores of {other:?} records are not written back"
+            )));
+        }
+    };
+    if object_id <= 0 {
+        return Err(malformed(format!(
+            "object_id {object_id} is not a HubSpot id"
+        )));
+    }
+    let score = match event.new_score {
+        Some(s) if s > 100 => return Err(malformed(format!("score {s} is above 100"))),
+        Some(s) => Some(i16::try_from(s).unwrap_or(100)),
+        None => None,
+    };
+    let computed_at = event
+        .computed_at
+        .as_ref()
+        .ok_or_else(|| malformed("computed_at is missing"))
+        .and_then(|t| contracts::time::to_datetime(t).map_err(|e| malformed(e.to_string())))?;
+    Ok(IncomingScore {
+        connection_id: uuid("connection_id", &event.connection_id)?,
+        object_type,
+        object_id,
+        org_id: uuid("org_id", &event.org_id)?,
+        portal_id: event.portal_id,
+        score,
+        risk_level: RiskLevel::from_proto(event.new_risk_level())
+            .as_str()
+            .to_owned(),
+        top_factor: event.top_factor.clone(),
+        computed_at,
+        config_version: event.config_version,
+        message_id: delivery.message_id,
+    })
+}
+
+impl ScoreSink {
+    /// A sink and the writer task's receiving end.
+    pub fn new() -> (Self, mpsc::Receiver<(IncomingScore, Reply)>) {
+        let (sender, receiver) = mpsc::channel(4 * MAX_GROUP);
+        (Self { sender }, receiver)
+    }
+
+    /// Stores one message's score; acks once it is committed.
+    pub async fn handle(&self, delivery: Delivery) -> Outcome {
+        let score = match incoming(&delivery) {
+            Ok(score) => score,
+            Err(outcome) => return outcome,
+        };
+        let (reply, stored) = oneshot::channel();
+        if self.sender.send((score, reply)).await.is_err() {
+            return Outcome::Retry("the score writer stopped".to_owned());
+        }
+        match stored.await {
+            Ok(Ok(())) => Outcome::Ack,
+            Ok(Err(reason)) => Outcome::Retry(reason),
+            Err(_) => Outcome::Retry("the score writer stopped".to_owned()),
+        }
+    }
+}
+
+/// Stores what the consumers hand over, many scores per statement, until every sink is
+/// dropped.
+pub async fn write_scores(pool: Pool, mut receiver: mpsc::Receiver<(IncomingScore, Reply)>) {
+    let mut group: Vec<(IncomingScore, Reply)> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = receiver.recv().await {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = store(&pool, &group).await;
+        for (_, reply) in group.drain(..) {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+async fn store(pool: &Pool, group: &[(IncomingScore, Reply)]) -> Result<(), String> {
+    // One statement may touch each record once: keep the newest score per record.
+    let mut newest: HashMap<(Uuid, TargetObject, i64), &IncomingScore> = HashMap::new();
+    for (score, _) in group {
+        let key = (score.connection_id, score.object_type, score.object_id);
+        match newest.get(&key) {
+            Some(known) if !score.newer_than(known) => {}
+            _ => {
+                newest.insert(key, score);
+            }
+        }
+    }
+    // A fixed order keeps concurrent writers (other replicas) from deadlocking.
+    let mut rows: Vec<IncomingScore> = newest.into_values().cloned().collect();
+    rows.sort_by_key(|s| (s.connection_id, s.object_type, s.object_id));
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| format!("no database connection: {e}"))?;
+    db::store_scores(&mut conn, &rows)
+        .await
+        .map(drop)
+        .map_err(|e| format!("storing scores failed: {e}"))
+}

@@ -1,0 +1,438 @@
+//! Scores written back into the simulator's records: types, minimal requests, partial
+//! failures, crashes, backfills and replicas.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::World;
+use contracts::v1::ObjectType;
+use futures::future::BoxFuture;
+use hubspot_client::{AccessToken, HubSpotError, TokenSource};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T0: i64 = 1_767_225_600_000;
+
+fn requests(stats: &Value) -> u64 {
+    stats["requests_total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_land_on_contact_and_company_records_with_the_right_types() {
+    let world = World::new().await;
+    let contact = world
+        .create("contacts", json!({"email": "ada@northwind.example"}))
+        .await;
+    let company = world
+        .create("companies", json!({"name": "Northwind"}))
+        .await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    world
+        .publish_scores(&[
+            world.score(ObjectType::Contact, contact, Some(87), T0),
+            world.score(ObjectType::Company, company, Some(35), T0),
+        ])
+        .await;
+    world
+        .wait_status(&app, "both written", |s| s["written"] == 2)
+        .await;
+
+    let c = world.properties("contacts", contact).await;
+    assert_eq!(c["hubscore_health_score"], "87");
+    assert_eq!(c["hubscore_risk_level"], "healthy");
+    assert_eq!(c["hubscore_top_factor"], "deal_momentum");
+    assert_eq!(c["hubscore_score_updated_at"], "2026-01-01T00:00:00.000Z");
+    let k = world.properties("companies", company).await;
+    assert_eq!(k["hubscore_health_score"], "35");
+    assert_eq!(k["hubscore_risk_level"], "critical");
+
+    for object_type in ["contacts", "companies"] {
+        let types: Vec<(String, String, String)> = [
+            "hubscore_health_score",
+            "hubscore_risk_level",
+            "hubscore_score_updated_at",
+            "hubscore_top_factor",
+        ]
+        .into_iter()
+        .map(async |name| {
+            let p = world.property(object_type, name).await.unwrap();
+            (
+                p["type"].as_str().unwrap().to_owned(),
+                p["fieldType"].as_str().unwrap().to_owned(),
+                p["groupName"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect::<futures::stream::FuturesOrdered<_>>()
+        .collect::<Vec<_>>()
+        .await;
+        let kinds: Vec<&str> = types.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["number", "enumeration", "datetime", "string"],
+            "{object_type}"
+        );
+        assert!(types.iter().all(|t| t.2 == "hubscore"), "{types:?}");
+    }
+    let risk = world
+        .property("contacts", "hubscore_risk_level")
+        .await
+        .unwrap();
+    let options: Vec<&str> = risk["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(options, ["healthy", "at_risk", "critical", "none"]);
+    app.stop().await;
+}
+
+use futures::StreamExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_existing_property_is_reported_and_nothing_is_written_to_it() {
+    let world = World::new().await;
+    let (status, body) = world
+        .hubspot(
+            Method::POST,
+            "/crm/v3/properties/contacts",
+            Some(
+                json!({"name": "hubscore_health_score", "label": "Health", "type": "bool",
+                "fieldType": "booleancheckbox", "groupName": "contactinformation",
+                "options": [{"label": "Yes", "value": "true"}, {"label": "No", "value": "false"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let contact = world
+        .create("contacts", json!({"email": "bo@northwind.example"}))
+        .await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    let prepared = world.wait_prepared(&app).await;
+    let problems = prepared["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{prepared:#}");
+    assert_eq!(problems[0]["object_type"], "contacts");
+    assert_eq!(problems[0]["property"], "hubscore_health_score");
+    assert_eq!(problems[0]["state"], "incompatible");
+    assert!(
+        problems[0]["detail"].as_str().unwrap().contains("bool"),
+        "{prepared:#}"
+    );
+
+    world
+        .publish_scores(&[world.score(ObjectType::Contact, contact, Some(55), T0)])
+        .await;
+    world
+        .wait_status(&app, "written", |s| s["written"] == 1)
+        .await;
+    let props = world.properties("contacts", contact).await;
+    assert_eq!(props["hubscore_risk_level"], "at_risk");
+    assert!(
+        props["hubscore_health_score"].is_null() || props["hubscore_health_score"] == "",
+        "{props}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_write_scope_is_reported_on_the_status() {
+    let world = World::new().await;
+    let app = world.start().await;
+    world
+        .connect(vec![
+            "crm.objects.contacts.read".to_owned(),
+            "crm.objects.companies.write".to_owned(),
+            "crm.schemas.companies.write".to_owned(),
+        ])
+        .await;
+    let prepared = world.wait_prepared(&app).await;
+    let problems = prepared["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 4, "{prepared:#}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["object_type"] == "contacts" && p["state"] == "missing_scope"),
+        "{prepared:#}"
+    );
+    assert!(
+        world
+            .property("contacts", "hubscore_health_score")
+            .await
+            .is_none()
+    );
+    assert!(
+        world
+            .property("companies", "hubscore_health_score")
+            .await
+            .is_some()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_score_causes_no_request() {
+    let world = World::new().await;
+    let contact = world
+        .create("contacts", json!({"email": "cy@northwind.example"}))
+        .await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    world
+        .publish_scores(&[world.score(ObjectType::Contact, contact, Some(61), T0)])
+        .await;
+    world
+        .wait_status(&app, "written", |s| s["written"] == 1)
+        .await;
+    let before = requests(&world.stats().await);
+
+    // Recomputed later with the same result: nothing differs from what HubSpot holds.
+    world
+        .publish_scores(&[world.score(ObjectType::Contact, contact, Some(61), T0 + 60_000)])
+        .await;
+    let status = world
+        .wait_status(&app, "skipped", |s| {
+            s["unchanged_skipped"] == 1 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["written"], 1);
+    assert_eq!(requests(&world.stats().await), before);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_record_in_a_batch_fails_alone() {
+    let world = World::new().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            world
+                .create(
+                    "contacts",
+                    json!({"email": format!("d{i}@northwind.example")}),
+                )
+                .await,
+        );
+    }
+    world.delete("contacts", ids[1]).await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    let scores: Vec<_> = ids
+        .iter()
+        .map(|id| world.score(ObjectType::Contact, *id, Some(72), T0))
+        .collect();
+    world.publish_scores(&scores).await;
+    let status = world
+        .wait_status(&app, "settled", |s| s["written"] == 2 && s["failed"] == 1)
+        .await;
+    assert_eq!(status["pending"], 0, "{status:#}");
+    let failures = status["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{status:#}");
+    assert!(
+        failures[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("OBJECT_NOT_FOUND"),
+        "{status:#}"
+    );
+    assert_eq!(failures[0]["retryable"], false);
+    assert_eq!(
+        world.properties("contacts", ids[0]).await["hubscore_health_score"],
+        "72"
+    );
+    assert_eq!(
+        world.properties("contacts", ids[2]).await["hubscore_health_score"],
+        "72"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_writes_every_score_once() {
+    let world = World::new().await;
+    seed_contacts(&world, 250).await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    let scores: Vec<_> = (0..250)
+        .map(|i| world.score(ObjectType::Contact, 1001 + i, Some(50), T0))
+        .collect();
+    world.publish_scores(&scores).await;
+    world
+        .wait_status(&app, "written", |s| s["written"] == 250)
+        .await;
+    let before = requests(&world.stats().await);
+
+    let path = format!(
+        "/api/v1/connections/{}/writeback/backfill",
+        world.connection_id
+    );
+    let (code, body) = world.api(&app, Method::POST, &path, None).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["records"], 250);
+    let status = world
+        .wait_status(&app, "backfilled", |s| {
+            s["backfill"]["remaining"] == 0 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["written"], 500, "{status:#}");
+    assert_eq!(
+        requests(&world.stats().await) - before,
+        3,
+        "three batch updates: 100 + 100 + 50"
+    );
+    app.stop().await;
+}
+
+async fn seed_contacts(world: &World, contacts: u64) {
+    let response = world
+        .http
+        .post(format!(
+            "{}/_sim/portals/{}/seed",
+            world.base, world.portal_id
+        ))
+        .json(&json!({"seed": 7, "contacts": contacts, "companies": 0, "deals": 0, "owners": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
+async fn assert_scores(world: &World, first: i64, count: i64, expected: impl Fn(i64) -> String) {
+    for id in first..first + count {
+        let props = world.properties("contacts", id).await;
+        assert_eq!(
+            props["hubscore_health_score"],
+            expected(id).as_str(),
+            "contact {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_flush_and_restarted_leaves_every_record_with_its_latest_score() {
+    let world = World::new().await;
+    seed_contacts(&world, 1_000).await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    let first: Vec<_> = (0..1_000)
+        .map(|i| world.score(ObjectType::Contact, 1001 + i, Some(10), T0))
+        .collect();
+    world.publish_scores(&first).await;
+    world
+        .wait_status(&app, "some written", |s| {
+            s["written"].as_i64().unwrap() >= 100
+        })
+        .await;
+    app.kill();
+
+    let latest: Vec<_> = (0..1_000)
+        .map(|i| world.score(ObjectType::Contact, 1001 + i, Some(90), T0 + 1_000))
+        .collect();
+    world.publish_scores(&latest).await;
+    let app = world.start().await;
+    world
+        .wait_status(&app, "drained", |s| {
+            s["pending"] == 0 && s["written"].as_i64().unwrap() >= 1_000
+        })
+        .await;
+    assert_scores(&world, 1001, 1_000, |_| "90".to_owned()).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applications_never_write_an_older_score_over_a_newer() {
+    let world = World::new().await;
+    seed_contacts(&world, 300).await;
+    let a = world.start().await;
+    let b = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&a).await;
+    // Ten rounds per record, published newest first for odd records: the newest (round 9)
+    // must win everywhere, whatever order the replicas see them in.
+    let mut scores = Vec::new();
+    for round in 0..10u32 {
+        for i in 0..300i64 {
+            let r = if i % 2 == 1 { 9 - round } else { round };
+            scores.push(world.score(
+                ObjectType::Contact,
+                1001 + i,
+                Some(10 + r * 5),
+                T0 + i64::from(r) * 1_000,
+            ));
+        }
+    }
+    world.publish_scores(&scores).await;
+    world
+        .wait_status(&a, "drained", |s| {
+            s["pending"] == 0 && s["written"].as_i64().unwrap() >= 300
+        })
+        .await;
+    assert_scores(&world, 1001, 300, |_| "55".to_owned()).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A token that can be swapped, as a reconnect would.
+struct Swappable(Mutex<String>);
+
+impl TokenSource for Swappable {
+    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, HubSpotError>> {
+        let token = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(AccessToken::new(token)) })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        _rejected: &'a AccessToken,
+    ) -> BoxFuture<'a, Result<AccessToken, HubSpotError>> {
+        self.access_token()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_needing_reauthorization_pauses_and_keeps_its_pending_writes() {
+    let world = World::new().await;
+    let contact = world
+        .create("contacts", json!({"email": "ed@northwind.example"}))
+        .await;
+    let tokens = Arc::new(Swappable(Mutex::new("pat-na1-revoked".to_owned())));
+    let app = world
+        .start_with_tokens(
+            world.settings.clone(),
+            writeback_worker::TokenSources::fixed(tokens.clone()),
+        )
+        .await;
+    world.connect(Vec::new()).await;
+    world
+        .publish_scores(&[world.score(ObjectType::Contact, contact, Some(44), T0)])
+        .await;
+    let paused = world
+        .wait_status(&app, "paused", |s| {
+            s["paused_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("reauth_required"))
+        })
+        .await;
+    assert_eq!(paused["pending"], 1, "{paused:#}");
+    assert_eq!(paused["written"], 0);
+
+    *tokens.0.lock().unwrap() = world.token.clone();
+    world.connect(Vec::new()).await;
+    world
+        .wait_status(&app, "written after reconnect", |s| s["written"] == 1)
+        .await;
+    assert_eq!(
+        world.properties("contacts", contact).await["hubscore_health_score"],
+        "44"
+    );
+    app.stop().await;
+}
