@@ -45,7 +45,8 @@ impl Application {
         let vault = Vault::from_keyring(&settings.vault.keyring)?;
         let verifier = CallerVerifier::new(&settings.caller_jwt).await?;
         let hubspot = HubSpot::new(&settings.hubspot, &settings.oauth)?;
-        let internal_jwt = platform::jwt::InternalTokenSigner::from_settings(&settings.internal_jwt)?;
+        let internal_jwt =
+            platform::jwt::InternalTokenSigner::from_settings(&settings.internal_jwt)?;
         let (state, relay) = Stateful::connect(
             crate::AuthGateway::NAME,
             SCHEMA,

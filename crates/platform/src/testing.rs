@@ -334,3 +334,14 @@ pub use crate::amqp::testing::{
     BrokerCleanup, TcpProxy, amqp_settings, drain, eventually, header, ready_count, take_message,
     wait_for_message, x_death_reason,
 };
+
+/// A signer with the DEVELOPMENT internal-token key, which every service's default
+/// `internal_jwt.public_keys` accepts: tests mint forwarded-caller tokens with it, as
+/// auth-gateway would.
+pub fn internal_token_signer() -> Result<crate::jwt::InternalTokenSigner, crate::jwt::JwtError> {
+    crate::jwt::InternalTokenSigner::new(
+        crate::jwt::DEVELOPMENT_PRIVATE_KEY_PEM,
+        "hubscore",
+        std::time::Duration::from_secs(60),
+    )
+}

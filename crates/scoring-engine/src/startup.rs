@@ -4,7 +4,7 @@ use actix_web::web;
 use platform::amqp::QueueSpec;
 use platform::caller::CallerAuth;
 use platform::db::Pool;
-use platform::jwt::InternalJwt;
+use platform::jwt::InternalTokenVerifier;
 use platform::service::Service as _;
 use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
@@ -55,7 +55,7 @@ impl Application {
             metrics: ScoringMetrics::register(&stateful.metrics)?,
         };
         let auth = web::Data::new(CallerAuth::new(
-            InternalJwt::new(&settings.internal_jwt)?,
+            InternalTokenVerifier::from_settings(&settings.internal_jwt)?,
             crate::ScoringEngine::NAME,
         ));
         let data = web::Data::new(state.clone());

@@ -7,7 +7,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use platform::amqp::QueueSpec;
 use platform::caller::CallerAuth;
 use platform::db::Pool;
-use platform::jwt::InternalJwt;
+use platform::jwt::InternalTokenVerifier;
 use platform::service::Service as _;
 use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
@@ -92,7 +92,7 @@ impl Application {
             runner_wake: Arc::new(Notify::new()),
         });
         let caller_auth = CallerAuth::new(
-            InternalJwt::new(&settings.internal_jwt)?,
+            InternalTokenVerifier::from_settings(&settings.internal_jwt)?,
             crate::SyncWorker::NAME,
         );
         let http_context = context.clone();

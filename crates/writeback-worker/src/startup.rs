@@ -7,7 +7,7 @@ use hubspot_client::{ClientMetrics, PgBudgetStore};
 use platform::amqp::QueueSpec;
 use platform::caller::CallerAuth;
 use platform::db::Pool;
-use platform::jwt::InternalJwt;
+use platform::jwt::InternalTokenVerifier;
 use platform::service::Service as _;
 use platform::service::{Running, Stateful};
 use platform::shutdown::Shutdown;
@@ -89,7 +89,7 @@ impl Application {
             clients: clients.clone(),
         });
         let auth = web::Data::new(CallerAuth::new(
-            InternalJwt::new(&settings.internal_jwt)?,
+            InternalTokenVerifier::from_settings(&settings.internal_jwt)?,
             crate::WritebackWorker::NAME,
         ));
         let running =

@@ -5,7 +5,6 @@ mod common;
 
 use common::World;
 use contracts::v1::ObjectType;
-use platform::jwt::InternalJwt;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -146,7 +145,7 @@ async fn another_orgs_connection_is_not_found_and_a_missing_token_is_refused() {
         "/api/v1/connections/{}/writeback/status",
         world.connection_id
     );
-    let stranger = InternalJwt::new(&world.settings.internal_jwt)
+    let stranger = platform::testing::internal_token_signer()
         .unwrap()
         .mint(
             "writeback-worker",

@@ -40,7 +40,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
     );
     let result = conn
         .transaction(async |conn| {
-            if !super::first_delivery(conn, delivery.message_id).await? {
+            if !super::first_delivery(conn, &delivery.queue, delivery.message_id).await? {
                 return Ok(None);
             }
             crate::db::lock_org(conn, source.org_id).await?;

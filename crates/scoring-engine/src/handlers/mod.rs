@@ -35,7 +35,8 @@ pub async fn handle(state: &AppState, delivery: Delivery) -> Outcome {
 /// that names the platform's consumer-side dedupe.
 pub(crate) async fn first_delivery(
     conn: &mut AsyncPgConnection,
+    queue: &str,
     message_id: Uuid,
 ) -> diesel::QueryResult<bool> {
-    platform::outbox::first_delivery(conn, message_id).await
+    platform::outbox::first_delivery(conn, queue, message_id).await
 }

@@ -17,7 +17,6 @@ use contracts::v1::{
     SyncCompleted, SyncMode, SyncSucceeded, crm_changed, sync_completed,
 };
 use platform::amqp::{AmqpSettings, Broker, MessageMeta, Publisher, QueueSpec};
-use platform::jwt::InternalJwt;
 use platform::shutdown::Shutdown;
 use platform::testing::{BrokerCleanup, TestDatabase};
 use prost::Message as _;
@@ -318,7 +317,7 @@ impl TestApp {
 
     /// A bearer token for the test org.
     pub fn token(&self, org: Uuid, role: &str) -> String {
-        let jwt = InternalJwt::new(&self.shared.settings().internal_jwt).unwrap();
+        let jwt = platform::testing::internal_token_signer().unwrap();
         jwt.mint(
             "scoring-engine",
             "user:test",

@@ -14,7 +14,6 @@ use contracts::v1::{
 use hubspot_client::StaticToken;
 use hubspot_sim::{RunningSim, SimConfig};
 use platform::amqp::{Broker, MessageMeta, OutgoingMessage, Publisher};
-use platform::jwt::InternalJwt;
 use platform::shutdown::Shutdown;
 use platform::testing::{BrokerCleanup, TestDatabase, unique_name};
 use serde_json::{Value, json};
@@ -405,7 +404,7 @@ impl World {
 
     /// An internal token for the test's org with `role`.
     pub fn token_for(&self, role: &str) -> String {
-        InternalJwt::new(&self.settings.internal_jwt)
+        platform::testing::internal_token_signer()
             .unwrap()
             .mint(
                 "writeback-worker",
