@@ -41,7 +41,7 @@ const CONNECTION_FIELDS: &[output::Column] = &[
     col("name", "/name"),
     col("status", "/status"),
     col("portal", "/portal_id"),
-    col("kind", "/kind"),
+    col("kind", "/auth_kind"),
     col("connected at", "/connected_at"),
 ];
 
@@ -86,7 +86,7 @@ async fn connections(
 
 const SYNC_FIELDS: &[output::Column] = &[
     col("id", "/id"),
-    col("kind", "/kind"),
+    col("mode", "/mode"),
     col("state", "/state"),
     col("started", "/started_at"),
     col("finished", "/finished_at"),
@@ -97,8 +97,8 @@ async fn sync(gateway: &Gateway, command: SyncCommand, as_json: bool) -> anyhow:
     match command {
         SyncCommand::Start { id, object_type } => {
             let body = match object_type {
-                Some(object_type) => json!({"scope": "object_type", "object_type": object_type}),
-                None => json!({"scope": "full"}),
+                Some(object_type) => json!({"object_type": object_type}),
+                None => json!({}),
             };
             let answer = gateway
                 .post(&format!("/connections/{id}/syncs"), &body)
@@ -118,7 +118,7 @@ async fn sync(gateway: &Gateway, command: SyncCommand, as_json: bool) -> anyhow:
 /// Done and total of a sync run: the sum over object types of what was written or
 /// skipped, against HubSpot's totals.
 fn sync_progress(run: &Value) -> (u64, Option<u64>) {
-    let counts = run["counts"].as_array().cloned().unwrap_or_default();
+    let counts = run["objects"].as_array().cloned().unwrap_or_default();
     let mut done = 0;
     let mut total = Some(0);
     for count in &counts {
@@ -179,10 +179,11 @@ async fn follow_sync(
 const CUSTOMER_COLUMNS: &[output::Column] = &[
     col("id", "/id"),
     col("name", "/name"),
-    col("email", "/email"),
+    col("type", "/object_type"),
+    col("hubspot id", "/object_id"),
     col("score", "/score"),
     col("risk", "/risk_level"),
-    col("top factor", "/top_factor"),
+    col("computed at", "/computed_at"),
 ];
 
 async fn scores(gateway: &Gateway, args: &ScoresArgs, as_json: bool) -> anyhow::Result<()> {
@@ -219,13 +220,30 @@ async fn customer(gateway: &Gateway, id: &str, as_json: bool) -> anyhow::Result<
         &factors,
         &[
             col("factor", "/name"),
-            col("input", "/input_description"),
+            col("input", "/description"),
             col("value", "/value"),
             col("weight", "/weight"),
             col("points", "/contribution"),
-            col("change", "/change"),
         ],
     )?;
+    let changes = answer["changes"]["factors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !changes.is_empty() {
+        output::line("since the previous score:")?;
+        output::print_rows(
+            false,
+            &answer,
+            &changes,
+            &[
+                col("factor", "/name"),
+                col("before", "/previous_contribution"),
+                col("now", "/contribution"),
+                col("change", "/delta"),
+            ],
+        )?;
+    }
     let history = answer["history"].as_array().cloned().unwrap_or_default();
     output::line("history:")?;
     output::print_rows(
@@ -258,13 +276,13 @@ async fn scoring(gateway: &Gateway, command: ScoringCommand, as_json: bool) -> a
                 as_json,
                 &answer,
                 &[
-                    col("healthy", "/counts/healthy"),
-                    col("at_risk", "/counts/at_risk"),
-                    col("critical", "/counts/critical"),
-                    col("none", "/counts/none"),
-                    col("mean score", "/mean_score"),
-                    col("change 7 days", "/change_7d"),
-                    col("change 30 days", "/change_30d"),
+                    col("healthy", "/current/healthy"),
+                    col("at_risk", "/current/at_risk"),
+                    col("critical", "/current/critical"),
+                    col("none", "/current/none"),
+                    col("mean score", "/current/mean_score"),
+                    col("mean change, 7 days", "/days_7/change/mean_score"),
+                    col("mean change, 30 days", "/days_30/change/mean_score"),
                 ],
             )
         }
@@ -447,12 +465,12 @@ mod tests {
 
     #[test]
     fn sync_progress_sums_written_and_skipped_against_the_totals() {
-        let run = json!({"counts": [
+        let run = json!({"objects": [
             {"object_type": "contacts", "total": 100, "written": 40, "skipped": 2},
             {"object_type": "deals", "total": 50, "written": 10, "skipped": 0},
         ]});
         assert_eq!(sync_progress(&run), (52, Some(150)));
-        let unknown = json!({"counts": [{"object_type": "contacts", "written": 5}]});
+        let unknown = json!({"objects": [{"object_type": "contacts", "written": 5}]});
         assert_eq!(sync_progress(&unknown), (5, None));
     }
 
