@@ -10,7 +10,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Map, Value, json};
 
 use crate::catalogue::{LEAD_STATUSES, LIFECYCLE_STAGES};
-use crate::model::{ObjectType, iso, now_ms};
+use crate::model::{ObjectType, now_ms};
 use crate::state::{Portal, PortalData, Sim};
 use crate::webhooks::{Change, Source, emit};
 
@@ -53,10 +53,7 @@ fn one_change(rng: &mut StdRng, data: &mut PortalData) -> Vec<Change> {
                     .0
                     .to_owned(),
             )]),
-            _ => props(&[
-                ("notes_last_updated", iso(now)),
-                ("hs_last_sales_activity_timestamp", iso(now)),
-            ]),
+            _ => return data.log_sales_activity(ObjectType::Contacts, id, now),
         };
         update(data, ObjectType::Contacts, id, p)
     } else if roll < 0.6 {
@@ -90,18 +87,17 @@ fn one_change(rng: &mut StdRng, data: &mut PortalData) -> Vec<Change> {
         let Some(id) = random_id(rng, data, ObjectType::Companies) else {
             return Vec::new();
         };
-        update(
+        let mut changes = update(
             data,
             ObjectType::Companies,
             id,
-            props(&[
-                (
-                    "numberofemployees",
-                    rng.random_range(5..5000u32).to_string(),
-                ),
-                ("notes_last_updated", iso(now)),
-            ]),
-        )
+            props(&[(
+                "numberofemployees",
+                rng.random_range(5..5000u32).to_string(),
+            )]),
+        );
+        changes.extend(data.log_sales_activity(ObjectType::Companies, id, now));
+        changes
     } else if roll < 0.8 {
         let n: u32 = rng.random();
         let p = props(&[

@@ -915,6 +915,22 @@ impl PortalData {
         changes
     }
 
+    /// A sales activity (a call, email or meeting a rep logged) on a live record at `at`:
+    /// HubSpot moves its last-activity dates, `hs_last_sales_activity_date` included,
+    /// which the API cannot write. Answers the property changes, as an update does.
+    pub fn log_sales_activity(&mut self, ot: ObjectType, id: u64, at: i64) -> Vec<Change> {
+        let stamp = iso(at);
+        let values: Vec<(Arc<str>, String)> = [
+            "notes_last_updated",
+            "hs_last_sales_activity_timestamp",
+            "hs_last_sales_activity_date",
+        ]
+        .into_iter()
+        .filter_map(|name| self.schema(ot).intern(name).map(|k| (k, stamp.clone())))
+        .collect();
+        self.update(ot, id, values, at).unwrap_or_default()
+    }
+
     /// Recomputes the calculated association properties of a live record: the
     /// `num_associated_*` counts (set once the record has had an association, so a
     /// count that drops back shows `0`) and a contact's `associatedcompanyid` (its

@@ -258,6 +258,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
             "hubspot_owner_id",
             "notes_last_updated",
             "hs_last_sales_activity_timestamp",
+            "hs_last_sales_activity_date",
             "support_plan",
             "contract_renewal_date",
         ],
@@ -319,6 +320,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
         let act = activity(&mut rng);
         cn.set(&mut r, "notes_last_updated", iso(act));
         cn.set(&mut r, "hs_last_sales_activity_timestamp", iso(act));
+        cn.set(&mut r, "hs_last_sales_activity_date", iso(act));
         if rng.random_bool(0.7) {
             cn.set(
                 &mut r,
@@ -359,6 +361,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
             "hubspot_owner_id",
             "notes_last_updated",
             "hs_last_sales_activity_timestamp",
+            "hs_last_sales_activity_date",
             "nps_score",
             "preferred_channel",
         ],
@@ -458,6 +461,7 @@ pub fn seed(data: &mut PortalData, req: &SeedRequest) -> SeedCounts {
             let act = activity(&mut rng);
             ctn.set(&mut r, "notes_last_updated", iso(act));
             ctn.set(&mut r, "hs_last_sales_activity_timestamp", iso(act));
+            ctn.set(&mut r, "hs_last_sales_activity_date", iso(act));
         }
         if rng.random_bool(0.3) {
             ctn.set(&mut r, "nps_score", rng.random_range(0..=10u8).to_string());

@@ -65,12 +65,15 @@ fn start(args: &[&str]) -> (Running, String) {
 }
 
 #[test]
-fn help_lists_every_flag_and_the_readme_documents_each_one() {
+fn help_lists_every_flag_and_the_docs_document_each_one() {
     let out = command().arg("--help").output().expect("--help runs");
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).expect("utf-8");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/hubspot-sim.md"
+    ))
+    .expect("docs/hubspot-sim.md");
     let flags: Vec<&str> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '<')
         .filter(|w| w.starts_with("--") && w.len() > 2)
@@ -82,12 +85,15 @@ fn help_lists_every_flag_and_the_readme_documents_each_one() {
         }
         assert!(
             readme.contains(&format!("`{flag}`")),
-            "README does not document {flag}"
+            "docs/hubspot-sim.md does not document {flag}"
         );
     }
     for key in ["[[portals]]", "[[faults]]"] {
         assert!(help.contains(key), "--help does not explain {key}");
-        assert!(readme.contains(key), "README does not explain {key}");
+        assert!(
+            readme.contains(key),
+            "docs/hubspot-sim.md does not explain {key}"
+        );
     }
 }
 

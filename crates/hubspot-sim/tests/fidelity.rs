@@ -393,3 +393,41 @@ async fn the_default_catalogue_carries_hubspots_default_properties_with_groups_a
     );
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn seeded_sales_activity_sets_hubspots_last_sales_activity_date_which_the_api_cannot_write() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    h.seed(p.id, 30, 5, 0).await;
+    for object_type in ["contacts", "companies"] {
+        let (_, _, page) = h
+            .get(
+                &p.token,
+                &format!("/crm/v3/objects/{object_type}?limit=30&properties=notes_last_updated,hs_last_sales_activity_date"),
+            )
+            .await;
+        let records = page["results"].as_array().expect("results");
+        let active: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["properties"]["notes_last_updated"].is_string())
+            .collect();
+        assert!(!active.is_empty(), "{object_type}: the seed logs activity");
+        for r in active {
+            assert_eq!(
+                r["properties"]["hs_last_sales_activity_date"],
+                r["properties"]["notes_last_updated"],
+                "{r}"
+            );
+        }
+    }
+    let (status, _, refused) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "x@y.example", "hs_last_sales_activity_date": "2026-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["errors"][0]["code"], "READ_ONLY_VALUE", "{refused}");
+    h.sim.stop().await;
+}

@@ -7,7 +7,10 @@
 //! key, never a half-configured service.
 //!
 //! Secrets (keys, client secrets) belong in environment variables or in files they name;
-//! the built-in values are development values and say so.
+//! the built-in values are development values and say so. `[runtime] development` is
+//! `false` unless set (`HUBSCORE__RUNTIME__DEVELOPMENT=true`, as `scripts/run` does): a
+//! service refuses to serve with a development value outside development mode
+//! ([`refuse_development_values`]).
 
 use std::path::Path;
 
@@ -145,8 +148,8 @@ pub fn refuse_development_values(development: bool, checks: &[(&str, bool)]) -> 
         .collect();
     anyhow::ensure!(
         offending.is_empty(),
-        "{} still hold the built-in DEVELOPMENT value outside development mode; set real \
-         values through the environment, or set runtime.development = true \
+        "built-in DEVELOPMENT values outside development mode: {}; set real values through \
+         the environment, or set runtime.development = true \
          (HUBSCORE__RUNTIME__DEVELOPMENT=true) on a developer's machine",
         offending.join(", ")
     );

@@ -78,7 +78,7 @@ fn every_setting_still_at_its_development_value_is_named_at_once() {
     .unwrap_err()
     .to_string();
     assert!(
-        error.starts_with("vault.key, internal_jwt.public_keys "),
+        error.contains("development mode: vault.key, internal_jwt.public_keys;"),
         "{error}"
     );
     assert!(!error.contains("oauth.client_secret"), "{error}");
