@@ -91,7 +91,8 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Records one handled message and how it ended (`ack`, `retry`, `dead_letter`).
+    /// Records one handled message and how it ended (`ack`, `retry`, `dead_letter`, or
+    /// `panic` when the handler panicked and the message was returned to the queue).
     pub fn observe_message(&self, queue: &str, outcome: &str, seconds: f64) {
         self.inner
             .messages

@@ -216,6 +216,9 @@ pub struct RelaySettings {
     pub poll_interval_ms: u64,
     /// Entries claimed and published at once; their confirms are awaited together.
     pub batch_size: i64,
+    /// Batches one relay has in flight at once, so that claiming and marking in the
+    /// database overlap with publishing and confirming on the broker.
+    pub concurrent_batches: usize,
     /// How long a relay's claim on a batch lasts. Another relay publishes the batch only
     /// after that (the claiming relay died or stalled), so it must exceed the confirm
     /// deadline ([`RelaySettings::confirm_timeout_ms`]) by a margin.
@@ -235,6 +238,7 @@ impl Default for RelaySettings {
         Self {
             poll_interval_ms: 1_000,
             batch_size: 500,
+            concurrent_batches: 2,
             claim_ttl_ms: 60_000,
             confirm_timeout_ms: 15_000,
             max_backoff_ms: 30_000,
@@ -392,7 +396,37 @@ impl Relay {
         self.relay_pending_until(&Shutdown::new()).await
     }
 
+    /// Runs `concurrent_batches` lanes of [`Relay::relay_batches_until`]: each claims its
+    /// own batches, so they never publish the same entry.
     async fn relay_pending_until(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
+        let lanes = self.settings.concurrent_batches.max(1);
+        let results =
+            futures::future::join_all((0..lanes).map(|_| self.relay_batches_until(shutdown))).await;
+        let mut total = 0;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(sent) => total += sent,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            #[cfg(feature = "testing")]
+            Some(RelayError::InjectedCrash) => Err(RelayError::InjectedCrash),
+            Some(error) if total == 0 => Err(error),
+            Some(error) => {
+                tracing::warn!(%error, sent = total, "outbox relay failed after publishing part of the backlog");
+                Ok(total)
+            }
+            None => Ok(total),
+        }
+    }
+
+    /// Publishes batches one after another until one is not full; returns how many entries
+    /// were marked sent. Stops at the first failure.
+    async fn relay_batches_until(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
         let mut total = 0;
         let full = usize::try_from(self.settings.batch_size.max(1)).unwrap_or(usize::MAX);
         while !shutdown.is_cancelled() {

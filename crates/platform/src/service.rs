@@ -1,5 +1,6 @@
 //! The life of a service process, shared by all five binaries: parse the command line,
-//! load settings, start logging, then either `migrate` or `serve` until a shutdown signal.
+//! load settings, start logging, then `migrate`, `serve` until a shutdown signal, or run an
+//! operator's `dlq list` / `dlq replay` over the service's [`Service::QUEUES`].
 //!
 //! A service describes itself with [`Service`]; its `main` is one call to [`run_main`].
 //! [`Running`] holds what a started service runs (its HTTP server and background tasks)
@@ -13,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use crate::cli::{ServiceCli, ServiceCommand};
+use crate::cli::{DlqArgs, DlqCommand, ServiceCli, ServiceCommand};
 use crate::config::TelemetrySettings;
 use crate::shutdown::Shutdown;
 
@@ -27,6 +28,9 @@ pub trait Service {
     const DEFAULTS: &'static str;
     /// The service's typed settings.
     type Settings: DeserializeOwned + Send + 'static;
+    /// The queues the service consumes, whose DLQs `dlq list` and `dlq replay` work on when
+    /// no `--queue` is given. None by default.
+    const QUEUES: &'static [&'static str] = &[];
 
     /// The logging section of the settings.
     fn telemetry(settings: &Self::Settings) -> &TelemetrySettings;
@@ -56,16 +60,125 @@ pub async fn run_main<S: Service>() -> std::process::ExitCode {
 async fn run<S: Service>() -> anyhow::Result<()> {
     let cli = ServiceCli::parse_for(S::NAME, S::ABOUT);
     let settings: S::Settings = crate::config::load(S::DEFAULTS, cli.config.as_deref())?;
+    let command = cli.subcommand();
+    if let ServiceCommand::Dlq { command } = &command {
+        // stdout carries the listing; logs go to stderr.
+        crate::telemetry::init_with_writer(S::NAME, S::telemetry(&settings), std::io::stderr)?;
+        let section: AmqpSection = crate::config::load(S::DEFAULTS, cli.config.as_deref())?;
+        let mut out = std::io::stdout();
+        return run_dlq(command, &section.amqp, S::QUEUES, &mut out).await;
+    }
     crate::telemetry::init(S::NAME, S::telemetry(&settings))?;
-    let result = match cli.subcommand() {
+    let result = match command {
         ServiceCommand::Migrate => S::migrate(settings).await,
         ServiceCommand::Serve => S::serve(settings, crate::shutdown::on_signal()).await,
+        ServiceCommand::Dlq { .. } => Ok(()),
     };
     match &result {
         Ok(()) => tracing::info!(service = S::NAME, "stopped"),
         Err(error) => tracing::error!(service = S::NAME, error = format!("{error:#}"), "failed"),
     }
     result
+}
+
+/// The part of any service's settings that `dlq` needs.
+#[derive(serde::Deserialize)]
+struct AmqpSection {
+    amqp: crate::amqp::AmqpSettings,
+}
+
+/// How long `dlq` waits for the broker.
+const DLQ_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs `dlq list` or `dlq replay` over `--queue` or else every queue in `queues`, writing
+/// its report to `out`: for `list` one line per dead letter (see
+/// [`crate::amqp::DeadLetter`]), for `replay` one line per message replayed or left behind
+/// and a summary. Fails if the broker cannot be reached, a DLQ does not exist, or a message
+/// could not be replayed.
+pub async fn run_dlq(
+    command: &DlqCommand,
+    amqp: &crate::amqp::AmqpSettings,
+    queues: &[&str],
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    let args = match command {
+        DlqCommand::List(args) | DlqCommand::Replay(args) => args,
+    };
+    let queues: Vec<String> = match &args.queue {
+        Some(queue) => vec![queue.clone()],
+        None if queues.is_empty() => {
+            anyhow::bail!("this service declares no queues; name one with --queue")
+        }
+        None => queues.iter().map(|q| (*q).to_owned()).collect(),
+    };
+    let broker = crate::amqp::Broker::start(amqp.clone(), Vec::new());
+    anyhow::ensure!(
+        broker.wait_connected(DLQ_CONNECT_TIMEOUT).await,
+        "cannot reach the broker at {} within {} s",
+        amqp.redacted_url(),
+        DLQ_CONNECT_TIMEOUT.as_secs()
+    );
+    let result = match command {
+        DlqCommand::List(args) => list_dlqs(&broker, &queues, args, out).await,
+        DlqCommand::Replay(args) => replay_dlqs(&broker, &queues, args, out).await,
+    };
+    broker.close();
+    result
+}
+
+async fn list_dlqs(
+    broker: &crate::amqp::Broker,
+    queues: &[String],
+    args: &DlqArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    for queue in queues {
+        let letters = crate::amqp::list_dead_letters(broker, queue, args.limit.unwrap_or(100))
+            .await
+            .with_context(|| format!("reading {}", crate::amqp::dead_letter_queue_name(queue)))?;
+        for letter in letters {
+            writeln!(out, "{queue}\t{letter}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn replay_dlqs(
+    broker: &crate::amqp::Broker,
+    queues: &[String],
+    args: &DlqArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut failed = 0;
+    for queue in queues {
+        let report = crate::amqp::replay_dead_letters(broker, queue, args.limit)
+            .await
+            .with_context(|| format!("replaying {}", crate::amqp::dead_letter_queue_name(queue)))?;
+        for letter in &report.replayed {
+            writeln!(out, "{queue}\treplayed\t{}", letter.message_id)?;
+        }
+        for (letter, error) in &report.failed {
+            writeln!(
+                out,
+                "{queue}\tleft in the DLQ\t{}\t{error}",
+                letter.message_id
+            )?;
+        }
+        writeln!(
+            out,
+            "{queue}: {} replayed, {} left in the DLQ",
+            report.replayed.len(),
+            report.failed.len()
+        )?;
+        failed += report.failed.len();
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} dead letter(s) could not be replayed and stay in the DLQ"
+    );
+    Ok(())
 }
 
 /// A started service: its HTTP server and the background tasks (consumers, relays) that

@@ -43,8 +43,8 @@ async fn every_line_of_a_handlers_work_carries_the_correlation_id() {
         broker.clone(),
         queue.clone(),
         |d: Delivery| async move {
-            tracing::info!(attempt = d.delivery_count, "handler working");
-            if d.delivery_count == 0 {
+            tracing::info!(attempt = d.retries, "handler working");
+            if d.retries == 0 {
                 Outcome::Retry("not yet".into())
             } else {
                 Outcome::Ack

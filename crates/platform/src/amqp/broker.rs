@@ -1,7 +1,7 @@
 //! The process's one broker connection, kept alive by a background task.
 //!
 //! [`Broker::start`] never fails because the broker is down: the task keeps trying with
-//! exponential backoff (plus jitter, so replicas do not reconnect in lockstep), the service
+//! exponential backoff (backon, with jitter so replicas do not reconnect in lockstep), the service
 //! reports not ready meanwhile, and publishers and consumers pick up the new connection
 //! once it is back. Topology is declared on every connect, before anyone sees the
 //! connection, so a consumer never subscribes to a queue that does not exist yet.
@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -216,12 +217,18 @@ impl Supervisor {
     async fn run(self) {
         let initial = Duration::from_millis(self.settings.reconnect_initial_backoff_ms.max(1));
         let max = Duration::from_millis(self.settings.reconnect_max_backoff_ms).max(initial);
-        let mut backoff = initial;
+        // Each pause is the exponential step plus up to as much again of jitter.
+        let policy = ExponentialBuilder::new()
+            .with_min_delay(initial)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        let mut backoff = policy.build();
         let url = self.settings.redacted_url();
         while !self.stop.is_cancelled() {
-            match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            let pause = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
                 Ok(Ok(connection)) => {
-                    backoff = initial;
                     self.set_error(None);
                     tracing::info!(amqp.url = %url, "connected to the broker");
                     let connection = Arc::new(connection);
@@ -232,25 +239,30 @@ impl Supervisor {
                         let _ = connection.close(200, "shutting down".into()).await;
                         break;
                     }
-                    tracing::warn!(amqp.url = %url, error = %lost, "broker connection lost; reconnecting");
+                    // A connection that was up starts the pauses over.
+                    backoff = policy.build();
+                    let pause = backoff.next().unwrap_or(max);
+                    tracing::warn!(amqp.url = %url, error = %lost, retry_in_ms = pause.as_millis(), "broker connection lost; reconnecting");
                     self.set_error(Some(lost));
+                    pause
                 }
                 Ok(Err(error)) => {
-                    tracing::warn!(amqp.url = %url, %error, retry_in_ms = backoff.as_millis(), "cannot connect to the broker");
+                    let pause = backoff.next().unwrap_or(max);
+                    tracing::warn!(amqp.url = %url, %error, retry_in_ms = pause.as_millis(), "cannot connect to the broker");
                     self.set_error(Some(error.to_string()));
+                    pause
                 }
                 Err(_) => {
-                    tracing::warn!(amqp.url = %url, retry_in_ms = backoff.as_millis(), "connecting to the broker timed out");
+                    let pause = backoff.next().unwrap_or(max);
+                    tracing::warn!(amqp.url = %url, retry_in_ms = pause.as_millis(), "connecting to the broker timed out");
                     self.set_error(Some("connection attempt timed out".to_owned()));
+                    pause
                 }
-            }
-            let jitter =
-                Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 5));
+            };
             tokio::select! {
                 () = self.stop.cancelled() => break,
-                () = tokio::time::sleep(backoff + jitter) => {}
+                () = tokio::time::sleep(pause) => {}
             }
-            backoff = (backoff * 2).min(max);
         }
         self.sender.send_replace(None);
     }

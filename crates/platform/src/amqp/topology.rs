@@ -63,14 +63,18 @@ pub fn retry_delays(settings: &super::AmqpSettings) -> Vec<Duration> {
     let initial = Duration::from_millis(settings.retry_initial_backoff_ms.max(1));
     let max = Duration::from_millis(settings.retry_max_backoff_ms).max(initial);
     let mut delays: Vec<Duration> = Vec::new();
-    // Truncated to whole milliseconds, the unit of a queue TTL and of the queue's name.
+    // Rounded to whole milliseconds, the unit of a queue TTL and of the queue's name
+    // (backon multiplies in f32, so 40 ms may come out as 39.99 ms).
     let sequence = ExponentialBuilder::new()
         .with_min_delay(initial)
         .with_max_delay(max)
         .with_factor(2.0)
         .without_max_times()
         .build()
-        .map(|d| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+        .map(|d| {
+            let millis = d.as_micros().saturating_add(500) / 1_000;
+            Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+        });
     for delay in sequence {
         delays.push(delay);
         // 64 doublings exceed any u64 of milliseconds; the bound only guards the loop.

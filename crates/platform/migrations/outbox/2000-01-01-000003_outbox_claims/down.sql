@@ -1,1 +1,2 @@
+ALTER TABLE outbox RESET (fillfactor);
 ALTER TABLE outbox DROP COLUMN claimed_until;
