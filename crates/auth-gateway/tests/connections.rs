@@ -417,3 +417,78 @@ async fn disconnecting_marks_the_connection_disconnected_and_publishes_connectio
     app.connect(org, &portal, None).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn members_are_refused_every_gateway_route_reserved_to_owners_and_admins() {
+    let app = TestApp::start().await;
+    let org = Uuid::new_v4();
+    let portal = app.portal().await;
+    let connection = app.connect(org, &portal, None).await;
+    let id = connection["id"].as_str().unwrap();
+    let member = app.token(org, Role::Member);
+    let writes = [
+        (
+            Method::POST,
+            "/api/v1/connections".to_owned(),
+            json!({"name": "x", "access_token": "t"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/connections/hubspot/oauth".to_owned(),
+            json!({}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/connections/{id}"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{id}/syncs"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{id}/test"),
+            json!({}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/connections/{id}/credentials"),
+            json!({"access_token": "t"}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/connections/{id}/webhook-secret"),
+            json!({"webhook_secret": "w"}),
+        ),
+        (Method::GET, "/api/v1/audit".to_owned(), json!({})),
+    ];
+    for (method, path, body) in writes {
+        let (status, answer) = app
+            .call(method.clone(), &path, &member, Some(body.clone()))
+            .await;
+        assert_eq!(status, 403, "member {method} {path}: {answer}");
+        assert_eq!(answer["error"], "forbidden");
+        for role in [Role::Owner, Role::Admin] {
+            let (status, answer) = app
+                .call(
+                    method.clone(),
+                    &path,
+                    &app.token(org, role),
+                    Some(body.clone()),
+                )
+                .await;
+            assert_ne!(status, 403, "{role:?} {method} {path}: {answer}");
+            assert_ne!(status, 401, "{role:?} {method} {path}: {answer}");
+        }
+    }
+    for path in [
+        "/api/v1/connections".to_owned(),
+        format!("/api/v1/connections/{id}"),
+    ] {
+        let (status, _) = app.call(Method::GET, &path, &member, None).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    app.stop().await;
+}

@@ -382,3 +382,49 @@ async fn a_failing_token_endpoint_is_answered_502_and_the_connection_stays_activ
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_using_gateway_token_source_recovers_from_an_expired_token_through_the_gateway() {
+    use hubspot_client::{
+        ClientConfig, GatewayCredentials, GatewayTokenSource, HubSpotClient, TokenSource as _,
+    };
+    let app = TestApp::start().await;
+    let org = Uuid::new_v4();
+    let portal = app.portal().await;
+    let id = app.oauth_connect(org).await;
+    let source = Arc::new(GatewayTokenSource::new(
+        reqwest::Client::new(),
+        GatewayCredentials {
+            base_url: app.base.clone(),
+            service: "sync-worker".to_owned(),
+            secret: SYNC_WORKER_SECRET.to_owned(),
+        },
+        id.clone(),
+    ));
+    let client = HubSpotClient::builder(ClientConfig::for_base_url(&app.sim_base), source.clone())
+        .build()
+        .unwrap();
+    assert_eq!(client.account_details().await.unwrap().portal_id, portal.id);
+    // HubSpot expires the token early; the worker's next call gets a 401, reports the
+    // token, and the gateway refreshes it once.
+    let first = source.access_token().await.unwrap();
+    let expired = app
+        .http
+        .post(format!(
+            "{}/_sim/tokens/{}/expire",
+            app.sim_base,
+            first.secret()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), 204);
+    assert_eq!(client.account_details().await.unwrap().portal_id, portal.id);
+    let second = source.access_token().await.unwrap();
+    assert_ne!(first.secret(), second.secret());
+    assert_eq!(
+        app.stored_secret(&id, Field::AccessToken).await.unwrap(),
+        second.secret()
+    );
+    app.stop().await;
+}
