@@ -22,8 +22,7 @@ pub const TOOL_COMMANDS: [&str; 2] = ["issue-token", "rotate-keys"];
 pub fn is_tool_command(args: &[String]) -> bool {
     args.iter()
         .skip(1)
-        .find(|a| !a.starts_with('-') && !a.ends_with(".toml"))
-        .is_some_and(|a| TOOL_COMMANDS.contains(&a.as_str()))
+        .any(|a| TOOL_COMMANDS.contains(&a.as_str()))
 }
 
 #[derive(Debug, Parser)]

@@ -36,6 +36,8 @@ mod schema {
             disconnected_at -> Nullable<Timestamptz>,
             access_token_expires_at -> Nullable<Timestamptz>,
             credential_version -> Int8,
+            tier -> Nullable<Text>,
+            api_limit_increase -> Bool,
         }
     }
 
@@ -141,6 +143,10 @@ pub struct ConnectionRow {
     pub access_token_expires_at: Option<DateTime<Utc>>,
     /// Bumped on every credential change.
     pub credential_version: i64,
+    /// Private apps: `starter`, `professional` or `enterprise`.
+    pub tier: Option<String>,
+    /// Private apps: the API limit increase was bought.
+    pub api_limit_increase: bool,
 }
 
 /// A connection as the API shows it: never a secret.
@@ -162,6 +168,10 @@ pub struct ConnectionView {
     pub time_zone: Option<String>,
     /// The portal's currency.
     pub company_currency: Option<String>,
+    /// Private apps: `starter` (free or starter), `professional` or `enterprise`.
+    pub tier: Option<String>,
+    /// Private apps: the API limit increase was bought.
+    pub api_limit_increase: bool,
     /// Scopes granted.
     pub scopes: Vec<String>,
     /// Who connected it.
@@ -186,6 +196,8 @@ impl ConnectionRow {
             account_type: self.account_type.clone(),
             time_zone: self.time_zone.clone(),
             company_currency: self.company_currency.clone(),
+            tier: self.tier.clone(),
+            api_limit_increase: self.api_limit_increase,
             scopes: self.scopes.clone(),
             connected_by: self.connected_by.clone(),
             connected_at: self.connected_at,

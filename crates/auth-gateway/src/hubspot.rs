@@ -58,6 +58,20 @@ impl HubSpot {
             .map_err(credential_error)
     }
 
+    /// A private app's tier and whether it bought the API limit increase, read from its
+    /// daily quota (250,000 starter, 625,000 professional, 1,000,000 enterprise, plus
+    /// 1,000,000 per increase). `None` when the quota cannot be read.
+    pub async fn private_app_tier(&self, token: &str) -> Option<(&'static str, bool)> {
+        let usage = match self.client(token).ok()?.daily_usage().await {
+            Ok(usage) => usage,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not read the private app's daily quota");
+                return None;
+            }
+        };
+        tier_of_daily_limit(usage.first()?.usage_limit?)
+    }
+
     /// The consent page URL.
     pub fn authorize_url(&self, required: &[String], optional: &[String], state: &str) -> String {
         let required: Vec<&str> = required.iter().map(String::as_str).collect();
@@ -127,5 +141,31 @@ pub fn credential_error(error: HubSpotError) -> ApiError {
                 "HubSpot gave an unexpected answer; try again later".to_owned(),
             )
         }
+    }
+}
+
+/// The tier and API-limit increase a private app's daily quota implies.
+pub fn tier_of_daily_limit(limit: u64) -> Option<(&'static str, bool)> {
+    match (limit % 1_000_000, limit / 1_000_000) {
+        (250_000, increases) => Some(("starter", increases > 0)),
+        (625_000, increases) => Some(("professional", increases > 0)),
+        (0, millions) if millions >= 1 => Some(("enterprise", millions > 1)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tier_of_daily_limit;
+
+    #[test]
+    fn the_daily_quota_names_the_tier_and_the_limit_increase() {
+        assert_eq!(tier_of_daily_limit(250_000), Some(("starter", false)));
+        assert_eq!(tier_of_daily_limit(625_000), Some(("professional", false)));
+        assert_eq!(tier_of_daily_limit(1_000_000), Some(("enterprise", false)));
+        assert_eq!(tier_of_daily_limit(1_250_000), Some(("starter", true)));
+        assert_eq!(tier_of_daily_limit(1_625_000), Some(("professional", true)));
+        assert_eq!(tier_of_daily_limit(2_000_000), Some(("enterprise", true)));
+        assert_eq!(tier_of_daily_limit(123), None);
     }
 }

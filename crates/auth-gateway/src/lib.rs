@@ -4,7 +4,11 @@
 //! (OAuth code flow or a private-app token), keeps HubSpot credentials encrypted in the
 //! `auth` schema, and proxies `/api/v1/...` to the service that owns the data with a
 //! short-lived internal JWT. It is the only holder of the encryption key and the OAuth
-//! client secret. It must not read or write any other service's schema.
+//! client secret, and the only service that refreshes OAuth tokens (workers get them from
+//! its `/internal/v1` API). It must not read or write any other service's schema, and no
+//! secret it holds may reach a log line, an error, a metric or an audit entry.
+//!
+//! User documentation: `docs/auth-gateway.md`.
 
 pub mod caller;
 pub mod cli;
@@ -31,8 +35,8 @@ pub struct AuthGateway;
 
 impl platform::service::Service for AuthGateway {
     const NAME: &'static str = "auth-gateway";
-    const ABOUT: &'static str =
-        "hubscore API entry: JWT auth and roles, HubSpot connections, encrypted token vault";
+    const ABOUT: &'static str = "hubscore API entry: JWT auth and roles, HubSpot connections, encrypted token vault. \
+         Also: `auth-gateway issue-token --help`, `auth-gateway rotate-keys --help`";
     const DEFAULTS: &'static str = config::DEFAULTS;
     type Settings = Settings;
 

@@ -15,7 +15,9 @@ use uuid::Uuid;
 async fn a_private_app_token_connects_its_portal_and_publishes_connection_established() {
     let app = TestApp::start().await;
     let org = Uuid::new_v4();
-    let portal = app.portal().await;
+    let portal = app
+        .portal_with(json!({"tier": "enterprise", "api_limit_increase": true}))
+        .await;
     let connection = app.connect(org, &portal, Some("whsec-1")).await;
     assert_eq!(connection["status"], "active");
     assert_eq!(connection["portal_id"], portal.id);
@@ -23,6 +25,8 @@ async fn a_private_app_token_connects_its_portal_and_publishes_connection_establ
     assert_eq!(connection["auth_kind"], "private_app");
     assert_eq!(connection["connected_by"], "user-1");
     assert_eq!(connection["has_webhook_secret"], true);
+    assert_eq!(connection["tier"], "enterprise");
+    assert_eq!(connection["api_limit_increase"], true);
     assert!(!connection.to_string().contains(&portal.token));
 
     let (status, list) = app
@@ -246,7 +250,7 @@ async fn a_sync_request_publishes_sync_requested_with_its_scope() {
 async fn workers_get_the_access_token_with_their_own_credentials_only() {
     let app = TestApp::start().await;
     let org = Uuid::new_v4();
-    let portal = app.portal().await;
+    let portal = app.portal_with(json!({"tier": "professional"})).await;
     let connection = app.connect(org, &portal, Some("whsec-1")).await;
     let id = connection["id"].as_str().unwrap();
     let path = format!("/internal/v1/connections/{id}/access-token");
@@ -258,6 +262,8 @@ async fn workers_get_the_access_token_with_their_own_credentials_only() {
     assert_eq!(body["portal_id"], portal.id);
     assert_eq!(body["connection_id"], id);
     assert_eq!(body["expires_at"], json!(null));
+    assert_eq!(body["auth_kind"], "private_app");
+    assert_eq!(body["tier"], "professional");
     let (status, body) = app
         .internal(Method::POST, &path, "sync-worker", "wrong-secret", None)
         .await;
@@ -415,5 +421,80 @@ async fn disconnecting_marks_the_connection_disconnected_and_publishes_connectio
     assert_eq!(status, 204, "disconnecting twice is harmless");
     // The portal can be connected again afterwards.
     app.connect(org, &portal, None).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn members_are_refused_every_gateway_route_reserved_to_owners_and_admins() {
+    let app = TestApp::start().await;
+    let org = Uuid::new_v4();
+    let portal = app.portal().await;
+    let connection = app.connect(org, &portal, None).await;
+    let id = connection["id"].as_str().unwrap();
+    let member = app.token(org, Role::Member);
+    let writes = [
+        (
+            Method::POST,
+            "/api/v1/connections".to_owned(),
+            json!({"name": "x", "access_token": "t"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/connections/hubspot/oauth".to_owned(),
+            json!({}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/connections/{id}"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{id}/syncs"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{id}/test"),
+            json!({}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/connections/{id}/credentials"),
+            json!({"access_token": "t"}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/connections/{id}/webhook-secret"),
+            json!({"webhook_secret": "w"}),
+        ),
+        (Method::GET, "/api/v1/audit".to_owned(), json!({})),
+    ];
+    for (method, path, body) in writes {
+        let (status, answer) = app
+            .call(method.clone(), &path, &member, Some(body.clone()))
+            .await;
+        assert_eq!(status, 403, "member {method} {path}: {answer}");
+        assert_eq!(answer["error"], "forbidden");
+        for role in [Role::Owner, Role::Admin] {
+            let (status, answer) = app
+                .call(
+                    method.clone(),
+                    &path,
+                    &app.token(org, role),
+                    Some(body.clone()),
+                )
+                .await;
+            assert_ne!(status, 403, "{role:?} {method} {path}: {answer}");
+            assert_ne!(status, 401, "{role:?} {method} {path}: {answer}");
+        }
+    }
+    for path in [
+        "/api/v1/connections".to_owned(),
+        format!("/api/v1/connections/{id}"),
+    ] {
+        let (status, _) = app.call(Method::GET, &path, &member, None).await;
+        assert_eq!(status, 200, "{path}");
+    }
     app.stop().await;
 }

@@ -337,3 +337,94 @@ async fn disconnecting_an_oauth_connection_revokes_its_refresh_token_at_hubspot(
     assert_eq!(app.stored_secret(&id, Field::RefreshToken).await, None);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_answered_502_and_the_connection_stays_active() {
+    let app = TestApp::start().await;
+    let org = Uuid::new_v4();
+    app.portal().await;
+    let id = app.oauth_connect(org).await;
+    let fault = app
+        .http
+        .post(format!("{}/_sim/faults", app.sim_base))
+        .json(&json!({"path_prefix": "/oauth/v3/token", "error_rate": 1.0, "error_status": 503}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fault.status(), 201);
+    app.sql("UPDATE connections SET access_token_expires_at = now() - interval '1 second'")
+        .await;
+    let path = format!("/internal/v1/connections/{id}/access-token");
+    let (status, body) = app
+        .internal(Method::POST, &path, "sync-worker", SYNC_WORKER_SECRET, None)
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "hubspot_unavailable");
+    let (_, connection) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/connections/{id}"),
+            &app.token(org, Role::Member),
+            None,
+        )
+        .await;
+    assert_eq!(connection["status"], "active");
+    let cleared = app
+        .http
+        .delete(format!("{}/_sim/faults", app.sim_base))
+        .send()
+        .await
+        .unwrap();
+    assert!(cleared.status().is_success());
+    let (status, _) = app
+        .internal(Method::POST, &path, "sync-worker", SYNC_WORKER_SECRET, None)
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_using_gateway_token_source_recovers_from_an_expired_token_through_the_gateway() {
+    use hubspot_client::{
+        ClientConfig, GatewayCredentials, GatewayTokenSource, HubSpotClient, TokenSource as _,
+    };
+    let app = TestApp::start().await;
+    let org = Uuid::new_v4();
+    let portal = app.portal().await;
+    let id = app.oauth_connect(org).await;
+    let source = Arc::new(GatewayTokenSource::new(
+        reqwest::Client::new(),
+        GatewayCredentials {
+            base_url: app.base.clone(),
+            service: "sync-worker".to_owned(),
+            secret: SYNC_WORKER_SECRET.to_owned(),
+        },
+        id.clone(),
+    ));
+    let client = HubSpotClient::builder(ClientConfig::for_base_url(&app.sim_base), source.clone())
+        .build()
+        .unwrap();
+    assert_eq!(client.account_details().await.unwrap().portal_id, portal.id);
+    // HubSpot expires the token early; the worker's next call gets a 401, reports the
+    // token, and the gateway refreshes it once.
+    let first = source.access_token().await.unwrap();
+    let expired = app
+        .http
+        .post(format!(
+            "{}/_sim/tokens/{}/expire",
+            app.sim_base,
+            first.secret()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), 204);
+    assert_eq!(client.account_details().await.unwrap().portal_id, portal.id);
+    let second = source.access_token().await.unwrap();
+    assert_ne!(first.secret(), second.secret());
+    assert_eq!(
+        app.stored_secret(&id, Field::AccessToken).await.unwrap(),
+        second.secret()
+    );
+    app.stop().await;
+}

@@ -133,6 +133,10 @@ pub async fn create(
         .hubspot
         .account_details(body.access_token.expose_secret())
         .await?;
+    let quota = state
+        .hubspot
+        .private_app_tier(body.access_token.expose_secret())
+        .await;
     let now = Utc::now();
     let row = ConnectionRow {
         id: Uuid::now_v7(),
@@ -153,6 +157,8 @@ pub async fn create(
         disconnected_at: None,
         access_token_expires_at: None,
         credential_version: 1,
+        tier: quota.map(|(tier, _)| tier.to_owned()),
+        api_limit_increase: quota.is_some_and(|(_, increase)| increase),
     };
     let mut conn = state.pool.get().await?;
     let result = conn

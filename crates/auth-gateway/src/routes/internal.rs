@@ -27,6 +27,9 @@ struct AccessTokenAnswer<'a> {
     portal_id: i64,
     access_token: &'a str,
     expires_at: Option<DateTime<Utc>>,
+    auth_kind: &'a str,
+    tier: Option<&'a str>,
+    api_limit_increase: bool,
 }
 
 /// `POST /internal/v1/connections/{id}/access-token`.
@@ -49,6 +52,9 @@ pub async fn access_token(
             portal_id: issued.connection.portal_id,
             access_token: issued.access_token.expose_secret(),
             expires_at: issued.expires_at,
+            auth_kind: &issued.connection.auth_kind,
+            tier: issued.connection.tier.as_deref(),
+            api_limit_increase: issued.connection.api_limit_increase,
         }))
 }
 

@@ -4,6 +4,8 @@ pub mod audit;
 pub mod connections;
 pub mod internal;
 pub mod oauth;
+pub mod openapi;
+pub mod proxy;
 
 use actix_web::{HttpRequest, web};
 
@@ -91,6 +93,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::put().to(connections::replace_webhook_secret),
             )
             .route("/connections/{id}/test", web::post().to(connections::test))
-            .route("/audit", web::get().to(audit::list)),
+            .route("/audit", web::get().to(audit::list))
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
+            .configure(proxy::configure),
     );
 }

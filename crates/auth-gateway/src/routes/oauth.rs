@@ -312,6 +312,8 @@ async fn finish(state: &AppState, query: CallbackQuery) -> Result<Uuid, Failure>
                         disconnected_at: None,
                         access_token_expires_at: Some(expires_at),
                         credential_version: 1,
+                        tier: None,
+                        api_limit_increase: false,
                     };
                     db::insert_connection(conn, &row).await?;
                     row

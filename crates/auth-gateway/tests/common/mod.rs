@@ -174,10 +174,19 @@ impl TestApp {
 
     /// A portal in the simulator, under the gateway's OAuth app.
     pub async fn portal(&self) -> Portal {
+        self.portal_with(json!({})).await
+    }
+
+    /// A portal with extra `/_sim/portals` fields (`tier`, `api_limit_increase`, ...).
+    pub async fn portal_with(&self, extra: Value) -> Portal {
+        let mut body = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "time_zone": "Europe/Berlin"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let response = self
             .http
             .post(format!("{}/_sim/portals", self.sim_base))
-            .json(&json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "time_zone": "Europe/Berlin"}))
+            .json(&body)
             .send()
             .await
             .expect("create portal");
