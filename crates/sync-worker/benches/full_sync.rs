@@ -10,7 +10,10 @@
 //!
 //! Run with `cargo bench -p sync-worker` (PostgreSQL and RabbitMQ as for the tests).
 
-#![expect(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
+#![expect(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
 #[path = "../tests/common/mod.rs"]
@@ -99,23 +102,29 @@ async fn write_path(h: &Harness) {
         status: "active".to_owned(),
     };
     let started = Instant::now();
-    let writers = [(RecordType::Contact, 50_000u64), (RecordType::Company, 10_000), (RecordType::Deal, 20_000)]
-        .map(|(record_type, count)| {
-            let pool = pool.clone();
-            let connection = connection.clone();
-            tokio::spawn(async move {
-                let mut conn = pool.get().await.unwrap();
-                let ids: Vec<u64> = (1..=count).collect();
-                for chunk in ids.chunks(100) {
-                    let objects: Vec<CrmObject> =
-                        chunk.iter().map(|id| synthesize(record_type, *id)).collect();
-                    let page = MappedPage::map(record_type, &objects);
-                    upsert_page(&mut conn, &connection, record_type, &page, Utc::now(), None)
-                        .await
-                        .unwrap();
-                }
-            })
-        });
+    let writers = [
+        (RecordType::Contact, 50_000u64),
+        (RecordType::Company, 10_000),
+        (RecordType::Deal, 20_000),
+    ]
+    .map(|(record_type, count)| {
+        let pool = pool.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.get().await.unwrap();
+            let ids: Vec<u64> = (1..=count).collect();
+            for chunk in ids.chunks(100) {
+                let objects: Vec<CrmObject> = chunk
+                    .iter()
+                    .map(|id| synthesize(record_type, *id))
+                    .collect();
+                let page = MappedPage::map(record_type, &objects);
+                upsert_page(&mut conn, &connection, record_type, &page, Utc::now(), None)
+                    .await
+                    .unwrap();
+            }
+        })
+    });
     for writer in writers {
         writer.await.unwrap();
     }
@@ -132,7 +141,10 @@ async fn main() {
     let portal = h.portal("professional").await;
     let seeding = Instant::now();
     h.seed(&portal, 50_000, 10_000, 20_000).await;
-    println!("seeded 50,000 contacts, 10,000 companies, 20,000 deals in {:.1} s", seeding.elapsed().as_secs_f64());
+    println!(
+        "seeded 50,000 contacts, 10,000 companies, 20,000 deals in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
     let rss_before = peak_rss_mb();
     let app = h.app(&portal).await;
     let connection = h.connect(&portal).await;

@@ -249,6 +249,33 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
     }
 }
 
+/// Reads the property definitions of `types` from HubSpot and stores them (field
+/// discovery), one request per type.
+pub async fn discover_properties(
+    ctx: &Context,
+    client: &HubSpotClient,
+    connection: &Connection,
+    types: &[RecordType],
+) -> Result<(), RunError> {
+    for record_type in types {
+        let found = client.list_properties(record_type.api_name()).await?;
+        let discovered: Vec<crate::db::fields::DiscoveredProperty> = found
+            .iter()
+            .map(crate::db::fields::DiscoveredProperty::from_hubspot)
+            .collect();
+        let mut conn = db(ctx).await?;
+        crate::db::fields::replace_properties(
+            &mut conn,
+            connection,
+            record_type.name(),
+            &discovered,
+            Utc::now(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Reads `ids` of `record_type` with batch reads (100 per call). Returns the records found
 /// and the ids HubSpot did not find (deleted or merged away).
 pub async fn read_batch(
@@ -376,6 +403,8 @@ impl Job<'_> {
         }
         if with_metadata {
             if !object("owner").is_some_and(|o| o.records_done) {
+                // Field discovery rides along with the owners (once per run).
+                discover_properties(self.ctx, self.client, self.connection, types).await?;
                 self.owners().await?;
             }
             if !object("pipeline").is_some_and(|o| o.records_done) {

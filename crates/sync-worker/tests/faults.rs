@@ -16,7 +16,8 @@ async fn a_sync_through_429_storms_5xx_and_latency_converges_to_the_exact_mirror
     h.seed(&portal, 500, 100, 200).await;
     let flaky = json!({"path_prefix": "/crm", "error_rate": 0.15, "error_status": 503,
         "latency_ms": 20, "portal_id": portal.id});
-    h.sim_send(Method::POST, "/_sim/faults", flaky.clone()).await;
+    h.sim_send(Method::POST, "/_sim/faults", flaky.clone())
+        .await;
     h.sim_send(
         Method::POST,
         "/_sim/faults",
@@ -34,7 +35,10 @@ async fn a_sync_through_429_storms_5xx_and_latency_converges_to_the_exact_mirror
     let stats = h.stats(&portal).await;
     assert!(
         stats["by_status"]["503"].as_u64().unwrap_or(0) > 0
-            && stats["rate_limited"]["TEN_SECONDLY_ROLLING"].as_u64().unwrap_or(0) > 0,
+            && stats["rate_limited"]["TEN_SECONDLY_ROLLING"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
         "the faults were met: {stats}"
     );
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;

@@ -195,3 +195,92 @@ async fn a_closed_connection_stops_its_sync_and_ignores_its_webhooks() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn properties_are_discovered_on_connect_and_mappings_are_validated_by_domain() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 20, 4, 4).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let base = format!(
+        "http://127.0.0.1:{}/api/v1/connections/{}",
+        app.port, connection.connection_id
+    );
+    let admin = token_for(&h.settings, connection.org_id);
+    let get = async |url: String, token: &str| -> (u16, Value) {
+        let r = h.http.get(url).bearer_auth(token).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    };
+    let (status, body) = get(format!("{base}/properties/contact"), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let props = body["properties"].as_array().unwrap();
+    let email = props
+        .iter()
+        .find(|p| p["name"] == "email")
+        .expect("email discovered");
+    assert_eq!(email["custom"], false, "{email}");
+    assert!(email["label"].as_str().is_some_and(|l| !l.is_empty()));
+    let (status, _) = get(format!("{base}/properties/ticket"), &admin).await;
+    assert_eq!(status, 400);
+    let (status, refreshed) = get(format!("{base}/properties/deal?refresh=true"), &admin).await;
+    assert_eq!(status, 200);
+    assert!(
+        refreshed["properties"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "dealstage"))
+    );
+
+    let put = async |body: Value, token: &str| -> (u16, Value) {
+        let r = h
+            .http
+            .put(format!("{base}/mappings"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    };
+    let valid = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "jobtitle", "attribute": "job", "direction": "inbound"}]}]});
+    let (status, body) = put(valid.clone(), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resync_recommended"], true);
+    let (status, body) = put(valid, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["resync_recommended"], false,
+        "nothing changed the second time"
+    );
+    let (status, body) = get(format!("{base}/mappings"), &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["mappings"][0]["attributes"][0]["attribute"], "job",
+        "{body}"
+    );
+
+    let invalid = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "no_such_property", "attribute": "x", "direction": "inbound"}]}]});
+    let (status, body) = put(invalid, &admin).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_mapping");
+    assert!(body.to_string().contains("no_such_property"), "{body}");
+
+    let member = platform::jwt::InternalJwt::new(&h.settings.internal_jwt)
+        .unwrap()
+        .mint(
+            "sync-worker",
+            "user:m",
+            Some(connection.org_id),
+            vec!["member".to_owned()],
+        )
+        .unwrap();
+    let (status, _) = put(json!({"mappings": []}), &member).await;
+    assert_eq!(status, 403);
+    let stranger = token_for(&h.settings, uuid::Uuid::new_v4());
+    let (status, _) = get(format!("{base}/properties/contact"), &stranger).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
