@@ -197,7 +197,7 @@ async fn a_closed_connection_stops_its_sync_and_ignores_its_webhooks() {
 }
 
 #[tokio::test]
-async fn properties_are_discovered_on_connect_and_mappings_are_validated_by_domain() {
+async fn properties_are_discovered_and_inbound_mappings_are_validated_then_applied_by_a_resync() {
     let h = Harness::start().await;
     let portal = h.portal("professional").await;
     h.seed(&portal, 20, 4, 4).await;
@@ -267,6 +267,57 @@ async fn properties_are_discovered_on_connect_and_mappings_are_validated_by_doma
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "invalid_mapping");
     assert!(body.to_string().contains("no_such_property"), "{body}");
+
+    // A re-sync applies the mapping: attributes travel, the filter decides who syncs.
+    let filtered = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "jobtitle", "attribute": "job", "direction": "inbound"}],
+        "filters": [{"property": "lifecyclestage", "operator": "EQ", "values": ["customer"]}]}]});
+    let (status, body) = put(filtered, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let resync = v1::SyncRequested {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: connection.portal_id,
+        sync_run_id: uuid::Uuid::now_v7().to_string(),
+        mode: v1::SyncMode::Full as i32,
+        scope: Some(v1::sync_requested::Scope::ObjectType(
+            v1::ObjectType::Contact as i32,
+        )),
+        reason: v1::SyncReason::MappingChanged as i32,
+        ..Default::default()
+    };
+    h.take_events().await;
+    h.publish(&resync, Some(connection.org_id)).await;
+    wait_for_run_id(
+        &app.pool,
+        uuid::Uuid::parse_str(&resync.sync_run_id).unwrap(),
+        "succeeded",
+        60,
+    )
+    .await;
+    let events = h
+        .events_until("sync.completed", |body| {
+            use prost::Message as _;
+            v1::SyncCompleted::decode(body).is_ok_and(|c| c.sync_run_id == resync.sync_run_id)
+        })
+        .await;
+    let changes = crm_changes(&events);
+    let customers: Vec<&v1::Customer> = changes.iter().flat_map(|c| &c.customers).collect();
+    assert!(
+        customers
+            .iter()
+            .all(|c| c.lifecycle_stage.as_deref() == Some("customer"))
+    );
+    assert!(
+        customers
+            .iter()
+            .any(|c| c.custom_attributes.contains_key("job")),
+        "inbound attributes travel with the customers"
+    );
+    assert!(
+        changes.iter().any(|c| !c.deleted_ids.is_empty()),
+        "customers the filter now excludes leave"
+    );
 
     let member = platform::jwt::InternalJwt::new(&h.settings.internal_jwt)
         .unwrap()

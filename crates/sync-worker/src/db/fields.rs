@@ -177,3 +177,33 @@ pub async fn replace_mappings(
     before.sort_by_key(|c| format!("{:?}", c.object_type));
     Ok(before != after)
 }
+
+/// The connection's mappings, validated again against the stored properties (a property
+/// archived since is dropped from use, with a warning), by object type.
+pub async fn valid_mappings(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+) -> QueryResult<crate::db::mirror::CustomMappings> {
+    let mut out = crate::db::mirror::CustomMappings::new();
+    for config in mappings(conn, connection_id).await? {
+        let record_type = match config.object_type {
+            domain::ids::ObjectType::Contact => crate::db::mirror::RecordType::Contact,
+            domain::ids::ObjectType::Company => crate::db::mirror::RecordType::Company,
+            domain::ids::ObjectType::Deal => crate::db::mirror::RecordType::Deal,
+        };
+        let (found, _) = properties(conn, connection_id, record_type.name()).await?;
+        let definitions: Vec<PropertyDefinition> =
+            found.into_iter().map(|p| p.definition).collect();
+        match config.validate(&definitions) {
+            Ok(valid) => {
+                out.insert(record_type, valid);
+            }
+            Err(error) => tracing::warn!(
+                object_type = record_type.name(),
+                error = %error,
+                "a stored mapping no longer validates; the default mapping is used"
+            ),
+        }
+    }
+    Ok(out)
+}
