@@ -196,7 +196,11 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
         .clients
         .client(&connection)
         .map_err(|e| RunError::Other(format!("{e:#}")))?;
+    let mut conn = db(ctx).await?;
+    let custom = crate::db::fields::valid_mappings(&mut conn, connection.connection_id).await?;
+    drop(conn);
     let job = Job {
+        custom,
         ctx,
         run: &run,
         connection: &connection,
@@ -249,18 +253,46 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
     }
 }
 
+/// Reads the property definitions of `types` from HubSpot and stores them (field
+/// discovery), one request per type.
+pub async fn discover_properties(
+    ctx: &Context,
+    client: &HubSpotClient,
+    connection: &Connection,
+    types: &[RecordType],
+) -> Result<(), RunError> {
+    for record_type in types {
+        let found = client.list_properties(record_type.api_name()).await?;
+        let discovered: Vec<crate::db::fields::DiscoveredProperty> = found
+            .iter()
+            .map(crate::db::fields::DiscoveredProperty::from_hubspot)
+            .collect();
+        let mut conn = db(ctx).await?;
+        crate::db::fields::replace_properties(
+            &mut conn,
+            connection,
+            record_type.name(),
+            &discovered,
+            Utc::now(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Reads `ids` of `record_type` with batch reads (100 per call). Returns the records found
 /// and the ids HubSpot did not find (deleted or merged away).
 pub async fn read_batch(
     client: &HubSpotClient,
     record_type: RecordType,
     ids: &[i64],
+    custom: &mirror::CustomMappings,
 ) -> Result<(Vec<CrmObject>, Vec<i64>), HubSpotError> {
     if ids.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let properties = record_type.properties();
+    let properties = mirror::properties_for(record_type, custom);
     let props: Vec<&str> = properties.iter().map(String::as_str).collect();
     match client
         .batch_read(record_type.api_name(), &wanted, &props)
@@ -332,6 +364,7 @@ enum Metadata {
 }
 
 struct Job<'a> {
+    custom: mirror::CustomMappings,
     ctx: &'a Context,
     run: &'a Run,
     connection: &'a Connection,
@@ -376,6 +409,8 @@ impl Job<'_> {
         }
         if with_metadata {
             if !object("owner").is_some_and(|o| o.records_done) {
+                // Field discovery rides along with the owners (once per run).
+                discover_properties(self.ctx, self.client, self.connection, types).await?;
                 self.owners().await?;
             }
             if !object("pipeline").is_some_and(|o| o.records_done) {
@@ -545,7 +580,7 @@ impl Job<'_> {
         cursor: Option<String>,
     ) -> Result<(), RunError> {
         let options = ListOptions {
-            properties: record_type.properties(),
+            properties: mirror::properties_for(record_type, &self.custom),
             ..ListOptions::default()
         };
         let fetch = |after: Option<String>| {
@@ -569,7 +604,8 @@ impl Job<'_> {
             let fetched = page.results.len();
             // Start reading the next page before writing this one.
             let upcoming = next.clone().map(|after| fetch(Some(after)));
-            let mapped = MappedPage::map(record_type, &page.results);
+            let mapped =
+                MappedPage::map_with(record_type, &page.results, self.custom.get(&record_type));
             let written = self
                 .write_page(record_type, &mapped, read_at, next.clone(), fetched)
                 .await;
@@ -736,7 +772,8 @@ impl Job<'_> {
         drop(conn);
         for chunk in ids.chunks(hubspot_client::OBJECT_BATCH_SIZE) {
             let read_at = Utc::now();
-            let (found, missing) = read_batch(self.client, record_type, chunk).await?;
+            let (found, missing) =
+                read_batch(self.client, record_type, chunk, &self.custom).await?;
             let found_ids: Vec<i64> = found.iter().filter_map(|o| o.id.parse().ok()).collect();
             let mut edges = Vec::new();
             for edge in Edge::from_side(record_type) {
@@ -745,7 +782,7 @@ impl Job<'_> {
                     read_associations(self.client, edge, &found_ids).await?,
                 ));
             }
-            let mapped = MappedPage::map(record_type, &found);
+            let mapped = MappedPage::map_with(record_type, &found, self.custom.get(&record_type));
             let mut conn = db(self.ctx).await?;
             let (run, connection) = (self.run, self.connection);
             let (mapped, edges, found_ids, missing) = (&mapped, &edges, &found_ids, &missing);
@@ -806,7 +843,7 @@ impl Job<'_> {
                 object_type: record_type.api_name().to_owned(),
                 since_ms: since,
                 until_ms: None,
-                properties: record_type.properties(),
+                properties: mirror::properties_for(record_type, &self.custom),
                 extra_filters: Vec::<Filter>::new(),
             };
             let mut stream = self.client.search_modified_since(window);
@@ -852,7 +889,7 @@ impl Job<'_> {
         for edge in Edge::from_side(record_type) {
             edges.push((edge, read_associations(self.client, edge, &ids).await?));
         }
-        let mapped = MappedPage::map(record_type, &objects);
+        let mapped = MappedPage::map_with(record_type, &objects, self.custom.get(&record_type));
         let mut conn = db(self.ctx).await?;
         let (run, connection) = (self.run, self.connection);
         let (mapped, edges, ids) = (&mapped, &edges, &ids);

@@ -195,3 +195,143 @@ async fn a_closed_connection_stops_its_sync_and_ignores_its_webhooks() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn properties_are_discovered_and_inbound_mappings_are_validated_then_applied_by_a_resync() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 20, 4, 4).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let base = format!(
+        "http://127.0.0.1:{}/api/v1/connections/{}",
+        app.port, connection.connection_id
+    );
+    let admin = token_for(&h.settings, connection.org_id);
+    let get = async |url: String, token: &str| -> (u16, Value) {
+        let r = h.http.get(url).bearer_auth(token).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    };
+    let (status, body) = get(format!("{base}/properties/contact"), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let props = body["properties"].as_array().unwrap();
+    let email = props
+        .iter()
+        .find(|p| p["name"] == "email")
+        .expect("email discovered");
+    assert_eq!(email["custom"], false, "{email}");
+    assert!(email["label"].as_str().is_some_and(|l| !l.is_empty()));
+    let (status, _) = get(format!("{base}/properties/ticket"), &admin).await;
+    assert_eq!(status, 400);
+    let (status, refreshed) = get(format!("{base}/properties/deal?refresh=true"), &admin).await;
+    assert_eq!(status, 200);
+    assert!(
+        refreshed["properties"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "dealstage"))
+    );
+
+    let put = async |body: Value, token: &str| -> (u16, Value) {
+        let r = h
+            .http
+            .put(format!("{base}/mappings"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    };
+    let valid = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "jobtitle", "attribute": "job", "direction": "inbound"}]}]});
+    let (status, body) = put(valid.clone(), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resync_recommended"], true);
+    let (status, body) = put(valid, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["resync_recommended"], false,
+        "nothing changed the second time"
+    );
+    let (status, body) = get(format!("{base}/mappings"), &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["mappings"][0]["attributes"][0]["attribute"], "job",
+        "{body}"
+    );
+
+    let invalid = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "no_such_property", "attribute": "x", "direction": "inbound"}]}]});
+    let (status, body) = put(invalid, &admin).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_mapping");
+    assert!(body.to_string().contains("no_such_property"), "{body}");
+
+    // A re-sync applies the mapping: attributes travel, the filter decides who syncs.
+    let filtered = json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+        "attributes": [{"property": "jobtitle", "attribute": "job", "direction": "inbound"}],
+        "filters": [{"property": "lifecyclestage", "operator": "EQ", "values": ["customer"]}]}]});
+    let (status, body) = put(filtered, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let resync = v1::SyncRequested {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: connection.portal_id,
+        sync_run_id: uuid::Uuid::now_v7().to_string(),
+        mode: v1::SyncMode::Full as i32,
+        scope: Some(v1::sync_requested::Scope::ObjectType(
+            v1::ObjectType::Contact as i32,
+        )),
+        reason: v1::SyncReason::MappingChanged as i32,
+        ..Default::default()
+    };
+    h.take_events().await;
+    h.publish(&resync, Some(connection.org_id)).await;
+    wait_for_run_id(
+        &app.pool,
+        uuid::Uuid::parse_str(&resync.sync_run_id).unwrap(),
+        "succeeded",
+        60,
+    )
+    .await;
+    let events = h
+        .events_until("sync.completed", |body| {
+            use prost::Message as _;
+            v1::SyncCompleted::decode(body).is_ok_and(|c| c.sync_run_id == resync.sync_run_id)
+        })
+        .await;
+    let changes = crm_changes(&events);
+    let customers: Vec<&v1::Customer> = changes.iter().flat_map(|c| &c.customers).collect();
+    assert!(
+        customers
+            .iter()
+            .all(|c| c.lifecycle_stage.as_deref() == Some("customer"))
+    );
+    assert!(
+        customers
+            .iter()
+            .any(|c| c.custom_attributes.contains_key("job")),
+        "inbound attributes travel with the customers"
+    );
+    assert!(
+        changes.iter().any(|c| !c.deleted_ids.is_empty()),
+        "customers the filter now excludes leave"
+    );
+
+    let member = platform::jwt::InternalJwt::new(&h.settings.internal_jwt)
+        .unwrap()
+        .mint(
+            "sync-worker",
+            "user:m",
+            Some(connection.org_id),
+            vec!["member".to_owned()],
+        )
+        .unwrap();
+    let (status, _) = put(json!({"mappings": []}), &member).await;
+    assert_eq!(status, 403);
+    let stranger = token_for(&h.settings, uuid::Uuid::new_v4());
+    let (status, _) = get(format!("{base}/properties/contact"), &stranger).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ use diesel::sql_types::{
 };
 use diesel::{QueryResult, QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::custom::ValidMappingConfig;
 use domain::mapping::{self, HubSpotRecord, MappingOutcome, SkipReason};
 use hubspot_client::CrmObject;
 use uuid::Uuid;
@@ -102,6 +103,21 @@ impl RecordType {
     }
 }
 
+/// A connection's valid custom mappings by object type.
+pub type CustomMappings = BTreeMap<RecordType, ValidMappingConfig>;
+
+/// The properties sync asks HubSpot for under an optional custom mapping.
+pub fn properties_for(record_type: RecordType, custom: &CustomMappings) -> Vec<String> {
+    match custom.get(&record_type) {
+        Some(config) => {
+            let mut names = config.properties_to_fetch();
+            names.push(MERGED_IDS.to_owned());
+            names
+        }
+        None => record_type.properties(),
+    }
+}
+
 /// The property listing the ids merged into a record.
 pub const MERGED_IDS: &str = "hs_merged_object_ids";
 
@@ -175,6 +191,7 @@ struct Columns {
     int: BTreeMap<&'static str, Vec<Option<i64>>>,
     time: BTreeMap<&'static str, Vec<Option<DateTime<Utc>>>>,
     float: BTreeMap<&'static str, Vec<Option<f64>>>,
+    custom: Vec<serde_json::Value>,
 }
 
 impl Columns {
@@ -193,11 +210,26 @@ impl Columns {
 }
 
 impl MappedPage {
-    /// Maps `objects` of `record_type`.
+    /// Maps `objects` of `record_type` with the default mapping.
     pub fn map(record_type: RecordType, objects: &[CrmObject]) -> MappedPage {
+        MappedPage::map_with(record_type, objects, None)
+    }
+
+    /// Maps `objects` of `record_type`; a connection's custom mapping adds its inbound
+    /// attributes and its record filters (a record they exclude is kept as
+    /// `filtered_out`).
+    pub fn map_with(
+        record_type: RecordType,
+        objects: &[CrmObject],
+        custom: Option<&ValidMappingConfig>,
+    ) -> MappedPage {
         let mut page = MappedPage::default();
         for object in objects {
             let record = to_record(object);
+            let filtered = custom.and_then(|c| c.check_filters(&record).err());
+            let attributes = custom.map_or(serde_json::Value::Object(Default::default()), |c| {
+                serde_json::to_value(c.read_attributes(&record).0).unwrap_or_default()
+            });
             let Some(id) = id_of(object) else {
                 let reason = match record_type {
                     RecordType::Contact => mapping::map_contact(&record).skip_reason().cloned(),
@@ -211,6 +243,7 @@ impl MappedPage {
             page.ids.push(id);
             page.merged.push((id, merged_ids(object)));
             let c = &mut page.columns;
+            c.custom.push(attributes);
             match record_type {
                 RecordType::Contact => match mapping::map_contact(&record) {
                     MappingOutcome::Mapped { record: r, .. } => {
@@ -232,7 +265,10 @@ impl MappedPage {
                         c.time("last_activity_at", r.last_activity_at);
                         c.time("first_seen_at", r.first_seen_at);
                         c.time("source_updated_at", r.source_updated_at);
-                        c.text("skip_reason", None);
+                        c.text(
+                            "skip_reason",
+                            filtered.as_ref().map(|r| skip_reason_name(r).to_owned()),
+                        );
                     }
                     MappingOutcome::Skipped { reason, .. } => {
                         let email = match &reason {
@@ -280,7 +316,10 @@ impl MappedPage {
                         c.time("last_activity_at", r.last_activity_at);
                         c.time("created_at", r.created_at);
                         c.time("source_updated_at", r.source_updated_at);
-                        c.text("skip_reason", None);
+                        c.text(
+                            "skip_reason",
+                            filtered.as_ref().map(|r| skip_reason_name(r).to_owned()),
+                        );
                     }
                     MappingOutcome::Skipped { reason, .. } => {
                         for name in ["name", "domain", "website", "industry", "lifecycle_stage"] {
@@ -309,7 +348,10 @@ impl MappedPage {
                         c.int("owner_id", r.owner_id.map(|o| as_i64(o.0)));
                         c.time("created_at", r.created_at);
                         c.time("source_updated_at", r.source_updated_at);
-                        c.text("skip_reason", None);
+                        c.text(
+                            "skip_reason",
+                            filtered.as_ref().map(|r| skip_reason_name(r).to_owned()),
+                        );
                     }
                     MappingOutcome::Skipped { reason, .. } => {
                         for name in ["name", "pipeline_id", "stage_id"] {
@@ -444,7 +486,7 @@ pub async fn upsert_page(
     let unnest_args: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, (_, ty))| format!("${}::{}[]", i + 6, ty))
+        .map(|(i, (_, ty))| format!("${}::{}[]", i + 7, ty))
         .collect();
     let updates: Vec<String> = names
         .iter()
@@ -452,10 +494,11 @@ pub async fn upsert_page(
         .collect();
     let sql = format!(
         "INSERT INTO {table} AS t (connection_id, org_id, seen_run, status_changed_at, archived,
-             merged_into, publish_pending, id, {cols})
+             merged_into, publish_pending, id, custom_attributes, {cols})
          SELECT $1, $2, $3, $4, false, NULL, true, u.*
-         FROM UNNEST($5::bigint[], {unnest}) AS u
+         FROM UNNEST($5::bigint[], $6::jsonb[], {unnest}) AS u
          ON CONFLICT (connection_id, id) DO UPDATE SET {updates},
+           custom_attributes = excluded.custom_attributes,
            archived = CASE WHEN t.status_changed_at IS NULL OR t.status_changed_at <= excluded.status_changed_at
                            THEN false ELSE t.archived END,
            merged_into = CASE WHEN t.status_changed_at IS NULL OR t.status_changed_at <= excluded.status_changed_at
@@ -476,7 +519,8 @@ pub async fn upsert_page(
         .bind::<SqlUuid, _>(connection.org_id)
         .bind::<Nullable<SqlUuid>, _>(seen_run)
         .bind::<Timestamptz, _>(read_at)
-        .bind::<Array<BigInt>, _>(page.ids.clone());
+        .bind::<Array<BigInt>, _>(page.ids.clone())
+        .bind::<Array<Jsonb>, _>(page.columns.custom.clone());
     let c = &page.columns;
     for (name, ty) in columns {
         query = match *ty {

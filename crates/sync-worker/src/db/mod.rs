@@ -3,6 +3,7 @@
 //! statement with a fixed number of binds.
 
 pub mod connections;
+pub mod fields;
 pub mod mirror;
 pub mod publish;
 pub mod runs;

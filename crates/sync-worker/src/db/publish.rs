@@ -31,6 +31,8 @@ pub struct PublishContext {
 struct ContactRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = Jsonb)]
+    custom_attributes: serde_json::Value,
     #[diesel(sql_type = Nullable<Text>)]
     email: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -65,6 +67,8 @@ struct ContactRow {
 struct CompanyRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = Jsonb)]
+    custom_attributes: serde_json::Value,
     #[diesel(sql_type = Nullable<Text>)]
     name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -93,6 +97,8 @@ struct CompanyRow {
 struct DealRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = Jsonb)]
+    custom_attributes: serde_json::Value,
     #[diesel(sql_type = Nullable<Text>)]
     name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -151,6 +157,36 @@ struct OwnerRow {
     archived: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     source_updated_at: Option<DateTime<Utc>>,
+}
+
+/// Stored custom attributes (domain's JSON form) as the contract's values.
+fn attributes(stored: serde_json::Value) -> HashMap<String, v1::AttributeValue> {
+    use domain::custom::AttributeValue as Domain;
+    use v1::attribute_value::Kind;
+    let values: std::collections::BTreeMap<String, Domain> =
+        serde_json::from_value(stored).unwrap_or_default();
+    values
+        .into_iter()
+        .map(|(name, value)| {
+            let kind = match value {
+                Domain::Text(text) => Kind::StringValue(text),
+                Domain::Number(n) => {
+                    let whole = (n.scale() == 0).then(|| i64::try_from(n.mantissa()).ok());
+                    match whole.flatten() {
+                        Some(i) => Kind::IntValue(i),
+                        None => Kind::DoubleValue(n.to_string().parse().unwrap_or(0.0)),
+                    }
+                }
+                Domain::Date(date) => {
+                    Kind::TimestampValue(to_timestamp(domain::parse::midnight_utc(date)))
+                }
+                Domain::Datetime(at) => Kind::TimestampValue(to_timestamp(at)),
+                Domain::Bool(b) => Kind::BoolValue(b),
+                Domain::Options(options) => Kind::StringValue(options.join(";")),
+            };
+            (name, v1::AttributeValue { kind: Some(kind) })
+        })
+        .collect()
 }
 
 fn ts(at: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
@@ -235,7 +271,7 @@ pub async fn publish_pending(
         RecordType::Contact => {
             let rows: Vec<ContactRow> = bind_ids(
                 sql_query(format!(
-                    "SELECT t.id, t.email, t.name, t.company_name, t.lead_status, t.last_activity_at,
+                    "SELECT t.id, t.custom_attributes, t.email, t.name, t.company_name, t.lead_status, t.last_activity_at,
                        t.first_seen_at, t.lifecycle_stage, t.owner_id, t.source_updated_at,
                        {LIVE} AS live, t.published_live,
                        ARRAY(SELECT e.company_id FROM contact_companies e
@@ -272,7 +308,7 @@ pub async fn publish_pending(
                         company_ids: r.company_ids,
                         primary_company_id: r.primary_company_id,
                         deal_ids: r.deal_ids,
-                        custom_attributes: Default::default(),
+                        custom_attributes: attributes(r.custom_attributes),
                     });
                 } else if r.published_live {
                     message.deleted_ids.push(r.id);
@@ -283,7 +319,7 @@ pub async fn publish_pending(
         RecordType::Company => {
             let rows: Vec<CompanyRow> = bind_ids(
                 sql_query(format!(
-                    "SELECT t.id, t.name, t.domain, t.industry, t.employee_count, t.annual_revenue_cents,
+                    "SELECT t.id, t.custom_attributes, t.name, t.domain, t.industry, t.employee_count, t.annual_revenue_cents,
                        t.last_activity_at, t.source_updated_at, {LIVE} AS live, t.published_live,
                        ARRAY(SELECT e.contact_id FROM contact_companies e
                              WHERE e.connection_id = t.connection_id AND e.company_id = t.id AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.connection_id = e.connection_id AND x.id = e.contact_id AND x.archived) ORDER BY 1) AS contact_ids,
@@ -314,7 +350,7 @@ pub async fn publish_pending(
                         source_updated_at: ts(r.source_updated_at),
                         contact_ids: r.contact_ids,
                         deal_ids: r.deal_ids,
-                        custom_attributes: Default::default(),
+                        custom_attributes: attributes(r.custom_attributes),
                     });
                 } else if r.published_live {
                     message.deleted_ids.push(r.id);
@@ -326,7 +362,7 @@ pub async fn publish_pending(
             let stages = stage_statuses(conn, connection).await?;
             let rows: Vec<DealRow> = bind_ids(
                 sql_query(format!(
-                    "SELECT t.id, t.name, t.pipeline_id, t.stage_id, t.amount_cents, t.closed_at,
+                    "SELECT t.id, t.custom_attributes, t.name, t.pipeline_id, t.stage_id, t.amount_cents, t.closed_at,
                        t.close_probability, t.owner_id, t.source_updated_at, {LIVE} AS live, t.published_live,
                        ARRAY(SELECT e.contact_id FROM deal_contacts e
                              WHERE e.connection_id = t.connection_id AND e.deal_id = t.id AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.connection_id = e.connection_id AND x.id = e.contact_id AND x.archived) ORDER BY 1) AS contact_ids,
@@ -365,7 +401,7 @@ pub async fn publish_pending(
                         source_updated_at: ts(r.source_updated_at),
                         contact_ids: r.contact_ids,
                         company_ids: r.company_ids,
-                        custom_attributes: Default::default(),
+                        custom_attributes: attributes(r.custom_attributes),
                     });
                 } else if r.published_live {
                     message.deleted_ids.push(r.id);

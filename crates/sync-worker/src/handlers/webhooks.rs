@@ -282,13 +282,17 @@ struct Reads {
 async fn read(
     client: &hubspot_client::HubSpotClient,
     plan: &Plan,
+    custom: &mirror::CustomMappings,
 ) -> Result<Reads, hubspot_client::HubSpotError> {
     let read_at = Utc::now();
     let mut pages = Vec::new();
     for (record_type, ids) in &plan.refetch {
         let ids: Vec<i64> = ids.iter().copied().collect();
-        let (found, _missing) = read_batch(client, *record_type, &ids).await?;
-        pages.push((*record_type, MappedPage::map(*record_type, &found)));
+        let (found, _missing) = read_batch(client, *record_type, &ids, custom).await?;
+        pages.push((
+            *record_type,
+            MappedPage::map_with(*record_type, &found, custom.get(record_type)),
+        ));
     }
     let mut associations = Vec::new();
     for (edge, ids) in &plan.associations {
@@ -344,7 +348,12 @@ async fn apply(
         .clients
         .client(connection)
         .map_err(|e| Outcome::Retry(format!("{e:#}")))?;
-    let reads = read(&client, &plan).await.map_err(|error| {
+    let mut conn = ctx.pool.get().await.map_err(retry)?;
+    let custom = crate::db::fields::valid_mappings(&mut conn, connection.connection_id)
+        .await
+        .map_err(retry)?;
+    drop(conn);
+    let reads = read(&client, &plan, &custom).await.map_err(|error| {
         if error.is_retryable()
             || matches!(
                 error,
