@@ -87,109 +87,102 @@ pub struct InputRow {
     pub old_company_id: Option<i64>,
 }
 
+// Each record's aggregates are LATERAL subqueries over the indexes (one index probe per
+// record and association), which stays linear in the batch size whatever the planner
+// guesses about the batch (grouped CTEs joined afterwards went quadratic).
 const CONTACTS: &str = "
-WITH t AS (
+WITH t AS MATERIALIZED (
     SELECT c.* FROM contacts c WHERE c.org_id = $1 AND {filter}
     ORDER BY c.portal_id, c.contact_id LIMIT $2
-), comp AS (
-    SELECT cc.portal_id, cc.contact_id, max(co.last_activity_at) AS at
-    FROM t JOIN contact_companies cc
-        ON cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.contact_id = t.contact_id
-    JOIN companies co
-        ON co.org_id = $1 AND co.portal_id = cc.portal_id AND co.company_id = cc.company_id
-    GROUP BY 1, 2
-), td AS (
-    SELECT dc.portal_id, dc.contact_id, d.deal_id, d.status, d.amount_cents, d.close_probability
-    FROM t JOIN deal_contacts dc
-        ON dc.org_id = $1 AND dc.portal_id = t.portal_id AND dc.contact_id = t.contact_id
-    JOIN deals d ON d.org_id = $1 AND d.portal_id = dc.portal_id AND d.deal_id = dc.deal_id
-), dl AS (
-    SELECT portal_id, contact_id, count(*) AS deal_count,
-        avg(coalesce(close_probability, 0)) FILTER (WHERE status = 1) AS open_probability,
-        coalesce(sum(coalesce(amount_cents, 0)) FILTER (WHERE status IN (1, 2)), 0)::bigint AS amount
-    FROM td GROUP BY 1, 2
-), act AS (
-    SELECT portal_id, contact_id, count(*) AS n FROM (
-        SELECT t.portal_id, t.contact_id FROM t JOIN activity_log a
-            ON a.org_id = $1 AND a.portal_id = t.portal_id AND a.object_type = 1
-           AND a.object_id = t.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
-        UNION ALL
-        SELECT td.portal_id, td.contact_id FROM td JOIN activity_log a
-            ON a.org_id = $1 AND a.portal_id = td.portal_id AND a.object_type = 3
-           AND a.object_id = td.deal_id AND a.occurred_at > $3 AND a.occurred_at <= $4
-    ) x GROUP BY 1, 2
 )
 SELECT t.portal_id, t.contact_id AS object_id, t.connection_id,
     coalesce(t.name, t.email) AS display_name, t.primary_company_id,
     greatest(t.last_activity_at, comp.at) AS last_activity_at,
     CASE WHEN t.lifecycle_stage IS NULL THEN NULL ELSE ARRAY[t.lifecycle_stage] END AS stages,
-    coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
-    coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
+    dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
+    own.n + coalesce(dact.n, 0) AS updates,
     s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
     s.config_version AS old_config_version, s.display_name AS old_display_name,
     s.company_id AS old_company_id
 FROM t
-LEFT JOIN comp ON comp.portal_id = t.portal_id AND comp.contact_id = t.contact_id
-LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.contact_id = t.contact_id
-LEFT JOIN act ON act.portal_id = t.portal_id AND act.contact_id = t.contact_id
+CROSS JOIN LATERAL (
+    SELECT max(co.last_activity_at) AS at FROM contact_companies cc
+    JOIN companies co ON co.org_id = $1 AND co.portal_id = cc.portal_id AND co.company_id = cc.company_id
+    WHERE cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.contact_id = t.contact_id
+) comp
+CROSS JOIN LATERAL (
+    SELECT count(*) AS deal_count,
+        avg(coalesce(d.close_probability, 0)) FILTER (WHERE d.status = 1) AS open_probability,
+        sum(coalesce(d.amount_cents, 0)) FILTER (WHERE d.status IN (1, 2)) AS amount,
+        array_agg(d.deal_id) AS deal_ids
+    FROM deal_contacts dc
+    JOIN deals d ON d.org_id = $1 AND d.portal_id = dc.portal_id AND d.deal_id = dc.deal_id
+    WHERE dc.org_id = $1 AND dc.portal_id = t.portal_id AND dc.contact_id = t.contact_id
+) dl
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM activity_log a
+    WHERE a.org_id = $1 AND a.portal_id = t.portal_id AND a.object_type = 1
+      AND a.object_id = t.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+) own
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM activity_log a
+    WHERE dl.deal_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 3 AND a.object_id = ANY(dl.deal_ids)
+      AND a.occurred_at > $3 AND a.occurred_at <= $4
+) dact ON true
 LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 1 AND s.portal_id = t.portal_id
     AND s.object_id = t.contact_id
 ORDER BY t.portal_id, t.contact_id";
 
 const COMPANIES: &str = "
-WITH t AS (
+WITH t AS MATERIALIZED (
     SELECT c.* FROM companies c WHERE c.org_id = $1 AND {filter}
     ORDER BY c.portal_id, c.company_id LIMIT $2
-), tc AS (
-    SELECT cc.portal_id, cc.company_id, k.contact_id, k.lifecycle_stage, k.last_activity_at
-    FROM t JOIN contact_companies cc
-        ON cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.company_id = t.company_id
-    JOIN contacts k ON k.org_id = $1 AND k.portal_id = cc.portal_id AND k.contact_id = cc.contact_id
-), tdeal AS (
-    SELECT DISTINCT portal_id, company_id, deal_id FROM (
-        SELECT dco.portal_id, dco.company_id, dco.deal_id FROM t JOIN deal_companies dco
-            ON dco.org_id = $1 AND dco.portal_id = t.portal_id AND dco.company_id = t.company_id
-        UNION ALL
-        SELECT tc.portal_id, tc.company_id, dc.deal_id FROM tc JOIN deal_contacts dc
-            ON dc.org_id = $1 AND dc.portal_id = tc.portal_id AND dc.contact_id = tc.contact_id
-    ) x
-), td AS (
-    SELECT tdeal.portal_id, tdeal.company_id, d.deal_id, d.status, d.amount_cents, d.close_probability
-    FROM tdeal JOIN deals d
-        ON d.org_id = $1 AND d.portal_id = tdeal.portal_id AND d.deal_id = tdeal.deal_id
-), dl AS (
-    SELECT portal_id, company_id, count(*) AS deal_count,
-        avg(coalesce(close_probability, 0)) FILTER (WHERE status = 1) AS open_probability,
-        coalesce(sum(coalesce(amount_cents, 0)) FILTER (WHERE status IN (1, 2)), 0)::bigint AS amount
-    FROM td GROUP BY 1, 2
-), cagg AS (
-    SELECT portal_id, company_id, max(last_activity_at) AS at,
-        array_agg(DISTINCT lifecycle_stage) FILTER (WHERE lifecycle_stage IS NOT NULL) AS stages
-    FROM tc GROUP BY 1, 2
-), act AS (
-    SELECT portal_id, company_id, count(*) AS n FROM (
-        SELECT tc.portal_id, tc.company_id FROM tc JOIN activity_log a
-            ON a.org_id = $1 AND a.portal_id = tc.portal_id AND a.object_type = 1
-           AND a.object_id = tc.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
-        UNION ALL
-        SELECT td.portal_id, td.company_id FROM td JOIN activity_log a
-            ON a.org_id = $1 AND a.portal_id = td.portal_id AND a.object_type = 3
-           AND a.object_id = td.deal_id AND a.occurred_at > $3 AND a.occurred_at <= $4
-    ) x GROUP BY 1, 2
 )
 SELECT t.portal_id, t.company_id AS object_id, t.connection_id,
     coalesce(t.name, t.domain, 'company ' || t.company_id) AS display_name,
     NULL::bigint AS primary_company_id,
     greatest(t.last_activity_at, cagg.at) AS last_activity_at, cagg.stages,
-    coalesce(dl.deal_count, 0) AS deal_count, dl.open_probability,
-    coalesce(dl.amount, 0) AS amount_cents, coalesce(act.n, 0) AS updates,
+    dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
+    coalesce(cact.n, 0) + coalesce(dact.n, 0) AS updates,
     s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
     s.config_version AS old_config_version, s.display_name AS old_display_name,
     s.company_id AS old_company_id
 FROM t
-LEFT JOIN cagg ON cagg.portal_id = t.portal_id AND cagg.company_id = t.company_id
-LEFT JOIN dl ON dl.portal_id = t.portal_id AND dl.company_id = t.company_id
-LEFT JOIN act ON act.portal_id = t.portal_id AND act.company_id = t.company_id
+CROSS JOIN LATERAL (
+    SELECT max(k.last_activity_at) AS at,
+        array_agg(DISTINCT k.lifecycle_stage) FILTER (WHERE k.lifecycle_stage IS NOT NULL) AS stages,
+        array_agg(k.contact_id) AS contact_ids
+    FROM contact_companies cc
+    JOIN contacts k ON k.org_id = $1 AND k.portal_id = cc.portal_id AND k.contact_id = cc.contact_id
+    WHERE cc.org_id = $1 AND cc.portal_id = t.portal_id AND cc.company_id = t.company_id
+) cagg
+CROSS JOIN LATERAL (
+    SELECT count(*) AS deal_count,
+        avg(coalesce(d.close_probability, 0)) FILTER (WHERE d.status = 1) AS open_probability,
+        sum(coalesce(d.amount_cents, 0)) FILTER (WHERE d.status IN (1, 2)) AS amount,
+        array_agg(d.deal_id) AS deal_ids
+    FROM deals d
+    WHERE d.org_id = $1 AND d.portal_id = t.portal_id AND d.deal_id IN (
+        SELECT dco.deal_id FROM deal_companies dco
+        WHERE dco.org_id = $1 AND dco.portal_id = t.portal_id AND dco.company_id = t.company_id
+        UNION
+        SELECT dc.deal_id FROM deal_contacts dc
+        WHERE dc.org_id = $1 AND dc.portal_id = t.portal_id
+          AND dc.contact_id = ANY(coalesce(cagg.contact_ids, '{}'::bigint[])))
+) dl
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM activity_log a
+    WHERE cagg.contact_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 1 AND a.object_id = ANY(cagg.contact_ids)
+      AND a.occurred_at > $3 AND a.occurred_at <= $4
+) cact ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM activity_log a
+    WHERE dl.deal_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 3 AND a.object_id = ANY(dl.deal_ids)
+      AND a.occurred_at > $3 AND a.occurred_at <= $4
+) dact ON true
 LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 2 AND s.portal_id = t.portal_id
     AND s.object_id = t.company_id
 ORDER BY t.portal_id, t.company_id";
