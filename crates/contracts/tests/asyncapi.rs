@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use contracts::v1::{
-    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreUpdated, SyncCompleted,
-    SyncProgress, SyncRequested, WebhookBatch, WritebackCompleted,
+    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreUpdated, SyncCompleted, SyncProgress,
+    SyncRequested, WebhookBatch, WritebackCompleted,
 };
 use contracts::{ALL_ROUTING_KEYS, ALL_TYPE_NAMES, EXCHANGE, Event};
 use serde_norway::Value;
@@ -122,7 +122,10 @@ fn every_routing_key_the_contracts_publish_has_a_channel() {
         .into_iter()
         .filter(|key| !channels.contains_key(*key))
         .collect();
-    assert!(missing.is_empty(), "no channel in asyncapi.yaml for {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "no channel in asyncapi.yaml for {missing:?}"
+    );
 }
 
 #[test]
@@ -168,7 +171,10 @@ fn every_event_type_of_the_contracts_is_carried_by_a_channel() {
         .iter()
         .filter(|name| !described.contains(**name))
         .collect();
-    assert!(missing.is_empty(), "no channel in asyncapi.yaml carries {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "no channel in asyncapi.yaml carries {missing:?}"
+    );
 }
 
 /// The channels of `E`'s routing keys carry `E` (and only it).
@@ -203,9 +209,8 @@ fn every_message_schema_is_defined_in_the_proto_file_it_names() {
     for (address, messages) in channels(&document()) {
         for message in messages {
             let path = docs_dir().join(&message.proto);
-            let proto = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!("channel {address}: schema {}: {e}", message.proto)
-            });
+            let proto = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("channel {address}: schema {}: {e}", message.proto));
             let short = message.name.rsplit('.').next().unwrap();
             assert!(
                 proto.lines().any(|line| {
