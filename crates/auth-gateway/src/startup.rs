@@ -57,7 +57,7 @@ impl Application {
         )?;
         let refreshes = IntCounterVec::new(
             Opts::new(
-                "hubscore_auth_token_refreshes_total",
+                "auth_token_refreshes_total",
                 "OAuth access-token refreshes by outcome (refreshed, invalid_grant, failed)",
             ),
             &["outcome"],

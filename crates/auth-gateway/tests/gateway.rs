@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use auth_gateway::caller::Role;
 use common::TestApp;
-use platform::jwt::InternalJwt;
+use platform::jwt::InternalTokenVerifier;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -120,7 +120,7 @@ async fn a_forwarded_request_carries_an_internal_token_for_its_owner_and_the_req
     assert_eq!(seen[0].uri, "/api/v1/customers?limit=5");
     assert_eq!(seen[0].request_id, "req-123");
     let token = seen[0].authorization.strip_prefix("Bearer ").unwrap();
-    let jwt = InternalJwt::new(&app.settings.internal_jwt).unwrap();
+    let jwt = InternalTokenVerifier::from_settings(&app.settings.internal_jwt).unwrap();
     let claims = jwt.verify(token, "scoring-engine").unwrap();
     assert_eq!(claims.org_id, Some(org));
     assert_eq!(claims.sub, "user:user-1");

@@ -319,7 +319,7 @@ async fn properties_are_discovered_and_inbound_mappings_are_validated_then_appli
         "customers the filter now excludes leave"
     );
 
-    let member = platform::jwt::InternalJwt::new(&h.settings.internal_jwt)
+    let member = platform::testing::internal_token_signer()
         .unwrap()
         .mint(
             "sync-worker",
