@@ -118,6 +118,11 @@ pub async fn spawn(config: SimConfig) -> anyhow::Result<RunningSim> {
             .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
             .default_service(web::to(http::dispatch))
     })
+    // Handlers run synchronously on the worker (seeding 10,000 records takes seconds in a
+    // debug build), and actix computes the keep-alive deadline from a clock that a blocked
+    // worker does not advance: with the default 5 s a connection reused right after a long
+    // request was already "expired" and got reset under the client's next request.
+    .keep_alive(std::time::Duration::from_secs(75))
     .listen(listener)
     .context("listening")?
     .disable_signals()
