@@ -1,10 +1,6 @@
 //! `dlq list` and `dlq replay` against the real RabbitMQ, through the runner's `run_dlq`.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
