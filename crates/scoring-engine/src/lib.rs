@@ -35,6 +35,7 @@ impl platform::service::Service for ScoringEngine {
     const ABOUT: &'static str =
         "hubscore scoring engine: customer health scores with explained factors";
     const DEFAULTS: &'static str = config::DEFAULTS;
+    const QUEUES: &'static [&'static str] = &["scoring-engine.crm"];
     type Settings = Settings;
 
     fn telemetry(settings: &Settings) -> &TelemetrySettings {

@@ -35,6 +35,7 @@ impl platform::service::Service for SyncWorker {
     const ABOUT: &'static str =
         "hubscore sync worker: full, incremental and reconciliation sync of HubSpot CRM data";
     const DEFAULTS: &'static str = config::DEFAULTS;
+    const QUEUES: &'static [&'static str] = &["sync-worker.commands", "sync-worker.webhooks"];
     type Settings = Settings;
 
     fn telemetry(settings: &Settings) -> &TelemetrySettings {
