@@ -27,6 +27,7 @@ max_body_bytes = 1048576
 max_events = 100
 confirm_timeout_ms = 2000
 publisher_channels = 4
+max_pending_publishes = 256
 
 [auth_gateway]
 base_url = "http://127.0.0.1:8080"
@@ -82,6 +83,9 @@ pub struct WebhookSettings {
     pub confirm_timeout_ms: u64,
     /// Confirm channels publishes are spread over.
     pub publisher_channels: usize,
+    /// Deliveries handed to the broker connection at once; more wait for a slot within
+    /// `confirm_timeout_ms`, so a slow broker costs 503s, not memory.
+    pub max_pending_publishes: usize,
 }
 
 /// The `[auth_gateway]` section.

@@ -3,7 +3,12 @@
 //! retries rather than a timeout.
 //!
 //! Publishes are spread over a few confirm channels: one channel serialises its
-//! publishes, and a delivery waits only for its own confirms.
+//! publishes, and a delivery waits only for its own confirms. At most
+//! `max_pending_publishes` deliveries are handed to the broker connection at once; the
+//! rest wait for a slot within the same deadline. Without that bound a broker slower than
+//! the arrival rate makes publishes pile up in the client's buffers (memory grows, and
+//! publishes answered 503 still reach the queue late, so HubSpot's retries double the
+//! load): overload would feed itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,11 +34,13 @@ pub struct BatchPublisher {
     publishers: Arc<Vec<Publisher>>,
     next: Arc<AtomicUsize>,
     deadline: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl BatchPublisher {
-    /// Publishes on `broker` over `channels` confirm channels, waiting at most `deadline`.
-    pub fn new(broker: &Broker, channels: usize, deadline: Duration) -> Self {
+    /// Publishes on `broker` over `channels` confirm channels, at most `max_pending`
+    /// deliveries at once, waiting at most `deadline` per delivery.
+    pub fn new(broker: &Broker, channels: usize, max_pending: usize, deadline: Duration) -> Self {
         let publishers = (0..channels.max(1))
             .map(|_| Publisher::new(broker.clone()))
             .collect();
@@ -41,6 +48,7 @@ impl BatchPublisher {
             publishers: Arc::new(publishers),
             next: Arc::new(AtomicUsize::new(0)),
             deadline,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
         }
     }
 
@@ -62,12 +70,12 @@ impl BatchPublisher {
             .collect();
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.deadline,
-            self.publishers[index].publish_all(&messages),
-        )
-        .await
-        {
+        let publish = async {
+            // The semaphore is never closed, so acquiring only waits.
+            let _slot = self.slots.acquire().await.ok();
+            self.publishers[index].publish_all(&messages).await
+        };
+        let result = match tokio::time::timeout(self.deadline, publish).await {
             Err(_) => Err(BatchPublishError::Deadline(self.deadline)),
             Ok(results) => results
                 .into_iter()

@@ -68,6 +68,7 @@ impl Application {
             publisher: BatchPublisher::new(
                 &broker,
                 hooks.publisher_channels,
+                hooks.max_pending_publishes,
                 Duration::from_millis(hooks.confirm_timeout_ms),
             ),
             metrics: receiver_metrics,

@@ -122,3 +122,99 @@ async fn after_an_outage_the_simulators_retries_all_land_and_the_ledger_balances
     assert!(u64::try_from(events.len()).expect("small") >= delivered);
     sim.sim.stop().await;
 }
+
+/// A TCP proxy that can stop forwarding without closing anything, as a broker that hangs
+/// (disk alarm, overload) looks to its clients: the connection stays up, answers stop.
+struct StallingProxy {
+    address: std::net::SocketAddr,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> StallingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(forward(client_read, server_write, flag.clone()));
+                tokio::spawn(forward(server_read, client_write, flag.clone()));
+            }
+        });
+        StallingProxy { address, stalled }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        // Hold what arrived while stalled; it goes through once the stall ends.
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_confirming_gets_503_at_the_deadline_and_the_retry_is_a_second_copy() {
+    let upstream: std::net::SocketAddr = "127.0.0.1:5672".parse().expect("address");
+    let proxy = StallingProxy::start(upstream).await;
+    let mut url = url::Url::parse(&platform::testing::amqp_url()).expect("amqp url");
+    url.set_port(Some(proxy.address.port())).expect("port");
+    url.set_host(Some("127.0.0.1")).expect("host");
+    let broker_url = url.to_string();
+    let app = spawn_app(move |s| {
+        s.amqp.url = broker_url;
+        s.webhooks.confirm_timeout_ms = 500;
+        // One channel, opened by the first delivery: the stalled publish then goes out
+        // on it rather than waiting to open a channel of its own.
+        s.webhooks.publisher_channels = 1;
+    })
+    .await;
+    let (status, _) = app
+        .post_signed("/webhooks/hubspot", delivery(62515, 1, 1))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.take_batches().await.len(), 1);
+    proxy.stall(true);
+    let body = delivery(62515, 10, 3);
+    let (status, answer) = app.post_signed("/webhooks/hubspot", body.clone()).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "broker_unavailable");
+    proxy.stall(false);
+    // The late publish reaches the broker after all; HubSpot's retry is a second copy.
+    let (status, answer) = app.post_signed("/webhooks/hubspot", body).await;
+    assert_eq!(status, 200, "{answer}");
+    app.wait_for_messages(2).await;
+    let batches = app.take_batches().await;
+    assert_eq!(batches.len(), 2);
+    let ids = |i: usize| -> Vec<i64> { batches[i].events.iter().map(|e| e.event_id).collect() };
+    assert_eq!(ids(0), ids(1), "both copies carry the same event ids");
+}

@@ -155,16 +155,13 @@ async fn accept(
         .iter()
         .filter(|e| ParsedDelivery::is_unknown(e))
         .count();
-    let types: Vec<String> = parsed
-        .events
-        .iter()
-        .map(|e| e.subscription_type.clone())
-        .collect();
     let batches = split_by_portal(parsed.events, connection);
     let correlation_id = uuid::Uuid::now_v7().to_string();
     let (waited, published) = intake.publisher.publish(&batches, &correlation_id).await;
     intake.metrics.confirm_latency(waited.as_secs_f64());
-    let types = types.iter().map(String::as_str);
+    let types = batches
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| e.subscription_type.as_str()));
     if let Err(error) = published {
         intake.metrics.events("unpublished", types);
         tracing::warn!(
