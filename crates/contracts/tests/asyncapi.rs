@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use contracts::v1::{
-    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreUpdated, SyncCompleted, SyncProgress,
-    SyncRequested, WebhookBatch, WritebackCompleted,
+    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreAlert, ScoreUpdated, SyncCompleted,
+    SyncProgress, SyncRequested, WebhookBatch, WritebackCompleted,
 };
 use contracts::{ALL_ROUTING_KEYS, ALL_TYPE_NAMES, EXCHANGE, Event};
 use serde_norway::Value;
@@ -201,6 +201,7 @@ fn each_channel_carries_the_event_type_published_under_its_key() {
     carried_under_its_own_keys::<SyncProgress>(&channels);
     carried_under_its_own_keys::<SyncCompleted>(&channels);
     carried_under_its_own_keys::<ScoreUpdated>(&channels);
+    carried_under_its_own_keys::<ScoreAlert>(&channels);
     carried_under_its_own_keys::<WritebackCompleted>(&channels);
 }
 

@@ -3,7 +3,10 @@
 //! as HubSpot. Each test has its own database, exchanges and queue names, so it runs beside
 //! any other test.
 
-#![expect(clippy::expect_used, reason = "a failed step of an end-to-end test fails it loudly")]
+#![expect(
+    clippy::expect_used,
+    reason = "a failed step of an end-to-end test fails it loudly"
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,7 +76,10 @@ impl Stack {
             .await
             .expect("portal json");
         let portal_id = portal["portal_id"].as_u64().expect("portal id");
-        let portal_token = portal["private_app_token"].as_str().expect("token").to_owned();
+        let portal_token = portal["private_app_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
         let client_secret = portal["client_secret"].as_str().expect("secret").to_owned();
         let seeded = http
             .post(format!("{base}/_sim/portals/{portal_id}/seed"))
@@ -92,7 +98,10 @@ impl Stack {
             ("HUBSCORE__DATABASE__URL", database.url.clone()),
             ("HUBSCORE__AMQP__URL", platform::testing::amqp_url()),
             ("HUBSCORE__AMQP__EXCHANGE", format!("{prefix}.events")),
-            ("HUBSCORE__AMQP__DEAD_LETTER_EXCHANGE", format!("{prefix}.dlx")),
+            (
+                "HUBSCORE__AMQP__DEAD_LETTER_EXCHANGE",
+                format!("{prefix}.dlx"),
+            ),
             ("HUBSCORE__HUBSPOT__API_BASE_URL", base.clone()),
             ("HUBSCORE__HUBSPOT__OAUTH_BASE_URL", base.clone()),
             ("HUBSCORE__UPSTREAMS__SYNC_WORKER", url(2)),
@@ -102,13 +111,30 @@ impl Stack {
             ("HUBSCORE__AUTH_GATEWAY__BASE_URL", url(0)),
             ("HUBSCORE__WEBHOOKS__PUBLIC_BASE_URL", url(1)),
             ("HUBSCORE__WEBHOOKS__APP_CLIENT_SECRETS", client_secret),
-            ("HUBSCORE__SYNC__COMMANDS_QUEUE", format!("{prefix}.sync.commands")),
-            ("HUBSCORE__SYNC__WEBHOOKS_QUEUE", format!("{prefix}.sync.webhooks")),
+            (
+                "HUBSCORE__SYNC__COMMANDS_QUEUE",
+                format!("{prefix}.sync.commands"),
+            ),
+            (
+                "HUBSCORE__SYNC__WEBHOOKS_QUEUE",
+                format!("{prefix}.sync.webhooks"),
+            ),
             ("HUBSCORE__SCORING__QUEUE", format!("{prefix}.scoring.crm")),
-            ("HUBSCORE__WRITEBACK__SCORES_QUEUE", format!("{prefix}.writeback.scores")),
-            ("HUBSCORE__WRITEBACK__CONNECTIONS_QUEUE", format!("{prefix}.writeback.connections")),
+            (
+                "HUBSCORE__WRITEBACK__SCORES_QUEUE",
+                format!("{prefix}.writeback.scores"),
+            ),
+            (
+                "HUBSCORE__WRITEBACK__CONNECTIONS_QUEUE",
+                format!("{prefix}.writeback.connections"),
+            ),
         ];
-        for service in ["auth-gateway", "sync-worker", "scoring-engine", "writeback-worker"] {
+        for service in [
+            "auth-gateway",
+            "sync-worker",
+            "scoring-engine",
+            "writeback-worker",
+        ] {
             let (status, _, stderr) = run_binary(&binary(service), &["migrate"], &env)
                 .await
                 .expect("migrate runs");
@@ -131,7 +157,10 @@ impl Stack {
             .send()
             .await
             .expect("webhook target");
-        assert!(put.status().is_success(), "setting the webhook target failed");
+        assert!(
+            put.status().is_success(),
+            "setting the webhook target failed"
+        );
         Stack {
             sim,
             http,
@@ -160,7 +189,17 @@ impl Stack {
     async fn issue_token(&self) -> String {
         let (status, stdout, stderr) = run_binary(
             &binary("auth-gateway"),
-            &["issue-token", "--org", ORG, "--sub", "e2e-admin", "--role", "owner", "--ttl", "3600"],
+            &[
+                "issue-token",
+                "--org",
+                ORG,
+                "--sub",
+                "e2e-admin",
+                "--role",
+                "owner",
+                "--ttl",
+                "3600",
+            ],
             &self.env,
         )
         .await
@@ -218,16 +257,21 @@ async fn a_portal_connected_with_the_cli_is_synced_scored_and_its_scores_written
     let token = stack.issue_token().await;
 
     let connection: Value = serde_json::from_str(
-        &stack.cli(&token, &["--json", "connections", "add", "--name", "e2e"]).await,
+        &stack
+            .cli(&token, &["--json", "connections", "add", "--name", "e2e"])
+            .await,
     )
     .expect("connection json");
     let connection_id = connection["id"].as_str().expect("connection id").to_owned();
     assert_eq!(connection["portal_id"].as_u64(), Some(stack.portal_id));
 
     // `sync follow` returns once the initial sync succeeded (it fails the test otherwise).
-    let run: Value =
-        serde_json::from_str(&stack.cli(&token, &["--json", "sync", "follow", &connection_id]).await)
-            .expect("sync json");
+    let run: Value = serde_json::from_str(
+        &stack
+            .cli(&token, &["--json", "sync", "follow", &connection_id])
+            .await,
+    )
+    .expect("sync json");
     assert_eq!(run["state"], "succeeded", "{run}");
     let written: i64 = run["objects"]
         .as_array()
@@ -242,7 +286,21 @@ async fn a_portal_connected_with_the_cli_is_synced_scored_and_its_scores_written
     let mut worst = Value::Null;
     let scored = eventually(Duration::from_secs(90), || async {
         let list: Value = serde_json::from_str(
-            &stack.cli(&token, &["--json", "scores", "--sort", "score", "--limit", "1", "--risk", "critical,at_risk,healthy"]).await,
+            &stack
+                .cli(
+                    &token,
+                    &[
+                        "--json",
+                        "scores",
+                        "--sort",
+                        "score",
+                        "--limit",
+                        "1",
+                        "--risk",
+                        "critical,at_risk,healthy",
+                    ],
+                )
+                .await,
         )
         .expect("scores json");
         worst = list["customers"][0].clone();
@@ -250,20 +308,38 @@ async fn a_portal_connected_with_the_cli_is_synced_scored_and_its_scores_written
     })
     .await;
     assert!(scored, "no customer was scored");
-    let object_type = if worst["object_type"] == "company" { "companies" } else { "contacts" };
+    let object_type = if worst["object_type"] == "company" {
+        "companies"
+    } else {
+        "contacts"
+    };
     let object_id = worst["object_id"].to_string();
     let expected = worst["score"].to_string();
     let written_back = eventually(Duration::from_secs(90), || async {
-        let record = stack.record(object_type, &object_id, "hubscore_health_score,hubscore_risk_level").await;
+        let record = stack
+            .record(
+                object_type,
+                &object_id,
+                "hubscore_health_score,hubscore_risk_level",
+            )
+            .await;
         record["properties"]["hubscore_health_score"].as_str() == Some(expected.as_str())
             && record["properties"]["hubscore_risk_level"] == worst["risk_level"]
     })
     .await;
-    assert!(written_back, "{object_type} {object_id} never showed score {expected} in HubSpot");
+    assert!(
+        written_back,
+        "{object_type} {object_id} never showed score {expected} in HubSpot"
+    );
 
     // The explanation names every factor of the default model.
     let explained: Value = serde_json::from_str(
-        &stack.cli(&token, &["--json", "customer", worst["id"].as_str().expect("id")]).await,
+        &stack
+            .cli(
+                &token,
+                &["--json", "customer", worst["id"].as_str().expect("id")],
+            )
+            .await,
     )
     .expect("customer json");
     let factors: Vec<&str> = explained["factors"]
@@ -274,7 +350,13 @@ async fn a_portal_connected_with_the_cli_is_synced_scored_and_its_scores_written
         .collect();
     assert_eq!(
         factors,
-        ["engagement_recency", "deal_momentum", "lifecycle_stage", "activity_frequency", "deal_value"]
+        [
+            "engagement_recency",
+            "deal_momentum",
+            "lifecycle_stage",
+            "activity_frequency",
+            "deal_value"
+        ]
     );
     stack.stop().await;
 }

@@ -35,7 +35,8 @@ impl platform::service::Service for WritebackWorker {
     const ABOUT: &'static str =
         "hubscore writeback worker: writes changed scores back into HubSpot properties in batches";
     const DEFAULTS: &'static str = config::DEFAULTS;
-    const QUEUES: &'static [&'static str] = &["writeback-worker.scores", "writeback-worker.connections"];
+    const QUEUES: &'static [&'static str] =
+        &["writeback-worker.scores", "writeback-worker.connections"];
     type Settings = Settings;
 
     fn telemetry(settings: &Settings) -> &TelemetrySettings {
