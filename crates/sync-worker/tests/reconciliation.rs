@@ -156,7 +156,7 @@ async fn reconciliation_recovers_changes_and_deletions_whose_webhooks_were_misse
 }
 
 #[tokio::test]
-async fn a_closed_connection_stops_its_sync_and_ignores_its_webhooks() {
+async fn a_closed_connection_cancels_its_running_sync() {
     let h = Harness::start().await;
     let portal = h.portal("professional").await;
     h.seed(&portal, 3000, 1, 1).await;
