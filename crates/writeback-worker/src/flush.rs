@@ -662,10 +662,13 @@ impl SendContext {
             HubSpotError::Transport(_)
             | HubSpotError::Transient { .. }
             | HubSpotError::Decode { .. } => {
+                let released = settled.released.len();
                 self.read_back(object_type, items, settled).await;
-                settled
-                    .pause
-                    .get_or_insert((retry_pause, format!("hubspot_unavailable: {cause}")));
+                if settled.released.len() > released {
+                    settled
+                        .pause
+                        .get_or_insert((retry_pause, format!("hubspot_unavailable: {cause}")));
+                }
             }
             // Not sent at all: the records wait.
             HubSpotError::RateLimited { .. }
