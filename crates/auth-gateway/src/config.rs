@@ -242,7 +242,13 @@ impl Settings {
         if self.runtime.development {
             return Ok(());
         }
-        let mut offending = Vec::new();
+        let mut offending: Vec<String> = self
+            .internal_jwt
+            .development_values()
+            .iter()
+            .filter(|(_, is_development)| *is_development)
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
         if self.vault.keyring.expose_secret() == DEV_VAULT_KEYRING {
             offending.push("vault.keyring".to_owned());
         }

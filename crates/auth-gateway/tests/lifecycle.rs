@@ -73,6 +73,8 @@ async fn development_secrets_are_refused_outside_development_mode_naming_the_set
         "caller_jwt.hs256_secret",
         "oauth.client_secret",
         "internal_clients.sync_worker.secret_sha256",
+        "internal_jwt.public_keys",
+        "internal_jwt.private_key",
         "runtime.development",
     ] {
         assert!(stderr.contains(key), "{key} not named in {stderr}");
