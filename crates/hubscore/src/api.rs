@@ -32,6 +32,15 @@ impl Gateway {
         self.call(Method::GET, path, None).await
     }
 
+    /// `GET /api/v1{path}`, or `None` when the answer is 404.
+    pub async fn get_if_found(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        match self.call(Method::GET, path, None).await {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error.downcast_ref::<NotFound>().is_some() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `POST /api/v1{path}` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(body)).await
@@ -86,7 +95,21 @@ impl Gateway {
         }
         let code = value["error"].as_str().unwrap_or("error");
         let message = value["message"].as_str().unwrap_or("");
-        bail!("{method} {path}: {} {code}: {message}", status.as_u16())
+        let error = anyhow::anyhow!("{method} {path}: {} {code}: {message}", status.as_u16());
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(error.context(NotFound));
+        }
+        Err(error)
+    }
+}
+
+/// Marks an error whose answer was 404.
+#[derive(Debug)]
+pub struct NotFound;
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not found")
     }
 }
 

@@ -119,6 +119,9 @@ pub enum SyncCommand {
         /// Seconds between polls.
         #[arg(long, default_value_t = 1.0)]
         every_secs: f64,
+        /// How long to wait for a just-made connection's first sync to be recorded.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
     },
     /// Past syncs of a connection.
     List {

@@ -109,9 +109,11 @@ async fn sync(gateway: &Gateway, command: SyncCommand, as_json: bool) -> anyhow:
             let answer = gateway.get(&format!("/connections/{id}/syncs")).await?;
             output::print_rows(as_json, &answer, &items(&answer), SYNC_FIELDS)
         }
-        SyncCommand::Follow { id, every_secs } => {
-            follow_sync(gateway, &id, every_secs, as_json).await
-        }
+        SyncCommand::Follow {
+            id,
+            every_secs,
+            wait_secs,
+        } => follow_sync(gateway, &id, every_secs, wait_secs, as_json).await,
     }
 }
 
@@ -135,6 +137,7 @@ async fn follow_sync(
     gateway: &Gateway,
     id: &str,
     every_secs: f64,
+    wait_secs: u64,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let bar = if as_json {
@@ -150,10 +153,19 @@ async fn follow_sync(
         .progress_chars("=> "),
     );
     let pause = Duration::from_secs_f64(every_secs.max(0.1));
+    // A connection made a moment ago may not have reached sync-worker yet: its first run
+    // is recorded when the worker takes the connection's event.
+    let unrecorded_until = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     loop {
-        let run = gateway
-            .get(&format!("/connections/{id}/syncs/latest"))
-            .await?;
+        let path = format!("/connections/{id}/syncs/latest");
+        let Some(run) = gateway.get_if_found(&path).await? else {
+            if tokio::time::Instant::now() >= unrecorded_until {
+                bail!("connection {id} has no sync after {wait_secs} s (GET {path} answered 404)");
+            }
+            bar.set_message("waiting for the sync to start");
+            tokio::time::sleep(pause).await;
+            continue;
+        };
         let state = run["state"].as_str().unwrap_or("unknown").to_owned();
         let (done, total) = sync_progress(&run);
         if let Some(total) = total {

@@ -126,8 +126,24 @@ impl ServiceProcess {
         })
         .await
         .with_context(|| format!("{binary} did not start listening within 30 s"))??;
-        // Keep draining stdout so the service never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the service never blocks on a full pipe; with
+        // HUBSCORE_TEST_LOG_DIR set, keep its lines in <dir>/<binary>-<port>.log.
+        let keep = std::env::var_os("HUBSCORE_TEST_LOG_DIR").map(|dir| {
+            let name = std::path::Path::new(binary)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            std::path::PathBuf::from(dir).join(format!("{name}-{port}.log"))
+        });
+        tokio::spawn(async move {
+            use std::io::Write as _;
+            let mut file = keep.and_then(|path| std::fs::File::create(path).ok());
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(file) = file.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         Ok(Self { child, port })
     }
 
