@@ -152,6 +152,12 @@ impl ServiceProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Kills the process with SIGKILL (no shutdown of any kind, as a crash or an OOM kill
+    /// would) and reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("kill -9")
+    }
+
     /// Sends SIGTERM and waits up to `within` for the process to exit; returns its status.
     pub async fn terminate(
         mut self,
