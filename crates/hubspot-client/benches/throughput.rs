@@ -135,6 +135,13 @@ async fn listing(control: &Control, db: &BudgetDatabase) -> anyhow::Result<()> {
             contacts.len(),
             100.0 * rate / ceiling
         );
+        if run == "sustained" {
+            println!(
+                "bench: client, list {} contacts, professional tier, share of the rate ceiling | >= 95 % | {:.1} %",
+                contacts.len(),
+                100.0 * rate / ceiling
+            );
+        }
     }
     let stats = control.stats(portal_id).await?;
     println!(
@@ -189,6 +196,10 @@ async fn three_instances(control: &Control, db: &BudgetDatabase) -> anyhow::Resu
          {:.1}% of the {allowed_bursting:.0} a perfectly aligned burst per started window could send",
         100.0 * requests / allowed_average,
         100.0 * requests / allowed_bursting
+    );
+    println!(
+        "bench: client, three instances sharing one budget, share of 190 requests/10 s | >= 90 % | {:.1} %",
+        100.0 * requests / allowed_average
     );
     println!(
         "three instances: simulator max {} requests in any 10 s (limit 190), 429s: {}, statuses: {}",
