@@ -184,8 +184,10 @@ async fn requested(ctx: &Context, delivery: &Delivery) -> Result<(), Outcome> {
         .filter(|c| c.org_id == org_id)
     else {
         // connection.established may still be on its way (it shares this queue, but a
-        // redelivery can reorder them); after a few tries the request is dead-lettered.
-        return Err(if delivery.delivery_count < 5 {
+        // redelivery can reorder them); after a few retries (each waits in a retry queue,
+        // which counts in `retries`, not in the broker's delivery count) the request is
+        // dead-lettered.
+        return Err(if delivery.retries < 5 {
             Outcome::Retry(format!("connection {connection_id} is not known yet"))
         } else {
             Outcome::DeadLetter(format!("connection {connection_id} is unknown"))
