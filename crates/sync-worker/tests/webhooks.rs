@@ -375,3 +375,57 @@ async fn events_for_a_portal_without_an_active_connection_are_counted_and_droppe
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_echo_of_our_own_writeback_is_not_read_back() {
+    let h = Harness::start().await;
+    let (portal, app, connection) = synced(&h).await;
+    let contact = mirror_records(&app.pool, &connection).await["contact"]
+        .first()
+        .expect("a mirrored contact")
+        .id;
+    let reads_before = h.stats(&portal).await["requests_total"].clone();
+    let echo = |event_id: i64, property: &str| {
+        webhook_event(
+            &json!({"eventId": event_id, "subscriptionId": 7, "portalId": portal.id,
+            "occurredAt": 1_700_000_000_000_i64, "subscriptionType": "contact.propertyChange",
+            "objectId": contact, "propertyName": property, "propertyValue": "42",
+            "changeSource": "INTEGRATION"}),
+        )
+    };
+    h.publish(
+        &v1::WebhookBatch {
+            connection_id: None,
+            portal_id: portal.id,
+            received_at: None,
+            events: vec![
+                echo(1, "hubscore_health_score"),
+                echo(2, "hubscore_risk_level"),
+            ],
+        },
+        None,
+    )
+    .await;
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port);
+    until("the echoes counted", async || {
+        let text = h
+            .http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| {
+            l.starts_with("hubscore_sync_webhook_events_dropped_total{")
+                && l.contains("reason=\"writeback_echo\"")
+                && l.ends_with(" 2")
+        })
+    })
+    .await;
+    // Nothing was read from HubSpot and nothing announced.
+    assert_eq!(h.stats(&portal).await["requests_total"], reads_before);
+    assert!(crm_changes(&h.take_events().await).is_empty());
+    app.stop().await;
+}

@@ -307,6 +307,20 @@ async fn read(
     })
 }
 
+/// A property change to one of the `hubscore_*` properties writeback-worker writes: the
+/// echo of our own write, which changes nothing the mirror holds, so it is not read back
+/// (each write would otherwise cost a batch read and a `crm.changed`).
+fn is_writeback_echo(event: &v1::WebhookEvent) -> bool {
+    event.change_kind == WebhookChangeKind::PropertyChange as i32
+        && event
+            .property_name
+            .as_deref()
+            .is_some_and(|name| name.starts_with(WRITEBACK_PROPERTY_PREFIX))
+}
+
+/// The prefix of the HubSpot properties writeback-worker creates and writes by default.
+const WRITEBACK_PROPERTY_PREFIX: &str = "hubscore_";
+
 async fn apply(
     ctx: &Context,
     connection: &Connection,
@@ -322,12 +336,18 @@ async fn apply(
     let mut plan = Plan::default();
     let mut fresh = Vec::new();
     let mut unsupported = 0u64;
+    let mut echoes = 0u64;
     for (event, id) in batch.events.iter().zip(&identities) {
         if seen.contains(id) || fresh.contains(id) {
             ctx.metrics
                 .webhook_events_dropped
                 .with_label_values(&["duplicate"])
                 .inc();
+            continue;
+        }
+        if is_writeback_echo(event) {
+            echoes += 1;
+            fresh.push(*id);
             continue;
         }
         if !plan.add(event) {
@@ -340,6 +360,12 @@ async fn apply(
             .webhook_events_dropped
             .with_label_values(&["unsupported"])
             .inc_by(unsupported);
+    }
+    if echoes > 0 {
+        ctx.metrics
+            .webhook_events_dropped
+            .with_label_values(&["writeback_echo"])
+            .inc_by(echoes);
     }
     if fresh.is_empty() {
         return Ok(());
