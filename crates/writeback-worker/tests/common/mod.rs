@@ -467,9 +467,15 @@ impl World {
         done: impl Fn(&Value) -> bool,
     ) -> Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;
+        let path = format!(
+            "/api/v1/connections/{}/writeback/status",
+            self.connection_id
+        );
         loop {
-            let status = self.status(app).await;
-            if done(&status) {
+            // 404 until the worker has handled connection.established.
+            let (code, status) = self.api(app, reqwest::Method::GET, &path, None).await;
+            assert!(code == 200 || code == 404, "{code}: {status}");
+            if code == 200 && done(&status) {
                 return status;
             }
             assert!(
