@@ -1,7 +1,10 @@
 //! The whole stack as real processes: the five service binaries, the `hubscore` CLI and
 //! `auth-gateway issue-token`, against the real PostgreSQL and RabbitMQ, with the simulator
 //! as HubSpot. Each test has its own database, exchanges and queue names, so it runs beside
-//! any other test.
+//! any other test. Besides the happy path: a change reaching a `score.updated` consumer
+//! and HubSpot; two replicas of every worker killed mid-sync and mid-stream; RabbitMQ,
+//! PostgreSQL and HubSpot taken away during a webhook stream. Each ends by checking that
+//! the mirror equals HubSpot and that HubSpot shows every score hubscore holds.
 
 #![expect(
     clippy::expect_used,
@@ -15,7 +18,9 @@ use std::collections::BTreeMap;
 
 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
 use futures::StreamExt as _;
-use platform::testing::{BrokerCleanup, ServiceProcess, TestDatabase, run_binary, unique_name};
+use platform::testing::{
+    BrokerCleanup, ServiceProcess, TcpProxy, TestDatabase, run_binary, unique_name,
+};
 use prost::Message as _;
 use serde_json::{Value, json};
 
@@ -57,6 +62,26 @@ async fn start_service(service: &str, port: u16, env: &[(&'static str, String)])
     process
 }
 
+/// The `host:port` of a URL such as `amqp://guest:guest@127.0.0.1:5672/%2f`.
+fn address_of(url: &str) -> std::net::SocketAddr {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a URL with an authority");
+    let host_port = authority.rsplit('@').next().expect("host and port");
+    std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .expect("an address")
+        .next()
+        .expect("an address")
+}
+
+/// `url` with its host and port replaced by `proxy`.
+fn via(url: &str, proxy: std::net::SocketAddr) -> String {
+    let original = address_of(url);
+    url.replacen(&original.to_string(), &proxy.to_string(), 1)
+}
+
 struct Stack {
     sim: hubspot_sim::RunningSim,
     http: reqwest::Client,
@@ -67,9 +92,18 @@ struct Stack {
     /// Each running service process with its name and the HTTP port it listens on.
     processes: Vec<(&'static str, u16, ServiceProcess)>,
     exchange: String,
+    queues: Vec<String>,
+    /// With [`Stack::start_proxied`]: every service reaches RabbitMQ and PostgreSQL
+    /// through these, so a test can take either away from all of them.
+    proxies: Option<Proxies>,
     database: TestDatabase,
     // Last: deletes the stack's queues and exchanges once every process has stopped.
     _cleanup: BrokerCleanup,
+}
+
+struct Proxies {
+    broker: TcpProxy,
+    database: TcpProxy,
 }
 
 /// The three workers, which run as `replicas` processes each (the gateway and the
@@ -89,6 +123,22 @@ impl Stack {
     /// Starts the simulator with a seeded professional-tier portal, migrates and starts
     /// the five services wired to each other.
     async fn start(contacts: usize, companies: usize, deals: usize, replicas: usize) -> Stack {
+        Self::start_with(contacts, companies, deals, replicas, false).await
+    }
+
+    /// [`Stack::start`] with one replica of each service, all of them reaching RabbitMQ
+    /// and PostgreSQL through proxies the test can cut.
+    async fn start_proxied(contacts: usize, companies: usize, deals: usize) -> Stack {
+        Self::start_with(contacts, companies, deals, 1, true).await
+    }
+
+    async fn start_with(
+        contacts: usize,
+        companies: usize,
+        deals: usize,
+        replicas: usize,
+        proxied: bool,
+    ) -> Stack {
         let sim = hubspot_sim::spawn(hubspot_sim::SimConfig {
             webhook_retry_base_ms: 100,
             ..Default::default()
@@ -144,11 +194,36 @@ impl Stack {
             &amqp,
             &queues.iter().map(String::as_str).collect::<Vec<_>>(),
         );
-        let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
-        let env: Vec<(&'static str, String)> = vec![
+        // Migrations run directly: a deployment runs them as a release step.
+        let migrate_env: Vec<(&'static str, String)> = vec![
             ("HUBSCORE__RUNTIME__DEVELOPMENT", "true".into()),
             ("HUBSCORE__DATABASE__URL", database.url.clone()),
-            ("HUBSCORE__AMQP__URL", platform::testing::amqp_url()),
+        ];
+        let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+        let proxies = if proxied {
+            Some(Proxies {
+                broker: TcpProxy::start(address_of(&platform::testing::amqp_url()))
+                    .await
+                    .expect("broker proxy"),
+                database: TcpProxy::start(address_of(&database.url))
+                    .await
+                    .expect("database proxy"),
+            })
+        } else {
+            None
+        };
+        let (amqp_url, database_url) = match &proxies {
+            Some(p) => (
+                via(&platform::testing::amqp_url(), p.broker.address()),
+                via(&database.url, p.database.address()),
+            ),
+            None => (platform::testing::amqp_url(), database.url.clone()),
+        };
+        let env: Vec<(&'static str, String)> = vec![
+            ("HUBSCORE__RUNTIME__DEVELOPMENT", "true".into()),
+            ("HUBSCORE__DATABASE__URL", database_url),
+            ("HUBSCORE__AMQP__URL", amqp_url),
+            ("HUBSCORE__AMQP__RECONNECT_MAX_BACKOFF_MS", "1000".into()),
             ("HUBSCORE__AMQP__EXCHANGE", amqp.exchange.clone()),
             (
                 "HUBSCORE__AMQP__DEAD_LETTER_EXCHANGE",
@@ -195,7 +270,7 @@ impl Stack {
             "scoring-engine",
             "writeback-worker",
         ] {
-            let (status, _, stderr) = run_binary(&binary(service), &["migrate"], &env)
+            let (status, _, stderr) = run_binary(&binary(service), &["migrate"], &migrate_env)
                 .await
                 .expect("migrate runs");
             assert!(status.success(), "{service} migrate failed: {stderr}");
@@ -233,6 +308,8 @@ impl Stack {
             env,
             processes,
             exchange: amqp.exchange,
+            queues,
+            proxies,
             database,
             _cleanup: cleanup,
         }
@@ -322,7 +399,8 @@ impl Stack {
     /// Waits until the mirror holds every live HubSpot contact with HubSpot's lifecycle
     /// stage, and every contact scored by hubscore shows that score in HubSpot.
     async fn assert_converges(&self, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
         loop {
             let hubspot_stages = self.hubspot_values("contacts", "lifecyclestage").await;
             let mirror_stages = self
@@ -358,6 +436,7 @@ impl Stack {
                         .is_some_and(|m| m == stage || m == "(not a customer)")
                 });
             if mirror_matches && !scores.is_empty() && unwritten.is_empty() {
+                eprintln!("converged after {:?}", started.elapsed());
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -438,6 +517,67 @@ impl Stack {
             .json()
             .await
             .expect("record json")
+    }
+
+    /// A control call to the simulator that must succeed.
+    async fn sim_control(&self, method: reqwest::Method, path: &str, body: Value) {
+        let response = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.sim.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("simulator control");
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+    }
+
+    /// The simulator's webhook ledger for the portal.
+    async fn webhook_ledger(&self) -> Value {
+        self.http
+            .get(format!(
+                "{}/_sim/portals/{}/webhooks",
+                self.sim.base_url(),
+                self.portal_id
+            ))
+            .send()
+            .await
+            .expect("webhook ledger")
+            .json()
+            .await
+            .expect("ledger json")
+    }
+
+    /// How many messages each of the stack's dead-letter queues holds.
+    async fn dead_letters(&self) -> BTreeMap<String, u32> {
+        let connection = lapin::Connection::connect(
+            &platform::testing::amqp_url(),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut counts = BTreeMap::new();
+        for queue in &self.queues {
+            let dlq = platform::amqp::dead_letter_queue_name(queue);
+            let declared = channel
+                .queue_declare(
+                    dlq.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .expect("the dead-letter queue exists");
+            counts.insert(dlq, declared.message_count());
+        }
+        let _ = connection.close(200, "counted".into()).await;
+        counts
     }
 
     async fn stop(self) {
@@ -805,5 +945,94 @@ async fn two_replicas_of_every_worker_killed_mid_sync_and_mid_stream_converge_ex
     assert!(stop.status().is_success(), "the change stream did not stop");
 
     stack.assert_converges(Duration::from_secs(180)).await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_and_database_outages_hubspot_down_and_chaos_during_a_webhook_stream_lose_nothing() {
+    let stack = Stack::start_proxied(300, 60, 150).await;
+    let proxies = stack.proxies.as_ref().expect("proxied");
+    let token = stack.issue_token().await;
+    stack.connect_and_sync(&token).await;
+    let portal = format!("/_sim/portals/{}", stack.portal_id);
+    stack
+        .sim_control(
+            reqwest::Method::POST,
+            &format!("{portal}/changes/start"),
+            json!({"per_second": 10.0, "seed": 5}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // RabbitMQ unreachable for every service: the receiver refuses deliveries (503) and
+    // HubSpot retries them later.
+    proxies.broker.refuse();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxies.broker.accept();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // PostgreSQL unreachable for every service.
+    proxies.database.refuse();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxies.database.accept();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // HubSpot's API down for longer than the client's own retries last: the work waits
+    // in the retry queues instead of being dead-lettered.
+    stack
+        .sim_control(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({"path_prefix": "/crm", "error_rate": 1.0, "error_status": 503}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stack
+        .sim_control(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+
+    // Then chaos: slow answers and one request in five failing.
+    stack
+        .sim_control(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({"path_prefix": "/crm", "latency_ms": 50, "error_rate": 0.2, "error_status": 502}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stack
+        .sim_control(
+            reqwest::Method::POST,
+            &format!("{portal}/changes/stop"),
+            json!({}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack
+        .sim_control(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+
+    stack.assert_converges(Duration::from_secs(240)).await;
+    // Every delivery HubSpot made landed in the end: some were refused while the broker
+    // was away, none was given up on, none is still waiting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ledger = loop {
+        let ledger = stack.webhook_ledger().await;
+        if ledger["queued_events"] == 0 && ledger["in_flight_batches"] == 0 {
+            break ledger;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhooks still pending: {ledger}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        ledger["failed_attempts"].as_u64() > Some(0),
+        "the receiver never refused a delivery while the broker was away: {ledger}"
+    );
+    assert_eq!(ledger["abandoned_batches"], 0, "{ledger}");
+    let dead = stack.dead_letters().await;
+    assert!(dead.values().all(|n| *n == 0), "dead-lettered: {dead:?}");
     stack.stop().await;
 }
