@@ -335,3 +335,40 @@ async fn properties_are_discovered_and_inbound_mappings_are_validated_then_appli
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn reconciliation_finds_50_000_missed_records_that_share_one_modified_time() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 20, 4, 4).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+
+    // Delivery is off: 50,000 contacts arrive unannounced, and every contact of the portal
+    // then carries one and the same modification time, so HubSpot's search (sorted by that
+    // time, capped at 10,000 results per query) can only be walked past the cap by id.
+    let seeded = h
+        .sim_send(
+            Method::POST,
+            &format!("/_sim/portals/{}/seed", portal.id),
+            json!({"seed": 12, "contacts": 50_000, "companies": 0, "deals": 0, "owners": 0}),
+        )
+        .await;
+    assert_eq!(seeded["contacts"], 50_000, "{seeded}");
+    let touched = h
+        .sim_send(
+            Method::POST,
+            &format!("/_sim/portals/{}/objects/contacts/touch", portal.id),
+            json!({"count": 60_000, "modified_at_ms": chrono::Utc::now().timestamp_millis()}),
+        )
+        .await;
+    assert_eq!(touched["touched"], 50_020, "{touched}");
+
+    let request = reconcile_request(&connection, v1::SyncReason::UserRequest);
+    h.publish(&request, Some(connection.org_id)).await;
+    let run_id = uuid::Uuid::parse_str(&request.sync_run_id).unwrap();
+    wait_for_run_id(&app.pool, run_id, "succeeded", 400).await;
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
