@@ -87,7 +87,10 @@ struct Stack {
     http: reqwest::Client,
     portal_id: u64,
     portal_token: String,
+    /// The portal's app client secret: what the simulator signs webhooks with.
+    client_secret: String,
     gateway_url: String,
+    receiver_url: String,
     env: Vec<(&'static str, String)>,
     /// Each running service process with its name and the HTTP port it listens on.
     processes: Vec<(&'static str, u16, ServiceProcess)>,
@@ -245,7 +248,10 @@ impl Stack {
             ("HUBSCORE__GATEWAY__BASE_URL", url(0)),
             ("HUBSCORE__AUTH_GATEWAY__BASE_URL", url(0)),
             ("HUBSCORE__WEBHOOKS__PUBLIC_BASE_URL", url(1)),
-            ("HUBSCORE__WEBHOOKS__APP_CLIENT_SECRETS", client_secret),
+            (
+                "HUBSCORE__WEBHOOKS__APP_CLIENT_SECRETS",
+                client_secret.clone(),
+            ),
             (
                 "HUBSCORE__SYNC__COMMANDS_QUEUE",
                 format!("{prefix}.sync.commands"),
@@ -304,7 +310,9 @@ impl Stack {
             http,
             portal_id,
             portal_token,
+            client_secret,
             gateway_url: url(0),
+            receiver_url: url(1),
             env,
             processes,
             exchange: amqp.exchange,
@@ -474,6 +482,7 @@ impl Stack {
         env.push(("HUBSCORE_URL", self.gateway_url.clone()));
         env.push(("HUBSCORE_TOKEN", token.to_owned()));
         env.push(("HUBSPOT_ACCESS_TOKEN", self.portal_token.clone()));
+        env.push(("HUBSPOT_WEBHOOK_SECRET", self.client_secret.clone()));
         let (status, stdout, stderr) = run_binary(&binary("hubscore"), args, &env)
             .await
             .expect("hubscore runs");
@@ -780,7 +789,16 @@ async fn a_change_in_hubspot_reaches_a_score_consumer_and_the_record() {
         .await
         .expect("consume");
 
-    stack.connect_and_sync(&token).await;
+    let connection_id = stack.connect_and_sync(&token).await;
+    // HubSpot posts to the private-app route, whose secret the receiver asks auth-gateway
+    // for (the connection was added with it).
+    stack
+        .sim_control(
+            reqwest::Method::PUT,
+            &format!("/_sim/portals/{}/webhooks", stack.portal_id),
+            json!({"target_url": format!("{}/webhooks/hubspot/{connection_id}", stack.receiver_url)}),
+        )
+        .await;
     // Everything scored is in HubSpot before the change, so what follows is its effect.
     stack.assert_converges(Duration::from_secs(120)).await;
     while tokio::time::timeout(Duration::from_millis(300), deliveries.next())
@@ -855,6 +873,11 @@ async fn a_change_in_hubspot_reaches_a_score_consumer_and_the_record() {
     eprintln!(
         "change to score.updated: {to_event:?}; change to the value in HubSpot: {:?}",
         changed_at.elapsed()
+    );
+    let ledger = stack.webhook_ledger().await;
+    assert_eq!(
+        ledger["failed_attempts"], 0,
+        "the private-app route refused a delivery: {ledger}"
     );
     broker.close(200, "done".into()).await.expect("close");
     stack.stop().await;
