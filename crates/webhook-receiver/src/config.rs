@@ -28,6 +28,7 @@ max_events = 100
 confirm_timeout_ms = 2000
 publisher_channels = 4
 max_pending_publishes = 256
+max_in_flight_deliveries = 512
 
 [auth_gateway]
 base_url = "http://127.0.0.1:8080"
@@ -86,6 +87,10 @@ pub struct WebhookSettings {
     /// Deliveries handed to the broker connection at once; more wait for a slot within
     /// `confirm_timeout_ms`, so a slow broker costs 503s, not memory.
     pub max_pending_publishes: usize,
+    /// Deliveries handled at once, from reading the body to the answer; one more is
+    /// answered 503 `overloaded` at once (HubSpot retries it later) instead of queueing
+    /// behind the others and making every answer late.
+    pub max_in_flight_deliveries: usize,
 }
 
 /// The `[auth_gateway]` section.

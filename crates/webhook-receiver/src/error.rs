@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The broker did not confirm the batch in time (or is unreachable).
     #[error("the event broker did not take the delivery; retry later")]
     BrokerUnavailable,
+    /// `webhooks.max_in_flight_deliveries` deliveries are being handled already.
+    #[error("too many deliveries at once; retry later")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::SecretsUnavailable => "secrets_unavailable",
             ApiError::NotConfigured => "not_configured",
             ApiError::BrokerUnavailable => "broker_unavailable",
+            ApiError::Overloaded => "overloaded",
         }
     }
 }
@@ -70,7 +74,8 @@ impl ResponseError for ApiError {
             ApiError::UnknownConnection => StatusCode::NOT_FOUND,
             ApiError::SecretsUnavailable
             | ApiError::NotConfigured
-            | ApiError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::BrokerUnavailable
+            | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

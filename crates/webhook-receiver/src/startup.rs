@@ -72,6 +72,9 @@ impl Application {
                 Duration::from_millis(hooks.confirm_timeout_ms),
             ),
             metrics: receiver_metrics,
+            admission: Arc::new(tokio::sync::Semaphore::new(
+                hooks.max_in_flight_deliveries.max(1),
+            )),
         });
         if hooks.app_client_secrets.is_empty() {
             tracing::warn!(

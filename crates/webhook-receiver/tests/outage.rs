@@ -218,3 +218,72 @@ async fn a_broker_that_stops_confirming_gets_503_at_the_deadline_and_the_retry_i
     let ids = |i: usize| -> Vec<i64> { batches[i].events.iter().map(|e| e.event_id).collect() };
     assert_eq!(ids(0), ids(1), "both copies carry the same event ids");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_in_flight_limit_a_delivery_is_refused_at_once_and_lands_when_retried() {
+    let upstream: std::net::SocketAddr = "127.0.0.1:5672".parse().expect("address");
+    let proxy = StallingProxy::start(upstream).await;
+    let mut url = url::Url::parse(&platform::testing::amqp_url()).expect("amqp url");
+    url.set_port(Some(proxy.address.port())).expect("port");
+    url.set_host(Some("127.0.0.1")).expect("host");
+    let broker_url = url.to_string();
+    let app = spawn_app(move |s| {
+        s.amqp.url = broker_url;
+        s.webhooks.confirm_timeout_ms = 3_000;
+        s.webhooks.publisher_channels = 1;
+        s.webhooks.max_in_flight_deliveries = 1;
+    })
+    .await;
+    let (status, _) = app
+        .post_signed("/webhooks/hubspot", delivery(62515, 1, 1))
+        .await;
+    assert_eq!(status, 200);
+    app.take_batches().await;
+
+    // The broker hangs: the first delivery holds the only slot while it waits.
+    proxy.stall(true);
+    let second = delivery(62515, 20, 3);
+    let first = app.post_signed("/webhooks/hubspot", delivery(62515, 10, 2));
+    let meanwhile = async {
+        assert!(
+            eventually(std::time::Duration::from_secs(5), || async {
+                app.metrics().await.lines().any(|l| {
+                    l.starts_with("hubscore_webhook_requests_in_flight") && l.ends_with(" 1")
+                })
+            })
+            .await,
+            "the first delivery is in flight"
+        );
+        let started = std::time::Instant::now();
+        let (status, answer) = app.post_signed("/webhooks/hubspot", second.clone()).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"], "overloaded");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "refused at once, not after the confirm deadline"
+        );
+        // The broker is back: the first delivery completes.
+        proxy.stall(false);
+    };
+    let ((status, answer), ()) = tokio::join!(first, meanwhile);
+    assert_eq!(status, 200, "{answer}");
+    // HubSpot's retry of the refused delivery lands.
+    let (status, answer) = app.post_signed("/webhooks/hubspot", second).await;
+    assert_eq!(status, 200, "{answer}");
+    app.wait_for_messages(2).await;
+    let mut ids: Vec<i64> = app
+        .take_batches()
+        .await
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| e.event_id))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [10, 11, 20, 21, 22]);
+    assert!(
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l.contains("outcome=\"overloaded\"") && l.ends_with(" 1")),
+        "the refusal is counted"
+    );
+}

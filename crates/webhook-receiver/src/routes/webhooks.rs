@@ -38,6 +38,8 @@ pub struct Intake {
     pub publisher: BatchPublisher,
     /// The receiver's series.
     pub metrics: ReceiverMetrics,
+    /// One permit per delivery being handled (`webhooks.max_in_flight_deliveries`).
+    pub admission: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Adds the webhook routes, served from `intake`.
@@ -88,8 +90,14 @@ async fn receive(
     intake: &Intake,
     route: Route,
 ) -> Result<HttpResponse, ApiError> {
-    let _in_flight = intake.metrics.in_flight();
     let label = route.label();
+    // Past the limit a delivery is refused before its body is read: the admitted ones
+    // keep their latency, and HubSpot retries the refused one.
+    let Ok(_permit) = intake.admission.clone().try_acquire_owned() else {
+        intake.metrics.delivery(label, ApiError::Overloaded.code());
+        return Err(ApiError::Overloaded);
+    };
+    let _in_flight = intake.metrics.in_flight();
     let result = accept(&request, payload, intake, route).await;
     match &result {
         Ok(_) => intake.metrics.delivery(label, "accepted"),
