@@ -274,24 +274,28 @@ async fn a_down_upstream_is_a_502_a_slow_one_a_504_and_a_large_body_a_413() {
     slow.handle.stop(false).await;
 }
 
-/// Every (method, path) the gateway serves under `/api/v1`, as OpenAPI spells it.
+/// Every (method, path) the gateway serves under `/api/v1`, as OpenAPI spells it: its own
+/// routes read from their registration in `src/routes/mod.rs` (so a route added there
+/// without a description fails this test), the forwarded ones from the proxy's table.
 fn served_routes() -> Vec<(&'static str, String)> {
-    let own = [
-        ("get", "/api/v1/connections"),
-        ("post", "/api/v1/connections"),
-        ("get", "/api/v1/connections/{id}"),
-        ("delete", "/api/v1/connections/{id}"),
-        ("post", "/api/v1/connections/{id}/syncs"),
-        ("put", "/api/v1/connections/{id}/credentials"),
-        ("put", "/api/v1/connections/{id}/webhook-secret"),
-        ("post", "/api/v1/connections/{id}/test"),
-        ("post", "/api/v1/connections/hubspot/oauth"),
-        ("get", "/api/v1/oauth/hubspot/callback"),
-        ("get", "/api/v1/audit"),
-        ("get", "/api/v1/openapi.json"),
-    ];
-    let mut routes: Vec<(&'static str, String)> =
-        own.iter().map(|(m, p)| (*m, (*p).to_owned())).collect();
+    let source = include_str!("../src/routes/mod.rs");
+    let scope = source
+        .split("web::scope(\"/api/v1\")")
+        .nth(1)
+        .expect("the /api/v1 scope");
+    // `.route("/path", web::get()...)`, possibly spread over lines by rustfmt.
+    let flat: String = scope.split_whitespace().collect::<Vec<_>>().join("");
+    let mut own: Vec<(&'static str, String)> = Vec::new();
+    for piece in flat.split(".route(\"").skip(1) {
+        let (path, rest) = piece.split_once('"').expect("a quoted path");
+        let method = ["get", "post", "put", "delete", "patch"]
+            .into_iter()
+            .find(|m| rest.starts_with(&format!(",web::{m}()")))
+            .unwrap_or_else(|| panic!("the method of route {path}"));
+        own.push((method, format!("/api/v1{path}")));
+    }
+    assert!(own.len() >= 10, "read only {own:?} from src/routes/mod.rs");
+    let mut routes = own;
     for (method, pattern, _) in auth_gateway::routes::proxy::FORWARDED {
         let path = format!("/api/v1{}", pattern.replace("{tail:.*}", "{path}"));
         let methods: &[&'static str] = match *method {
