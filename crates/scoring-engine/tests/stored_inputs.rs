@@ -3,6 +3,8 @@
 //! the projection gives: at a later `now` (recency and the activity window move) and under
 //! a config that changes every parameter (window, half-life, stage values, weights, bands).
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
 mod common;
 
 use chrono::Duration;
@@ -63,7 +65,6 @@ fn proposed() -> ModelConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(clippy::unwrap_used, reason = "a test")]
 async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     let app = spawn_app().await;
     let t = t0();
