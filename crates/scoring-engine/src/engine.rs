@@ -13,7 +13,7 @@ use contracts::v1::{
     ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated,
     score_factor,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use domain::outbound::RiskLevel;
 use platform::amqp::{MessageMeta, OutgoingMessage};
 use platform::db::Pool;
@@ -24,7 +24,7 @@ use crate::db::configs::{self, OrgMeans, VersionedConfig};
 use crate::db::inputs::{self, InputRow, Selection};
 use crate::db::object_type;
 use crate::db::projection::Affected;
-use crate::db::writes::{self, AlertRow, ScoreRow};
+use crate::db::writes::{self, AlertRow, RawInputs, ScoreRow};
 use crate::model::{self, FACTOR_NAMES, FactorInput, ModelConfig, ScoreCard, ScoreInputs};
 
 /// Namespace of customer ids (UUIDv5 of org, portal, object type and HubSpot id).
@@ -65,7 +65,7 @@ pub fn risk_name(level: i16) -> &'static str {
 }
 
 /// One record scored: the card, the row to store and what was stored before.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Computed {
     /// The row to store.
     pub row: ScoreRow,
@@ -85,7 +85,27 @@ pub struct Computed {
     pub store: bool,
 }
 
-fn inputs_of(config: &ModelConfig, kind: i16, row: &InputRow, means: OrgMeans) -> ScoreInputs {
+/// Updates within the config's window before `now` (`now` included).
+fn updates_in_window(
+    config: &ModelConfig,
+    activity_at: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> u32 {
+    let since = now - Duration::days(i64::from(config.activity_frequency.window_days));
+    let n = activity_at
+        .iter()
+        .filter(|at| **at > since && **at <= now)
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn inputs_of(
+    config: &ModelConfig,
+    kind: i16,
+    row: &InputRow,
+    means: OrgMeans,
+    now: DateTime<Utc>,
+) -> ScoreInputs {
     let stages = row.stages.clone().unwrap_or_default();
     let lifecycle_stage = if kind == object_type::COMPANY {
         model::best_lifecycle_stage(config, stages.iter().map(String::as_str))
@@ -97,7 +117,7 @@ fn inputs_of(config: &ModelConfig, kind: i16, row: &InputRow, means: OrgMeans) -
         deal_count: u32::try_from(row.deal_count).unwrap_or(u32::MAX),
         open_deal_probability: row.open_probability,
         lifecycle_stage,
-        updates_in_window: u32::try_from(row.updates).unwrap_or(u32::MAX),
+        updates_in_window: updates_in_window(config, &row.activity_at, now),
         deal_amount_cents: row.amount_cents,
         org_mean_deal_cents: if kind == object_type::COMPANY {
             means.company_cents
@@ -118,7 +138,7 @@ pub fn compute(
 ) -> Vec<Computed> {
     rows.into_iter()
         .map(|row| {
-            let inputs = inputs_of(&config.config, kind, &row, means);
+            let inputs = inputs_of(&config.config, kind, &row, means, now);
             let card = model::score_customer(&config.config, &inputs, now);
             let score = card.score.map(|s| i16::from(s.value()));
             let risk_level = proto_risk(card.risk_level);
@@ -146,7 +166,8 @@ pub fn compute(
                 || contributions_moved
                 || row.old_config_version != Some(config.version)
                 || row.old_display_name.as_deref() != Some(row.display_name.as_str())
-                || row.old_company_id != company_id;
+                || row.old_company_id != company_id
+                || !row.inputs_unchanged();
             let score_row = ScoreRow {
                 score_id: customer_id(org_id, row.portal_id, kind, row.object_id),
                 portal_id: row.portal_id,
@@ -171,6 +192,14 @@ pub fn compute(
                 deal_amount_cents: scored.then_some(inputs.deal_amount_cents),
                 factor_values,
                 contributions,
+                inputs: RawInputs {
+                    last_activity_at: row.last_activity_at,
+                    deal_count: row.deal_count,
+                    open_probability: row.open_probability,
+                    amount_cents: row.amount_cents,
+                    stages: row.stages.clone(),
+                    activity_at: row.activity_at.clone(),
+                },
             };
             Computed {
                 row: score_row,
@@ -408,7 +437,6 @@ pub async fn rescore_affected(
 ) -> diesel::QueryResult<WriteSummary> {
     let config = configs::current(conn, org_id).await?;
     let means = configs::stored_means(conn, org_id, now).await?;
-    let window = config.config.activity_frequency.window_days;
     let mut summary = WriteSummary::default();
     for (kind, keys) in [
         (object_type::CONTACT, &affected.contacts),
@@ -418,7 +446,7 @@ pub async fn rescore_affected(
             continue;
         }
         let selection = Selection::Keys(keys.iter().copied().collect());
-        let rows = inputs::load(conn, org_id, kind, &selection, window, now).await?;
+        let rows = inputs::load(conn, org_id, kind, &selection).await?;
         let computed = compute(org_id, kind, rows, &config, means, now);
         summary += persist(conn, org_id, &computed, &config, now, correlation_id).await?;
     }
@@ -436,46 +464,85 @@ pub enum RescoreError {
     Database(#[from] diesel::result::Error),
 }
 
+/// Where a whole-org rescore or a preview reads each customer's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSource {
+    /// The projection (after a full sync, on the schedule: it also catches anything the
+    /// stored inputs could have missed).
+    Projection,
+    /// The raw inputs stored with each current score (a config change and its preview):
+    /// the same values as the projection gives (every projection change rewrites them in
+    /// its transaction), re-weighed under the new config at `now`, without the projection's
+    /// joins. An org with a score stored before inputs were is read from the projection.
+    Stored,
+}
+
+/// Reads the next batch after `after` (keyset order) from `source`.
+pub async fn load_batch(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    kind: i16,
+    source: InputSource,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> diesel::QueryResult<Vec<InputRow>> {
+    match source {
+        InputSource::Projection => {
+            inputs::load(conn, org_id, kind, &Selection::After { after, limit }).await
+        }
+        InputSource::Stored => inputs::load_stored(conn, org_id, kind, after, limit).await,
+    }
+}
+
+/// The projection's per-record plans are index probes whatever their cost estimate; JIT
+/// compiling them cost more than running them (about 0.1 s per batch).
+async fn no_jit(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    conn.batch_execute("SET LOCAL jit = off").await
+}
+
 /// Rescores every contact and company of an org in batches of `batch_size` (each batch its
-/// own transaction under the org lock), refreshing the org means first. Stops early, with
-/// what it did so far, if the org's config changes meanwhile (that change's own rescore
-/// covers the rest).
+/// own transaction under the org lock, reading its inputs inside it), refreshing the org
+/// means first. Stops early, with what it did so far, if the org's config changes meanwhile
+/// (that change's own rescore covers the rest).
 pub async fn rescore_org(
     pool: &Pool,
     org_id: Uuid,
     now: DateTime<Utc>,
     batch_size: i64,
     correlation_id: &str,
+    source: InputSource,
 ) -> Result<WriteSummary, RescoreError> {
     let mut conn = pool
         .get()
         .await
         .map_err(|e| RescoreError::Pool(e.to_string()))?;
-    let (config, means) = conn
+    let (config, means, source) = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
             let config = configs::current(conn, org_id).await?;
             let means = inputs::compute_means(conn, org_id).await?;
             configs::store_means(conn, org_id, means, now).await?;
-            Ok::<_, diesel::result::Error>((config, means))
+            let source =
+                if source == InputSource::Stored && !inputs::inputs_stored(conn, org_id).await? {
+                    InputSource::Projection
+                } else {
+                    source
+                };
+            Ok::<_, diesel::result::Error>((config, means, source))
         })
         .await?;
-    let window = config.config.activity_frequency.window_days;
     let mut summary = WriteSummary::default();
     for kind in [object_type::CONTACT, object_type::COMPANY] {
         let mut after = None;
         loop {
-            let selection = Selection::After {
-                after,
-                limit: batch_size,
-            };
             let batch = conn
                 .transaction(async |conn| {
                     crate::db::lock_org(conn, org_id).await?;
+                    no_jit(conn).await?;
                     if configs::current(conn, org_id).await?.version != config.version {
                         return Ok(None);
                     }
-                    let rows = inputs::load(conn, org_id, kind, &selection, window, now).await?;
+                    let rows = load_batch(conn, org_id, kind, source, after, batch_size).await?;
                     let last = rows.last().map(|r| (r.portal_id, r.object_id));
                     let count = rows.len();
                     let computed = compute(org_id, kind, rows, &config, means, now);
@@ -549,7 +616,8 @@ pub struct Preview {
 /// How many movers a preview lists.
 pub const MOVERS: usize = 10;
 
-/// Computes what `proposed` would do to every customer of the org at `now`.
+/// Computes what `proposed` would do to every customer of the org at `now`, from one
+/// consistent snapshot, reading what saving reads (see [`InputSource::Stored`]).
 pub async fn preview(
     pool: &Pool,
     org_id: Uuid,
@@ -561,81 +629,108 @@ pub async fn preview(
         .get()
         .await
         .map_err(|e| RescoreError::Pool(e.to_string()))?;
-    let current = configs::current(&mut conn, org_id).await?;
-    let means = inputs::compute_means(&mut conn, org_id).await?;
-    let config = VersionedConfig {
-        version: current.version + 1,
-        config: proposed.clone(),
-        created_at: None,
-    };
-    let window = proposed.activity_frequency.window_days;
-    let mut matrix: BTreeMap<(i16, i16), u64> = BTreeMap::new();
-    let mut movers: Vec<Mover> = Vec::new();
-    let mut customers = 0;
-    let mut score_changes = 0;
-    for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let mut after = None;
-        loop {
-            let selection = Selection::After {
-                after,
-                limit: batch_size,
+    let preview = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            no_jit(conn).await?;
+            let current = configs::current(conn, org_id).await?;
+            let means = inputs::compute_means(conn, org_id).await?;
+            let source = if inputs::inputs_stored(conn, org_id).await? {
+                InputSource::Stored
+            } else {
+                InputSource::Projection
             };
-            let rows = inputs::load(&mut conn, org_id, kind, &selection, window, now).await?;
-            let count = rows.len();
-            after = rows.last().map(|r| (r.portal_id, r.object_id));
-            for c in compute(org_id, kind, rows, &config, means, now) {
-                customers += 1;
-                *matrix
-                    .entry((c.old_risk_level, c.row.risk_level))
-                    .or_default() += 1;
-                if c.old_score != c.row.score {
-                    score_changes += 1;
-                }
-                if let (Some(from), Some(to)) = (c.old_score, c.row.score)
-                    && from != to
-                {
-                    movers.push(Mover {
-                        id: c.row.score_id,
-                        object_type: if kind == object_type::COMPANY {
-                            "company"
-                        } else {
-                            "contact"
-                        },
-                        object_id: c.row.object_id,
-                        name: c.row.display_name.clone(),
-                        from_score: Some(from),
-                        to_score: Some(to),
-                        from_risk_level: risk_name(c.old_risk_level),
-                        to_risk_level: risk_name(c.row.risk_level),
-                        delta: to - from,
-                    });
-                    if movers.len() > 4 * MOVERS {
-                        sort_movers(&mut movers);
-                        movers.truncate(MOVERS);
+            let config = VersionedConfig {
+                version: current.version + 1,
+                config: proposed.clone(),
+                created_at: None,
+            };
+            let mut tally = Tally::default();
+            for kind in [object_type::CONTACT, object_type::COMPANY] {
+                let mut after = None;
+                loop {
+                    let rows = load_batch(conn, org_id, kind, source, after, batch_size).await?;
+                    let count = rows.len();
+                    after = rows.last().map(|r| (r.portal_id, r.object_id));
+                    tally.add(kind, compute(org_id, kind, rows, &config, means, now));
+                    if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
+                        break;
                     }
                 }
             }
-            if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
-                break;
+            Ok::<_, diesel::result::Error>(tally.finish(current.version))
+        })
+        .await?;
+    Ok(preview)
+}
+
+/// A preview being counted.
+#[derive(Default)]
+struct Tally {
+    matrix: BTreeMap<(i16, i16), u64>,
+    movers: Vec<Mover>,
+    customers: u64,
+    score_changes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, kind: i16, computed: Vec<Computed>) {
+        for c in computed {
+            self.customers += 1;
+            *self
+                .matrix
+                .entry((c.old_risk_level, c.row.risk_level))
+                .or_default() += 1;
+            if c.old_score != c.row.score {
+                self.score_changes += 1;
+            }
+            if let (Some(from), Some(to)) = (c.old_score, c.row.score)
+                && from != to
+            {
+                self.movers.push(Mover {
+                    id: c.row.score_id,
+                    object_type: if kind == object_type::COMPANY {
+                        "company"
+                    } else {
+                        "contact"
+                    },
+                    object_id: c.row.object_id,
+                    name: c.row.display_name,
+                    from_score: Some(from),
+                    to_score: Some(to),
+                    from_risk_level: risk_name(c.old_risk_level),
+                    to_risk_level: risk_name(c.row.risk_level),
+                    delta: to - from,
+                });
+                if self.movers.len() > 4 * MOVERS {
+                    sort_movers(&mut self.movers);
+                    self.movers.truncate(MOVERS);
+                }
             }
         }
     }
-    sort_movers(&mut movers);
-    movers.truncate(MOVERS);
-    Ok(Preview {
-        current_version: current.version,
-        customers,
-        score_changes,
-        matrix: matrix
-            .into_iter()
-            .map(|((from, to), count)| Move {
-                from: risk_name(from),
-                to: risk_name(to),
-                count,
-            })
-            .collect(),
-        largest_movers: movers,
-    })
+
+    fn finish(mut self, current_version: i64) -> Preview {
+        sort_movers(&mut self.movers);
+        self.movers.truncate(MOVERS);
+        Preview {
+            current_version,
+            customers: self.customers,
+            score_changes: self.score_changes,
+            matrix: self
+                .matrix
+                .into_iter()
+                .map(|((from, to), count)| Move {
+                    from: risk_name(from),
+                    to: risk_name(to),
+                    count,
+                })
+                .collect(),
+            largest_movers: self.movers,
+        }
+    }
 }
 
 fn sort_movers(movers: &mut [Mover]) {

@@ -55,6 +55,7 @@ pub async fn rescore_due(state: &AppState) -> anyhow::Result<usize> {
             now,
             state.settings.batch_size,
             &trace.correlation_id,
+            engine::InputSource::Projection,
         )
         .await?;
         if summary.changed > 0 {

@@ -8,7 +8,7 @@
 //! its contacts' most valuable lifecycle stage, and the updates of those contacts and
 //! deals within the window.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel::sql_types::{Array, BigInt, Double, Int2, Nullable, Text, Timestamptz};
@@ -64,9 +64,10 @@ pub struct InputRow {
     /// Open and won amount, cents.
     #[diesel(sql_type = BigInt)]
     pub amount_cents: i64,
-    /// Updates within the window.
-    #[diesel(sql_type = BigInt)]
-    pub updates: i64,
+    /// Every update time of the record and its deals (contacts and deals for a company)
+    /// in the activity log, whatever the window: the window is counted at scoring time.
+    #[diesel(sql_type = Array<Timestamptz>)]
+    pub activity_at: Vec<DateTime<Utc>>,
     /// The stored score, if any.
     #[diesel(sql_type = Nullable<Int2>)]
     pub old_score: Option<i16>,
@@ -85,11 +86,60 @@ pub struct InputRow {
     /// The stored company id.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub old_company_id: Option<i64>,
+    /// The stored inputs (`None` without a row, or a row from before they were stored).
+    #[diesel(embed)]
+    pub old_inputs: StoredInputs,
 }
+
+/// The raw inputs stored with a score (`scores.input_*`).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct StoredInputs {
+    /// Latest sales activity.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub old_last_activity_at: Option<DateTime<Utc>>,
+    /// Deals in any status; `None` when nothing is stored.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_deal_count: Option<i64>,
+    /// Mean close probability of open deals.
+    #[diesel(sql_type = Nullable<Double>)]
+    pub old_open_probability: Option<f64>,
+    /// Open and won amount.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_amount_cents: Option<i64>,
+    /// Stages.
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    pub old_stages: Option<Vec<String>>,
+    /// Update times.
+    #[diesel(sql_type = Nullable<Array<Timestamptz>>)]
+    pub old_activity_at: Option<Vec<DateTime<Utc>>>,
+}
+
+impl InputRow {
+    /// Whether the stored inputs are exactly these (nothing to rewrite for them).
+    pub fn inputs_unchanged(&self) -> bool {
+        let o = &self.old_inputs;
+        o.old_deal_count == Some(self.deal_count)
+            && o.old_last_activity_at == self.last_activity_at
+            && o.old_open_probability == self.open_probability
+            && o.old_amount_cents == Some(self.amount_cents)
+            && o.old_stages == self.stages
+            && o.old_activity_at.as_ref() == Some(&self.activity_at)
+    }
+}
+
+const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
+    s.contributions AS old_contributions, s.config_version AS old_config_version, \
+    s.display_name AS old_display_name, s.company_id AS old_company_id, \
+    s.input_last_activity_at AS old_last_activity_at, s.input_deal_count AS old_deal_count, \
+    s.input_open_probability AS old_open_probability, s.input_amount_cents AS old_amount_cents, \
+    s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
 
 // Each record's aggregates are LATERAL subqueries over the indexes (one index probe per
 // record and association), which stays linear in the batch size whatever the planner
-// guesses about the batch (grouped CTEs joined afterwards went quadratic).
+// guesses about the batch (grouped CTEs joined afterwards went quadratic). The stored
+// score too (`LIMIT 1` keeps it a probe by the whole key): the planner estimates a later
+// batch's keyset filter `(portal_id, id) > (p, i)` at one row, and with the stored score
+// as a plain join it scanned every score of the org per record (a minute per batch).
 const CONTACTS: &str = "
 WITH t AS MATERIALIZED (
     SELECT c.* FROM contacts c WHERE c.org_id = $1 AND {filter}
@@ -100,10 +150,8 @@ SELECT t.portal_id, t.contact_id AS object_id, t.connection_id,
     greatest(t.last_activity_at, comp.at) AS last_activity_at,
     CASE WHEN t.lifecycle_stage IS NULL THEN NULL ELSE ARRAY[t.lifecycle_stage] END AS stages,
     dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
-    own.n + coalesce(dact.n, 0) AS updates,
-    s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
-    s.config_version AS old_config_version, s.display_name AS old_display_name,
-    s.company_id AS old_company_id
+    own.at || dact.at AS activity_at,
+    {old}
 FROM t
 CROSS JOIN LATERAL (
     SELECT max(co.last_activity_at) AS at FROM contact_companies cc
@@ -120,18 +168,21 @@ CROSS JOIN LATERAL (
     WHERE dc.org_id = $1 AND dc.portal_id = t.portal_id AND dc.contact_id = t.contact_id
 ) dl
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n FROM activity_log a
+    SELECT coalesce(array_agg(a.occurred_at ORDER BY a.occurred_at), '{}') AS at
+    FROM activity_log a
     WHERE a.org_id = $1 AND a.portal_id = t.portal_id AND a.object_type = 1
-      AND a.object_id = t.contact_id AND a.occurred_at > $3 AND a.occurred_at <= $4
+      AND a.object_id = t.contact_id
 ) own
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(a.occurred_at ORDER BY a.occurred_at), '{}') AS at
+    FROM unnest(dl.deal_ids) AS x(deal_id)
+    JOIN activity_log a ON a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 3 AND a.object_id = x.deal_id
+) dact
 LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM activity_log a
-    WHERE dl.deal_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
-      AND a.object_type = 3 AND a.object_id = ANY(dl.deal_ids)
-      AND a.occurred_at > $3 AND a.occurred_at <= $4
-) dact ON true
-LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 1 AND s.portal_id = t.portal_id
-    AND s.object_id = t.contact_id
+    SELECT * FROM scores s WHERE s.org_id = $1 AND s.object_type = 1
+      AND s.portal_id = t.portal_id AND s.object_id = t.contact_id LIMIT 1
+) s ON true
 ORDER BY t.portal_id, t.contact_id";
 
 const COMPANIES: &str = "
@@ -144,10 +195,8 @@ SELECT t.portal_id, t.company_id AS object_id, t.connection_id,
     NULL::bigint AS primary_company_id,
     greatest(t.last_activity_at, cagg.at) AS last_activity_at, cagg.stages,
     dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
-    coalesce(cact.n, 0) + coalesce(dact.n, 0) AS updates,
-    s.score AS old_score, s.risk_level AS old_risk_level, s.contributions AS old_contributions,
-    s.config_version AS old_config_version, s.display_name AS old_display_name,
-    s.company_id AS old_company_id
+    cact.at || dact.at AS activity_at,
+    {old}
 FROM t
 CROSS JOIN LATERAL (
     SELECT max(k.last_activity_at) AS at,
@@ -171,50 +220,60 @@ CROSS JOIN LATERAL (
         WHERE dc.org_id = $1 AND dc.portal_id = t.portal_id
           AND dc.contact_id = ANY(coalesce(cagg.contact_ids, '{}'::bigint[])))
 ) dl
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(a.occurred_at ORDER BY a.occurred_at), '{}') AS at
+    FROM unnest(cagg.contact_ids) AS x(contact_id)
+    JOIN activity_log a ON a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 1 AND a.object_id = x.contact_id
+) cact
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(a.occurred_at ORDER BY a.occurred_at), '{}') AS at
+    FROM unnest(dl.deal_ids) AS x(deal_id)
+    JOIN activity_log a ON a.org_id = $1 AND a.portal_id = t.portal_id
+      AND a.object_type = 3 AND a.object_id = x.deal_id
+) dact
 LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM activity_log a
-    WHERE cagg.contact_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
-      AND a.object_type = 1 AND a.object_id = ANY(cagg.contact_ids)
-      AND a.occurred_at > $3 AND a.occurred_at <= $4
-) cact ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM activity_log a
-    WHERE dl.deal_ids IS NOT NULL AND a.org_id = $1 AND a.portal_id = t.portal_id
-      AND a.object_type = 3 AND a.object_id = ANY(dl.deal_ids)
-      AND a.occurred_at > $3 AND a.occurred_at <= $4
-) dact ON true
-LEFT JOIN scores s ON s.org_id = $1 AND s.object_type = 2 AND s.portal_id = t.portal_id
-    AND s.object_id = t.company_id
+    SELECT * FROM scores s WHERE s.org_id = $1 AND s.object_type = 2
+      AND s.portal_id = t.portal_id AND s.object_id = t.company_id LIMIT 1
+) s ON true
 ORDER BY t.portal_id, t.company_id";
 
-/// Reads the inputs of a batch of contacts (`kind` CONTACT) or companies (COMPANY),
-/// counting updates in the `window_days` before `now`.
+/// The same rows from the inputs stored with the current scores (`$1` org, `$2` limit,
+/// `$3` object type): what a config change and its preview re-weigh.
+const STORED: &str = "
+SELECT s.portal_id, s.object_id, s.connection_id, s.display_name,
+    CASE WHEN s.object_type = 1 THEN s.company_id END AS primary_company_id,
+    s.input_last_activity_at AS last_activity_at, s.input_stages AS stages,
+    s.input_deal_count AS deal_count, s.input_open_probability AS open_probability,
+    s.input_amount_cents AS amount_cents, s.input_activity_at AS activity_at,
+    {old}
+FROM scores s WHERE s.org_id = $1 AND s.object_type = $3 AND {filter}
+ORDER BY s.portal_id, s.object_id LIMIT $2";
+
+/// Reads the inputs of a batch of contacts (`kind` CONTACT) or companies (COMPANY) from
+/// the projection.
 pub async fn load(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     kind: i16,
     selection: &Selection,
-    window_days: u32,
-    now: DateTime<Utc>,
 ) -> diesel::QueryResult<Vec<InputRow>> {
     let (template, id_column) = if kind == super::object_type::COMPANY {
         (COMPANIES, "c.company_id")
     } else {
         (CONTACTS, "c.contact_id")
     };
-    let since = now - Duration::days(i64::from(window_days));
+    let template = template.replace("{old}", OLD_COLUMNS);
     match selection {
         Selection::After { after, limit } => {
             let (portal, id) = after.unwrap_or((i64::MIN, i64::MIN));
             let sql = template.replace(
                 "{filter}",
-                &format!("(c.portal_id, {id_column}) > ($5, $6)"),
+                &format!("(c.portal_id, {id_column}) > ($3, $4)"),
             );
             diesel::sql_query(sql)
                 .bind::<SqlUuid, _>(org_id)
                 .bind::<BigInt, _>(*limit)
-                .bind::<Timestamptz, _>(since)
-                .bind::<Timestamptz, _>(now)
                 .bind::<BigInt, _>(portal)
                 .bind::<BigInt, _>(id)
                 .load(conn)
@@ -228,21 +287,64 @@ pub async fn load(
             let sql = template.replace(
                 "{filter}",
                 &format!(
-                    "(c.portal_id, {id_column}) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))"
+                    "(c.portal_id, {id_column}) IN (SELECT * FROM unnest($3::bigint[], $4::bigint[]))"
                 ),
             );
             let limit = i64::try_from(keys.len()).unwrap_or(i64::MAX);
             diesel::sql_query(sql)
                 .bind::<SqlUuid, _>(org_id)
                 .bind::<BigInt, _>(limit)
-                .bind::<Timestamptz, _>(since)
-                .bind::<Timestamptz, _>(now)
                 .bind::<Array<BigInt>, _>(portals)
                 .bind::<Array<BigInt>, _>(ids)
                 .load(conn)
                 .await
         }
     }
+}
+
+/// Reads the next `limit` contacts or companies after `after` from the inputs stored with
+/// their current scores (the same rows [`load`] gives from the projection, as long as every
+/// projection change rescored what it affected, which it does in its own transaction).
+pub async fn load_stored(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    kind: i16,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> diesel::QueryResult<Vec<InputRow>> {
+    let (portal, id) = after.unwrap_or((i64::MIN, i64::MIN));
+    let sql = STORED
+        .replace("{old}", OLD_COLUMNS)
+        .replace("{filter}", "(s.portal_id, s.object_id) > ($4, $5)");
+    diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(org_id)
+        .bind::<BigInt, _>(limit)
+        .bind::<Int2, _>(kind)
+        .bind::<BigInt, _>(portal)
+        .bind::<BigInt, _>(id)
+        .load(conn)
+        .await
+}
+
+/// Whether every score of the org carries its inputs (rows written before they were
+/// stored do not; such an org is rescored from the projection once).
+pub async fn inputs_stored(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Missing {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        missing: bool,
+    }
+    let row: Missing = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM scores WHERE org_id = $1 AND input_deal_count IS NULL) \
+            AS missing",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .get_result(conn)
+    .await?;
+    Ok(!row.missing)
 }
 
 #[derive(QueryableByName)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel::sql_types::{Array, BigInt, Bytea, Double, Int2, Int4, Nullable, Text, Timestamptz};
@@ -12,7 +12,7 @@ use platform::amqp::OutgoingMessage;
 use uuid::Uuid;
 
 /// A computed score ready to store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoreRow {
     /// hubscore's id of the scored customer.
     pub score_id: Uuid,
@@ -48,10 +48,47 @@ pub struct ScoreRow {
     pub factor_values: Vec<f64>,
     /// Contributions (empty for N/A).
     pub contributions: Vec<f64>,
+    /// The raw inputs, stored for re-weighing (see `inputs::StoredInputs`).
+    pub inputs: RawInputs,
+}
+
+/// A score's raw inputs as stored (`scores.input_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawInputs {
+    /// Latest sales activity.
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// Deals in any status.
+    pub deal_count: i64,
+    /// Mean close probability of open deals.
+    pub open_probability: Option<f64>,
+    /// Open and won amount.
+    pub amount_cents: i64,
+    /// A contact's stage, or its contacts' stages for a company.
+    pub stages: Option<Vec<String>>,
+    /// Every update time (contact and deals; contacts and deals for a company).
+    pub activity_at: Vec<DateTime<Utc>>,
 }
 
 fn pg_array(values: &[f64]) -> String {
     let items: Vec<String> = values.iter().map(f64::to_string).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// A `timestamptz[]` literal (microseconds, as stored).
+fn pg_timestamps(values: &[DateTime<Utc>]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// A `text[]` literal, every element quoted.
+fn pg_texts(values: &[String]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
     format!("{{{}}}", items.join(","))
 }
 
@@ -77,18 +114,22 @@ pub async fn upsert_scores(
         "INSERT INTO scores (score_id, org_id, portal_id, connection_id, object_type, object_id, \
             contact_id, company_id, display_name, score, risk_level, recency_days, deal_probability, \
             lifecycle_stage, update_count, deal_amount_cents, factor_values, weights, contributions, \
-            config_version, computed_at) \
+            config_version, computed_at, input_last_activity_at, input_deal_count, \
+            input_open_probability, input_amount_cents, input_stages, input_activity_at) \
          SELECT u.score_id, $1, u.portal_id, u.connection_id, u.object_type, u.object_id, u.contact_id, \
             u.company_id, u.display_name, u.score, u.risk_level, u.recency_days, u.deal_probability, \
             u.lifecycle_stage, u.update_count, u.deal_amount_cents, u.factor_values::float8[], \
             CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $18 END, \
-            u.contributions::float8[], $19, $20 \
+            u.contributions::float8[], $19, $20, u.last_activity_at, u.deal_count, \
+            u.open_probability, u.amount_cents, u.stages::text[], u.activity_at::timestamptz[] \
          FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::int2[], $6::bigint[], $7::bigint[], \
             $8::bigint[], $9::text[], $10::int2[], $11::int2[], $12::float8[], $13::float8[], \
-            $14::text[], $15::int4[], $16::bigint[], $17::text[], $21::text[]) \
+            $14::text[], $15::int4[], $16::bigint[], $17::text[], $21::text[], \
+            $22::timestamptz[], $23::bigint[], $24::float8[], $25::bigint[], $26::text[], $27::text[]) \
             AS u(score_id, portal_id, connection_id, object_type, object_id, contact_id, company_id, \
                  display_name, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
-                 update_count, deal_amount_cents, factor_values, contributions) \
+                 update_count, deal_amount_cents, factor_values, contributions, last_activity_at, \
+                 deal_count, open_probability, amount_cents, stages, activity_at) \
          ON CONFLICT (score_id) DO UPDATE SET connection_id = excluded.connection_id, \
             contact_id = excluded.contact_id, company_id = excluded.company_id, \
             display_name = excluded.display_name, score = excluded.score, \
@@ -97,7 +138,12 @@ pub async fn upsert_scores(
             update_count = excluded.update_count, deal_amount_cents = excluded.deal_amount_cents, \
             factor_values = excluded.factor_values, weights = excluded.weights, \
             contributions = excluded.contributions, config_version = excluded.config_version, \
-            computed_at = excluded.computed_at \
+            computed_at = excluded.computed_at, \
+            input_last_activity_at = excluded.input_last_activity_at, \
+            input_deal_count = excluded.input_deal_count, \
+            input_open_probability = excluded.input_open_probability, \
+            input_amount_cents = excluded.input_amount_cents, input_stages = excluded.input_stages, \
+            input_activity_at = excluded.input_activity_at \
          WHERE scores.computed_at <= excluded.computed_at",
     )
     .bind::<SqlUuid, _>(org_id)
@@ -133,6 +179,28 @@ pub async fn upsert_scores(
     .bind::<Array<Text>, _>(
         rows.iter()
             .map(|r| pg_array(&r.contributions))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter()
+            .map(|r| r.inputs.last_activity_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.inputs.deal_count).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Double>>, _>(
+        rows.iter()
+            .map(|r| r.inputs.open_probability)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.inputs.amount_cents).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.inputs.stages.as_deref().map(pg_texts))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_timestamps(&r.inputs.activity_at))
             .collect::<Vec<_>>(),
     )
     .execute(conn)
@@ -245,30 +313,40 @@ pub struct AlertRow {
     pub reference_score: Option<i16>,
 }
 
-/// Records alerts.
+/// Records alerts (one statement per batch).
 pub async fn insert_alerts(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     alerts: &[AlertRow],
     created_at: DateTime<Utc>,
 ) -> diesel::QueryResult<()> {
-    for alert in alerts {
-        diesel::sql_query(
-            "INSERT INTO alerts (alert_id, score_id, org_id, history_id, reasons, old_score, \
-                new_score, reference_score, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind::<SqlUuid, _>(alert.alert_id)
-        .bind::<SqlUuid, _>(alert.score_id)
-        .bind::<SqlUuid, _>(org_id)
-        .bind::<BigInt, _>(alert.history_id)
-        .bind::<Array<Int2>, _>(&alert.reasons)
-        .bind::<Nullable<Int2>, _>(alert.old_score)
-        .bind::<Int2, _>(alert.new_score)
-        .bind::<Nullable<Int2>, _>(alert.reference_score)
-        .bind::<Timestamptz, _>(created_at)
-        .execute(conn)
-        .await?;
+    if alerts.is_empty() {
+        return Ok(());
     }
+    let reasons = |a: &AlertRow| {
+        let items: Vec<String> = a.reasons.iter().map(i16::to_string).collect();
+        format!("{{{}}}", items.join(","))
+    };
+    diesel::sql_query(
+        "INSERT INTO alerts (alert_id, score_id, org_id, history_id, reasons, old_score, \
+            new_score, reference_score, created_at) \
+         SELECT u.alert_id, u.score_id, $1, u.history_id, u.reasons::int2[], u.old_score, \
+            u.new_score, u.reference_score, $9 \
+         FROM unnest($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::int2[], $7::int2[], \
+            $8::int2[]) AS u(alert_id, score_id, history_id, reasons, old_score, new_score, \
+            reference_score)",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(alerts.iter().map(|a| a.alert_id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(alerts.iter().map(|a| a.score_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(alerts.iter().map(|a| a.history_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(alerts.iter().map(reasons).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int2>>, _>(alerts.iter().map(|a| a.old_score).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(alerts.iter().map(|a| a.new_score).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int2>>, _>(alerts.iter().map(|a| a.reference_score).collect::<Vec<_>>())
+    .bind::<Timestamptz, _>(created_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

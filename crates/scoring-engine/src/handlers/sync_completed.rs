@@ -30,6 +30,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
         now,
         state.settings.batch_size,
         &delivery.correlation_id,
+        engine::InputSource::Projection,
     )
     .await
     {

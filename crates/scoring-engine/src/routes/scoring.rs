@@ -122,6 +122,7 @@ pub async fn put_config(
         now,
         state.settings.batch_size,
         &trace.correlation_id,
+        engine::InputSource::Stored,
     )
     .await?;
     state.relay_waker.wake();

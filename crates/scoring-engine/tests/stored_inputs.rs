@@ -1,0 +1,194 @@
+//! A config change (and its preview) re-weighs the raw inputs stored with each score
+//! instead of re-reading the projection. That must give exactly what a full recompute from
+//! the projection gives: at a later `now` (recency and the activity window move) and under
+//! a config that changes every parameter (window, half-life, stage values, weights, bands).
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use chrono::Duration;
+use common::{company, contact, deal, spawn_app, t0, ts};
+use contracts::v1::{DealStatus, ObjectType};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use reqwest::Method;
+use scoring_engine::db::{configs, inputs, object_type};
+use scoring_engine::engine::{self, InputSource};
+use scoring_engine::model::ModelConfig;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Waits until the org has `n` rows in `table` (each message applies, and rescores what it
+/// affected, in one transaction).
+async fn wait_rows(app: &common::TestApp, table: &str, n: i64) {
+    let mut conn = app.app.pool.get().await.unwrap();
+    for _ in 0..300 {
+        let count: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM {table} WHERE org_id = $1"
+        ))
+        .bind::<SqlUuid, _>(app.org)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if count.n == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{table} never reached {n} rows");
+}
+
+fn proposed() -> ModelConfig {
+    let mut c = ModelConfig::default();
+    c.weights.engagement_recency = 30.0;
+    c.weights.deal_momentum = 10.0;
+    c.weights.lifecycle_stage = 25.0;
+    c.weights.activity_frequency = 25.0;
+    c.weights.deal_value = 10.0;
+    c.thresholds.healthy_min = 55;
+    c.thresholds.at_risk_min = 30;
+    c.engagement_recency.half_life_days = 5.0;
+    c.activity_frequency.window_days = 7;
+    c.activity_frequency.target_updates = 3;
+    // A company's best stage changes: lead now beats customer.
+    c.lifecycle_stage.values.insert("lead".into(), 0.95);
+    c.lifecycle_stage.values.insert("customer".into(), 0.3);
+    c.deal_value.cap_multiple_of_mean = 1.0;
+    assert!(c.validate().is_empty());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
+    let app = spawn_app().await;
+    let t = t0();
+    let mut companies = app.changed(ObjectType::Company);
+    for (id, days) in [(10, 20), (11, 3)] {
+        let mut c = company(id, t - Duration::days(days));
+        c.last_activity_at = ts(t - Duration::days(days));
+        companies.companies.push(c);
+    }
+    app.publish(&companies).await;
+    wait_rows(&app, "companies", 2).await;
+
+    // Eight contacts in two companies: several versions each (updates spread over 40
+    // days), different stages, activity from none to recent; contact 8 is N/A.
+    let stages = [Some("lead"), Some("customer"), Some("opportunity"), None];
+    let mut contacts = app.changed(ObjectType::Contact);
+    for id in 1..=8_i64 {
+        for version in 0..id.min(5) {
+            let mut c = contact(id, t - Duration::days(5 * version) - Duration::hours(id));
+            c.lifecycle_stage = stages[usize::try_from(id).unwrap() % 4].map(str::to_owned);
+            if id < 8 {
+                let company = if id % 2 == 0 { 10 } else { 11 };
+                c.company_ids = vec![company];
+                c.primary_company_id = Some(company);
+            }
+            if id % 3 != 0 && id < 8 {
+                c.last_activity_at = ts(t - Duration::days(4 * id));
+            }
+            contacts.customers.push(c);
+        }
+    }
+    app.publish(&contacts).await;
+    wait_rows(&app, "contacts", 8).await;
+
+    // Deals: open on two contacts, won on a contact and a company, lost, open on a company
+    // only; two versions each (deal updates count as activity).
+    let mut deals = app.changed(ObjectType::Deal);
+    for version in 0..2 {
+        let at = t - Duration::days(3 + 9 * version);
+        let mut open = deal(900, &[1, 2], at);
+        open.close_probability = Some(0.7);
+        let mut won = deal(901, &[3], at);
+        won.company_ids = vec![11];
+        won.amount_cents = Some(450_000);
+        won.set_status(DealStatus::Won);
+        let mut lost = deal(902, &[4], at);
+        lost.set_status(DealStatus::Lost);
+        let mut company_only = deal(903, &[], at);
+        company_only.company_ids = vec![10];
+        company_only.close_probability = Some(0.2);
+        deals.deals.extend([open, won, lost, company_only]);
+    }
+    app.publish(&deals).await;
+    wait_rows(&app, "deals", 4).await;
+    wait_rows(&app, "scores", 10).await;
+
+    // Six days later, under a config that changes everything.
+    app.shared.clock.advance(Duration::days(6));
+    let now = app.shared.clock.now();
+    let proposed = proposed();
+    let mut conn = app.app.pool.get().await.unwrap();
+    let means = inputs::compute_means(&mut conn, app.org).await.unwrap();
+    let config = configs::VersionedConfig {
+        version: 1,
+        config: proposed.clone(),
+        created_at: None,
+    };
+    assert!(inputs::inputs_stored(&mut conn, app.org).await.unwrap());
+    let mut moved = 0;
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let load = async |conn: &mut _, source| {
+            engine::load_batch(conn, app.org, kind, source, None, 1000)
+                .await
+                .unwrap()
+        };
+        let projection = load(&mut conn, InputSource::Projection).await;
+        let stored = load(&mut conn, InputSource::Stored).await;
+        assert_eq!(
+            projection.len(),
+            if kind == object_type::CONTACT { 8 } else { 2 }
+        );
+        let recomputed = engine::compute(app.org, kind, projection, &config, means, now);
+        let reweighed = engine::compute(app.org, kind, stored, &config, means, now);
+        assert_eq!(reweighed, recomputed);
+        moved += recomputed.iter().filter(|c| c.changed).count();
+    }
+    assert!(moved > 0, "the proposed config moves some score");
+
+    // Saving it (a rescore from the stored inputs) leaves nothing that a recompute from the
+    // projection would change.
+    let body = serde_json::to_value(&proposed).unwrap();
+    let (status, saved) = app
+        .send(
+            Method::PUT,
+            app.org,
+            "admin",
+            "/api/v1/scoring/config",
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["rescored"]["scored"], 10);
+    assert_eq!(saved["rescored"]["changed"], moved);
+    let saved_config = configs::current(&mut conn, app.org).await.unwrap();
+    assert_eq!(saved_config.version, 1);
+    let means = configs::stored_means(&mut conn, app.org, now)
+        .await
+        .unwrap();
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let rows = engine::load_batch(
+            &mut conn,
+            app.org,
+            kind,
+            InputSource::Projection,
+            None,
+            1000,
+        )
+        .await
+        .unwrap();
+        for c in engine::compute(app.org, kind, rows, &saved_config, means, now) {
+            assert!(
+                !c.store && !c.changed,
+                "stored differs from a recompute: {c:?}"
+            );
+        }
+    }
+}
