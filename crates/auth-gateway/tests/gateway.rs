@@ -282,12 +282,14 @@ fn served_routes() -> Vec<(&'static str, String)> {
     let scope = source
         .split("web::scope(\"/api/v1\")")
         .nth(1)
-        .expect("the /api/v1 scope");
+        .unwrap_or_else(|| panic!("no /api/v1 scope in src/routes/mod.rs"));
     // `.route("/path", web::get()...)`, possibly spread over lines by rustfmt.
     let flat: String = scope.split_whitespace().collect::<Vec<_>>().join("");
     let mut own: Vec<(&'static str, String)> = Vec::new();
     for piece in flat.split(".route(\"").skip(1) {
-        let (path, rest) = piece.split_once('"').expect("a quoted path");
+        let (path, rest) = piece
+            .split_once('"')
+            .unwrap_or_else(|| panic!("no quoted path in {piece}"));
         let method = ["get", "post", "put", "delete", "patch"]
             .into_iter()
             .find(|m| rest.starts_with(&format!(",web::{m}()")))
