@@ -172,12 +172,16 @@ async fn main() {
 
     let changes: Arc<Mutex<Vec<Change>>> = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let by_contact: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
-    let unmatched_events = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // score.updated events that answer none of our changes, and how many of them are
+    // first scores.
+    let other_events = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let first_scores = Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
-        let (changes, by_contact, unmatched) = (
+        let (changes, by_contact, other, first) = (
             changes.clone(),
             by_contact.clone(),
-            unmatched_events.clone(),
+            other_events.clone(),
+            first_scores.clone(),
         );
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = deliveries.next().await {
@@ -200,10 +204,9 @@ async fn main() {
                         change.event = Some((at, event.new_score.unwrap_or(0)));
                     }
                     _ => {
+                        other.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if event.old_score.is_none() {
-                            unmatched.fetch_add(1 << 32, std::sync::atomic::Ordering::Relaxed);
-                        } else {
-                            unmatched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            first.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 }
@@ -314,8 +317,8 @@ async fn main() {
     println!(
         "  ledger: {count} scheduled, {sent} sent, {} score.updated matched ({} other events: {} first scores), {} written back -> {}",
         to_event.len(),
-        unmatched_events.load(std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff,
-        unmatched_events.load(std::sync::atomic::Ordering::Relaxed) >> 32,
+        other_events.load(std::sync::atomic::Ordering::Relaxed),
+        first_scores.load(std::sync::atomic::Ordering::Relaxed),
         to_hubspot.len(),
         if balanced {
             "balanced"

@@ -34,6 +34,30 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Waits until the worker's metrics count `n` webhook events dropped for `reason`.
+async fn until_dropped(h: &Harness, app: &RunningApp, reason: &str, n: u64) {
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port);
+    let series = format!("reason=\"{reason}\"");
+    let count = format!(" {n}");
+    until(&format!("{n} events dropped as {reason}"), async || {
+        let text = h
+            .http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| {
+            l.starts_with("hubscore_sync_webhook_events_dropped_total{")
+                && l.contains(&series)
+                && l.ends_with(&count)
+        })
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn creations_property_and_association_changes_reach_the_mirror_and_crm_changed() {
     let h = Harness::with_sim(hubspot_sim::SimConfig {
@@ -355,24 +379,7 @@ async fn events_for_a_portal_without_an_active_connection_are_counted_and_droppe
         )],
     };
     h.publish(&batch, None).await;
-    let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port);
-    until("the drop counted", async || {
-        let text = h
-            .http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines().any(|l| {
-            l.starts_with("hubscore_sync_webhook_events_dropped_total{")
-                && l.contains("reason=\"no_active_connection\"")
-                && l.ends_with(" 1")
-        })
-    })
-    .await;
+    until_dropped(&h, &app, "no_active_connection", 1).await;
     app.stop().await;
 }
 
@@ -406,24 +413,7 @@ async fn the_echo_of_our_own_writeback_is_not_read_back() {
         None,
     )
     .await;
-    let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port);
-    until("the echoes counted", async || {
-        let text = h
-            .http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines().any(|l| {
-            l.starts_with("hubscore_sync_webhook_events_dropped_total{")
-                && l.contains("reason=\"writeback_echo\"")
-                && l.ends_with(" 2")
-        })
-    })
-    .await;
+    until_dropped(&h, &app, "writeback_echo", 2).await;
     // Nothing was read from HubSpot and nothing announced.
     assert_eq!(h.stats(&portal).await["requests_total"], reads_before);
     assert!(crm_changes(&h.take_events().await).is_empty());
