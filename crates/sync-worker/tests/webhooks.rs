@@ -40,15 +40,11 @@ async fn until_dropped(h: &Harness, app: &RunningApp, reason: &str, n: u64) {
     let series = format!("reason=\"{reason}\"");
     let count = format!(" {n}");
     until(&format!("{n} events dropped as {reason}"), async || {
-        let text = h
-            .http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // An unanswered scrape counts as "not yet".
+        let Ok(response) = h.http.get(&metrics_url).send().await else {
+            return false;
+        };
+        let text = response.text().await.unwrap_or_default();
         text.lines().any(|l| {
             l.starts_with("hubscore_sync_webhook_events_dropped_total{")
                 && l.contains(&series)
