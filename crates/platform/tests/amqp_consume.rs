@@ -454,3 +454,74 @@ async fn shutdown_lets_the_message_in_hand_finish_and_acks_it_and_takes_no_more(
         vec![b"second".to_vec()]
     );
 }
+
+/// Sixteen messages in hand and more prefetched when the connection drops: the broker
+/// returns them once. (With sixteen subscriptions instead of one, a returned message hopped
+/// between subscriptions of the dead connection, each hop counting as a delivery, and the
+/// broker dead-lettered healthy messages; with a delivery limit of 1 it did so every time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_returns_a_concurrent_consumers_messages_once_and_dead_letters_none() {
+    let proxy = testing::TcpProxy::start(
+        std::net::ToSocketAddrs::to_socket_addrs("127.0.0.1:5672")
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut settings = testing::amqp_settings();
+    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    settings.reconnect_max_backoff_ms = 500;
+    settings.delivery_limit = 1;
+    let f = fixture_with("test.cut", settings).await;
+    const MESSAGES: usize = 100;
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..MESSAGES {
+        ids.insert(f.publish(&u32::try_from(n).unwrap().to_be_bytes()).await);
+    }
+    let started = Arc::new(AtomicU32::new(0));
+    let acked: Arc<Mutex<std::collections::BTreeSet<Uuid>>> = Arc::default();
+    let (handler_started, handler_acked) = (started.clone(), acked.clone());
+    let consumer = tokio::spawn(platform::amqp::consume_concurrently(
+        f.broker.clone(),
+        f.queue.clone(),
+        move |delivery: Delivery| {
+            let (started, acked) = (handler_started.clone(), handler_acked.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                // Slow work: the messages stay in hand while the connection drops.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                acked.lock().await.insert(delivery.message_id);
+                Outcome::Ack
+            }
+        },
+        16,
+        f.shutdown.clone(),
+        f.metrics.clone(),
+    ));
+    assert!(
+        testing::eventually(WAIT, || async { started.load(Ordering::SeqCst) >= 16 }).await,
+        "the consumer never had sixteen messages in hand"
+    );
+    proxy.refuse();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.accept();
+
+    assert!(
+        testing::eventually(Duration::from_secs(30), || async {
+            acked.lock().await.len() >= MESSAGES
+        })
+        .await,
+        "only {} of {MESSAGES} messages were handled after the connection came back",
+        acked.lock().await.len()
+    );
+    f.stop(consumer).await;
+    assert_eq!(*acked.lock().await, ids, "every message was handled");
+    assert_eq!(
+        testing::ready_count(&f.broker, &dead_letter_queue_name(&f.queue))
+            .await
+            .unwrap(),
+        0,
+        "a message was dead-lettered for a lost connection"
+    );
+}

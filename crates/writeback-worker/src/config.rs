@@ -91,8 +91,8 @@ pub struct WritebackSettings {
     pub scores_queue: String,
     /// Queue of `connection.established` / `connection.closed` messages.
     pub connections_queue: String,
-    /// Consumers on the scores queue; their messages are stored together, one transaction
-    /// for everything they hold at once.
+    /// `score.updated` messages handled at once (by one subscription on one channel); what
+    /// is in hand together is stored in one transaction.
     pub score_consumers: usize,
     /// A batch smaller than 100 records is written once its oldest score waited this long.
     pub batch_window_ms: u64,

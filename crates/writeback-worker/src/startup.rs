@@ -109,20 +109,21 @@ impl Application {
         let running = running.with_task("scores-consumer", async move |shutdown: Shutdown| {
             let (sink, receiver) = scores::ScoreSink::new();
             let writer = tokio::spawn(scores::write_scores(pool, receiver));
-            let loops = (0..consumers).map(|_| {
-                let sink = sink.clone();
-                platform::amqp::consume(
-                    broker.clone(),
-                    queue.clone(),
-                    move |delivery| {
-                        let sink = sink.clone();
-                        async move { sink.handle(delivery).await }
-                    },
-                    shutdown.clone(),
-                    metrics.clone(),
-                )
-            });
-            futures::future::join_all(loops).await;
+            // One subscription handling `consumers` messages at once, not that many
+            // subscriptions: see `platform::amqp::consume_concurrently`.
+            let handler_sink = sink.clone();
+            platform::amqp::consume_concurrently(
+                broker,
+                queue,
+                move |delivery| {
+                    let sink = handler_sink.clone();
+                    async move { sink.handle(delivery).await }
+                },
+                consumers,
+                shutdown,
+                metrics,
+            )
+            .await;
             drop(sink);
             writer.await?;
             Ok(())

@@ -24,7 +24,14 @@
 //!
 //! Handling is sequential per consumer; the prefetch window hides the network round trip.
 //! A retried message goes behind the messages that arrived meanwhile, so handlers must not
-//! rely on order (compare versions instead). For parallelism run several consumers.
+//! rely on order (compare versions instead). For parallelism within one process use
+//! [`consume_concurrently`]: one subscription on one channel handling up to N messages at
+//! once, rather than N subscriptions. When a connection drops, the broker returns each
+//! subscription's unsettled messages in turn, and a message returned by one subscription
+//! can be handed at once to another subscription of the same dead connection that the
+//! broker has not yet noticed is gone; every such hop counts against the queue's delivery
+//! limit, so with many subscriptions per process a single lost connection dead-lettered
+//! healthy messages. One channel is noticed as gone in one step.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -278,6 +285,22 @@ pub async fn consume<H: Handler>(
     shutdown: Shutdown,
     metrics: Metrics,
 ) {
+    consume_concurrently(broker, queue, handler, 1, shutdown, metrics).await;
+}
+
+/// [`consume`] with up to `concurrency` messages handled at once by one subscription on one
+/// channel (its prefetch is at least `concurrency`). Each message is settled on its own as
+/// its handler finishes, in whatever order they finish. On shutdown, or when the connection
+/// is lost, the messages in hand are finished before it stops or resubscribes (a message
+/// whose ack could not be sent comes back; handlers are idempotent).
+pub async fn consume_concurrently<H: Handler>(
+    broker: Broker,
+    queue: String,
+    handler: H,
+    concurrency: usize,
+    shutdown: Shutdown,
+    metrics: Metrics,
+) {
     let handler = Arc::new(handler);
     let publisher = Publisher::new(broker.clone());
     let retry_delays = super::topology::retry_delays(broker.settings());
@@ -288,6 +311,7 @@ pub async fn consume<H: Handler>(
         retry_delays,
         shutdown,
         metrics,
+        concurrency: concurrency.max(1),
     };
     loop {
         let connection = tokio::select! {
@@ -315,6 +339,8 @@ struct Consumer {
     retry_delays: Vec<Duration>,
     shutdown: Shutdown,
     metrics: Metrics,
+    /// Messages handled at once.
+    concurrency: usize,
 }
 
 impl Consumer {
@@ -328,8 +354,13 @@ impl Consumer {
             .create_channel()
             .await
             .map_err(|e| e.to_string())?;
+        let prefetch = self
+            .broker
+            .settings()
+            .prefetch
+            .max(u16::try_from(self.concurrency).unwrap_or(u16::MAX));
         channel
-            .basic_qos(self.broker.settings().prefetch, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| e.to_string())?;
         let tag = format!("{}.{}", self.queue, Uuid::new_v4().simple());
@@ -345,19 +376,23 @@ impl Consumer {
         tracing::info!(amqp.queue = %self.queue, "consuming");
         let lost = self.broker.lost(connection);
         tokio::pin!(lost);
-        loop {
-            let next = tokio::select! {
+        let mut in_hand = futures::stream::FuturesUnordered::new();
+        let ended = loop {
+            tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => break,
-                () = &mut lost => return Err("the broker connection was lost".to_owned()),
-                next = deliveries.next() => next,
-            };
-            match next {
-                Some(Ok(delivery)) => self.handle(delivery, handler).await,
-                Some(Err(error)) => return Err(error.to_string()),
-                None => return Err("the broker cancelled the subscription".to_owned()),
+                () = self.shutdown.cancelled() => break Ok(()),
+                () = &mut lost => break Err("the broker connection was lost".to_owned()),
+                Some(()) = in_hand.next(), if !in_hand.is_empty() => {}
+                next = deliveries.next(), if in_hand.len() < self.concurrency => match next {
+                    Some(Ok(delivery)) => in_hand.push(self.handle(delivery, handler)),
+                    Some(Err(error)) => break Err(error.to_string()),
+                    None => break Err("the broker cancelled the subscription".to_owned()),
+                },
             }
-        }
+        };
+        // A handler stopped half-way could leave its work half-done; let each finish.
+        while in_hand.next().await.is_some() {}
+        ended?;
         self.stop(&channel, &tag).await;
         Ok(())
     }

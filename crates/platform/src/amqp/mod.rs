@@ -28,7 +28,7 @@ mod topology;
 pub use broker::{Broker, BrokerError};
 pub use consumer::{
     DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, DecodeError, Delivery, Handler,
-    ORIGINAL_ROUTING_KEY_HEADER, Outcome, RETRY_COUNT_HEADER, consume,
+    ORIGINAL_ROUTING_KEY_HEADER, Outcome, RETRY_COUNT_HEADER, consume, consume_concurrently,
 };
 pub use dlq::{DeadLetter, ReplayReport, list_dead_letters, replay_dead_letters};
 pub use message::{MessageMeta, ORG_ID_HEADER, OutgoingMessage, PROTOBUF_CONTENT_TYPE};

@@ -1,9 +1,10 @@
 //! `score.updated`: each message becomes its record's latest score, waiting to be written,
 //! and is acked once that is stored. Nothing is sent to HubSpot here; the flusher batches.
 //!
-//! Several consumers run on the queue; what they hold at one moment is stored together in
-//! one statement by a single writer task (group commit), so a burst of a million messages
-//! costs thousands of transactions, not a million. Each message is acked only after the
+//! Several messages are in hand at once (`writeback.score_consumers`, one subscription);
+//! what is in hand at one moment is stored together in one statement by a single writer
+//! task (group commit), so a burst of a million messages costs thousands of transactions,
+//! not a million. Each message is acked only after the
 //! statement that stored it (or found a newer score already stored) committed. An older
 //! score never replaces a newer one: the upsert compares `computed_at` and the config
 //! version, so redeliveries and reordering are harmless.
