@@ -409,6 +409,7 @@ impl Stack {
     pub async fn assert_converges(&self, within: Duration) {
         let started = tokio::time::Instant::now();
         let deadline = started + within;
+        let mut last_report = started;
         loop {
             let hubspot_stages = self.hubspot_values("contacts", "lifecyclestage").await;
             let mirror_stages = self
@@ -459,6 +460,14 @@ impl Stack {
             if mirror_matches && !scores.is_empty() && unscored.is_empty() && unwritten.is_empty() {
                 eprintln!("converged after {:?}", started.elapsed());
                 return;
+            }
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = tokio::time::Instant::now();
+                eprintln!(
+                    "not converged after {:?}: mirror matches HubSpot: {mirror_matches}; \
+                     unscored {unscored:?}; not shown in HubSpot {unwritten:?}",
+                    started.elapsed()
+                );
             }
             if tokio::time::Instant::now() >= deadline {
                 let missing: Vec<_> = hubspot_stages
@@ -603,6 +612,49 @@ impl Stack {
         counts
     }
 
+    /// A description of up to five messages of each non-empty dead-letter queue: who
+    /// dead-lettered it and why (the consumer's reason header, or the broker's `x-death`).
+    /// The messages stay where they are.
+    pub async fn dead_letter_samples(&self) -> Vec<String> {
+        let connection = lapin::Connection::connect(
+            &platform::testing::amqp_url(),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut samples = Vec::new();
+        for queue in &self.queues {
+            let dlq = platform::amqp::dead_letter_queue_name(queue);
+            for _ in 0..5 {
+                let Some(message) = channel
+                    .basic_get(
+                        dlq.as_str().into(),
+                        lapin::options::BasicGetOptions::default(),
+                    )
+                    .await
+                    .expect("basic.get")
+                else {
+                    break;
+                };
+                let headers = message
+                    .delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .map(show_table)
+                    .unwrap_or_default();
+                samples.push(format!(
+                    "{dlq}: type {:?}, routing key {}, headers {headers}",
+                    message.delivery.properties.kind(),
+                    message.delivery.routing_key
+                ));
+            }
+        }
+        let _ = connection.close(200, "sampled".into()).await;
+        samples
+    }
+
     pub async fn stop(self) {
         for (_, _, process) in self.processes {
             let status = process
@@ -622,5 +674,29 @@ pub fn other_stage(current: &str) -> &'static str {
         "subscriber"
     } else {
         "customer"
+    }
+}
+
+/// AMQP headers as `{name: value, ...}` with strings as text rather than bytes.
+fn show_table(table: &lapin::types::FieldTable) -> String {
+    let fields: Vec<String> = table
+        .inner()
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", show_value(value)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+fn show_value(value: &lapin::types::AMQPValue) -> String {
+    use lapin::types::AMQPValue;
+    match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::FieldTable(t) => show_table(t),
+        AMQPValue::FieldArray(a) => {
+            let items: Vec<String> = a.as_slice().iter().map(show_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => format!("{other:?}"),
     }
 }
