@@ -119,9 +119,17 @@ async fn write_path(h: &Harness) {
                     .map(|id| synthesize(record_type, *id))
                     .collect();
                 let page = MappedPage::map(record_type, &objects);
-                upsert_page(&mut conn, &connection, record_type, &page, Utc::now(), None)
-                    .await
-                    .unwrap();
+                upsert_page(
+                    &mut conn,
+                    &connection,
+                    record_type,
+                    &page,
+                    Utc::now(),
+                    None,
+                    &mut Vec::new(),
+                )
+                .await
+                .unwrap();
             }
         })
     });

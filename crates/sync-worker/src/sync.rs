@@ -639,6 +639,8 @@ impl Job<'_> {
                 if !runs::is_open(conn, run.id).await? {
                     return Ok(None);
                 }
+                // Contacts promoted from duplicate are flagged pending like the rest and
+                // go out with the run's publishing of every pending record.
                 let written = mirror::upsert_page(
                     conn,
                     connection,
@@ -646,6 +648,7 @@ impl Job<'_> {
                     mapped,
                     read_at,
                     Some(run.id),
+                    &mut Vec::new(),
                 )
                 .await?;
                 let progress = PageProgress {
@@ -788,14 +791,31 @@ impl Job<'_> {
             let (mapped, edges, found_ids, missing) = (&mapped, &edges, &found_ids, &missing);
             let fetched = found.len();
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let written =
-                    mirror::upsert_page(conn, connection, record_type, mapped, read_at, None)
-                        .await?;
+                // Promoted duplicates go out with the run's publishing of every pending
+                // record.
+                let mut promoted = Vec::new();
+                let written = mirror::upsert_page(
+                    conn,
+                    connection,
+                    record_type,
+                    mapped,
+                    read_at,
+                    None,
+                    &mut promoted,
+                )
+                .await?;
                 for (edge, found) in edges {
                     mirror::replace_associations(conn, connection, *edge, found_ids, found).await?;
                 }
-                let deleted =
-                    mirror::mark_deleted(conn, connection, record_type, missing, read_at).await?;
+                let deleted = mirror::mark_deleted(
+                    conn,
+                    connection,
+                    record_type,
+                    missing,
+                    read_at,
+                    &mut promoted,
+                )
+                .await?;
                 runs::record_page(
                     conn,
                     run.id,
@@ -895,8 +915,17 @@ impl Job<'_> {
         let (mapped, edges, ids) = (&mapped, &edges, &ids);
         let fetched = objects.len();
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            let written =
-                mirror::upsert_page(conn, connection, record_type, mapped, read_at, None).await?;
+            // Promoted duplicates go out with the run's publishing of every pending record.
+            let written = mirror::upsert_page(
+                conn,
+                connection,
+                record_type,
+                mapped,
+                read_at,
+                None,
+                &mut Vec::new(),
+            )
+            .await?;
             for (edge, found) in edges {
                 mirror::replace_associations(conn, connection, *edge, ids, found).await?;
             }
@@ -945,10 +974,13 @@ impl Job<'_> {
         let by_time = &by_time;
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
             let mut deleted = 0;
+            // Promoted duplicates go out with the run's publishing of every pending record.
+            let mut promoted = Vec::new();
             for (at, ids) in by_time {
-                deleted += mirror::mark_deleted(conn, connection, record_type, ids, *at)
-                    .await?
-                    .len();
+                deleted +=
+                    mirror::mark_deleted(conn, connection, record_type, ids, *at, &mut promoted)
+                        .await?
+                        .len();
             }
             runs::add_deleted(
                 conn,

@@ -415,3 +415,67 @@ async fn the_echo_of_our_own_writeback_is_not_read_back() {
     assert!(crm_changes(&h.take_events().await).is_empty());
     app.stop().await;
 }
+
+/// Two contacts share an e-mail (imports do that): one is the customer, the other skipped
+/// as its duplicate. When the customer is deleted, the twin becomes the customer and must
+/// go out in `crm.changed` with the deletion; before, it was only flagged for publishing
+/// and scoring never heard of it until the next full run.
+#[tokio::test]
+async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
+    let h = Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 200, 6, 6).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    let receiver = start_receiver(&h).await;
+    h.webhooks_to(&portal, Some(&receiver)).await;
+    h.take_events().await;
+
+    // (twin, customer id as text, shared e-mail)
+    let pairs: Vec<RecordRow> = {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = app.pool.get().await.expect("db");
+        diesel::sql_query(format!(
+            "SELECT l.id, w.id::text AS a, l.email AS b FROM contacts l
+             JOIN contacts w ON w.connection_id = l.connection_id AND w.email = l.email
+               AND w.skip_reason IS NULL AND NOT w.archived
+             WHERE l.connection_id = '{}' AND l.skip_reason = 'duplicate_email'
+               AND NOT l.archived
+             ORDER BY l.id LIMIT 1",
+            connection.connection_id
+        ))
+        .load(&mut conn)
+        .await
+        .expect("query")
+    };
+    let pair = pairs
+        .first()
+        .expect("the seeded portal has two contacts sharing an e-mail");
+    let twin = pair.id;
+    let customer: i64 = pair.a.as_deref().and_then(|a| a.parse().ok()).expect("id");
+
+    h.control(
+        Method::DELETE,
+        &portal,
+        &format!("/objects/contacts/{customer}"),
+        json!({}),
+    )
+    .await;
+    until("crm.changed with the twin as the customer", async || {
+        crm_changes(&h.take_events().await)
+            .iter()
+            .any(|c| c.customers.iter().any(|cu| cu.external_id == twin))
+    })
+    .await;
+    let state = record_state(&app.pool, &connection, "contacts", twin)
+        .await
+        .expect("the twin is mirrored");
+    assert_eq!(state.skip_reason, None, "the twin is the customer now");
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}

@@ -454,7 +454,8 @@ struct EmailRow {
 
 /// Upserts a mapped page: records read live from HubSpot at `read_at`. Data older than
 /// what is stored (HubSpot's last-modified time) changes nothing. A full run stamps the
-/// rows with `seen_run`. Returns the ids actually written.
+/// rows with `seen_run`. Returns the ids actually written; contacts whose duplicate status
+/// changed with them go to `promoted` ([`resolve_duplicates`]).
 pub async fn upsert_page(
     conn: &mut AsyncPgConnection,
     connection: &Connection,
@@ -462,6 +463,7 @@ pub async fn upsert_page(
     page: &MappedPage,
     read_at: DateTime<Utc>,
     seen_run: Option<Uuid>,
+    promoted: &mut Vec<i64>,
 ) -> QueryResult<Vec<i64>> {
     if page.ids.is_empty() {
         return Ok(Vec::new());
@@ -582,6 +584,7 @@ pub async fn upsert_page(
             conn,
             connection.connection_id,
             &emails.into_iter().collect::<Vec<_>>(),
+            promoted,
         )
         .await?;
     }
@@ -675,16 +678,21 @@ pub async fn mark_pending(
 
 /// Decides again which contact is the customer for each of `emails`: among live contacts
 /// with that e-mail the most recently modified wins, then the lower id (as
-/// `domain::dedupe`); the others are skipped as duplicates.
+/// `domain::dedupe`); the others are skipped as duplicates. Adds to `promoted` the contacts
+/// whose status this changed: they are flagged for publishing like the records the caller
+/// wrote, and a caller that publishes only what it touched must publish them too (a
+/// duplicate that became the customer when its twin was deleted was otherwise never
+/// scored).
 pub async fn resolve_duplicates(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     emails: &[String],
+    promoted: &mut Vec<i64>,
 ) -> QueryResult<()> {
     if emails.is_empty() {
         return Ok(());
     }
-    sql_query(
+    let rows: Vec<IdRow> = sql_query(
         "WITH ranked AS (
            SELECT id, row_number() OVER (PARTITION BY email
                     ORDER BY source_updated_at DESC NULLS LAST, id) AS rank
@@ -696,23 +704,27 @@ pub async fn resolve_duplicates(
            publish_pending = true
          FROM ranked r
          WHERE c.connection_id = $1 AND c.id = r.id
-           AND c.skip_reason IS DISTINCT FROM (CASE WHEN r.rank = 1 THEN NULL ELSE 'duplicate_email' END)",
+           AND c.skip_reason IS DISTINCT FROM (CASE WHEN r.rank = 1 THEN NULL ELSE 'duplicate_email' END)
+         RETURNING c.id",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Array<Text>, _>(emails)
-    .execute(conn)
-    .await
-    .map(drop)
+    .load(conn)
+    .await?;
+    promoted.extend(rows.into_iter().map(|r| r.id));
+    Ok(())
 }
 
 /// Marks records deleted in HubSpot at `at` (kept, flagged), unless a newer state change
-/// is already stored. Returns the ids changed.
+/// is already stored. Returns the ids changed; contacts whose duplicate status changed with
+/// them go to `promoted` ([`resolve_duplicates`]).
 pub async fn mark_deleted(
     conn: &mut AsyncPgConnection,
     connection: &Connection,
     record_type: RecordType,
     ids: &[i64],
     at: DateTime<Utc>,
+    promoted: &mut Vec<i64>,
 ) -> QueryResult<Vec<i64>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -739,18 +751,20 @@ pub async fn mark_deleted(
         .load(conn)
         .await?;
         let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
-        resolve_duplicates(conn, connection.connection_id, &emails).await?;
+        resolve_duplicates(conn, connection.connection_id, &emails, promoted).await?;
     }
     Ok(changed)
 }
 
 /// Erases a contact's personal fields after a GDPR deletion in HubSpot; the row stays,
-/// flagged deleted, so the id is known to be gone.
+/// flagged deleted, so the id is known to be gone. Contacts whose duplicate status changed
+/// with it go to `promoted` ([`resolve_duplicates`]).
 pub async fn erase_personal_data(
     conn: &mut AsyncPgConnection,
     connection: &Connection,
     ids: &[i64],
     at: DateTime<Utc>,
+    promoted: &mut Vec<i64>,
 ) -> QueryResult<()> {
     if ids.is_empty() {
         return Ok(());
@@ -783,7 +797,7 @@ pub async fn erase_personal_data(
     .execute(conn)
     .await?;
     let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
-    resolve_duplicates(conn, connection.connection_id, &emails).await
+    resolve_duplicates(conn, connection.connection_id, &emails, promoted).await
 }
 
 /// Marks live mirror records of a full run's scope that the run never saw as deleted.

@@ -402,14 +402,18 @@ async fn apply(
     let written = conn
         .transaction::<_, diesel::result::Error, _>(async move |conn| {
             let mut touched: BTreeSet<(RecordType, i64)> = BTreeSet::new();
+            // Contacts that became, or stopped being, the customer for their e-mail because
+            // of what this batch changed: published with it.
+            let mut promoted: Vec<i64> = Vec::new();
             let mut written = 0usize;
             record_applied(conn, connection, fresh).await?;
             for ((record_type, id), at) in &plan.deletions {
-                mirror::mark_deleted(conn, connection, *record_type, &[*id], *at).await?;
+                mirror::mark_deleted(conn, connection, *record_type, &[*id], *at, &mut promoted)
+                    .await?;
                 touched.insert((*record_type, *id));
             }
             for (id, at) in &plan.privacy {
-                mirror::erase_personal_data(conn, connection, &[*id], *at).await?;
+                mirror::erase_personal_data(conn, connection, &[*id], *at, &mut promoted).await?;
                 touched.insert((RecordType::Contact, *id));
             }
             let mut merges: BTreeMap<RecordType, BTreeMap<i64, Vec<i64>>> = BTreeMap::new();
@@ -428,9 +432,16 @@ async fn apply(
                     .push(*loser);
             }
             for (record_type, page) in &reads.pages {
-                let ids =
-                    mirror::upsert_page(conn, connection, *record_type, page, reads.read_at, None)
-                        .await?;
+                let ids = mirror::upsert_page(
+                    conn,
+                    connection,
+                    *record_type,
+                    page,
+                    reads.read_at,
+                    None,
+                    &mut promoted,
+                )
+                .await?;
                 written += ids.len();
                 touched.extend(page.ids.iter().map(|id| (*record_type, *id)));
                 // Ids merged into a refetched record are among the changes too.
@@ -438,6 +449,7 @@ async fn apply(
                     touched.extend(merged.iter().map(|id| (*record_type, *id)));
                 }
             }
+            touched.extend(promoted.iter().map(|id| (RecordType::Contact, *id)));
             for (edge, ids, found) in &reads.associations {
                 let changed =
                     mirror::replace_associations(conn, connection, *edge, ids, found).await?;
