@@ -468,6 +468,30 @@ impl Stack {
                      unscored {unscored:?}; not shown in HubSpot {unwritten:?}",
                     started.elapsed()
                 );
+                if !unscored.is_empty() {
+                    let ids = unscored
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let mirror = self
+                        .query_pairs(&format!(
+                            "select id, format('publish_pending=%s published_live=%s \
+                             source_updated_at=%s', publish_pending, published_live, \
+                             source_updated_at) as value from sync.contacts where id in ({ids})"
+                        ))
+                        .await;
+                    let projection = self
+                        .query_pairs(&format!(
+                            "select contact_id as id, format('lifecycle_stage=%s \
+                             source_updated_at=%s', lifecycle_stage, source_updated_at) \
+                             as value from scoring.contacts where contact_id in ({ids})"
+                        ))
+                        .await;
+                    eprintln!(
+                        "  unscored in the mirror: {mirror:?}; in scoring's projection: {projection:?}"
+                    );
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 let missing: Vec<_> = hubspot_stages
