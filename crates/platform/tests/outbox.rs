@@ -129,9 +129,15 @@ async fn every_committed_message_arrives_across_a_relay_crash_and_a_rolled_back_
 
     // Once its claim runs out, its replacement publishes the same entries again, then marks
     // them.
+    // One lane, so that the order below is defined: two lanes claiming side by side can
+    // split the five entries between them and publish them interleaved.
     let shutdown = Shutdown::new();
+    let one_lane = RelaySettings {
+        concurrent_batches: 1,
+        ..fast()
+    };
     let relay =
-        tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
+        tokio::spawn(Relay::new(pool.clone(), broker.clone(), one_lane).run(shutdown.clone()));
     let drained = testing::eventually(WAIT, || async {
         outbox::pending_count(&mut pool.get().await.unwrap())
             .await
@@ -165,7 +171,7 @@ async fn every_committed_message_arrives_across_a_relay_crash_and_a_rolled_back_
         "published once by each relay, with the same message ids"
     );
     assert!(!times_seen.contains_key(&rolled_back.meta.message_id.to_string()));
-    // Order within one relay is the order the rows were written.
+    // Order within one lane of one relay is the order the rows were written.
     let bodies: Vec<u8> = delivered[5..].iter().map(|d| d.data[0]).collect();
     assert_eq!(bodies, vec![0, 1, 2, 3, 4]);
 }
