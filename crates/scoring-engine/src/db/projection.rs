@@ -119,10 +119,23 @@ pub async fn upsert_contact(
     .bind::<Timestamptz, _>(updated_at)
     .load(conn)
     .await?;
+    let key = (source.portal_id, contact.external_id);
     if !applied.iter().any(|a| a.applied) {
+        // An older version that arrived after a newer one (replicas, retries) changes no
+        // field, but the update it records did happen: it counts as activity, so the
+        // result does not depend on the order messages were handled in.
+        log_activity(
+            conn,
+            source,
+            object_type::CONTACT,
+            contact.external_id,
+            updated_at,
+            now,
+        )
+        .await?;
+        affected.contacts.insert(key);
         return Ok(false);
     }
-    let key = (source.portal_id, contact.external_id);
     affected.contacts.insert(key);
     let old: Vec<Id> = diesel::sql_query(
         "DELETE FROM contact_companies WHERE org_id = $1 AND portal_id = $2 AND contact_id = $3 \
@@ -242,6 +255,41 @@ pub async fn upsert_deal(
     .load(conn)
     .await?;
     if !applied.iter().any(|a| a.applied) {
+        // As for contacts: a late older version still counts as activity, for the records
+        // the deal is associated with now.
+        log_activity(
+            conn,
+            source,
+            object_type::DEAL,
+            deal.external_id,
+            updated_at,
+            now,
+        )
+        .await?;
+        let bind = |sql: &'static str| {
+            diesel::sql_query(sql)
+                .bind::<SqlUuid, _>(source.org_id)
+                .bind::<BigInt, _>(source.portal_id)
+                .bind::<BigInt, _>(deal.external_id)
+        };
+        let contacts: Vec<Id> = bind(
+            "SELECT contact_id AS id FROM deal_contacts \
+             WHERE org_id = $1 AND portal_id = $2 AND deal_id = $3",
+        )
+        .load(conn)
+        .await?;
+        let companies: Vec<Id> = bind(
+            "SELECT company_id AS id FROM deal_companies \
+             WHERE org_id = $1 AND portal_id = $2 AND deal_id = $3",
+        )
+        .load(conn)
+        .await?;
+        affected
+            .contacts
+            .extend(contacts.into_iter().map(|r| (source.portal_id, r.id)));
+        affected
+            .companies
+            .extend(companies.into_iter().map(|r| (source.portal_id, r.id)));
         return Ok(false);
     }
     let (old_contacts, old_companies) =
