@@ -26,7 +26,7 @@ secret = "dev-only-writeback-worker-secret"
 [writeback]
 scores_queue = "writeback-worker.scores"
 connections_queue = "writeback-worker.connections"
-score_consumers = 16
+score_consumers = 256
 batch_window_ms = 500
 settle_ms = 100
 max_in_flight = 8
