@@ -119,24 +119,24 @@ pub async fn upsert_contact(
     .bind::<Timestamptz, _>(updated_at)
     .load(conn)
     .await?;
-    let key = (source.portal_id, contact.external_id);
+    // Logged whether or not this version is applied: an older version that arrived after
+    // a newer one (replicas, retries) changes no field, but the update it records did
+    // happen, so the result does not depend on the order messages were handled in.
+    log_activity(
+        conn,
+        source,
+        object_type::CONTACT,
+        contact.external_id,
+        updated_at,
+        now,
+    )
+    .await?;
+    affected
+        .contacts
+        .insert((source.portal_id, contact.external_id));
     if !applied.iter().any(|a| a.applied) {
-        // An older version that arrived after a newer one (replicas, retries) changes no
-        // field, but the update it records did happen: it counts as activity, so the
-        // result does not depend on the order messages were handled in.
-        log_activity(
-            conn,
-            source,
-            object_type::CONTACT,
-            contact.external_id,
-            updated_at,
-            now,
-        )
-        .await?;
-        affected.contacts.insert(key);
         return Ok(false);
     }
-    affected.contacts.insert(key);
     let old: Vec<Id> = diesel::sql_query(
         "DELETE FROM contact_companies WHERE org_id = $1 AND portal_id = $2 AND contact_id = $3 \
          RETURNING company_id AS id",
@@ -162,15 +162,6 @@ pub async fn upsert_contact(
     for id in old.into_iter().map(|r| r.id).chain(ids) {
         affected.companies.insert((source.portal_id, id));
     }
-    log_activity(
-        conn,
-        source,
-        object_type::CONTACT,
-        contact.external_id,
-        updated_at,
-        now,
-    )
-    .await?;
     Ok(true)
 }
 
@@ -254,18 +245,19 @@ pub async fn upsert_deal(
     .bind::<Timestamptz, _>(updated_at)
     .load(conn)
     .await?;
+    // As for contacts: logged whether or not this version is applied.
+    log_activity(
+        conn,
+        source,
+        object_type::DEAL,
+        deal.external_id,
+        updated_at,
+        now,
+    )
+    .await?;
     if !applied.iter().any(|a| a.applied) {
-        // As for contacts: a late older version still counts as activity, for the records
-        // the deal is associated with now.
-        log_activity(
-            conn,
-            source,
-            object_type::DEAL,
-            deal.external_id,
-            updated_at,
-            now,
-        )
-        .await?;
+        // A late older version still counts as activity for the records the deal is
+        // associated with now.
         let bind = |sql: &'static str| {
             diesel::sql_query(sql)
                 .bind::<SqlUuid, _>(source.org_id)
@@ -334,15 +326,6 @@ pub async fn upsert_deal(
     for id in old_companies.into_iter().chain(companies) {
         affected.companies.insert((source.portal_id, id));
     }
-    log_activity(
-        conn,
-        source,
-        object_type::DEAL,
-        deal.external_id,
-        updated_at,
-        now,
-    )
-    .await?;
     Ok(true)
 }
 
