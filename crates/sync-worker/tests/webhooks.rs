@@ -12,8 +12,13 @@ use serde_json::json;
 
 /// A synced connection with webhooks flowing.
 async fn synced(h: &Harness) -> (Portal, RunningApp, Connection) {
+    synced_with(h, 30).await
+}
+
+/// [`synced`] with `contacts` seeded contacts.
+async fn synced_with(h: &Harness, contacts: usize) -> (Portal, RunningApp, Connection) {
     let portal = h.portal("professional").await;
-    h.seed(&portal, 30, 6, 6).await;
+    h.seed(&portal, contacts, 6, 6).await;
     let app = h.app(&portal).await;
     let connection = h.connect(&portal).await;
     wait_for_run(&app.pool, &connection, "succeeded", 30).await;
@@ -427,14 +432,7 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
         ..Default::default()
     })
     .await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 200, 6, 6).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
-    let receiver = start_receiver(&h).await;
-    h.webhooks_to(&portal, Some(&receiver)).await;
-    h.take_events().await;
+    let (portal, app, connection) = synced_with(&h, 200).await;
 
     // (twin, customer id as text, shared e-mail)
     let pairs: Vec<RecordRow> = {

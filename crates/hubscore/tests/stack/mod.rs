@@ -609,13 +609,7 @@ impl Stack {
 
     /// How many messages each of the stack's dead-letter queues holds.
     pub async fn dead_letters(&self) -> BTreeMap<String, u32> {
-        let connection = lapin::Connection::connect(
-            &platform::testing::amqp_url(),
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .expect("broker");
-        let channel = connection.create_channel().await.expect("channel");
+        let (connection, channel) = broker_channel().await;
         let mut counts = BTreeMap::new();
         for queue in &self.queues {
             let dlq = platform::amqp::dead_letter_queue_name(queue);
@@ -640,13 +634,7 @@ impl Stack {
     /// dead-lettered it and why (the consumer's reason header, or the broker's `x-death`).
     /// The messages stay where they are.
     pub async fn dead_letter_samples(&self) -> Vec<String> {
-        let connection = lapin::Connection::connect(
-            &platform::testing::amqp_url(),
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .expect("broker");
-        let channel = connection.create_channel().await.expect("channel");
+        let (connection, channel) = broker_channel().await;
         let mut samples = Vec::new();
         for queue in &self.queues {
             let dlq = platform::amqp::dead_letter_queue_name(queue);
@@ -723,4 +711,16 @@ fn show_value(value: &lapin::types::AMQPValue) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// A connection of the test's own to RabbitMQ (not through any proxy) and a channel on it.
+async fn broker_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(
+        &platform::testing::amqp_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
 }
