@@ -115,6 +115,9 @@ async fn main() {
             &amqp.dead_letter_exchange,
         )
         .env("HUBSCORE__TELEMETRY__LEVEL", "warn")
+        // The internal JWT keys keep their built-in development values, which the service
+        // refuses outside development mode.
+        .env("HUBSCORE__RUNTIME__DEVELOPMENT", "true")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("receiver starts");
