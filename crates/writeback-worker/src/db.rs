@@ -3,8 +3,11 @@
 //!
 //! Written as SQL: the upserts carry version checks and the batch updates use `UNNEST`,
 //! which read more plainly as SQL than as query-builder chains.
+//!
+//! The batch updates joined to `UNNEST` are index lookups only while the planner knows the
+//! table's size; the flusher keeps its statistics current (`Flusher::refresh_statistics`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -514,26 +517,36 @@ pub async fn pending_scores(
     .await
 }
 
-/// Marks records as in flight at the given revisions.
+#[derive(QueryableByName)]
+struct ObjectId {
+    #[diesel(sql_type = BigInt)]
+    object_id: i64,
+}
+
+/// Marks records as in flight at the given revisions and returns the ones marked. A record
+/// whose score changed since its revision was read is not marked: it must not be sent with
+/// the older values, and stays pending at its new revision.
 pub async fn mark_inflight(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     object_type: TargetObject,
     rows: &[(i64, i64)],
-) -> Result<usize> {
+) -> Result<HashSet<i64>> {
     let (ids, revisions): (Vec<i64>, Vec<i64>) = rows.iter().copied().unzip();
-    sql_query(
+    let marked: Vec<ObjectId> = sql_query(
         "UPDATE record_scores r SET inflight_revision = u.revision \
          FROM UNNEST($3::bigint[], $4::bigint[]) AS u(object_id, revision) \
          WHERE r.connection_id = $1 AND r.object_type = $2 AND r.object_id = u.object_id \
-           AND r.revision = u.revision",
+           AND r.revision = u.revision AND r.inflight_revision IS NULL \
+         RETURNING r.object_id",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Text, _>(object_type.as_str())
     .bind::<Array<BigInt>, _>(ids)
     .bind::<Array<BigInt>, _>(revisions)
-    .execute(conn)
-    .await
+    .load(conn)
+    .await?;
+    Ok(marked.into_iter().map(|r| r.object_id).collect())
 }
 
 /// Settles records at the given revisions without a request (unchanged, or no property to
@@ -560,6 +573,9 @@ pub async fn settle_unsent(
 }
 
 /// Records written successfully: what HubSpot now holds, settled if no newer score came.
+/// Only rows still in flight at the revision sent are touched: a write whose mark was
+/// cleared (a new holder of the connection's lock took over) leaves the row pending, so the
+/// record is written again rather than its `written` values going stale.
 pub async fn record_written(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
@@ -574,7 +590,8 @@ pub async fn record_written(
            inflight_revision = NULL, attempts = 0, force_write = FALSE, \
            pending_since = CASE WHEN r.revision = u.revision THEN NULL ELSE r.pending_since END \
          FROM UNNEST($3::bigint[], $4::bigint[], $5::jsonb[]) AS u(object_id, revision, sent) \
-         WHERE r.connection_id = $1 AND r.object_type = $2 AND r.object_id = u.object_id",
+         WHERE r.connection_id = $1 AND r.object_type = $2 AND r.object_id = u.object_id \
+           AND r.inflight_revision = u.revision",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Text, _>(object_type.as_str())

@@ -425,7 +425,13 @@ impl Flusher {
             return Ok(None);
         }
         let marks: Vec<(i64, i64)> = items.iter().map(|i| (i.object_id, i.revision)).collect();
-        db::mark_inflight(&mut conn, ctx.connection_id, object_type, &marks).await?;
+        // A score stored since the rows were read is not marked; it is sent at its new
+        // revision by a later batch, never with the values read here.
+        let marked = db::mark_inflight(&mut conn, ctx.connection_id, object_type, &marks).await?;
+        items.retain(|i| marked.contains(&i.object_id));
+        if items.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(Batch {
             object_type,
             items,

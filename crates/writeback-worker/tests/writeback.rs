@@ -400,6 +400,93 @@ async fn two_applications_never_write_an_older_score_over_a_newer() {
     b.stop().await;
 }
 
+/// The race behind an older score showing in HubSpot: a newer score is stored after the
+/// flusher read a record's waiting score but before it claimed it. The claim must refuse
+/// the read revision (so the older values are never sent), and the newer one must be the
+/// next thing sent; a write recorded for a revision no longer in flight must not settle it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_older_one() {
+    use writeback_worker::db;
+    use writeback_worker::mapping::TargetObject;
+
+    let world = World::new().await;
+    let pool =
+        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
+            .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let incoming = |score: i16, at_ms: i64| db::IncomingScore {
+        connection_id: world.connection_id,
+        object_type: TargetObject::Contacts,
+        object_id: 42,
+        org_id: world.org_id,
+        portal_id: world.portal_id,
+        score: Some(score),
+        risk_level: "healthy".to_owned(),
+        top_factor: "deal_momentum".to_owned(),
+        computed_at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap(),
+        config_version: 1,
+        message_id: uuid::Uuid::now_v7(),
+    };
+    let pending = async |conn: &mut diesel_async::AsyncPgConnection| {
+        db::pending_scores(conn, world.connection_id, TargetObject::Contacts, 0, 0, 10)
+            .await
+            .unwrap()
+    };
+    db::store_scores(&mut conn, &[incoming(71, T0)])
+        .await
+        .unwrap();
+    let read = pending(&mut conn).await;
+    assert_eq!((read.len(), read[0].score), (1, Some(71)));
+    // The newer score lands between the read and the claim.
+    db::store_scores(&mut conn, &[incoming(88, T0 + 1_000)])
+        .await
+        .unwrap();
+    let marked = db::mark_inflight(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, read[0].revision)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        marked.is_empty(),
+        "the older revision was claimed: {marked:?}"
+    );
+    let next = pending(&mut conn).await;
+    assert_eq!(next.len(), 1, "the newer score is not waiting");
+    assert_eq!(next[0].score, Some(88));
+    assert!(next[0].revision > read[0].revision);
+
+    // Claimed at the new revision, then the claim is cleared (a new holder of the
+    // connection's lock took over): the old holder's late report of its write must neither
+    // settle the record nor overwrite what the record says HubSpot holds.
+    let marked = db::mark_inflight(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, next[0].revision)],
+    )
+    .await
+    .unwrap();
+    assert!(marked.contains(&42));
+    db::reset_inflight(&mut conn, world.connection_id)
+        .await
+        .unwrap();
+    let recorded = db::record_written(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, next[0].revision, json!({"hubscore_health_score": "88"}))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded, 0, "a write no longer in flight was recorded");
+    let still = pending(&mut conn).await;
+    assert_eq!(still.len(), 1, "the record was settled by a stale report");
+    assert_eq!(still[0].written, json!({}));
+}
+
 /// A token that can be swapped, as a reconnect would.
 struct Swappable(Mutex<String>);
 
