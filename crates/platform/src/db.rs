@@ -102,6 +102,55 @@ pub fn connect_pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result
         .with_context(|| format!("building a pool for {}", settings.redacted_url()))
 }
 
+#[derive(diesel::QueryableByName)]
+struct TableGrowth {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    planned: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    changed: i64,
+}
+
+/// Analyzes those of `tables` (in the connection's schema) that changed by more rows since
+/// they were last analyzed than the planner believes they hold, plus `min_changes`; returns
+/// the tables analyzed.
+///
+/// autovacuum analyzes a table at most once a minute (`autovacuum_naptime`). A table that
+/// grows from nearly empty to a hundred thousand rows within that minute (a portal's first
+/// full sync, a burst of scores) keeps the statistics of its empty state, and PostgreSQL
+/// then plans a join against it as if it held a handful of rows: it reads the whole table
+/// where an index lookup was meant, hundreds of milliseconds a statement. A writer that
+/// calls this every few seconds keeps its plans right; the check is one catalogue read, and
+/// an ANALYZE samples a bounded number of rows.
+pub async fn analyze_outgrown(
+    conn: &mut AsyncPgConnection,
+    tables: &[&str],
+    min_changes: i64,
+) -> diesel::QueryResult<Vec<String>> {
+    use diesel_async::RunQueryDsl as _;
+    let rows: Vec<TableGrowth> = diesel::sql_query(
+        "SELECT c.relname::text AS table, GREATEST(c.reltuples, 0)::bigint AS planned, \
+           s.n_mod_since_analyze AS changed \
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.schemaname = current_schema() AND s.relname = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(tables)
+    .load(conn)
+    .await?;
+    let mut analyzed = Vec::new();
+    for row in rows {
+        if row.changed <= row.planned.saturating_add(min_changes) {
+            continue;
+        }
+        // The name comes from the catalogue; quoting keeps it one identifier.
+        let quoted = row.table.replace('"', "\"\"");
+        conn.batch_execute(&format!("ANALYZE \"{quoted}\"")).await?;
+        analyzed.push(row.table);
+    }
+    Ok(analyzed)
+}
+
 /// Checks that a connection can be had and answers a trivial query.
 pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = pool.get().await.context("no database connection")?;
