@@ -103,8 +103,9 @@ pub mod auth_kind {
 }
 
 /// A row of `connections`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = connections)]
+#[diesel(treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ConnectionRow {
     /// Connection id.
@@ -289,6 +290,37 @@ pub async fn live_connection_for_portal(
         .first(conn)
         .await
         .optional()
+}
+
+/// The org's most recently disconnected connection of a portal: connecting the portal
+/// again continues it (same id), so its mirror, scores and written-back values carry on and
+/// the sync-worker catches up instead of syncing everything again.
+pub async fn disconnected_connection_for_portal(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    portal_id: i64,
+) -> QueryResult<Option<ConnectionRow>> {
+    connections::table
+        .filter(connections::org_id.eq(org_id))
+        .filter(connections::portal_id.eq(portal_id))
+        .filter(connections::status.eq(status::DISCONNECTED))
+        .order((connections::disconnected_at.desc(), connections::id.desc()))
+        .select(ConnectionRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Overwrites every column of the connection `row.id` with `row` (reconnecting it).
+pub async fn replace_connection(
+    conn: &mut AsyncPgConnection,
+    row: &ConnectionRow,
+) -> QueryResult<()> {
+    diesel::update(connections::table.filter(connections::id.eq(row.id)))
+        .set(row)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Every connection of a portal, across orgs.

@@ -419,8 +419,39 @@ async fn disconnecting_marks_the_connection_disconnected_and_publishes_connectio
         )
         .await;
     assert_eq!(status, 204, "disconnecting twice is harmless");
-    // The portal can be connected again afterwards.
-    app.connect(org, &portal, None).await;
+    // Connecting the portal again continues the connection: the same id (the workers'
+    // mirror, scores and written values carry on), active, usable credentials.
+    let again = app.connect(org, &portal, None).await;
+    assert_eq!(again["id"], id, "{again}");
+    assert_eq!(again["status"], "active");
+    assert!(again["disconnected_at"].is_null(), "{again}");
+    let (key, _, data) = app.next_event().await;
+    assert_eq!(key, "connection.established");
+    let event = ConnectionEstablished::decode(data.as_slice()).unwrap();
+    assert_eq!(event.connection_id, id);
+    let (status, body) = app
+        .internal(
+            Method::POST,
+            &format!("/internal/v1/connections/{id}/access-token"),
+            "sync-worker",
+            SYNC_WORKER_SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, list) = app
+        .call(Method::GET, "/api/v1/connections", &admin, None)
+        .await;
+    assert_eq!(list["connections"].as_array().unwrap().len(), 1, "{list}");
+    let (status, audit) = app.call(Method::GET, "/api/v1/audit", &admin, None).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"connection.reconnected"), "{audit}");
     app.stop().await;
 }
 

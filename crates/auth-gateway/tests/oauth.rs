@@ -335,6 +335,21 @@ async fn disconnecting_an_oauth_connection_revokes_its_refresh_token_at_hubspot(
         "the simulator still knows the refresh token"
     );
     assert_eq!(app.stored_secret(&id, Field::RefreshToken).await, None);
+    // Signing in again continues the same connection, with fresh tokens.
+    let again = app.oauth_connect(org).await;
+    assert_eq!(again, id, "a reconnect got a new connection id");
+    let (status, connection) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/connections/{id}"),
+            &app.token(org, Role::Owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(connection["status"], "active", "{connection}");
+    assert!(connection["disconnected_at"].is_null(), "{connection}");
+    assert!(app.stored_secret(&id, Field::RefreshToken).await.is_some());
     app.stop().await;
 }
 

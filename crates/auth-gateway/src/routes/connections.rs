@@ -138,7 +138,7 @@ pub async fn create(
         .private_app_tier(body.access_token.expose_secret())
         .await;
     let now = Utc::now();
-    let row = ConnectionRow {
+    let mut row = ConnectionRow {
         id: Uuid::now_v7(),
         org_id: user.org_id,
         name,
@@ -162,14 +162,26 @@ pub async fn create(
     };
     let mut conn = state.pool.get().await?;
     let result = conn
-        .transaction::<(), ApiError, _>(async |conn| {
+        .transaction::<ConnectionRow, ApiError, _>(async |conn| {
+            let mut row = row.clone();
             if db::live_connection_for_portal(conn, user.org_id, row.portal_id)
                 .await?
                 .is_some()
             {
                 return Err(already_connected(row.portal_id));
             }
-            db::insert_connection(conn, &row).await?;
+            // Connecting a disconnected portal again continues its connection.
+            let previous =
+                db::disconnected_connection_for_portal(conn, user.org_id, row.portal_id).await?;
+            let action = if let Some(previous) = previous {
+                row.id = previous.id;
+                row.credential_version = previous.credential_version + 1;
+                db::replace_connection(conn, &row).await?;
+                "connection.reconnected"
+            } else {
+                db::insert_connection(conn, &row).await?;
+                "connection.created"
+            };
             state
                 .store_secret(conn, row.id, Field::AccessToken, &body.access_token, now)
                 .await?;
@@ -182,17 +194,17 @@ pub async fn create(
                 conn,
                 user.org_id,
                 &user.actor(),
-                "connection.created",
+                action,
                 Some(row.id),
                 json!({"name": row.name, "portal_id": row.portal_id, "auth_kind": row.auth_kind}),
             )
             .await?;
             events::established(conn, &row, events::user_actor(&user.sub), now).await?;
-            Ok(())
+            Ok(row)
         })
         .await;
     match result {
-        Ok(()) => {}
+        Ok(stored) => row = stored,
         Err(error) if is_unique_violation(&error) => return Err(already_connected(row.portal_id)),
         Err(error) => return Err(error),
     }

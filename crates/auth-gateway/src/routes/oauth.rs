@@ -273,7 +273,16 @@ async fn finish(state: &AppState, query: CallbackQuery) -> Result<Uuid, Failure>
     };
     let connection_id = conn
         .transaction::<Uuid, ApiError, _>(async |conn| {
-            let existing = db::live_connection_for_portal(conn, taken.org_id, portal_id).await?;
+            // A live connection of the portal is re-authorized; else a disconnected one is
+            // continued (same id, so its synced data and scores carry on).
+            let existing = match db::live_connection_for_portal(conn, taken.org_id, portal_id)
+                .await?
+            {
+                Some(row) => Some(row),
+                None => {
+                    db::disconnected_connection_for_portal(conn, taken.org_id, portal_id).await?
+                }
+            };
             let row = match existing {
                 Some(row)
                     if row.auth_kind == auth_kind::PRIVATE_APP && row.status == status::ACTIVE =>
@@ -283,13 +292,15 @@ async fn finish(state: &AppState, query: CallbackQuery) -> Result<Uuid, Failure>
                     )));
                 }
                 Some(mut row) => {
-                    // Reconnecting (e.g. after reauth_required): new credentials, same id.
+                    // Reconnecting (after reauth_required or a disconnect): new
+                    // credentials, same id.
                     db::set_status(conn, row.id, status::ACTIVE, now).await?;
                     db::set_token_facts(conn, row.id, Some(expires_at), Some(&scopes), now).await?;
                     db::set_oauth_kind(conn, row.id, &user.sub, now).await?;
                     row.status = status::ACTIVE.to_owned();
                     row.scopes = scopes.clone();
                     row.auth_kind = auth_kind::OAUTH.to_owned();
+                    row.disconnected_at = None;
                     row
                 }
                 None => {
