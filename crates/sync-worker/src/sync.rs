@@ -856,7 +856,12 @@ impl Job<'_> {
                 >= chrono::Duration::seconds(
                     i64::try_from(self.ctx.settings.archived_check_interval_secs).unwrap_or(0),
                 )
-        }) || self.run.reason == "user_request";
+        }) || matches!(
+            self.run.reason.as_str(),
+            // Asked for, or catching up after a reconnect: deletions made while the
+            // connection was away are found now, not an interval later.
+            "user_request" | "connection_established"
+        );
         for record_type in RecordType::ALL {
             self.check_shutdown()?;
             let window = ModifiedSince {

@@ -155,6 +155,110 @@ async fn reconciliation_recovers_changes_and_deletions_whose_webhooks_were_misse
     app.stop().await;
 }
 
+/// Disconnected, changed in HubSpot meanwhile, then connected again (the gateway keeps the
+/// connection's id): the worker catches up with a reconciliation (changes and recycle bin)
+/// instead of reading the whole portal a second time, and the mirror is exact.
+#[tokio::test]
+async fn a_reconnected_connection_catches_up_without_a_second_full_sync() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 200, 40, 60).await;
+    let mut settings = h.settings.clone();
+    // Only what changed after the full sync started counts, so the catch-up's size is exact.
+    settings.sync.reconcile_lookback_secs = 0;
+    let app = h.app_with(&portal, settings).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let before = mirror_records(&app.pool, &connection).await;
+    let closed = v1::ConnectionClosed {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: portal.id,
+        closed_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
+        reason: v1::CloseReason::DisconnectedByUser as i32,
+        ..Default::default()
+    };
+    h.publish(&closed, Some(connection.org_id)).await;
+
+    // While it is away (no webhooks reach the worker): one contact created, one company
+    // renamed, one deal deleted.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let created = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "while-away@example.com", "firstname": "Away"}),
+        )
+        .await;
+    let renamed = before["company"][0].id;
+    h.control(
+        Method::PATCH,
+        &portal,
+        &format!("/objects/companies/{renamed}"),
+        json!({"properties": {"name": "Renamed While Away"}}),
+    )
+    .await;
+    let deleted = before["deal"][0].id;
+    h.control(
+        Method::DELETE,
+        &portal,
+        &format!("/objects/deals/{deleted}"),
+        json!({}),
+    )
+    .await;
+
+    let established = v1::ConnectionEstablished {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: portal.id,
+        auth_kind: v1::AuthKind::PrivateApp as i32,
+        established_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
+        ..Default::default()
+    };
+    let run_id = h.publish(&established, Some(connection.org_id)).await;
+    wait_for_run_id(&app.pool, run_id, "succeeded", 60).await;
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    assert!(
+        record_state(&app.pool, &connection, "contacts", created)
+            .await
+            .is_some(),
+        "the contact created while away is mirrored"
+    );
+    let deal = record_state(&app.pool, &connection, "deals", deleted)
+        .await
+        .unwrap();
+    assert!(deal.archived, "the deal deleted while away is flagged");
+
+    let token = token_for(&h.settings, connection.org_id);
+    let list: Value = h
+        .http
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/connections/{}/syncs",
+            app.port, connection.connection_id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let syncs = list["syncs"].as_array().unwrap();
+    let modes: Vec<&str> = syncs.iter().filter_map(|s| s["mode"].as_str()).collect();
+    assert_eq!(modes, ["reconciliation", "full"], "{list}");
+    let fetched: i64 = syncs[0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["fetched"].as_i64())
+        .sum();
+    assert!(
+        (2..10).contains(&fetched),
+        "the catch-up read {fetched} records; a full sync reads 300: {list}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_closed_connection_cancels_its_running_sync() {
     let h = Harness::start().await;

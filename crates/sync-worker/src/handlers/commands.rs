@@ -70,7 +70,7 @@ async fn established(ctx: &Context, delivery: &Delivery) -> Result<(), Outcome> 
         .and_then(|t| contracts::time::to_datetime(t).ok())
         .unwrap_or_else(Utc::now);
     // The delivery's message id names the initial run, so a redelivery queues nothing new.
-    let run = NewRun {
+    let mut run = NewRun {
         id: delivery.message_id,
         org_id: connection.org_id,
         connection_id: connection.connection_id,
@@ -83,6 +83,13 @@ async fn established(ctx: &Context, delivery: &Delivery) -> Result<(), Outcome> 
     };
     let mut conn = ctx.pool.get().await.map_err(retry)?;
     conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+        // A connection mirrored before (reconnected after a disconnect, or re-authorized)
+        // catches up on what changed since instead of reading everything again.
+        let (reconciled_through, _) =
+            connections::reconciliation_state(conn, connection.connection_id).await?;
+        if reconciled_through.is_some() {
+            run.mode = "reconciliation".to_owned();
+        }
         connections::upsert_established(conn, &connection, established_at).await?;
         runs::create(conn, &run).await.map(drop)
     })
