@@ -21,6 +21,7 @@ max_concurrent_runs = 4
 poll_interval_ms = 1000
 progress_interval_ms = 2000
 publish_batch_size = 200
+webhook_deliveries_in_hand = 32
 reconcile_interval_secs = 3600
 reconcile_lookback_secs = 600
 archived_check_interval_secs = 86400
@@ -78,6 +79,9 @@ pub struct SyncSettings {
     pub progress_interval_ms: u64,
     /// Records per `crm.changed` message.
     pub publish_batch_size: i64,
+    /// `webhook.batch` deliveries taken at once; those waiting together are applied
+    /// together, with one set of HubSpot reads.
+    pub webhook_deliveries_in_hand: usize,
     /// How often each active connection is reconciled (modified-since search); 0 disables
     /// the schedule (on-demand reconciliation still works).
     pub reconcile_interval_secs: u64,

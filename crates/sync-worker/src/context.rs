@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use platform::db::Pool;
 use platform::outbox::RelayWaker;
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 use tokio::sync::Notify;
 
 use crate::config::SyncSettings;
@@ -21,6 +21,8 @@ pub struct SyncMetrics {
     pub webhook_events_dropped: IntCounterVec,
     /// Sync runs ended, by mode and state.
     pub runs_finished: IntCounterVec,
+    /// Deliveries applied together (one set of HubSpot reads), per application.
+    pub webhook_deliveries_coalesced: Histogram,
 }
 
 impl SyncMetrics {
@@ -47,6 +49,14 @@ impl SyncMetrics {
             ),
             &["mode", "state"],
         )?;
+        let webhook_deliveries_coalesced = Histogram::with_opts(
+            HistogramOpts::new(
+                "sync_webhook_deliveries_coalesced",
+                "Webhook deliveries applied together with one set of HubSpot reads",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )?;
+        registry.register(Box::new(webhook_deliveries_coalesced.clone()))?;
         registry.register(Box::new(records_written.clone()))?;
         registry.register(Box::new(webhook_events_dropped.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
@@ -54,6 +64,7 @@ impl SyncMetrics {
             records_written,
             webhook_events_dropped,
             runs_finished,
+            webhook_deliveries_coalesced,
         })
     }
 }

@@ -110,12 +110,38 @@ impl Application {
             settings.sync.commands_queue.clone(),
             Commands(context.clone()),
         );
-        let running = consumer(
-            running,
-            &state,
+        let (broker, metrics) = (state.broker.clone(), state.metrics.clone());
+        let (queue, in_hand) = (
             settings.sync.webhooks_queue.clone(),
-            Webhooks(context.clone()),
+            settings.sync.webhook_deliveries_in_hand.max(1),
         );
+        let applier_context = context.clone();
+        let running = running.with_task("webhooks-consumer", async move |shutdown: Shutdown| {
+            let (sink, receiver) = webhooks::WebhookSink::new(in_hand);
+            let applier = tokio::spawn(webhooks::apply_coalesced(
+                applier_context,
+                receiver,
+                in_hand,
+            ));
+            // One subscription with `in_hand` deliveries at once: what waits together is
+            // applied together (see `webhooks::apply_coalesced`).
+            let handler_sink = sink.clone();
+            platform::amqp::consume_concurrently(
+                broker,
+                queue,
+                move |delivery| {
+                    let sink = handler_sink.clone();
+                    async move { sink.handle(delivery).await }
+                },
+                in_hand,
+                shutdown,
+                metrics,
+            )
+            .await;
+            drop(sink);
+            applier.await?;
+            Ok(())
+        });
         let runner_context = context.clone();
         let running = running.with_task("sync-runner", async move |shutdown| {
             crate::runner::run(runner_context, shutdown).await
@@ -157,18 +183,6 @@ impl platform::amqp::Handler for Commands {
         delivery: platform::amqp::Delivery,
     ) -> impl Future<Output = platform::amqp::Outcome> + Send {
         commands::handle(self.0.clone(), delivery)
-    }
-}
-
-/// The webhook queue's handler.
-struct Webhooks(Arc<Context>);
-
-impl platform::amqp::Handler for Webhooks {
-    fn handle(
-        &self,
-        delivery: platform::amqp::Delivery,
-    ) -> impl Future<Output = platform::amqp::Outcome> + Send {
-        webhooks::handle(self.0.clone(), delivery)
     }
 }
 

@@ -477,3 +477,181 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
     app.stop().await;
 }
+
+/// The portal's HubSpot requests so far (the simulator's count).
+async fn requests(h: &Harness, portal: &Portal) -> u64 {
+    h.stats(portal).await["requests_total"]
+        .as_u64()
+        .unwrap_or_default()
+}
+
+/// One `contact.creation` delivery for `contact`.
+fn creation(portal: &Portal, event_id: i64, object: &str, id: i64) -> v1::WebhookBatch {
+    v1::WebhookBatch {
+        connection_id: None,
+        portal_id: portal.id,
+        received_at: None,
+        events: vec![webhook_event(&json!({
+            "eventId": event_id, "subscriptionId": 1, "portalId": portal.id,
+            "occurredAt": chrono::Utc::now().timestamp_millis(),
+            "subscriptionType": format!("{object}.creation"), "objectId": id
+        }))],
+    }
+}
+
+/// Slows the portal's batch reads of `object` so that deliveries published meanwhile wait
+/// in the worker's hand together.
+async fn slow_reads(h: &Harness, portal: &Portal, object: &str) {
+    h.sim_send(
+        Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": format!("/crm/v3/objects/{object}/batch/read"),
+               "latency_ms": 800, "portal_id": portal.id}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deliveries_waiting_together_are_applied_with_one_set_of_hubspot_reads() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 10, 2, 2).await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    let mut contacts = Vec::new();
+    for i in 0..12 {
+        contacts.push(
+            h.create(
+                &portal,
+                "contacts",
+                json!({"email": format!("together-{i}@example.com")}),
+            )
+            .await,
+        );
+    }
+    // What one delivery alone costs: the contact's batch read and its associations.
+    let before = requests(&h, &portal).await;
+    h.publish(&creation(&portal, 100, "contact", contacts[0]), None)
+        .await;
+    until("the first contact", async || {
+        record_state(&app.pool, &connection, "contacts", contacts[0])
+            .await
+            .is_some()
+    })
+    .await;
+    let alone = requests(&h, &portal).await - before;
+    assert!(alone >= 1, "a delivery made no request");
+
+    // Eleven more, published while the first of them is being read slowly: the other ten
+    // wait in hand and are applied together.
+    slow_reads(&h, &portal, "contacts").await;
+    let before = requests(&h, &portal).await;
+    for (i, id) in contacts.iter().enumerate().skip(1) {
+        h.publish(&creation(&portal, 100 + i as i64, "contact", *id), None)
+            .await;
+    }
+    until("every contact", async || {
+        for id in &contacts {
+            if record_state(&app.pool, &connection, "contacts", *id)
+                .await
+                .is_none()
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let together = requests(&h, &portal).await - before;
+    assert!(
+        together <= 3 * alone,
+        "eleven deliveries cost {together} requests; one alone costs {alone}"
+    );
+    let metrics = h
+        .http
+        .get(format!("http://127.0.0.1:{}/metrics", app.port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hubscore_sync_webhook_deliveries_coalesced_count"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_for_good_is_dead_lettered_alone_not_with_those_it_waited_with() {
+    let h = Harness::start().await;
+    // The private app may read contacts and companies, not deals: reading a deal is
+    // refused for good (403, missing scopes).
+    let created = h
+        .sim_send(
+            Method::POST,
+            "/_sim/portals",
+            json!({"tier": "professional", "private_app_scopes": [
+                "crm.objects.contacts.read", "crm.objects.companies.read",
+                "crm.schemas.contacts.read", "crm.schemas.companies.read"]}),
+        )
+        .await;
+    let portal = Portal {
+        id: created["portal_id"].as_i64().unwrap(),
+        token: created["private_app_token"].as_str().unwrap().to_owned(),
+    };
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    // The initial sync fails at deals; the connection stays active for webhooks.
+    until("the initial sync to end", async || {
+        latest_state(&app.pool, &connection)
+            .await
+            .is_some_and(|s| s == "failed" || s == "succeeded")
+    })
+    .await;
+    let first = h
+        .create(&portal, "contacts", json!({"email": "first@example.com"}))
+        .await;
+    let fine = h
+        .create(&portal, "contacts", json!({"email": "fine@example.com"}))
+        .await;
+    let deal = h
+        .create(&portal, "deals", json!({"dealname": "Unreadable", "pipeline": "default", "dealstage": "appointmentscheduled"}))
+        .await;
+    slow_reads(&h, &portal, "contacts").await;
+    // The first is read slowly; the deal and the fine contact wait together meanwhile.
+    h.publish(&creation(&portal, 1, "contact", first), None)
+        .await;
+    h.publish(&creation(&portal, 2, "deal", deal), None).await;
+    h.publish(&creation(&portal, 3, "contact", fine), None)
+        .await;
+    until("the fine contact", async || {
+        record_state(&app.pool, &connection, "contacts", fine)
+            .await
+            .is_some()
+    })
+    .await;
+    let dlq = format!("{}.dlq", h.settings.sync.webhooks_queue);
+    until("the deal's delivery dead-lettered", async || {
+        platform::amqp::testing::ready_count(&h.broker, &dlq)
+            .await
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
+    assert!(
+        record_state(&app.pool, &connection, "contacts", first)
+            .await
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        platform::amqp::testing::ready_count(&h.broker, &dlq)
+            .await
+            .unwrap(),
+        1,
+        "more than the deal's delivery was dead-lettered"
+    );
+    app.stop().await;
+}

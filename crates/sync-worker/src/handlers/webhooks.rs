@@ -15,6 +15,8 @@ use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use platform::amqp::{Delivery, Outcome};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::retry;
 use crate::context::Context;
@@ -52,12 +54,116 @@ fn identity(event: &v1::WebhookEvent) -> Identity {
     }
 }
 
-/// Handles one `webhook.batch`.
-pub async fn handle(ctx: Arc<Context>, delivery: Delivery) -> Outcome {
-    let batch: v1::WebhookBatch = match delivery.decode() {
-        Ok(batch) => batch,
-        Err(error) => return Outcome::DeadLetter(error.to_string()),
-    };
+/// Where a (possibly coalesced) batch came from: named on the `crm.changed` it causes.
+struct Source {
+    message_id: Uuid,
+    correlation_id: String,
+}
+
+/// One delivery waiting for the applier.
+pub struct Waiting {
+    batch: v1::WebhookBatch,
+    source: Source,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// Hands decoded deliveries to the applier task and waits for their outcome.
+#[derive(Clone)]
+pub struct WebhookSink {
+    sender: mpsc::Sender<Waiting>,
+}
+
+impl WebhookSink {
+    /// A sink and the applier's receiving end (see [`apply_coalesced`]).
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Waiting>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (Self { sender }, receiver)
+    }
+
+    /// Handles one `webhook.batch`: acked once the applier applied it (with whatever else
+    /// was waiting).
+    pub async fn handle(&self, delivery: Delivery) -> Outcome {
+        let batch: v1::WebhookBatch = match delivery.decode() {
+            Ok(batch) => batch,
+            Err(error) => return Outcome::DeadLetter(error.to_string()),
+        };
+        let (reply, outcome) = oneshot::channel();
+        let waiting = Waiting {
+            batch,
+            source: Source {
+                message_id: delivery.message_id,
+                correlation_id: delivery.correlation_id.clone(),
+            },
+            reply,
+        };
+        if self.sender.send(waiting).await.is_err() {
+            return Outcome::Retry("the webhook applier stopped".to_owned());
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Outcome::Retry("the webhook applier stopped".to_owned()))
+    }
+}
+
+/// Applies what the sink hands over until every sink is dropped. Deliveries that wait
+/// together (up to `max_deliveries`, about 1,000 events) are coalesced per portal into one
+/// batch: one set of reads from HubSpot and one transaction for all of them. Idle, a
+/// delivery is applied alone at once; behind, the groups grow, so each change costs fewer
+/// of the portal's requests exactly when they are scarce. A group whose application fails
+/// for good is applied again delivery by delivery, so only the offending one is
+/// dead-lettered.
+pub async fn apply_coalesced(
+    ctx: Arc<Context>,
+    mut receiver: mpsc::Receiver<Waiting>,
+    max_deliveries: usize,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut events = first.batch.events.len();
+        let mut group = vec![first];
+        while group.len() < max_deliveries.max(1) && events < MAX_COALESCED_EVENTS {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    events += next.batch.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut by_portal: BTreeMap<(i64, Option<String>), Vec<Waiting>> = BTreeMap::new();
+        for waiting in group {
+            let key = (waiting.batch.portal_id, waiting.batch.connection_id.clone());
+            by_portal.entry(key).or_default().push(waiting);
+        }
+        for (_, waiting) in by_portal {
+            ctx.metrics
+                .webhook_deliveries_coalesced
+                .observe(waiting.len() as f64);
+            let mut merged = waiting[0].batch.clone();
+            merged.events = waiting
+                .iter()
+                .flat_map(|w| w.batch.events.iter().cloned())
+                .collect();
+            let outcome = handle_batch(&ctx, &merged, &waiting[0].source).await;
+            if waiting.len() > 1 && matches!(outcome, Outcome::DeadLetter(_)) {
+                for w in waiting {
+                    let alone = handle_batch(&ctx, &w.batch, &w.source).await;
+                    let _ = w.reply.send(alone);
+                }
+                continue;
+            }
+            for w in waiting {
+                let _ = w.reply.send(outcome.clone());
+            }
+        }
+    }
+}
+
+/// Events coalesced into one application at most (ten full deliveries).
+const MAX_COALESCED_EVENTS: usize = 1_000;
+
+/// Applies one batch (a delivery, or several coalesced) to every active connection of its
+/// portal.
+async fn handle_batch(ctx: &Context, batch: &v1::WebhookBatch, source: &Source) -> Outcome {
     let mut conn = match ctx.pool.get().await {
         Ok(conn) => conn,
         Err(error) => return retry(error),
@@ -80,7 +186,7 @@ pub async fn handle(ctx: Arc<Context>, delivery: Delivery) -> Outcome {
         return Outcome::Ack;
     }
     for connection in &targets {
-        if let Err(outcome) = apply(&ctx, connection, &batch, &delivery).await {
+        if let Err(outcome) = apply(ctx, connection, batch, source).await {
             return outcome;
         }
     }
@@ -325,7 +431,7 @@ async fn apply(
     ctx: &Context,
     connection: &Connection,
     batch: &v1::WebhookBatch,
-    delivery: &Delivery,
+    source: &Source,
 ) -> Result<(), Outcome> {
     let identities: Vec<Identity> = batch.events.iter().map(identity).collect();
     let mut conn = ctx.pool.get().await.map_err(retry)?;
@@ -393,8 +499,8 @@ async fn apply(
         }
     })?;
     let context = PublishContext {
-        cause: v1::crm_changed::Cause::WebhookBatchMessageId(delivery.message_id.to_string()),
-        correlation_id: delivery.correlation_id.clone(),
+        cause: v1::crm_changed::Cause::WebhookBatchMessageId(source.message_id.to_string()),
+        correlation_id: source.correlation_id.clone(),
     };
     let publish_limit = ctx.settings.publish_batch_size;
     let mut conn = ctx.pool.get().await.map_err(retry)?;
