@@ -151,6 +151,34 @@ pub async fn analyze_outgrown(
     Ok(analyzed)
 }
 
+/// Runs until `shutdown`: every `every`, analyzes those of `tables` that outgrew their
+/// statistics ([`analyze_outgrown`], with 10,000 rows of slack). A service whose tables can
+/// grow from nearly empty to hundreds of thousands of rows within a minute (a portal's first
+/// full sync, a burst of scores) runs this beside its writers.
+pub async fn keep_statistics_fresh(
+    pool: Pool,
+    tables: &'static [&'static str],
+    every: Duration,
+    shutdown: crate::shutdown::Shutdown,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Ok(mut conn) = pool.get().await else {
+            continue;
+        };
+        match analyze_outgrown(&mut conn, tables, 10_000).await {
+            Ok(analyzed) if !analyzed.is_empty() => {
+                tracing::debug!(tables = ?analyzed, "table statistics refreshed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checking table statistics failed"),
+        }
+    }
+}
+
 /// Checks that a connection can be had and answers a trivial query.
 pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = pool.get().await.context("no database connection")?;

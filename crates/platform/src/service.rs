@@ -214,6 +214,25 @@ impl Running {
         self
     }
 
+    /// Adds a task that analyzes those of `tables` (in `pool`'s schema) that outgrew their
+    /// statistics, checked every 2 s ([`crate::db::keep_statistics_fresh`]).
+    pub fn with_fresh_statistics(
+        self,
+        pool: crate::db::Pool,
+        tables: &'static [&'static str],
+    ) -> Self {
+        self.with_task("table-statistics", async move |shutdown| {
+            crate::db::keep_statistics_fresh(
+                pool,
+                tables,
+                std::time::Duration::from_secs(2),
+                shutdown,
+            )
+            .await;
+            Ok(())
+        })
+    }
+
     /// Adds the outbox relay as a background task.
     pub fn with_relay(self, relay: crate::outbox::Relay) -> Self {
         self.with_task("outbox-relay", async move |shutdown| {

@@ -65,7 +65,23 @@ impl Application {
                     .app_data(data.clone())
                     .configure(crate::routes::configure);
             })?
-            .with_relay(relay);
+            .with_relay(relay)
+            // The projection and the scores grow with a portal's first full sync far faster
+            // than autovacuum analyzes them.
+            .with_fresh_statistics(
+                stateful.pool.clone(),
+                &[
+                    "contacts",
+                    "companies",
+                    "deals",
+                    "contact_companies",
+                    "deal_contacts",
+                    "deal_companies",
+                    "activity_log",
+                    "scores",
+                    "score_history",
+                ],
+            );
         let consumer_state = state.clone();
         let broker = stateful.broker.clone();
         let metrics = stateful.metrics.clone();

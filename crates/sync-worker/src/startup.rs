@@ -103,7 +103,10 @@ impl Application {
                     .app_data(web::Data::new(caller_auth.clone()));
                 crate::routes::configure(config);
             })?
-            .with_relay(relay);
+            .with_relay(relay)
+            // A portal's first full sync grows the mirror far faster than autovacuum
+            // analyzes it.
+            .with_fresh_statistics(state.pool.clone(), crate::db::mirror::TABLES);
         let running = consumer(
             running,
             &state,

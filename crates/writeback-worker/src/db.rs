@@ -5,7 +5,8 @@
 //! which read more plainly as SQL than as query-builder chains.
 //!
 //! The batch updates joined to `UNNEST` are index lookups only while the planner knows the
-//! table's size; the flusher keeps its statistics current (`Flusher::refresh_statistics`).
+//! table's size; the service keeps its statistics current (`with_fresh_statistics` in
+//! `startup`), since a burst grows it faster than autovacuum analyzes it.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -59,9 +59,6 @@ pub const BATCH_SIZE: usize = 100;
 /// Rows read per look at the waiting scores.
 const PAGE: i64 = 500;
 
-/// How often the flusher checks whether `record_scores` outgrew its statistics.
-const STATISTICS_CHECK: Duration = Duration::from_secs(2);
-
 /// The flusher's series.
 #[derive(Clone)]
 pub struct FlushMetrics {
@@ -161,7 +158,6 @@ impl Flusher {
         let tick = millis((self.settings.batch_window_ms / 2).clamp(20, 200));
         let mut running: JoinSet<Uuid> = JoinSet::new();
         let mut busy: HashSet<Uuid> = HashSet::new();
-        let mut statistics_checked = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -174,13 +170,7 @@ impl Flusher {
                 () = tokio::time::sleep(tick) => {}
             }
             let due = match self.pool.get().await {
-                Ok(mut conn) => {
-                    if statistics_checked.elapsed() >= STATISTICS_CHECK {
-                        statistics_checked = tokio::time::Instant::now();
-                        self.refresh_statistics(&mut conn).await;
-                    }
-                    db::connections_with_pending(&mut conn).await
-                }
+                Ok(mut conn) => db::connections_with_pending(&mut conn).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "flusher: no database connection");
                     continue;
@@ -207,19 +197,6 @@ impl Flusher {
         }
         while running.join_next().await.is_some() {}
         Ok(())
-    }
-
-    /// A burst of scores can grow `record_scores` from nearly empty to a hundred thousand
-    /// rows within autovacuum's one-minute nap; the planner, still believing the table
-    /// nearly empty, would then read all of a connection's rows for every batch of 100.
-    async fn refresh_statistics(&self, conn: &mut AsyncPgConnection) {
-        match platform::db::analyze_outgrown(conn, &["record_scores"], 10_000).await {
-            Ok(analyzed) if !analyzed.is_empty() => {
-                tracing::debug!(tables = ?analyzed, "statistics refreshed after a burst");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "checking table statistics failed"),
-        }
     }
 
     /// Flushes one connection while holding its lock, until nothing is waiting (or only a

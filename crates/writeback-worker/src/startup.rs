@@ -97,7 +97,9 @@ impl Application {
                 cfg.app_data(api.clone()).app_data(auth.clone());
                 crate::routes::configure(cfg);
             })?
-            .with_relay(relay);
+            .with_relay(relay)
+            // A burst of scores grows record_scores far faster than autovacuum analyzes it.
+            .with_fresh_statistics(state.pool.clone(), &["record_scores"]);
 
         let (broker, pool, metrics) = (
             state.broker.clone(),

@@ -16,6 +16,17 @@ use uuid::Uuid;
 
 use crate::db::connections::Connection;
 
+/// The mirror's tables, whose statistics the service keeps fresh (a full sync grows them
+/// faster than autovacuum analyzes them).
+pub const TABLES: &[&str] = &[
+    "contacts",
+    "companies",
+    "deals",
+    "contact_companies",
+    "deal_contacts",
+    "deal_companies",
+];
+
 /// The object types with records in the mirror.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordType {
