@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use common::*;
+use diesel_async::RunQueryDsl as _;
 use hubspot_client::CrmObject;
 use sync_worker::db::connections::Connection as Row;
 use sync_worker::db::mirror::{MappedPage, RecordType, upsert_page};
@@ -39,6 +40,14 @@ fn peak_rss_mb() -> f64 {
         })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(diesel::QueryableByName)]
+struct MirrorCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    what: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 fn synthesize(record_type: RecordType, id: u64) -> CrmObject {
@@ -161,7 +170,39 @@ async fn main() {
     let app = h.app(&portal).await;
     let connection = h.connect(&portal).await;
     let started = Instant::now();
-    wait_for_run(&app.pool, &connection, "succeeded", 600).await;
+    // Where the time goes: the portal's requests and what the mirror holds, every 5 s.
+    let mut report = Instant::now();
+    while latest_state(&app.pool, &connection).await.as_deref() != Some("succeeded") {
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "the full sync did not succeed within 600 s"
+        );
+        if report.elapsed().as_secs() >= 5 {
+            report = Instant::now();
+            let requests = h.stats(&portal).await["requests_total"]
+                .as_u64()
+                .unwrap_or(0);
+            let mut conn = app.pool.get().await.unwrap();
+            let rows: Vec<MirrorCount> = diesel::sql_query(
+                "SELECT 'contacts' AS what, count(*) AS n FROM contacts \
+                 UNION ALL SELECT 'companies', count(*) FROM companies \
+                 UNION ALL SELECT 'deals', count(*) FROM deals \
+                 UNION ALL SELECT 'contact-company', count(*) FROM contact_companies \
+                 UNION ALL SELECT 'deal-contact', count(*) FROM deal_contacts \
+                 UNION ALL SELECT 'deal-company', count(*) FROM deal_companies",
+            )
+            .load(&mut conn)
+            .await
+            .unwrap();
+            let counts: Vec<String> = rows.iter().map(|r| format!("{} {}", r.n, r.what)).collect();
+            println!(
+                "  at {:>5.1} s: {requests} requests; {}",
+                started.elapsed().as_secs_f64(),
+                counts.join(", ")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     let secs = started.elapsed().as_secs_f64();
     let stats = h.stats(&portal).await;
     let requests = stats["requests_total"].as_u64().unwrap_or(0);
