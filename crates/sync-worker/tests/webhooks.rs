@@ -478,6 +478,75 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn merging_away_a_customer_publishes_the_duplicate_that_takes_its_place() {
+    let h = Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let (portal, app, connection) = synced_with(&h, 200).await;
+    let pairs: Vec<RecordRow> = {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = app.pool.get().await.expect("db");
+        diesel::sql_query(format!(
+            "SELECT l.id, w.id::text AS a, l.email AS b FROM contacts l
+             JOIN contacts w ON w.connection_id = l.connection_id AND w.email = l.email
+               AND w.skip_reason IS NULL AND NOT w.archived
+             WHERE l.connection_id = '{}' AND l.skip_reason = 'duplicate_email'
+               AND NOT l.archived
+             ORDER BY l.id LIMIT 1",
+            connection.connection_id
+        ))
+        .load(&mut conn)
+        .await
+        .expect("query")
+    };
+    let pair = pairs
+        .first()
+        .expect("the seeded portal has two contacts sharing an e-mail");
+    let twin = pair.id;
+    let customer: i64 = pair.a.as_deref().and_then(|a| a.parse().ok()).expect("id");
+    // The customer is merged into a contact with another e-mail, which keeps its own.
+    let winner = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "merge-winner@example.com"}),
+        )
+        .await;
+    until("the winner mirrored", async || {
+        record_state(&app.pool, &connection, "contacts", winner)
+            .await
+            .is_some()
+    })
+    .await;
+    h.take_events().await;
+    h.control(
+        Method::POST,
+        &portal,
+        "/objects/contacts/merge",
+        json!({"primary_id": winner, "merged_id": customer}),
+    )
+    .await;
+    until("crm.changed with the twin as the customer", async || {
+        crm_changes(&h.take_events().await)
+            .iter()
+            .any(|c| c.customers.iter().any(|cu| cu.external_id == twin))
+    })
+    .await;
+    let state = record_state(&app.pool, &connection, "contacts", twin)
+        .await
+        .expect("the twin is mirrored");
+    assert_eq!(state.skip_reason, None, "the twin is the customer now");
+    let merged = record_state(&app.pool, &connection, "contacts", customer)
+        .await
+        .expect("the merged contact is kept");
+    assert_eq!(merged.merged_into, Some(winner));
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
+
 /// The portal's HubSpot requests so far (the simulator's count).
 async fn requests(h: &Harness, portal: &Portal) -> u64 {
     h.stats(portal).await["requests_total"]

@@ -577,7 +577,16 @@ pub async fn upsert_page(
         }
     }
     if !losers.is_empty() {
-        let _moved = mark_merged(conn, connection, record_type, &winners, &losers, read_at).await?;
+        let _moved = mark_merged(
+            conn,
+            connection,
+            record_type,
+            &winners,
+            &losers,
+            read_at,
+            promoted,
+        )
+        .await?;
     }
 
     if record_type == RecordType::Contact {
@@ -603,7 +612,9 @@ pub async fn upsert_page(
 }
 
 /// Marks `losers[i]` merged into `winners[i]` (kept, flagged deleted) and moves their
-/// associations onto the winner.
+/// associations onto the winner. Contacts whose duplicate status changed because a
+/// merged-away contact was the customer for its e-mail go to `promoted`
+/// ([`resolve_duplicates`]).
 pub async fn mark_merged(
     conn: &mut AsyncPgConnection,
     connection: &Connection,
@@ -611,21 +622,35 @@ pub async fn mark_merged(
     winners: &[i64],
     losers: &[i64],
     at: DateTime<Utc>,
+    promoted: &mut Vec<i64>,
 ) -> QueryResult<Vec<(RecordType, i64)>> {
     let mut touched = Vec::new();
     let table = record_type.table();
-    sql_query(format!(
+    let merged: Vec<IdRow> = sql_query(format!(
         "UPDATE {table} AS t SET merged_into = m.winner, archived = true, publish_pending = true,
            status_changed_at = GREATEST(t.status_changed_at, $4)
          FROM UNNEST($2::bigint[], $3::bigint[]) AS m(winner, loser)
-         WHERE t.connection_id = $1 AND t.id = m.loser AND t.merged_into IS DISTINCT FROM m.winner"
+         WHERE t.connection_id = $1 AND t.id = m.loser AND t.merged_into IS DISTINCT FROM m.winner
+         RETURNING t.id"
     ))
     .bind::<SqlUuid, _>(connection.connection_id)
     .bind::<Array<BigInt>, _>(winners)
     .bind::<Array<BigInt>, _>(losers)
     .bind::<Timestamptz, _>(at)
-    .execute(conn)
+    .load(conn)
     .await?;
+    if record_type == RecordType::Contact && !merged.is_empty() {
+        let ids: Vec<i64> = merged.iter().map(|r| r.id).collect();
+        let emails: Vec<EmailRow> = sql_query(
+            "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
+        )
+        .bind::<SqlUuid, _>(connection.connection_id)
+        .bind::<Array<BigInt>, _>(&ids)
+        .load(conn)
+        .await?;
+        let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
+        resolve_duplicates(conn, connection.connection_id, &emails, promoted).await?;
+    }
     // Edges of the merged-away records now belong to the winner (as in HubSpot).
     for edge in Edge::ALL {
         let (side, other) = if edge.from == record_type {

@@ -524,9 +524,16 @@ async fn apply(
             }
             let mut merges: BTreeMap<RecordType, BTreeMap<i64, Vec<i64>>> = BTreeMap::new();
             for (record_type, winner, loser, at) in &plan.merges {
-                let moved =
-                    mirror::mark_merged(conn, connection, *record_type, &[*winner], &[*loser], *at)
-                        .await?;
+                let moved = mirror::mark_merged(
+                    conn,
+                    connection,
+                    *record_type,
+                    &[*winner],
+                    &[*loser],
+                    *at,
+                    &mut promoted,
+                )
+                .await?;
                 touched.extend(moved);
                 touched.insert((*record_type, *winner));
                 touched.insert((*record_type, *loser));
