@@ -71,7 +71,8 @@ pub enum Command {
 pub enum ConnectionsCommand {
     /// List connections.
     List,
-    /// Connect a portal with a private-app access token.
+    /// Connect a portal with a private-app access token. A portal removed earlier is
+    /// connected again under its old id and catches up instead of syncing everything.
     Add {
         /// A name for the connection, e.g. "production".
         #[arg(long)]
