@@ -642,28 +642,52 @@ pub async fn preview(
             } else {
                 InputSource::Projection
             };
-            let config = VersionedConfig {
+            let config = std::sync::Arc::new(VersionedConfig {
                 version: current.version + 1,
                 config: proposed.clone(),
                 created_at: None,
-            };
+            });
             let mut tally = Tally::default();
             for kind in [object_type::CONTACT, object_type::COMPANY] {
                 let mut after = None;
+                // A batch is scored on a blocking thread while the next one is read: the
+                // database and the scoring each keep a core busy.
+                let mut scoring: Option<tokio::task::JoinHandle<Vec<Computed>>> = None;
                 loop {
                     let rows = load_batch(conn, org_id, kind, source, after, batch_size).await?;
+                    if let Some(task) = scoring.take() {
+                        tally.add(kind, joined(task).await?);
+                    }
                     let count = rows.len();
                     after = rows.last().map(|r| (r.portal_id, r.object_id));
-                    tally.add(kind, compute(org_id, kind, rows, &config, means, now));
+                    let config = config.clone();
+                    scoring = Some(tokio::task::spawn_blocking(move || {
+                        compute(org_id, kind, rows, &config, means, now)
+                    }));
                     if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
                         break;
                     }
+                }
+                if let Some(task) = scoring.take() {
+                    tally.add(kind, joined(task).await?);
                 }
             }
             Ok::<_, diesel::result::Error>(tally.finish(current.version))
         })
         .await?;
     Ok(preview)
+}
+
+/// The scores a blocking task computed; a panic in it is carried on here, and a task that
+/// never ran (the runtime shutting down) ends the preview's transaction.
+async fn joined(
+    task: tokio::task::JoinHandle<Vec<Computed>>,
+) -> Result<Vec<Computed>, diesel::result::Error> {
+    match task.await {
+        Ok(computed) => Ok(computed),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(diesel::result::Error::RollbackTransaction),
+    }
 }
 
 /// A preview being counted.
