@@ -112,17 +112,19 @@ struct TableGrowth {
     changed: i64,
 }
 
-/// Analyzes those of `tables` (in the connection's schema) that changed by more rows since
-/// they were last analyzed than the planner believes they hold, plus `min_changes`; returns
-/// the tables analyzed.
+/// Analyzes those of `tables` (in the connection's schema) that changed, since they were
+/// last analyzed, by more than a tenth of the rows the planner believes they hold and by
+/// at least `min_changes` rows; returns the tables analyzed.
 ///
-/// autovacuum analyzes a table at most once a minute (`autovacuum_naptime`). A table that
-/// grows from nearly empty to a hundred thousand rows within that minute (a portal's first
-/// full sync, a burst of scores) keeps the statistics of its empty state, and PostgreSQL
-/// then plans a join against it as if it held a handful of rows: it reads the whole table
-/// where an index lookup was meant, hundreds of milliseconds a statement. A writer that
-/// calls this every few seconds keeps its plans right; the check is one catalogue read, and
-/// an ANALYZE samples a bounded number of rows.
+/// autovacuum analyzes a table at most once a minute (`autovacuum_naptime`), and not at all
+/// where it is turned off. A table that grows from nearly empty to a hundred thousand rows
+/// within that minute (a portal's first full sync, a burst of scores) keeps the statistics
+/// of its empty state, and PostgreSQL then plans a join against it as if it held a handful
+/// of rows: it reads the whole table where an index lookup was meant, hundreds of
+/// milliseconds a statement. The same happens to a second portal's rows in a table analyzed
+/// while it held one portal: the planner expects none of them. A writer that calls this
+/// every few seconds keeps its plans right; the check is one catalogue read, and an ANALYZE
+/// samples a bounded number of rows.
 pub async fn analyze_outgrown(
     conn: &mut AsyncPgConnection,
     tables: &[&str],
@@ -140,7 +142,7 @@ pub async fn analyze_outgrown(
     .await?;
     let mut analyzed = Vec::new();
     for row in rows {
-        if row.changed <= row.planned.saturating_add(min_changes) {
+        if row.changed < min_changes.max(row.planned / 10) {
             continue;
         }
         // The name comes from the catalogue; quoting keeps it one identifier.
@@ -152,7 +154,7 @@ pub async fn analyze_outgrown(
 }
 
 /// Runs until `shutdown`: every `every`, analyzes those of `tables` that outgrew their
-/// statistics ([`analyze_outgrown`], with 10,000 rows of slack). A service whose tables can
+/// statistics ([`analyze_outgrown`]: a tenth of their rows changed, and at least 10,000). A service whose tables can
 /// grow from nearly empty to hundreds of thousands of rows within a minute (a portal's first
 /// full sync, a burst of scores) runs this beside its writers.
 pub async fn keep_statistics_fresh(

@@ -86,4 +86,34 @@ async fn a_table_that_outgrew_its_statistics_is_analyzed_and_a_settled_one_is_no
         again.is_empty(),
         "analyzed again without a change: {again:?}"
     );
+
+    // Grown by less than a tenth: left alone; past a tenth: analyzed again.
+    conn.batch_execute("INSERT INTO scores SELECT g, 3 FROM generate_series(100011, 105010) g")
+        .await
+        .unwrap();
+    wait_counted(&mut conn, 5_000).await;
+    let small = db::analyze_outgrown(&mut conn, &["scores"], 1_000)
+        .await
+        .unwrap();
+    assert!(small.is_empty(), "analyzed after 5 % more rows: {small:?}");
+    conn.batch_execute("INSERT INTO scores SELECT g, 4 FROM generate_series(105011, 111010) g")
+        .await
+        .unwrap();
+    wait_counted(&mut conn, 11_000).await;
+    let tenth = db::analyze_outgrown(&mut conn, &["scores"], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(tenth, ["scores"]);
+}
+
+/// Waits until the server counted `n` changes to `scores` since its last analysis.
+async fn wait_counted(conn: &mut AsyncPgConnection, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while counts(conn, "scores").await.changed < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PostgreSQL never counted the inserts"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
