@@ -154,7 +154,7 @@ pub async fn analyze_outgrown(
 }
 
 /// Runs until `shutdown`: every `every`, analyzes those of `tables` that outgrew their
-/// statistics ([`analyze_outgrown`]: a tenth of their rows changed, and at least 10,000). A service whose tables can
+/// statistics ([`analyze_outgrown`]: a tenth of their rows changed, and at least 1,000). A service whose tables can
 /// grow from nearly empty to hundreds of thousands of rows within a minute (a portal's first
 /// full sync, a burst of scores) runs this beside its writers.
 pub async fn keep_statistics_fresh(
@@ -171,7 +171,7 @@ pub async fn keep_statistics_fresh(
         let Ok(mut conn) = pool.get().await else {
             continue;
         };
-        match analyze_outgrown(&mut conn, tables, 10_000).await {
+        match analyze_outgrown(&mut conn, tables, 1_000).await {
             Ok(analyzed) if !analyzed.is_empty() => {
                 tracing::debug!(tables = ?analyzed, "table statistics refreshed");
             }
