@@ -434,28 +434,7 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
     .await;
     let (portal, app, connection) = synced_with(&h, 200).await;
 
-    // (twin, customer id as text, shared e-mail)
-    let pairs: Vec<RecordRow> = {
-        use diesel_async::RunQueryDsl as _;
-        let mut conn = app.pool.get().await.expect("db");
-        diesel::sql_query(format!(
-            "SELECT l.id, w.id::text AS a, l.email AS b FROM contacts l
-             JOIN contacts w ON w.connection_id = l.connection_id AND w.email = l.email
-               AND w.skip_reason IS NULL AND NOT w.archived
-             WHERE l.connection_id = '{}' AND l.skip_reason = 'duplicate_email'
-               AND NOT l.archived
-             ORDER BY l.id LIMIT 1",
-            connection.connection_id
-        ))
-        .load(&mut conn)
-        .await
-        .expect("query")
-    };
-    let pair = pairs
-        .first()
-        .expect("the seeded portal has two contacts sharing an e-mail");
-    let twin = pair.id;
-    let customer: i64 = pair.a.as_deref().and_then(|a| a.parse().ok()).expect("id");
+    let (twin, customer) = customer_with_twin(&app, &connection).await;
 
     h.control(
         Method::DELETE,
@@ -486,27 +465,7 @@ async fn merging_away_a_customer_publishes_the_duplicate_that_takes_its_place() 
     })
     .await;
     let (portal, app, connection) = synced_with(&h, 200).await;
-    let pairs: Vec<RecordRow> = {
-        use diesel_async::RunQueryDsl as _;
-        let mut conn = app.pool.get().await.expect("db");
-        diesel::sql_query(format!(
-            "SELECT l.id, w.id::text AS a, l.email AS b FROM contacts l
-             JOIN contacts w ON w.connection_id = l.connection_id AND w.email = l.email
-               AND w.skip_reason IS NULL AND NOT w.archived
-             WHERE l.connection_id = '{}' AND l.skip_reason = 'duplicate_email'
-               AND NOT l.archived
-             ORDER BY l.id LIMIT 1",
-            connection.connection_id
-        ))
-        .load(&mut conn)
-        .await
-        .expect("query")
-    };
-    let pair = pairs
-        .first()
-        .expect("the seeded portal has two contacts sharing an e-mail");
-    let twin = pair.id;
-    let customer: i64 = pair.a.as_deref().and_then(|a| a.parse().ok()).expect("id");
+    let (twin, customer) = customer_with_twin(&app, &connection).await;
     // The customer is merged into a contact with another e-mail, which keeps its own.
     let winner = h
         .create(

@@ -483,14 +483,7 @@ pub async fn upsert_page(
     let columns = table_columns(record_type);
     // Contacts whose e-mail changes leave a group whose winner must be decided again.
     let old_emails: Vec<String> = if record_type == RecordType::Contact {
-        let rows: Vec<EmailRow> = sql_query(
-            "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
-        )
-        .bind::<SqlUuid, _>(connection.connection_id)
-        .bind::<Array<BigInt>, _>(&page.ids)
-        .load(conn)
-        .await?;
-        rows.into_iter().filter_map(|r| r.email).collect()
+        emails_of(conn, connection.connection_id, &page.ids).await?
     } else {
         Vec::new()
     };
@@ -641,14 +634,7 @@ pub async fn mark_merged(
     .await?;
     if record_type == RecordType::Contact && !merged.is_empty() {
         let ids: Vec<i64> = merged.iter().map(|r| r.id).collect();
-        let emails: Vec<EmailRow> = sql_query(
-            "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
-        )
-        .bind::<SqlUuid, _>(connection.connection_id)
-        .bind::<Array<BigInt>, _>(&ids)
-        .load(conn)
-        .await?;
-        let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
+        let emails = emails_of(conn, connection.connection_id, &ids).await?;
         resolve_duplicates(conn, connection.connection_id, &emails, promoted).await?;
     }
     // Edges of the merged-away records now belong to the winner (as in HubSpot).
@@ -710,6 +696,22 @@ pub async fn mark_pending(
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// The e-mails the mirror holds for contacts `ids` of a connection.
+async fn emails_of(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    ids: &[i64],
+) -> QueryResult<Vec<String>> {
+    let rows: Vec<EmailRow> = sql_query(
+        "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().filter_map(|r| r.email).collect())
 }
 
 /// Decides again which contact is the customer for each of `emails`: among live contacts
@@ -783,14 +785,7 @@ pub async fn mark_deleted(
     .await?;
     let changed: Vec<i64> = rows.into_iter().map(|r| r.id).collect();
     if record_type == RecordType::Contact && !changed.is_empty() {
-        let emails: Vec<EmailRow> = sql_query(
-            "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
-        )
-        .bind::<SqlUuid, _>(connection.connection_id)
-        .bind::<Array<BigInt>, _>(&changed)
-        .load(conn)
-        .await?;
-        let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
+        let emails = emails_of(conn, connection.connection_id, &changed).await?;
         resolve_duplicates(conn, connection.connection_id, &emails, promoted).await?;
     }
     Ok(changed)
@@ -809,13 +804,7 @@ pub async fn erase_personal_data(
     if ids.is_empty() {
         return Ok(());
     }
-    let emails: Vec<EmailRow> = sql_query(
-        "SELECT email FROM contacts WHERE connection_id = $1 AND id = ANY($2) AND email IS NOT NULL",
-    )
-    .bind::<SqlUuid, _>(connection.connection_id)
-    .bind::<Array<BigInt>, _>(ids)
-    .load(conn)
-    .await?;
+    let emails = emails_of(conn, connection.connection_id, ids).await?;
     // A privacy deletion never arrives for a contact the mirror has not seen; store a
     // tombstone anyway so a late, older read cannot bring the data back.
     sql_query(
@@ -836,7 +825,6 @@ pub async fn erase_personal_data(
     .bind::<Timestamptz, _>(at)
     .execute(conn)
     .await?;
-    let emails: Vec<String> = emails.into_iter().filter_map(|e| e.email).collect();
     resolve_duplicates(conn, connection.connection_id, &emails, promoted).await
 }
 

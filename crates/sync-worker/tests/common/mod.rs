@@ -900,3 +900,29 @@ impl Harness {
         }
     }
 }
+
+/// A mirrored customer and its twin: a live contact with the same e-mail that is not the
+/// customer (`duplicate_email`), as `(twin, customer)`.
+pub async fn customer_with_twin(app: &RunningApp, connection: &Connection) -> (i64, i64) {
+    use diesel_async::RunQueryDsl as _;
+    let mut conn = app.pool.get().await.expect("db");
+    // (twin, customer id as text, shared e-mail)
+    let pairs: Vec<RecordRow> = diesel::sql_query(format!(
+        "SELECT l.id, w.id::text AS a, l.email AS b FROM contacts l
+         JOIN contacts w ON w.connection_id = l.connection_id AND w.email = l.email
+           AND w.skip_reason IS NULL AND NOT w.archived
+         WHERE l.connection_id = '{}' AND l.skip_reason = 'duplicate_email'
+           AND NOT l.archived
+         ORDER BY l.id LIMIT 1",
+        connection.connection_id
+    ))
+    .load(&mut conn)
+    .await
+    .expect("query");
+    let pair = pairs
+        .into_iter()
+        .next()
+        .expect("the seeded portal has two contacts sharing an e-mail");
+    let customer = pair.a.as_deref().and_then(|a| a.parse().ok()).expect("id");
+    (pair.id, customer)
+}
