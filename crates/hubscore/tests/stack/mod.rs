@@ -492,6 +492,43 @@ impl Stack {
                         "  unscored in the mirror: {mirror:?}; in scoring's projection: {projection:?}"
                     );
                 }
+                if !unwritten.is_empty() {
+                    let ids = unwritten
+                        .iter()
+                        .map(|(id, _, _)| id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let scored = self
+                        .query_pairs(&format!(
+                            "select object_id as id, format('score=%s computed_at=%s', score, \
+                             computed_at) as value from scoring.scores \
+                             where object_type = 1 and object_id in ({ids})"
+                        ))
+                        .await;
+                    let writeback = self
+                        .query_pairs(&format!(
+                            "select r.object_id as id, format('score=%s computed_at=%s \
+                             revision=%s pending_since=%s inflight_revision=%s attempts=%s \
+                             written=%s written_at=%s failure=%s', r.score, r.computed_at, \
+                             r.revision, r.pending_since, r.inflight_revision, r.attempts, \
+                             r.written, r.written_at, f.reason) as value \
+                             from writeback.record_scores r left join writeback.record_failures f \
+                             using (connection_id, object_type, object_id) \
+                             where r.object_type = 'contacts' and r.object_id in ({ids})"
+                        ))
+                        .await;
+                    let paused = self
+                        .query_pairs(
+                            "select 0::bigint as id, string_agg(format('%s paused_until=%s \
+                             reason=%s needs_prepare=%s', status, paused_until, paused_reason, \
+                             needs_prepare), '; ') as value from writeback.connections",
+                        )
+                        .await;
+                    eprintln!(
+                        "  not shown: scoring holds {scored:?}; writeback holds {writeback:?}; \
+                         connections {paused:?}"
+                    );
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 let missing: Vec<_> = hubspot_stages
