@@ -627,7 +627,8 @@ pub struct RecordFailure {
 }
 
 /// Records refused records: a permanent failure settles the revision (it is skipped), a
-/// retryable one counts an attempt and stays pending.
+/// retryable one counts an attempt and stays pending. Only rows still in flight at the
+/// revision sent are touched, as in [`record_written`].
 pub async fn record_failed(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
@@ -640,9 +641,10 @@ pub async fn record_failed(
         } else {
             ", pending_since = CASE WHEN revision = $4 THEN NULL ELSE pending_since END, force_write = FALSE"
         };
-        sql_query(format!(
+        let counted = sql_query(format!(
             "UPDATE record_scores SET inflight_revision = NULL, attempts = attempts + 1{settle} \
-             WHERE connection_id = $1 AND object_type = $2 AND object_id = $3 AND $4 = $4"
+             WHERE connection_id = $1 AND object_type = $2 AND object_id = $3 \
+               AND inflight_revision = $4"
         ))
         .bind::<SqlUuid, _>(connection_id)
         .bind::<Text, _>(object_type.as_str())
@@ -650,6 +652,10 @@ pub async fn record_failed(
         .bind::<BigInt, _>(f.revision)
         .execute(conn)
         .await?;
+        if counted == 0 {
+            // No longer in flight at that revision: another holder of the lock took over.
+            continue;
+        }
         sql_query(
             "INSERT INTO record_failures (connection_id, object_type, object_id, reason, retryable) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (connection_id, object_type, object_id) \
@@ -666,21 +672,26 @@ pub async fn record_failed(
     Ok(())
 }
 
-/// Takes records out of flight without settling them (the request was not sent, or its
-/// outcome is still unknown): they are tried again.
+/// Takes records out of flight at the given revisions without settling them (the request
+/// was not sent, or its outcome is still unknown): they are tried again. A mark set since by
+/// another holder of the connection's lock is left alone.
 pub async fn release_inflight(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     object_type: TargetObject,
-    ids: &[i64],
+    rows: &[(i64, i64)],
 ) -> Result<usize> {
+    let (ids, revisions): (Vec<i64>, Vec<i64>) = rows.iter().copied().unzip();
     sql_query(
-        "UPDATE record_scores SET inflight_revision = NULL \
-         WHERE connection_id = $1 AND object_type = $2 AND object_id = ANY($3)",
+        "UPDATE record_scores r SET inflight_revision = NULL \
+         FROM UNNEST($3::bigint[], $4::bigint[]) AS u(object_id, revision) \
+         WHERE r.connection_id = $1 AND r.object_type = $2 AND r.object_id = u.object_id \
+           AND r.inflight_revision = u.revision",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Text, _>(object_type.as_str())
     .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(revisions)
     .execute(conn)
     .await
 }

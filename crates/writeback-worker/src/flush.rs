@@ -6,7 +6,10 @@
 //! A connection's batches are written by whichever replica holds its PostgreSQL advisory
 //! lock, taken on a connection of its own that lives exactly as long as the flush: a
 //! replica that dies loses the lock with its database session, and the next one resets the
-//! in-flight marks it left and carries on. Within the holder, a record is in at most one
+//! in-flight marks it left and carries on, after a short grace for requests the old holder
+//! may still have had on the way. A holder checks its lock session every 250 ms and stops
+//! (aborting the sends it has waiting) once the session is gone, since its pool may work
+//! again while the lock is already someone else's. Within the holder, a record is in at most one
 //! request at a time (its row is marked in flight), and a write settles only the revision it
 //! carried, so a score that arrived meanwhile is written next. Hence an older score is never
 //! written after a newer one, whatever the replicas and redeliveries.
@@ -36,6 +39,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Text};
 use diesel::{QueryableByName, sql_query};
@@ -133,7 +137,7 @@ struct Batch {
 struct Settled {
     written: Vec<(i64, i64, serde_json::Value)>,
     failed: Vec<RecordFailure>,
-    released: Vec<i64>,
+    released: Vec<(i64, i64)>,
     pause: Option<(Duration, String)>,
     missing_scope: Option<String>,
     reprepare: bool,
@@ -148,6 +152,26 @@ struct Locked {
 
 fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
+}
+
+/// How often a flush checks that its lock session is still alive.
+const LOCK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a lock check may take before the lock counts as lost.
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a new holder waits before resending what a stopped one left in flight: more
+/// than a lock check's interval and timeout, after which the old holder has stopped.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether the session holding the advisory lock still answers (if it does, it still
+/// holds the lock: a session-level advisory lock ends only with its session or an unlock).
+async fn holds_lock(lock: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    tokio::time::timeout(LOCK_CHECK_TIMEOUT, sql_query("SELECT 1").execute(lock))
+        .await
+        .context("the lock session did not answer in time")?
+        .context("the lock session ended")?;
+    Ok(())
 }
 
 impl Flusher {
@@ -220,6 +244,10 @@ impl Flusher {
         let stale = db::reset_inflight(&mut conn, connection_id).await?;
         if stale > 0 {
             tracing::info!(connection_id = %connection_id, records = stale, "resending writes a stopped flusher left in flight");
+            // The flusher that left them may have had requests on the way when it stopped
+            // (it stops within a lock check of losing its session): let them land first, so
+            // that one of them cannot arrive after a newer value sent from here.
+            tokio::time::sleep(TAKEOVER_GRACE).await;
         }
         let Some(connection) = db::connection(&mut conn, connection_id).await? else {
             return Ok(());
@@ -296,9 +324,20 @@ impl Flusher {
             metrics: self.metrics.clone(),
         });
         let tick = millis((self.settings.batch_window_ms / 4).clamp(10, 100));
-        let mut in_flight: JoinSet<bool> = JoinSet::new();
+        let mut in_flight: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut paused = false;
+        let mut lock_checked = tokio::time::Instant::now();
         loop {
+            // A holder whose lock session ended (a database restart, a cut connection) no
+            // longer holds the lock while its pool may work again: it must stop before
+            // another replica takes over. Returning drops `in_flight`, aborting every send
+            // that is still waiting for the rate budget or an answer.
+            if lock_checked.elapsed() >= LOCK_CHECK_EVERY {
+                holds_lock(&mut lock).await.with_context(|| {
+                    format!("lost the lock of connection {connection_id}; stopping its writes")
+                })?;
+                lock_checked = tokio::time::Instant::now();
+            }
             let stopping = shutdown.is_cancelled() || paused;
             let mut started = false;
             if !stopping {
@@ -327,10 +366,13 @@ impl Flusher {
             }
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
+                    // A send that could not record its outcome, or that panicked, left its
+                    // records in flight: end the flush so that the next one resets them.
                     match done {
-                        Ok(true) => paused = true,
-                        Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "a batch send panicked"),
+                        Ok(Ok(true)) => paused = true,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(error)) => return Err(error),
+                        Err(e) => anyhow::bail!("a batch send panicked: {e}"),
                     }
                 }
                 () = tokio::time::sleep(tick) => {}
@@ -542,8 +584,9 @@ impl SendContext {
         Ok(())
     }
 
-    /// Sends one batch and settles its records; `true` when the connection was paused.
-    async fn send(&self, batch: Batch) -> bool {
+    /// Sends one batch and settles its records; `true` when the connection was paused. An
+    /// error means the outcome could not be recorded and the records are still in flight.
+    async fn send(&self, batch: Batch) -> anyhow::Result<bool> {
         let started = Utc::now();
         let object_type = batch.object_type;
         let inputs: Vec<UpdateInput> = batch
@@ -572,12 +615,13 @@ impl SendContext {
             attempts += 1;
             tracing::warn!(connection_id = %self.connection_id, error = %error, "recording a flush failed; retrying");
             if attempts >= 20 {
-                tracing::error!(connection_id = %self.connection_id, "recording a flush keeps failing; the records will be resent");
-                break;
+                return Err(
+                    error.context("recording a flush keeps failing; its records will be resent")
+                );
             }
             tokio::time::sleep(millis(250 * u64::from(attempts))).await;
         }
-        paused
+        Ok(paused)
     }
 
     /// Sorts the batch's records into written, failed and released.
@@ -680,13 +724,17 @@ impl SendContext {
             HubSpotError::RateLimited { .. }
             | HubSpotError::Budget(_)
             | HubSpotError::TokenUnavailable(_) => {
-                settled.released.extend(items.iter().map(|i| i.object_id));
+                settled
+                    .released
+                    .extend(items.iter().map(|i| (i.object_id, i.revision)));
                 settled
                     .pause
                     .get_or_insert((retry_pause, format!("hubspot_unavailable: {cause}")));
             }
             HubSpotError::DailyQuotaExhausted { until } => {
-                settled.released.extend(items.iter().map(|i| i.object_id));
+                settled
+                    .released
+                    .extend(items.iter().map(|i| (i.object_id, i.revision)));
                 let pause = until
                     .and_then(|u| (u - Utc::now()).to_std().ok())
                     .unwrap_or(retry_pause);
@@ -696,14 +744,18 @@ impl SendContext {
                 ));
             }
             HubSpotError::Unauthorized { .. } => {
-                settled.released.extend(items.iter().map(|i| i.object_id));
+                settled
+                    .released
+                    .extend(items.iter().map(|i| (i.object_id, i.revision)));
                 settled.pause = Some((
                     millis(self.settings.reauth_pause_ms),
                     "reauth_required: HubSpot refused the connection's credentials".to_owned(),
                 ));
             }
             HubSpotError::MissingScopes { required } => {
-                settled.released.extend(items.iter().map(|i| i.object_id));
+                settled
+                    .released
+                    .extend(items.iter().map(|i| (i.object_id, i.revision)));
                 settled.missing_scope =
                     Some(format!("writing needs one of the scopes {required:?}"));
             }
@@ -752,7 +804,7 @@ impl SendContext {
             if holds {
                 settled.written.push(written(item));
             } else {
-                settled.released.push(item.object_id);
+                settled.released.push((item.object_id, item.revision));
             }
         }
     }

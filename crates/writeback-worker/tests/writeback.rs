@@ -485,6 +485,178 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     let still = pending(&mut conn).await;
     assert_eq!(still.len(), 1, "the record was settled by a stale report");
     assert_eq!(still[0].written, json!({}));
+
+    // A newer score, claimed by the new holder: the old holder's late release or failure
+    // report for its older claim must leave the new claim alone (else the record could go
+    // out twice at once, the older request landing last).
+    db::store_scores(&mut conn, &[incoming(93, T0 + 2_000)])
+        .await
+        .unwrap();
+    let newest = pending(&mut conn).await;
+    assert_eq!(newest[0].score, Some(93));
+    let marked = db::mark_inflight(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, newest[0].revision)],
+    )
+    .await
+    .unwrap();
+    assert!(marked.contains(&42));
+    let stale = next[0].revision;
+    db::release_inflight(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, stale)],
+    )
+    .await
+    .unwrap();
+    db::record_failed(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[db::RecordFailure {
+            object_id: 42,
+            revision: stale,
+            reason: "INTERNAL_ERROR: stale".to_owned(),
+            retryable: true,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        pending(&mut conn).await.is_empty(),
+        "a stale report took the newer claim out of flight"
+    );
+    db::release_inflight(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[(42, newest[0].revision)],
+    )
+    .await
+    .unwrap();
+    let released = pending(&mut conn).await;
+    assert_eq!(
+        (released.len(), released[0].attempts),
+        (1, 0),
+        "the newer claim was not released, or a stale failure counted against it"
+    );
+}
+
+/// A replica whose lock session ends (a database restart, a cut connection) while its pool
+/// works on must stop writing before another replica can take the connection over; the
+/// next holder then finishes the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flusher_that_lost_its_lock_stops_writing_and_the_next_holder_finishes() {
+    use diesel::sql_query;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    const LOCKS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+        AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)";
+
+    let world = World::new().await;
+    seed_contacts(&world, 3_000).await;
+    let mut settings = world.settings.clone();
+    settings.writeback.max_in_flight = 1;
+    let app = world.start_with(settings).await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    // Slow answers: the 30 batches take several seconds, time enough to cut the lock midway.
+    let fault = world
+        .http
+        .post(format!("{}/_sim/faults", world.base))
+        .json(&json!({"path_prefix": "/crm/v3/objects/contacts/batch/update", "latency_ms": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    let scores: Vec<_> = (0..3_000)
+        .map(|i| world.score(ObjectType::Contact, 1001 + i, Some(70), T0))
+        .collect();
+    world.publish_scores(&scores).await;
+    world
+        .wait_status(&app, "some written", |s| {
+            s["written"].as_i64().unwrap() >= 100
+        })
+        .await;
+
+    // Queue up behind the worker's lock session, so that the lock passes to the test (and
+    // not back to the worker) the moment that session ends.
+    let key = format!("hubscore.writeback.{}", world.connection_id);
+    let mut waiter = AsyncPgConnection::establish(&world.db.url).await.unwrap();
+    let waiter_key = key.clone();
+    let waiting = tokio::spawn(async move {
+        sql_query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>(waiter_key)
+            .execute(&mut waiter)
+            .await
+            .unwrap();
+        waiter
+    });
+    let mut admin = AsyncPgConnection::establish(&world.db.url).await.unwrap();
+    let queued = format!("SELECT count(*) AS n {LOCKS} AND NOT granted");
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    loop {
+        let waiting: Count = sql_query(&queued)
+            .bind::<Text, _>(&key)
+            .get_result(&mut admin)
+            .await
+            .unwrap();
+        if waiting.n == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test never queued for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let terminated: Count = sql_query(format!(
+        "SELECT count(pg_terminate_backend(pid)) AS n {LOCKS} AND granted"
+    ))
+    .bind::<Text, _>(&key)
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated.n, 1, "the worker held no lock to cut");
+    let waiter = tokio::time::timeout(common::PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Requests already on the way may still land; after that nothing may be written while
+    // another session holds the lock, though scores are still waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let before = requests(&world.stats().await);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = requests(&world.stats().await);
+    let status = world.status(&app).await;
+    assert!(status["pending"].as_i64().unwrap() > 0, "{status:#}");
+    assert_eq!(
+        after - before,
+        0,
+        "a flusher that lost its lock kept writing ({} requests)",
+        after - before
+    );
+
+    // The lock free again, the worker takes it back and finishes.
+    drop(waiter);
+    world
+        .wait_status(&app, "drained", |s| {
+            s["pending"] == 0 && s["written"].as_i64().unwrap() >= 3_000
+        })
+        .await;
+    assert_scores(&world, 1001, 3_000, |_| "70".to_owned()).await;
+    app.stop().await;
 }
 
 /// A token that can be swapped, as a reconnect would.
