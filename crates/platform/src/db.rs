@@ -181,6 +181,37 @@ pub async fn keep_statistics_fresh(
     }
 }
 
+/// How often [`session_lost`] checks a lock session, and how long one check may take.
+pub const LOCK_SESSION_CHECK: (Duration, Duration) =
+    (Duration::from_millis(250), Duration::from_secs(1));
+
+/// Whether `session` still answers within `timeout`. For a session holding a
+/// session-level advisory lock, an answer means the lock is still held: such a lock ends
+/// only with its session or an explicit unlock.
+pub async fn session_alive(
+    session: &mut AsyncPgConnection,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(timeout, session.batch_execute("SELECT 1"))
+        .await
+        .context("the lock session did not answer in time")?
+        .context("the lock session ended")
+}
+
+/// Resolves, with the reason, once `session` stops answering ([`session_alive`] every
+/// [`LOCK_SESSION_CHECK`]). A task that holds a session-level advisory lock races its work
+/// against this and stops when it resolves: after a database restart or a cut connection
+/// its pool works again while the lock may already be another replica's.
+pub async fn session_lost(session: &mut AsyncPgConnection) -> anyhow::Error {
+    let (every, timeout) = LOCK_SESSION_CHECK;
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(error) = session_alive(session, timeout).await {
+            return error;
+        }
+    }
+}
+
 /// Checks that a connection can be had and answers a trivial query.
 pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = pool.get().await.context("no database connection")?;

@@ -87,6 +87,62 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Takes a session-level advisory lock (bigint `key`) away from the session holding it in
+/// the database at `url`, as a database restart or a cut connection would: queues a
+/// session of its own for the lock, terminates the holder's backend, and returns the
+/// queued session once the lock passed to it (never back to the holder's process).
+/// Dropping the returned connection releases the lock.
+pub async fn take_over_advisory_lock(url: &str, key: i64) -> anyhow::Result<AsyncPgConnection> {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    // pg_locks shows a bigint key's high half as classid and its low half as objid.
+    const LOCKS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+        AND ((classid::bigint << 32) | objid::bigint) = $1";
+    let mut waiter = AsyncPgConnection::establish(url).await?;
+    let waiting = tokio::spawn(async move {
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(key)
+            .execute(&mut waiter)
+            .await
+            .map(|_| waiter)
+    });
+    let mut admin = AsyncPgConnection::establish(url).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let queued: Count =
+            diesel::sql_query(format!("SELECT count(*) AS n {LOCKS} AND NOT granted"))
+                .bind::<BigInt, _>(key)
+                .get_result(&mut admin)
+                .await?;
+        if queued.n == 1 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never queued for the advisory lock {key}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let terminated: Count = diesel::sql_query(format!(
+        "SELECT count(pg_terminate_backend(pid)) AS n {LOCKS} AND granted"
+    ))
+    .bind::<BigInt, _>(key)
+    .get_result(&mut admin)
+    .await?;
+    anyhow::ensure!(terminated.n == 1, "nobody held the advisory lock {key}");
+    let waiter = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .context("the lock never passed to the queued session")??;
+    Ok(waiter?)
+}
+
 /// A service binary started by a test, with the port its HTTP server bound.
 pub struct ServiceProcess {
     child: tokio::process::Child,

@@ -1,7 +1,9 @@
 //! The runner: finds queued runs (and runs orphaned by a dead replica), takes each
 //! connection's PostgreSQL advisory lock on a dedicated connection, and executes the run.
 //! The lock is a session lock: if the process dies, its connection closes and another
-//! replica takes the run over from its checkpoints. It also queues the scheduled
+//! replica takes the run over from its checkpoints. A run whose lock session ends while its
+//! process lives on (a database restart, a cut connection) stops within about a second, as
+//! a killed one would, so that two replicas never run it at once. It also queues the scheduled
 //! reconciliation runs.
 
 use std::collections::{HashMap, HashSet};
@@ -116,8 +118,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
                         (ctx.clone(), busy.clone(), backoff.clone(), shutdown.clone());
                     tasks.spawn(async move {
                         let connection_id = run.connection_id;
-                        let ok = execute(&ctx, &run, &shutdown).await;
                         let mut held = held;
+                        // After a database restart or a cut connection the pool works
+                        // again while the lock may be another replica's: the run stops
+                        // (as a killed one would) and resumes from its checkpoint.
+                        let ok = tokio::select! {
+                            ok = execute(&ctx, &run, &shutdown) => ok,
+                            lost = platform::db::session_lost(&mut held) => {
+                                tracing::warn!(sync.run_id = %run.id, error = format!("{lost:#}"),
+                                    "lost the connection's sync lock; the run stops and resumes from its checkpoint");
+                                false
+                            }
+                        };
                         let _ = sql_query("SELECT pg_advisory_unlock_all()")
                             .execute(&mut held)
                             .await;

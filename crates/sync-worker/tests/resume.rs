@@ -94,3 +94,60 @@ async fn two_replicas_side_by_side_sync_each_portal_once_into_an_exact_mirror() 
     one.stop().await;
     two.stop().await;
 }
+
+/// A replica whose lock session ends while it lives on (a database restart, a cut
+/// connection) must stop its run before another replica can take it over, and the next
+/// holder finishes it from its checkpoint.
+#[tokio::test]
+async fn a_run_whose_lock_session_ends_stops_and_the_next_holder_finishes_it() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 4000, 1, 1).await;
+    h.sim_send(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 60, "portal_id": portal.id}),
+    )
+    .await;
+    let app = h.app(&portal).await;
+    let connection = h.connect(&portal).await;
+    let started = eventually(Duration::from_secs(40), || async {
+        fetched(&app.pool, &connection, "contact").await >= 1000
+    })
+    .await;
+    assert!(started, "the run never got going");
+
+    // The lock passes to the test, as if another replica had taken the run over.
+    let key = sync_worker::runner::lock_key(connection.connection_id);
+    let taker = platform::testing::take_over_advisory_lock(&h.settings.database.url, key)
+        .await
+        .unwrap();
+    assert!(
+        fetched(&app.pool, &connection, "contact").await < 3000,
+        "the run was nearly done before the lock was taken: nothing proven"
+    );
+    // A request already on the way may still land; after that the portal sees nothing
+    // from this worker while the test holds the lock, though the run is unfinished.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = h.stats(&portal).await["requests_total"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = h.stats(&portal).await["requests_total"].as_u64().unwrap();
+    assert_eq!(
+        after - before,
+        0,
+        "a run that lost its lock kept reading HubSpot ({} requests)",
+        after - before
+    );
+
+    drop(taker);
+    h.sim_send(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    assert_eq!(
+        fetched(&app.pool, &connection, "contact").await,
+        4000,
+        "no page counted twice"
+    );
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}

@@ -39,7 +39,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Text};
 use diesel::{QueryableByName, sql_query};
@@ -154,25 +153,10 @@ fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// How often a flush checks that its lock session is still alive.
-const LOCK_CHECK_EVERY: Duration = Duration::from_millis(250);
-
-/// How long a lock check may take before the lock counts as lost.
-const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long a new holder waits before resending what a stopped one left in flight: more
-/// than a lock check's interval and timeout, after which the old holder has stopped.
+/// than `platform::db::LOCK_SESSION_CHECK`'s interval and timeout together, by which time
+/// the old holder has stopped.
 const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
-
-/// Whether the session holding the advisory lock still answers (if it does, it still
-/// holds the lock: a session-level advisory lock ends only with its session or an unlock).
-async fn holds_lock(lock: &mut AsyncPgConnection) -> anyhow::Result<()> {
-    tokio::time::timeout(LOCK_CHECK_TIMEOUT, sql_query("SELECT 1").execute(lock))
-        .await
-        .context("the lock session did not answer in time")?
-        .context("the lock session ended")?;
-    Ok(())
-}
 
 impl Flusher {
     /// Runs until `shutdown`: every tick, starts a flush for each connection with waiting
@@ -240,12 +224,26 @@ impl Flusher {
         if !locked.locked {
             return Ok(());
         }
+        // A holder whose lock session ended (a database restart, a cut connection) no longer
+        // holds the lock while its pool may work again: it stops before another replica
+        // takes over. Dropping the flush aborts every send still waiting for the rate budget
+        // or an answer.
+        tokio::select! {
+            result = self.flush_locked(connection_id, shutdown) => result,
+            lost = platform::db::session_lost(&mut lock) => Err(lost.context(format!(
+                "lost the lock of connection {connection_id}; stopping its writes"
+            ))),
+        }
+    }
+
+    /// [`Self::flush_connection`]'s work once the lock is held.
+    async fn flush_locked(&self, connection_id: Uuid, shutdown: &Shutdown) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await?;
         let stale = db::reset_inflight(&mut conn, connection_id).await?;
         if stale > 0 {
             tracing::info!(connection_id = %connection_id, records = stale, "resending writes a stopped flusher left in flight");
             // The flusher that left them may have had requests on the way when it stopped
-            // (it stops within a lock check of losing its session): let them land first, so
+            // (it stops within about a second of losing its session): let them land first, so
             // that one of them cannot arrive after a newer value sent from here.
             tokio::time::sleep(TAKEOVER_GRACE).await;
         }
@@ -326,18 +324,7 @@ impl Flusher {
         let tick = millis((self.settings.batch_window_ms / 4).clamp(10, 100));
         let mut in_flight: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut paused = false;
-        let mut lock_checked = tokio::time::Instant::now();
         loop {
-            // A holder whose lock session ended (a database restart, a cut connection) no
-            // longer holds the lock while its pool may work again: it must stop before
-            // another replica takes over. Returning drops `in_flight`, aborting every send
-            // that is still waiting for the rate budget or an answer.
-            if lock_checked.elapsed() >= LOCK_CHECK_EVERY {
-                holds_lock(&mut lock).await.with_context(|| {
-                    format!("lost the lock of connection {connection_id}; stopping its writes")
-                })?;
-                lock_checked = tokio::time::Instant::now();
-            }
             let stopping = shutdown.is_cancelled() || paused;
             let mut started = false;
             if !stopping {

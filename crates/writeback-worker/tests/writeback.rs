@@ -550,18 +550,14 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
 /// next holder then finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flusher_that_lost_its_lock_stops_writing_and_the_next_holder_finishes() {
-    use diesel::sql_query;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
     #[derive(diesel::QueryableByName)]
-    struct Count {
+    struct Key {
         #[diesel(sql_type = BigInt)]
-        n: i64,
+        key: i64,
     }
-    const LOCKS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-        AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)";
 
     let world = World::new().await;
     seed_contacts(&world, 3_000).await;
@@ -589,48 +585,16 @@ async fn a_flusher_that_lost_its_lock_stops_writing_and_the_next_holder_finishes
         })
         .await;
 
-    // Queue up behind the worker's lock session, so that the lock passes to the test (and
-    // not back to the worker) the moment that session ends.
-    let key = format!("hubscore.writeback.{}", world.connection_id);
-    let mut waiter = AsyncPgConnection::establish(&world.db.url).await.unwrap();
-    let waiter_key = key.clone();
-    let waiting = tokio::spawn(async move {
-        sql_query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-            .bind::<Text, _>(waiter_key)
-            .execute(&mut waiter)
-            .await
-            .unwrap();
-        waiter
-    });
-    let mut admin = AsyncPgConnection::establish(&world.db.url).await.unwrap();
-    let queued = format!("SELECT count(*) AS n {LOCKS} AND NOT granted");
-    let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    loop {
-        let waiting: Count = sql_query(&queued)
-            .bind::<Text, _>(&key)
-            .get_result(&mut admin)
-            .await
-            .unwrap();
-        if waiting.n == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the test never queued for the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let terminated: Count = sql_query(format!(
-        "SELECT count(pg_terminate_backend(pid)) AS n {LOCKS} AND granted"
-    ))
-    .bind::<Text, _>(&key)
-    .get_result(&mut admin)
-    .await
-    .unwrap();
-    assert_eq!(terminated.n, 1, "the worker held no lock to cut");
-    let waiter = tokio::time::timeout(common::PATIENCE, waiting)
+    // The worker's lock session ends and the lock passes to the test, as if another replica
+    // had taken the connection over.
+    let mut conn = AsyncPgConnection::establish(&world.db.url).await.unwrap();
+    let key: Key = diesel::sql_query("SELECT hashtextextended($1, 0) AS key")
+        .bind::<Text, _>(format!("hubscore.writeback.{}", world.connection_id))
+        .get_result(&mut conn)
         .await
-        .unwrap()
+        .unwrap();
+    let waiter = platform::testing::take_over_advisory_lock(&world.db.url, key.key)
+        .await
         .unwrap();
 
     // Requests already on the way may still land; after that nothing may be written while
