@@ -525,3 +525,76 @@ async fn a_lost_connection_returns_a_concurrent_consumers_messages_once_and_dead
         "a message was dead-lettered for a lost connection"
     );
 }
+
+/// A message in hand whose handler never finishes (or whose ack on the dead channel never
+/// completes) when the connection drops must not keep the consumer from resubscribing: it
+/// resubscribes without it, and the message comes back with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_never_finishes_does_not_keep_the_consumer_from_resubscribing() {
+    let proxy = testing::TcpProxy::start(
+        std::net::ToSocketAddrs::to_socket_addrs("127.0.0.1:5672")
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut settings = testing::amqp_settings();
+    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    settings.reconnect_max_backoff_ms = 500;
+    let f = fixture_with("test.stuck", settings).await;
+    const MESSAGES: u32 = 200;
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..MESSAGES {
+        ids.insert(f.publish(&n.to_be_bytes()).await);
+    }
+    let handled: Arc<Mutex<std::collections::BTreeSet<Uuid>>> = Arc::default();
+    let stuck_once = Arc::new(AtomicU32::new(0));
+    let (seen, stuck) = (handled.clone(), stuck_once.clone());
+    let consumer = tokio::spawn(platform::amqp::consume_concurrently(
+        f.broker.clone(),
+        f.queue.clone(),
+        move |delivery: Delivery| {
+            let (handled, stuck) = (seen.clone(), stuck.clone());
+            async move {
+                // The first delivery of message 0 hangs for good.
+                if delivery.body == 0u32.to_be_bytes() && stuck.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                handled.lock().await.insert(delivery.message_id);
+                Outcome::Ack
+            }
+        },
+        16,
+        f.shutdown.clone(),
+        f.metrics.clone(),
+    ));
+    assert!(
+        testing::eventually(WAIT, || async {
+            stuck_once.load(Ordering::SeqCst) == 1 && handled.lock().await.len() >= 20
+        })
+        .await,
+        "the consumer never got going"
+    );
+    proxy.refuse();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.accept();
+
+    assert!(
+        testing::eventually(Duration::from_secs(40), || async {
+            handled.lock().await.len() >= ids.len()
+        })
+        .await,
+        "only {} of {MESSAGES} messages were handled after the connection came back",
+        handled.lock().await.len()
+    );
+    assert_eq!(
+        stuck_once.load(Ordering::SeqCst),
+        2,
+        "the stuck message was not delivered again"
+    );
+    f.stop(consumer).await;
+    assert_eq!(*handled.lock().await, ids, "every message was handled");
+}

@@ -86,6 +86,11 @@ const LOCAL_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// Pause before re-subscribing after the channel was lost while the connection stayed up.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
 
+/// How long, once the connection is lost, the messages in hand get to finish before the
+/// consumer resubscribes without them (they come back: the broker returns every message
+/// a lost channel left unsettled).
+const FINISH_AFTER_LOSS: Duration = Duration::from_secs(10);
+
 /// What a handler decided about a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -290,9 +295,11 @@ pub async fn consume<H: Handler>(
 
 /// [`consume`] with up to `concurrency` messages handled at once by one subscription on one
 /// channel (its prefetch is at least `concurrency`). Each message is settled on its own as
-/// its handler finishes, in whatever order they finish. On shutdown, or when the connection
-/// is lost, the messages in hand are finished before it stops or resubscribes (a message
-/// whose ack could not be sent comes back; handlers are idempotent).
+/// its handler finishes, in whatever order they finish. On shutdown the messages in hand
+/// are finished and settled before it stops. When the connection is lost they get up to
+/// 10 s to finish (settling on the dead channel is not waited for) before it resubscribes
+/// without them: every message the lost channel left unsettled comes back, and handlers
+/// are idempotent.
 pub async fn consume_concurrently<H: Handler>(
     broker: Broker,
     queue: String,
@@ -384,14 +391,26 @@ impl Consumer {
                 () = &mut lost => break Err("the broker connection was lost".to_owned()),
                 Some(()) = in_hand.next(), if !in_hand.is_empty() => {}
                 next = deliveries.next(), if in_hand.len() < self.concurrency => match next {
-                    Some(Ok(delivery)) => in_hand.push(self.handle(delivery, handler)),
+                    Some(Ok(delivery)) => in_hand.push(self.handle(delivery, handler, connection)),
                     Some(Err(error)) => break Err(error.to_string()),
                     None => break Err("the broker cancelled the subscription".to_owned()),
                 },
             }
         };
-        // A handler stopped half-way could leave its work half-done; let each finish.
-        while in_hand.next().await.is_some() {}
+        // A handler stopped half-way could leave its work half-done; let each finish. After
+        // a lost connection, though, not for ever: one that does not finish must not keep
+        // the consumer from resubscribing (its message comes back; handlers are idempotent).
+        let finish = async { while in_hand.next().await.is_some() {} };
+        if ended.is_ok() {
+            finish.await;
+        } else if tokio::time::timeout(FINISH_AFTER_LOSS, finish)
+            .await
+            .is_err()
+        {
+            tracing::warn!(amqp.queue = %self.queue, messages = in_hand.len(),
+                "messages in hand did not finish after the connection was lost; resubscribing without them");
+        }
+        drop(in_hand);
         ended?;
         self.stop(&channel, &tag).await;
         Ok(())
@@ -405,7 +424,12 @@ impl Consumer {
         tracing::info!(amqp.queue = %self.queue, "stopped consuming");
     }
 
-    async fn handle<H: Handler>(&self, raw: lapin::message::Delivery, handler: &H) {
+    async fn handle<H: Handler>(
+        &self,
+        raw: lapin::message::Delivery,
+        handler: &H,
+        connection: &Arc<Connection>,
+    ) {
         let started = Instant::now();
         let delivery = match Delivery::from_lapin(&self.queue, &raw) {
             Ok(delivery) => delivery,
@@ -435,12 +459,22 @@ impl Consumer {
             Ok(outcome) => outcome.label(),
             Err(_) => "panic",
         };
-        match outcome {
-            Ok(outcome) => self.settle(&raw, &outcome, retries).instrument(span).await,
-            Err(_) => {
-                self.requeue_later(&raw, delivery_count, "the handler panicked")
-                    .instrument(span)
-                    .await;
+        let settle = async {
+            match outcome {
+                Ok(outcome) => self.settle(&raw, &outcome, retries).await,
+                Err(_) => {
+                    self.requeue_later(&raw, delivery_count, "the handler panicked")
+                        .await;
+                }
+            }
+        };
+        // Settling on a channel whose connection is gone is moot (the broker returns the
+        // message) and may never complete: stop waiting once the connection is lost.
+        tokio::select! {
+            biased;
+            () = settle.instrument(span.clone()) => {}
+            () = self.broker.lost(connection) => {
+                tracing::warn!(parent: &span, "the broker connection was lost before the message was settled; it will be delivered again");
             }
         }
         self.metrics
