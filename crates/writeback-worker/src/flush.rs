@@ -9,10 +9,10 @@
 //! in-flight marks it left and carries on, after a short grace for requests the old holder
 //! may still have had on the way. A holder checks its lock session every 250 ms and stops
 //! (aborting the sends it has waiting) once the session is gone, since its pool may work
-//! again while the lock is already someone else's. Within the holder, a record is in at most one
-//! request at a time (its row is marked in flight), and a write settles only the revision it
-//! carried, so a score that arrived meanwhile is written next. Hence an older score is never
-//! written after a newer one, whatever the replicas and redeliveries.
+//! again while the lock is already someone else's. Within the holder, a record is in at
+//! most one request at a time (its row is marked in flight), and a write settles only the
+//! revision it carried, so a score that arrived meanwhile is written next. Hence an older
+//! score is never written after a newer one, whatever the replicas and redeliveries.
 //!
 //! # Batches
 //!
