@@ -331,7 +331,7 @@ async fn main() -> anyhow::Result<()> {
         one.max_window,
     );
     println!(
-        "bench: writeback-worker, 100,000 changed scores, professional tier, time / what the rate limit requires | <= 1.05 x | {:.2} x ({} requests, {} x 429)",
+        "bench: writeback-worker, 100,000 changed scores, professional tier, time / what the rate limit requires | <= 1.05 x | {:.3} x ({} requests, {} x 429)",
         one.elapsed.as_secs_f64() / REQUIRED_SECS,
         one.requests,
         one.rate_limited
