@@ -531,6 +531,7 @@ impl Stack {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
+                eprintln!("queues at the deadline: {:#?}", self.queue_states().await);
                 let missing: Vec<_> = hubspot_stages
                     .iter()
                     .filter(|(id, stage)| {
@@ -665,6 +666,37 @@ impl Stack {
         }
         let _ = connection.close(200, "counted".into()).await;
         counts
+    }
+
+    /// Each work queue's waiting messages and consumers, and its dead-letter queue's
+    /// messages: a queue with messages and no consumer is a consumer that stopped.
+    pub async fn queue_states(&self) -> Vec<String> {
+        let (connection, channel) = broker_channel().await;
+        let mut states = Vec::new();
+        for queue in &self.queues {
+            let dlq = platform::amqp::dead_letter_queue_name(queue);
+            let mut state = Vec::new();
+            for name in [queue.as_str(), dlq.as_str()] {
+                let declared = channel
+                    .queue_declare(
+                        name.into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await
+                    .expect("the queue exists");
+                state.push((declared.message_count(), declared.consumer_count()));
+            }
+            states.push(format!(
+                "{queue}: {} ready, {} consumers, {} dead-lettered",
+                state[0].0, state[0].1, state[1].0
+            ));
+        }
+        let _ = connection.close(200, "counted".into()).await;
+        states
     }
 
     /// A description of up to five messages of each non-empty dead-letter queue: who
