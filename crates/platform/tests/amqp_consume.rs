@@ -36,6 +36,21 @@ async fn fixture(name: &str) -> Fixture {
     fixture_with(name, testing::amqp_settings()).await
 }
 
+/// Test settings whose broker connection goes through a proxy the test can cut.
+async fn through_proxy() -> (testing::TcpProxy, platform::amqp::AmqpSettings) {
+    let proxy = testing::TcpProxy::start(
+        std::net::ToSocketAddrs::to_socket_addrs("127.0.0.1:5672")
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut settings = testing::amqp_settings();
+    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    (proxy, settings)
+}
+
 async fn fixture_with(name: &str, settings: platform::amqp::AmqpSettings) -> Fixture {
     let queue = testing::unique_name(name);
     let cleanup = BrokerCleanup::new(&settings, &[&queue]);
@@ -461,17 +476,7 @@ async fn shutdown_lets_the_message_in_hand_finish_and_acks_it_and_takes_no_more(
 /// broker dead-lettered healthy messages; with a delivery limit of 1 it did so every time.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_returns_a_concurrent_consumers_messages_once_and_dead_letters_none() {
-    let proxy = testing::TcpProxy::start(
-        std::net::ToSocketAddrs::to_socket_addrs("127.0.0.1:5672")
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut settings = testing::amqp_settings();
-    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
-    settings.reconnect_max_backoff_ms = 500;
+    let (proxy, mut settings) = through_proxy().await;
     settings.delivery_limit = 1;
     let f = fixture_with("test.cut", settings).await;
     const MESSAGES: usize = 100;
@@ -531,17 +536,7 @@ async fn a_lost_connection_returns_a_concurrent_consumers_messages_once_and_dead
 /// resubscribes without it, and the message comes back with the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_never_finishes_does_not_keep_the_consumer_from_resubscribing() {
-    let proxy = testing::TcpProxy::start(
-        std::net::ToSocketAddrs::to_socket_addrs("127.0.0.1:5672")
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut settings = testing::amqp_settings();
-    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
-    settings.reconnect_max_backoff_ms = 500;
+    let (proxy, settings) = through_proxy().await;
     let f = fixture_with("test.stuck", settings).await;
     const MESSAGES: u32 = 200;
     let mut ids = std::collections::BTreeSet::new();

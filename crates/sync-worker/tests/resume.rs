@@ -10,18 +10,24 @@ use contracts::v1;
 use platform::amqp::testing::eventually;
 use serde_json::json;
 
-#[tokio::test]
-async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_an_exact_mirror() {
-    let h = Harness::start().await;
+/// A portal of 4,000 contacts whose contact pages answer slowly, so that a full sync can
+/// be interrupted mid-way.
+async fn slow_contacts_portal(h: &Harness) -> Portal {
     let portal = h.portal("professional").await;
     h.seed(&portal, 4000, 1, 1).await;
-    // Slow contact pages down so the kill lands mid-way.
     h.sim_send(
         reqwest::Method::POST,
         "/_sim/faults",
         json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 60, "portal_id": portal.id}),
     )
     .await;
+    portal
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_an_exact_mirror() {
+    let h = Harness::start().await;
+    let portal = slow_contacts_portal(&h).await;
     let pool = pool_for(&h);
     let first = Killable::start(h.settings.clone(), portal.token.clone());
     let ready = eventually(Duration::from_secs(30), || async {
@@ -101,14 +107,7 @@ async fn two_replicas_side_by_side_sync_each_portal_once_into_an_exact_mirror() 
 #[tokio::test]
 async fn a_run_whose_lock_session_ends_stops_and_the_next_holder_finishes_it() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 4000, 1, 1).await;
-    h.sim_send(
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({"path_prefix": "/crm/v3/objects/contacts", "latency_ms": 60, "portal_id": portal.id}),
-    )
-    .await;
+    let portal = slow_contacts_portal(&h).await;
     let app = h.app(&portal).await;
     let connection = h.connect(&portal).await;
     let started = eventually(Duration::from_secs(40), || async {

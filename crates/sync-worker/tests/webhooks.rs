@@ -28,6 +28,29 @@ async fn synced_with(h: &Harness, contacts: usize) -> (Portal, RunningApp, Conne
     (portal, app, connection)
 }
 
+/// A simulator that batches webhook deliveries for 50 ms, so that changes arrive quickly.
+async fn quick_webhooks() -> Harness {
+    Harness::with_sim(hubspot_sim::SimConfig {
+        webhook_batch_window_ms: 50,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Waits for `crm.changed` to carry `twin` as a customer, and checks the mirror agrees.
+async fn twin_took_over(h: &Harness, app: &RunningApp, connection: &Connection, twin: i64) {
+    until("crm.changed with the twin as the customer", async || {
+        crm_changes(&h.take_events().await)
+            .iter()
+            .any(|c| c.customers.iter().any(|cu| cu.external_id == twin))
+    })
+    .await;
+    let Some(state) = record_state(&app.pool, connection, "contacts", twin).await else {
+        panic!("the twin {twin} is not mirrored");
+    };
+    assert_eq!(state.skip_reason, None, "the twin is the customer now");
+}
+
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !check().await {
@@ -61,11 +84,7 @@ async fn until_dropped(h: &Harness, app: &RunningApp, reason: &str, n: u64) {
 
 #[tokio::test]
 async fn creations_property_and_association_changes_reach_the_mirror_and_crm_changed() {
-    let h = Harness::with_sim(hubspot_sim::SimConfig {
-        webhook_batch_window_ms: 50,
-        ..Default::default()
-    })
-    .await;
+    let h = quick_webhooks().await;
     let (portal, app, connection) = synced(&h).await;
     let contact = h
         .create(
@@ -128,11 +147,7 @@ async fn creations_property_and_association_changes_reach_the_mirror_and_crm_cha
 
 #[tokio::test]
 async fn deletions_are_flagged_restores_undelete_and_privacy_deletions_erase_the_person() {
-    let h = Harness::with_sim(hubspot_sim::SimConfig {
-        webhook_batch_window_ms: 50,
-        ..Default::default()
-    })
-    .await;
+    let h = quick_webhooks().await;
     let (portal, app, connection) = synced(&h).await;
     let contact = h
         .create(
@@ -200,11 +215,7 @@ async fn deletions_are_flagged_restores_undelete_and_privacy_deletions_erase_the
 
 #[tokio::test]
 async fn merges_move_ids_onto_the_winner_even_ids_known_only_from_the_merge_trail() {
-    let h = Harness::with_sim(hubspot_sim::SimConfig {
-        webhook_batch_window_ms: 50,
-        ..Default::default()
-    })
-    .await;
+    let h = quick_webhooks().await;
     let (portal, app, connection) = synced(&h).await;
     let a = h
         .create(&portal, "contacts", json!({"email": "a@merge.example"}))
@@ -427,11 +438,7 @@ async fn the_echo_of_our_own_writeback_is_not_read_back() {
 /// and scoring never heard of it until the next full run.
 #[tokio::test]
 async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
-    let h = Harness::with_sim(hubspot_sim::SimConfig {
-        webhook_batch_window_ms: 50,
-        ..Default::default()
-    })
-    .await;
+    let h = quick_webhooks().await;
     let (portal, app, connection) = synced_with(&h, 200).await;
 
     let (twin, customer) = customer_with_twin(&app, &connection).await;
@@ -443,27 +450,14 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
         json!({}),
     )
     .await;
-    until("crm.changed with the twin as the customer", async || {
-        crm_changes(&h.take_events().await)
-            .iter()
-            .any(|c| c.customers.iter().any(|cu| cu.external_id == twin))
-    })
-    .await;
-    let state = record_state(&app.pool, &connection, "contacts", twin)
-        .await
-        .expect("the twin is mirrored");
-    assert_eq!(state.skip_reason, None, "the twin is the customer now");
+    twin_took_over(&h, &app, &connection, twin).await;
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn merging_away_a_customer_publishes_the_duplicate_that_takes_its_place() {
-    let h = Harness::with_sim(hubspot_sim::SimConfig {
-        webhook_batch_window_ms: 50,
-        ..Default::default()
-    })
-    .await;
+    let h = quick_webhooks().await;
     let (portal, app, connection) = synced_with(&h, 200).await;
     let (twin, customer) = customer_with_twin(&app, &connection).await;
     // The customer is merged into a contact with another e-mail, which keeps its own.
@@ -488,16 +482,7 @@ async fn merging_away_a_customer_publishes_the_duplicate_that_takes_its_place() 
         json!({"primary_id": winner, "merged_id": customer}),
     )
     .await;
-    until("crm.changed with the twin as the customer", async || {
-        crm_changes(&h.take_events().await)
-            .iter()
-            .any(|c| c.customers.iter().any(|cu| cu.external_id == twin))
-    })
-    .await;
-    let state = record_state(&app.pool, &connection, "contacts", twin)
-        .await
-        .expect("the twin is mirrored");
-    assert_eq!(state.skip_reason, None, "the twin is the customer now");
+    twin_took_over(&h, &app, &connection, twin).await;
     let merged = record_state(&app.pool, &connection, "contacts", customer)
         .await
         .expect("the merged contact is kept");

@@ -432,6 +432,26 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
             .await
             .unwrap()
     };
+    let claim = async |conn: &mut diesel_async::AsyncPgConnection, revision: i64| {
+        db::mark_inflight(
+            conn,
+            world.connection_id,
+            TargetObject::Contacts,
+            &[(42, revision)],
+        )
+        .await
+        .unwrap()
+    };
+    let release = async |conn: &mut diesel_async::AsyncPgConnection, revision: i64| {
+        db::release_inflight(
+            conn,
+            world.connection_id,
+            TargetObject::Contacts,
+            &[(42, revision)],
+        )
+        .await
+        .unwrap();
+    };
     db::store_scores(&mut conn, &[incoming(71, T0)])
         .await
         .unwrap();
@@ -441,14 +461,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     db::store_scores(&mut conn, &[incoming(88, T0 + 1_000)])
         .await
         .unwrap();
-    let marked = db::mark_inflight(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[(42, read[0].revision)],
-    )
-    .await
-    .unwrap();
+    let marked = claim(&mut conn, read[0].revision).await;
     assert!(
         marked.is_empty(),
         "the older revision was claimed: {marked:?}"
@@ -461,14 +474,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     // Claimed at the new revision, then the claim is cleared (a new holder of the
     // connection's lock took over): the old holder's late report of its write must neither
     // settle the record nor overwrite what the record says HubSpot holds.
-    let marked = db::mark_inflight(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[(42, next[0].revision)],
-    )
-    .await
-    .unwrap();
+    let marked = claim(&mut conn, next[0].revision).await;
     assert!(marked.contains(&42));
     db::reset_inflight(&mut conn, world.connection_id)
         .await
@@ -494,24 +500,10 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
         .unwrap();
     let newest = pending(&mut conn).await;
     assert_eq!(newest[0].score, Some(93));
-    let marked = db::mark_inflight(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[(42, newest[0].revision)],
-    )
-    .await
-    .unwrap();
+    let marked = claim(&mut conn, newest[0].revision).await;
     assert!(marked.contains(&42));
     let stale = next[0].revision;
-    db::release_inflight(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[(42, stale)],
-    )
-    .await
-    .unwrap();
+    release(&mut conn, stale).await;
     db::record_failed(
         &mut conn,
         world.connection_id,
@@ -529,14 +521,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
         pending(&mut conn).await.is_empty(),
         "a stale report took the newer claim out of flight"
     );
-    db::release_inflight(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[(42, newest[0].revision)],
-    )
-    .await
-    .unwrap();
+    release(&mut conn, newest[0].revision).await;
     let released = pending(&mut conn).await;
     assert_eq!(
         (released.len(), released[0].attempts),

@@ -651,18 +651,8 @@ impl Stack {
         let mut counts = BTreeMap::new();
         for queue in &self.queues {
             let dlq = platform::amqp::dead_letter_queue_name(queue);
-            let declared = channel
-                .queue_declare(
-                    dlq.as_str().into(),
-                    lapin::options::QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    lapin::types::FieldTable::default(),
-                )
-                .await
-                .expect("the dead-letter queue exists");
-            counts.insert(dlq, declared.message_count());
+            let count = declared(&channel, &dlq).await.message_count();
+            counts.insert(dlq, count);
         }
         let _ = connection.close(200, "counted".into()).await;
         counts
@@ -674,25 +664,13 @@ impl Stack {
         let (connection, channel) = broker_channel().await;
         let mut states = Vec::new();
         for queue in &self.queues {
-            let dlq = platform::amqp::dead_letter_queue_name(queue);
-            let mut state = Vec::new();
-            for name in [queue.as_str(), dlq.as_str()] {
-                let declared = channel
-                    .queue_declare(
-                        name.into(),
-                        lapin::options::QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        lapin::types::FieldTable::default(),
-                    )
-                    .await
-                    .expect("the queue exists");
-                state.push((declared.message_count(), declared.consumer_count()));
-            }
+            let work = declared(&channel, queue).await;
+            let dlq = declared(&channel, &platform::amqp::dead_letter_queue_name(queue)).await;
             states.push(format!(
                 "{queue}: {} ready, {} consumers, {} dead-lettered",
-                state[0].0, state[0].1, state[1].0
+                work.message_count(),
+                work.consumer_count(),
+                dlq.message_count()
             ));
         }
         let _ = connection.close(200, "counted".into()).await;
@@ -780,6 +758,21 @@ fn show_value(value: &lapin::types::AMQPValue) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// The queue `name` as the broker reports it now (it must exist).
+async fn declared(channel: &lapin::Channel, name: &str) -> lapin::Queue {
+    channel
+        .queue_declare(
+            name.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue {name} does not exist: {e}"))
 }
 
 /// A connection of the test's own to RabbitMQ (not through any proxy) and a channel on it.
