@@ -325,15 +325,20 @@ async fn the_preview_shows_exactly_what_saving_the_config_then_does() {
     assert_eq!(previewed_movers, movers);
     assert!(!movers.is_empty());
     assert_eq!(saved["rescored"]["changed"], changed);
-    // Saving published one score.updated per changed score, under version 1.
-    let events = app.drain().await;
-    let updates: Vec<_> = events
-        .into_iter()
-        .filter_map(|e| match e {
+    // Saving published one score.updated per changed score, under version 1. The outbox
+    // relay publishes after the commit, so collect until they are all in (or time runs out).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut updates = Vec::new();
+    loop {
+        updates.extend(app.drain().await.into_iter().filter_map(|e| match e {
             common::Event::Updated(u) => Some(u),
             common::Event::Alert(_) => None,
-        })
-        .collect();
+        }));
+        if updates.len() >= changed || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(updates.len(), changed);
     assert!(updates.iter().all(|u| u.config_version == 1));
     let (_, config) = app.get(app.org, "/api/v1/scoring/config").await;
