@@ -158,7 +158,7 @@ impl Default for BudgetSettings {
         Self {
             burst_lease_size: 8,
             search_lease_size: 1,
-            lease_ttl_ms: 250,
+            lease_ttl_ms: 100,
             arrival_margin_ms: 150,
             observation_tolerance: 2,
             pace_slices: 10,
@@ -681,7 +681,7 @@ mod tests {
     #[test]
     fn the_counting_window_covers_lease_lifetime_and_arrival_delay() {
         let settings = BudgetSettings::default();
-        assert_eq!(settings.window_ms(BudgetKind::Burst), 10_400);
-        assert_eq!(settings.window_ms(BudgetKind::Search), 1_400);
+        assert_eq!(settings.window_ms(BudgetKind::Burst), 10_250);
+        assert_eq!(settings.window_ms(BudgetKind::Search), 1_250);
     }
 }

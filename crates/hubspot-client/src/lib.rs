@@ -39,18 +39,18 @@
 //!   the limit. That is exactly HubSpot's own rule, so bursts and steady use both reach the
 //!   limit.
 //! * **Why `W` is longer than 10 s.** A process leases `k` tokens (8 by default; 1 for search)
-//!   and may send them until `lease_ttl` (250 ms) after it *asked*, which is before the grant's
+//!   and may send them until `lease_ttl` (100 ms) after it *asked*, which is before the grant's
 //!   timestamp; a request then takes up to `arrival_margin` (150 ms) to be counted by HubSpot.
 //!   So requests arriving in any 10-s window come from grants within a span of
-//!   `10 s + ttl + margin`; summing grants over `W` = 10,400 ms keeps every HubSpot window
-//!   strictly under the limit while still granting `10/10.4` ≈ 96 % of it in steady state
-//!   (search: `W` = 1,400 ms). Tokens a process did not spend before its lease expired are
+//!   `10 s + ttl + margin`; summing grants over `W` = 10,250 ms keeps every HubSpot window
+//!   strictly under the limit while still granting `10/10.25` ≈ 97.6 % of it in steady state
+//!   (search: `W` = 1,250 ms). Tokens a process did not spend before its lease expired are
 //!   given back with its next lease, so idle leases waste nothing.
 //! * **Paced, not bursty.** With only the window rule, a client that is always hungry gets a
 //!   full burst of 190 at the start of each window and then nothing until those grants age
 //!   out, forever. A second rule spreads the limit over ten slices of the window (at most
 //!   `ceil(limit/10)` grants in any `W/10`), so steady demand is served at an even
-//!   `limit / W` (18.3 requests/s for 190) and short bursts still get up to 19 at once.
+//!   `limit / W` (18.5 requests/s for 190) and short bursts still get up to 19 at once.
 //!   `BudgetSettings::pace_slices = 1` turns pacing off.
 //! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
 //!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
