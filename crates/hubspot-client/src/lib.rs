@@ -96,6 +96,16 @@
 //! life), so no request goes out with an expired token, and concurrent callers share one
 //! refresh. The client asks its [`TokenSource`] for the token on every attempt.
 //!
+//! # The app's developer API
+//!
+//! [`DeveloperClient`] calls HubSpot as the OAuth app, with its developer API key, instead of
+//! as a portal: today the app's timeline event templates ([`EventTemplate`],
+//! [`NewEventTemplate`]), which the portals' [`TimelineEvent`]s name. HubSpot takes the key
+//! only as the `hapikey` query parameter; the client never puts a URL into an error, a log
+//! line or a metric, and prints `***` for the key. These calls draw nothing from a portal's
+//! rate budget. They are retried by the rules above (`create_event_template` is not safe to
+//! send twice); a 401 (a wrong key, or another app's) is not retried.
+//!
 //! # Walking a modified-since window
 //!
 //! [`HubSpotClient::search_modified_since`] returns every record that matches for the whole
@@ -111,6 +121,7 @@ mod api;
 mod budget;
 mod client;
 mod config;
+mod developer;
 mod error;
 mod gateway;
 mod metrics;
@@ -128,6 +139,7 @@ pub use budget::{
 };
 pub use client::{ClientBuilder, HubSpotClient};
 pub use config::{ClientConfig, RetryPolicy};
+pub use developer::DeveloperClient;
 pub use error::{FailedChunk, FieldError, HubSpotError, RateLimitPolicy};
 pub use gateway::{GatewayCredentials, GatewayTokenSource};
 pub use metrics::ClientMetrics;

@@ -662,6 +662,88 @@ pub struct TimelineEventResponse {
     pub created_at: Option<String>,
 }
 
+/// A timeline event template of an OAuth app, as HubSpot answers it
+/// ([`crate::DeveloperClient`]). Its `id` is the `event_template_id` of its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EventTemplate {
+    /// Template id (a string of digits).
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub id: String,
+    /// Name.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub name: String,
+    /// The type of record its events go on: `contacts`, `companies` or `deals`.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub object_type: String,
+    /// Markdown/Handlebars header.
+    #[serde(deserialize_with = "lenient_string")]
+    pub header_template: Option<String>,
+    /// Markdown/Handlebars body.
+    #[serde(deserialize_with = "lenient_string")]
+    pub detail_template: Option<String>,
+    /// The tokens its events may fill in.
+    #[serde(deserialize_with = "null_as_default")]
+    pub tokens: Vec<EventTemplateToken>,
+}
+
+/// A token an event template declares; events set it in [`TimelineEvent::tokens`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EventTemplateToken {
+    /// The name events use.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub name: String,
+    /// Shown to users.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub label: String,
+    /// `string`, `number`, `date` or `enumeration`.
+    #[serde(rename = "type", deserialize_with = "lenient_required_string")]
+    pub kind: String,
+    /// The choices of an `enumeration` token (required for those, absent for the others).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub options: Vec<TokenOption>,
+    /// A CRM property of the record the token's value is also written to.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string"
+    )]
+    pub object_property_name: Option<String>,
+}
+
+/// One choice of an `enumeration` event template token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TokenOption {
+    /// Shown to users.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub label: String,
+    /// What events send.
+    #[serde(deserialize_with = "lenient_required_string")]
+    pub value: String,
+}
+
+/// An event template to create ([`crate::DeveloperClient::create_event_template`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NewEventTemplate {
+    /// Name (required).
+    pub name: String,
+    /// `contacts`, `companies` or `deals` (required).
+    pub object_type: String,
+    /// Markdown/Handlebars header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_template: Option<String>,
+    /// Markdown/Handlebars body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail_template: Option<String>,
+    /// The tokens its events may fill in.
+    pub tokens: Vec<EventTemplateToken>,
+}
+
 /// `GET /account-info/v3/details`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -761,6 +843,40 @@ mod tests {
         assert_eq!(json["filterGroups"][0]["filters"][0]["operator"], "GTE");
         assert_eq!(json["sorts"][0]["direction"], "ASCENDING");
         assert!(json.get("after").is_none());
+    }
+
+    #[test]
+    fn event_templates_serialise_camel_case_and_decode_leniently() {
+        let new = NewEventTemplate {
+            name: "Health score".into(),
+            object_type: "companies".into(),
+            header_template: Some("Now {{score}}".into()),
+            tokens: vec![EventTemplateToken {
+                name: "band".into(),
+                label: "Band".into(),
+                kind: "enumeration".into(),
+                options: vec![TokenOption {
+                    label: "Healthy".into(),
+                    value: "healthy".into(),
+                }],
+                ..EventTemplateToken::default()
+            }],
+            ..NewEventTemplate::default()
+        };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["objectType"], "companies");
+        assert_eq!(json["headerTemplate"], "Now {{score}}");
+        assert!(json.get("detailTemplate").is_none());
+        assert_eq!(json["tokens"][0]["type"], "enumeration");
+        assert_eq!(json["tokens"][0]["options"][0]["value"], "healthy");
+        assert!(json["tokens"][0].get("objectPropertyName").is_none());
+        let template: EventTemplate = serde_json::from_str(
+            r#"{"id":1001001,"name":"x","objectType":"contacts","headerTemplate":null,"tokens":null,"createdAt":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(template.id, "1001001");
+        assert_eq!(template.header_template, None);
+        assert!(template.tokens.is_empty());
     }
 
     #[test]

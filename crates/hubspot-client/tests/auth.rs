@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::Sim;
 use futures::future::BoxFuture;
 use hubspot_client::{
-    AccessToken, HubSpotError, OAuthApp, OAuthClient, RefreshingToken, StaticToken, TimelineEvent,
-    TokenResponse, TokenSource,
+    AccessToken, EventTemplateToken, HubSpotError, NewEventTemplate, OAuthApp, OAuthClient,
+    RefreshingToken, StaticToken, TimelineEvent, TokenResponse, TokenSource,
 };
 use hubspot_sim::SimConfig;
 use hubspot_sim::state::TokenKind;
@@ -178,7 +178,7 @@ async fn the_authorize_url_is_served_by_the_configured_oauth_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeline_events_are_created_with_an_oauth_token() {
+async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template() {
     let sim = Sim::start().await;
     let (portal, oauth) = oauth_portal(&sim).await;
     let tokens = oauth
@@ -193,8 +193,35 @@ async fn timeline_events_are_created_with_an_oauth_token() {
         Some(company),
     )
     .await;
+    let template = sim
+        .developer(&portal)
+        .create_event_template(&NewEventTemplate {
+            name: "Health score".into(),
+            object_type: "companies".into(),
+            header_template: Some("Health score {{health_score}}".into()),
+            tokens: vec![EventTemplateToken {
+                name: "health_score".into(),
+                label: "Health score".into(),
+                kind: "number".into(),
+                ..EventTemplateToken::default()
+            }],
+            ..NewEventTemplate::default()
+        })
+        .await
+        .unwrap();
+    let unknown = TimelineEvent {
+        event_template_id: "999999999".into(),
+        id: "health-unknown-template".into(),
+        domain: Some("northwind.example".into()),
+        ..TimelineEvent::default()
+    };
+    let error = client.create_timeline_event(&unknown).await.unwrap_err();
+    assert!(
+        matches!(&error, HubSpotError::NotFound { message } if message.contains("999999999")),
+        "{error:?}"
+    );
     let event = TimelineEvent {
-        event_template_id: "1122334".into(),
+        event_template_id: template.id.clone(),
         id: "health-2026-03-01-company-8123".into(),
         domain: Some("northwind.example".into()),
         tokens: [("health_score".to_owned(), "82".to_owned())]
@@ -205,6 +232,8 @@ async fn timeline_events_are_created_with_an_oauth_token() {
     };
     let created = client.create_timeline_event(&event).await.unwrap();
     assert_eq!(created.id, event.id);
+    assert_eq!(created.event_template_id, template.id);
+    assert_eq!(created.object_type.as_deref(), Some("COMPANY"));
     let stored = sim
         .control(
             Method::GET,

@@ -1,6 +1,7 @@
 //! The control API under `/_sim` (no auth): portals, seeding, OAuth shortcuts,
 //! token expiry, record mutations that emit webhooks, the touch control, stats,
-//! timeline events, faults, webhook settings, change streams and reset.
+//! timeline events and apps' event templates, faults, webhook settings, change streams
+//! and reset.
 //!
 //! These requests are never counted in a portal's API statistics.
 
@@ -45,6 +46,13 @@ fn portal_or_404(sim: &Sim, id: &str) -> Result<Arc<Portal>, HttpResponse> {
         .ok()
         .and_then(|n| sim.portal(n))
         .ok_or_else(|| err(404, format!("no portal {id}")))
+}
+
+fn app_or_404(sim: &Sim, id: &str) -> Result<u64, HttpResponse> {
+    id.parse::<u64>()
+        .ok()
+        .filter(|n| sim.apps.read().contains_key(n))
+        .ok_or_else(|| err(404, format!("no app {id}")))
 }
 
 fn object_type(t: &str) -> Result<ObjectType, HttpResponse> {
@@ -103,7 +111,9 @@ fn route(
             let req: NewPortal =
                 serde_json::from_value(body_json(body)?).map_err(|e| err(400, e.to_string()))?;
             let (portal, scopes) = sim.create_portal(req).map_err(|e| match e {
-                PortalError::Exists(_) => err(409, e.to_string()),
+                PortalError::Exists(_) | PortalError::DeveloperKeyMismatch(_) => {
+                    err(409, e.to_string())
+                }
                 PortalError::UnknownTier(_) => err(400, e.to_string()),
             })?;
             Ok(json_response(
@@ -112,9 +122,30 @@ fn route(
                     "portal_id": portal.id, "tier": portal.tier, "api_limit_increase": portal.api_limit_increase,
                     "private_app_token": portal.private_app_token, "private_app_scopes": scopes,
                     "client_id": portal.client_id, "client_secret": portal.client_secret, "app_id": portal.app_id,
+                    "developer_api_key": sim.developer_api_key(portal.app_id),
                     "oauth_scopes": portal.oauth_scopes, "time_zone": portal.time_zone,
                 }),
             ))
+        }
+        ["_sim", "apps", app] if m == Method::GET => {
+            let id = app_or_404(sim, app)?;
+            let mut portal_ids: Vec<u64> = sim
+                .portals
+                .read()
+                .values()
+                .filter(|p| p.app_id == id)
+                .map(|p| p.id)
+                .collect();
+            portal_ids.sort_unstable();
+            Ok(json_response(
+                200,
+                &json!({"app_id": id, "developer_api_key": sim.developer_api_key(id), "portal_ids": portal_ids}),
+            ))
+        }
+        ["_sim", "apps", app, "event-templates"] if m == Method::GET => {
+            let id = app_or_404(sim, app)?;
+            let results = crate::api::templates::templates_json(sim, id).unwrap_or_default();
+            Ok(json_response(200, &json!({"results": results})))
         }
         ["_sim", "portals"] if m == Method::GET => {
             let ids: Vec<u64> = sim.portals.read().keys().copied().collect();
@@ -195,7 +226,8 @@ fn portal_route(
             &json!({
                 "portal_id": portal.id, "tier": portal.tier, "api_limit_increase": portal.api_limit_increase,
                 "private_app_token": portal.private_app_token, "client_id": portal.client_id,
-                "client_secret": portal.client_secret, "app_id": portal.app_id, "oauth_scopes": portal.oauth_scopes,
+                "client_secret": portal.client_secret, "app_id": portal.app_id,
+                "developer_api_key": sim.developer_api_key(portal.app_id), "oauth_scopes": portal.oauth_scopes,
                 "time_zone": portal.time_zone,
             }),
         )),

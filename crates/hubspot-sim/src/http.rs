@@ -1,6 +1,7 @@
 //! The HTTP front: one catch-all handler that routes by path (both the `v3`/`v4`
-//! and the date-versioned forms), authenticates bearer tokens, applies faults and
-//! rate limits, and shapes errors the way HubSpot does (hubspot-api.md §1.4, §8).
+//! and the date-versioned forms), authenticates bearer tokens (or, for the app-level
+//! developer API, the `hapikey` developer API key), applies faults and rate limits, and
+//! shapes errors the way HubSpot does (hubspot-api.md §1.4, §8).
 //!
 //! It holds no lock across an await: handlers below it are synchronous.
 
@@ -272,6 +273,31 @@ pub async fn dispatch(
     if path.starts_with("/_sim") {
         return crate::control::handle(&sim, &req, &path, &query, &body).await;
     }
+    // The app-level developer API authenticates with `hapikey`, not a bearer token, and
+    // belongs to no portal: no portal statistics, rate limits or faults.
+    let decoded = decoded_segments(&path);
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if let Some(result) =
+        crate::api::route_developer(&sim, req.method(), &path, &segs, &query, &body)
+    {
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) if e.status == 401 => {
+                let mut r = error_response(e, &correlation_id);
+                r.headers_mut().insert(
+                    HeaderName::from_static("x-hubspot-auth-failure"),
+                    HeaderValue::from_static("401 Unauthorized"),
+                );
+                r
+            }
+            Err(e) => error_response(e, &correlation_id),
+        };
+        response.headers_mut().insert(
+            HeaderName::from_static("x-hubspot-correlation-id"),
+            HeaderValue::from_str(&correlation_id).unwrap_or(HeaderValue::from_static("-")),
+        );
+        return response;
+    }
     let bearer = req
         .headers()
         .get("authorization")
@@ -434,18 +460,7 @@ fn api(
     if let Some(resp) = injected(&fault.cloned(), Some(&portal), correlation_id) {
         return resp;
     }
-    // Like any HTTP server, HubSpot decodes percent-escapes in path segments (an email used
-    // as `idProperty=email` arrives as `a%40b.example`). Split first, so `%2F` stays in its
-    // segment.
-    let decoded: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(|seg| {
-            percent_encoding::percent_decode_str(seg)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let decoded = decoded_segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let search = is_search(req.method(), &segs);
     let day = portal.day_number(now);
@@ -474,6 +489,20 @@ fn api(
     };
     add_headers(&mut resp, &headers);
     resp
+}
+
+/// A path's segments with percent-escapes decoded. Like any HTTP server, HubSpot decodes
+/// them (an email used as `idProperty=email` arrives as `a%40b.example`). Split first, so
+/// `%2F` stays in its segment.
+fn decoded_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|seg| {
+            percent_encoding::percent_decode_str(seg)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 fn add_headers(resp: &mut HttpResponse, headers: &[(&'static str, String)]) {

@@ -16,7 +16,7 @@ use hubspot_sim::{SimConfig, spawn};
 /// A faithful HubSpot API, OAuth and webhook simulator.
 ///
 /// Serves the HubSpot API surface (CRM objects, search, properties, associations,
-/// owners, pipelines, account info, timeline events), OAuth, and the `/_sim`
+/// owners, pipelines, account info, timeline events and event templates), OAuth, and the `/_sim`
 /// control API on one port. Flags override the optional TOML config file, whose
 /// keys are the long flag names with underscores (e.g. `demo_contacts = 1000`).
 #[derive(Debug, Parser, Default, serde::Deserialize)]
@@ -66,6 +66,10 @@ struct Args {
     /// Known OAuth client secret (also the webhook signing secret) for the demo portal.
     #[arg(long, env = "HUBSPOT_SIM_DEMO_CLIENT_SECRET")]
     demo_client_secret: Option<String>,
+    /// Known developer API key (`hapikey`) of the demo portal's app, for its timeline event
+    /// templates. A development value.
+    #[arg(long, env = "HUBSPOT_SIM_DEMO_DEVELOPER_API_KEY")]
+    demo_developer_api_key: Option<String>,
     /// Webhook target URL for the demo portal.
     #[arg(long)]
     demo_webhook_target: Option<String>,
@@ -98,7 +102,8 @@ struct Args {
 const CONFIG_FILE_HELP: &str = "\
 Config file only (TOML), besides the flags' keys:
   [[portals]]  a portal created at start: portal_id, tier, api_limit_increase, time_zone,
-               private_app_token, client_id, client_secret, app_id, oauth_scopes,
+               private_app_token, client_id, client_secret, app_id, developer_api_key
+               (the app's; portals sharing an app_id share it), oauth_scopes,
                private_app_scopes, webhook_target_url, webhook_subscriptions,
                webhook_duplicate_rate, webhook_shuffle, webhook_signature_version
                (\"v1\" or \"v2\"), changes_per_second, and a
@@ -158,6 +163,7 @@ fn start_portal(sim: &Arc<Sim>, config: PortalConfig) -> anyhow::Result<()> {
     // Credentials stay out of the log: read them with GET /_sim/portals/{id}.
     tracing::info!(
         hubspot.portal_id = portal.id, tier = ?portal.tier, client_id = %portal.client_id,
+        app_id = portal.app_id,
         contacts = counts.as_ref().map_or(0, |c| c.contacts),
         companies = counts.as_ref().map_or(0, |c| c.companies),
         deals = counts.as_ref().map_or(0, |c| c.deals),
@@ -189,6 +195,7 @@ impl Args {
             demo_token,
             demo_client_id,
             demo_client_secret,
+            demo_developer_api_key,
             demo_webhook_target,
             demo_seed,
             demo_contacts,
@@ -273,6 +280,7 @@ async fn run() -> anyhow::Result<()> {
                     private_app_token: args.demo_token.clone(),
                     client_id: args.demo_client_id.clone(),
                     client_secret: args.demo_client_secret.clone(),
+                    developer_api_key: args.demo_developer_api_key.clone(),
                     ..NewPortal::default()
                 },
                 seed: Some(SeedRequest {

@@ -1,5 +1,6 @@
-//! The simulator's shared state: portals (each behind its own locks), tokens,
-//! authorization codes, faults and the per-portal rate-limit windows and counters.
+//! The simulator's shared state: portals (each behind its own locks), the OAuth apps they
+//! belong to (developer API key, timeline event templates), tokens, authorization codes,
+//! faults and the per-portal rate-limit windows and counters.
 //!
 //! No lock here is ever held across an `.await`; handlers take a portal's lock,
 //! do their work on plain data and drop it before any I/O.
@@ -460,6 +461,123 @@ pub fn all_crm_scopes() -> Vec<String> {
     scopes
 }
 
+/// Timeline event templates one app may have (HubSpot's documented limit).
+pub const MAX_EVENT_TEMPLATES: usize = 750;
+
+/// The type of a timeline event template token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    /// Free text.
+    String,
+    /// A number.
+    Number,
+    /// A date (ms timestamp).
+    Date,
+    /// One of `options`.
+    Enumeration,
+}
+
+impl TokenType {
+    /// Parses `string|number|date|enumeration`.
+    pub fn parse(name: &str) -> Option<TokenType> {
+        match name {
+            "string" => Some(TokenType::String),
+            "number" => Some(TokenType::Number),
+            "date" => Some(TokenType::Date),
+            "enumeration" => Some(TokenType::Enumeration),
+            _ => None,
+        }
+    }
+}
+
+/// One option of an enumeration token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenOption {
+    /// Shown to users.
+    pub label: String,
+    /// Sent in events.
+    pub value: String,
+}
+
+/// A token an event template declares; events fill it in.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateToken {
+    /// The name events use in `tokens`.
+    pub name: String,
+    /// Shown to users.
+    pub label: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: TokenType,
+    /// The choices of an enumeration token.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<TokenOption>,
+    /// A CRM property the token's value is copied to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_property_name: Option<String>,
+}
+
+/// A timeline event template of an app (`/integrators/timeline/v3/{appId}/event-templates`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTemplate {
+    /// Its id: digits, unique in the simulator.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The type of record its events go on.
+    pub object_type: ObjectType,
+    /// Markdown/Handlebars header.
+    pub header_template: Option<String>,
+    /// Markdown/Handlebars body.
+    pub detail_template: Option<String>,
+    /// Declared tokens.
+    pub tokens: Vec<TemplateToken>,
+    /// Creation instant (ms).
+    pub created_ms: i64,
+    /// Last update instant (ms).
+    pub updated_ms: i64,
+}
+
+impl EventTemplate {
+    /// The JSON HubSpot answers for a template.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "objectType": self.object_type.plural(),
+            "tokens": self.tokens,
+            "createdAt": crate::model::iso(self.created_ms),
+            "updatedAt": crate::model::iso(self.updated_ms),
+        });
+        if let Some(h) = &self.header_template {
+            out["headerTemplate"] = h.clone().into();
+        }
+        if let Some(d) = &self.detail_template {
+            out["detailTemplate"] = d.clone().into();
+        }
+        out
+    }
+
+    /// Whether the template declares a token of that name.
+    pub fn declares(&self, token: &str) -> bool {
+        self.tokens.iter().any(|t| t.name == token)
+    }
+}
+
+/// An OAuth app: the developer API key that manages it and its timeline event templates.
+/// Several portals may install the same app (the same `app_id`).
+#[derive(Debug, Clone)]
+pub struct App {
+    /// App id.
+    pub id: u64,
+    /// The developer API key (`hapikey`) of the app's developer account.
+    pub developer_api_key: String,
+    /// Event templates by id, in creation order.
+    pub event_templates: BTreeMap<u64, EventTemplate>,
+}
+
 /// Everything the simulator knows.
 pub struct Sim {
     /// Configuration it was started with.
@@ -468,6 +586,10 @@ pub struct Sim {
     pub portals: RwLock<HashMap<u64, Arc<Portal>>>,
     /// OAuth client id to portal id.
     pub clients: RwLock<HashMap<String, u64>>,
+    /// OAuth apps by app id (registered by the first portal that names them).
+    pub apps: RwLock<HashMap<u64, App>>,
+    /// The next event template id.
+    pub next_template_id: AtomicU64,
     /// Access tokens (private-app and OAuth).
     pub tokens: RwLock<HashMap<String, AccessToken>>,
     /// Refresh tokens.
@@ -585,8 +707,11 @@ pub struct NewPortal {
     pub client_id: Option<String>,
     /// A known client secret.
     pub client_secret: Option<String>,
-    /// A known app id.
+    /// A known app id; several portals may share one app.
     pub app_id: Option<u64>,
+    /// A known developer API key for the app; random when the app is new and none is given.
+    /// For an app that exists already it must be absent or equal to the app's key.
+    pub developer_api_key: Option<String>,
 }
 
 /// Why a portal could not be created.
@@ -598,6 +723,9 @@ pub enum PortalError {
     /// Unknown tier name.
     #[error("unknown tier {0:?}")]
     UnknownTier(String),
+    /// The app exists already with another developer API key.
+    #[error("app {0} already exists with another developer API key")]
+    DeveloperKeyMismatch(u64),
 }
 
 impl Sim {
@@ -611,6 +739,8 @@ impl Sim {
             config,
             portals: RwLock::new(HashMap::new()),
             clients: RwLock::new(HashMap::new()),
+            apps: RwLock::new(HashMap::new()),
+            next_template_id: AtomicU64::new(1_001_001),
             tokens: RwLock::new(HashMap::new()),
             refresh_tokens: RwLock::new(HashMap::new()),
             codes: Mutex::new(HashMap::new()),
@@ -625,6 +755,34 @@ impl Sim {
     /// A portal by id.
     pub fn portal(&self, id: u64) -> Option<Arc<Portal>> {
         self.portals.read().get(&id).cloned()
+    }
+
+    /// The developer API key of an app.
+    pub fn developer_api_key(&self, app_id: u64) -> Option<String> {
+        self.apps
+            .read()
+            .get(&app_id)
+            .map(|a| a.developer_api_key.clone())
+    }
+
+    /// The app whose developer API key this is.
+    pub fn app_of_key(&self, key: &str) -> Option<u64> {
+        self.apps
+            .read()
+            .values()
+            .find(|a| a.developer_api_key == key)
+            .map(|a| a.id)
+    }
+
+    /// An event template of an app.
+    pub fn event_template(&self, app_id: u64, template_id: &str) -> Option<EventTemplate> {
+        let id: u64 = template_id.parse().ok()?;
+        self.apps
+            .read()
+            .get(&app_id)?
+            .event_templates
+            .get(&id)
+            .cloned()
     }
 
     /// Creates a portal with its private app and OAuth app.
@@ -676,11 +834,26 @@ impl Sim {
             changes: Mutex::new(None),
         });
         {
+            // Lock order: apps, then portals (nothing takes them the other way round).
+            let mut apps = self.apps.write();
+            let key = match (apps.get(&portal.app_id), req.developer_api_key) {
+                (Some(app), Some(key)) if app.developer_api_key != key => {
+                    return Err(PortalError::DeveloperKeyMismatch(portal.app_id));
+                }
+                (Some(app), _) => app.developer_api_key.clone(),
+                (None, Some(key)) => key,
+                (None, None) => new_uuid(),
+            };
             let mut portals = self.portals.write();
             if portals.contains_key(&id) {
                 return Err(PortalError::Exists(id));
             }
             portals.insert(id, portal.clone());
+            apps.entry(portal.app_id).or_insert_with(|| App {
+                id: portal.app_id,
+                developer_api_key: key,
+                event_templates: BTreeMap::new(),
+            });
         }
         self.clients.write().insert(portal.client_id.clone(), id);
         self.tokens.write().insert(
@@ -736,7 +909,7 @@ impl Sim {
         (access, refresh)
     }
 
-    /// Drops every portal, token, code and fault.
+    /// Drops every portal, app, token, code and fault.
     pub fn reset(&self) {
         let portals: Vec<Arc<Portal>> = self.portals.write().drain().map(|(_, p)| p).collect();
         for portal in portals {
@@ -746,6 +919,7 @@ impl Sim {
             portal.hooks.lock().queue.clear();
         }
         self.clients.write().clear();
+        self.apps.write().clear();
         self.tokens.write().clear();
         self.refresh_tokens.write().clear();
         self.codes.lock().clear();

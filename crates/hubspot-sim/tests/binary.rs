@@ -119,6 +119,7 @@ port = 0
 access_token_ttl_secs = 600
 demo = true
 demo_token = "pat-na1-demo0000-0000-0000-0000-000000000000"
+demo_developer_api_key = "demo-dev-key"
 demo_contacts = 7
 demo_companies = 2
 demo_deals = 3
@@ -129,6 +130,8 @@ tier = "enterprise"
 private_app_token = "pat-na1-cfg00000-0000-0000-0000-000000000000"
 client_id = "cfg-client"
 client_secret = "cfg-secret"
+app_id = 777
+developer_api_key = "cfg-dev-key"
 webhook_subscriptions = ["deal.propertyChange:dealstage"]
 webhook_shuffle = true
 webhook_signature_version = "v2"
@@ -183,6 +186,28 @@ error_status = 503
         (&portal["tier"], &portal["client_secret"]),
         (&Value::from("enterprise"), &Value::from("cfg-secret"))
     );
+    assert_eq!(portal["developer_api_key"], "cfg-dev-key");
+    let templates = http
+        .get(format!(
+            "{base}/integrators/timeline/v3/777/event-templates?hapikey=cfg-dev-key"
+        ))
+        .send()
+        .await
+        .expect("templates");
+    assert_eq!(
+        templates.status(),
+        200,
+        "the configured key manages app 777"
+    );
+    let demo: Value = http
+        .get(format!("{base}/_sim/portals/9990001"))
+        .send()
+        .await
+        .expect("demo portal")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(demo["developer_api_key"], "demo-dev-key");
     let hooks: Value = http
         .get(format!("{base}/_sim/portals/4242/webhooks"))
         .send()

@@ -300,16 +300,17 @@ async fn timeline_events_read_back_by_template_and_id_and_batches_report_failure
             json!({"redirect_uri": "http://localhost/cb", "scopes": ["timeline"]}),
         )
         .await;
+    let t = h.template_id(&p, "contacts", &["score"]).await;
     let (status, _, batch) = h
         .post(
             access,
             "/integrators/timeline/v3/events/batch/create",
             json!({"inputs": [
-                {"eventTemplateId": "77", "id": "b-1", "email": "ada@x.example", "tokens": {"score": "9"},
+                {"eventTemplateId": t, "id": "b-1", "email": "ada@x.example", "tokens": {"score": "9"},
                  "timestamp": "2026-03-01T08:00:00.000Z", "extraData": {"k": [1, 2]}},
-                {"eventTemplateId": "77", "id": "b-2", "objectId": contact["id"], "tokens": {"score": "3"}},
-                {"eventTemplateId": "77", "id": "b-3", "email": "nobody@x.example", "tokens": {}},
-                {"eventTemplateId": "77", "id": "b-4", "email": "ada@x.example", "tokens": {}, "timestamp": "yesterday"},
+                {"eventTemplateId": t, "id": "b-2", "objectId": contact["id"], "tokens": {"score": "3"}},
+                {"eventTemplateId": t, "id": "b-3", "email": "nobody@x.example", "tokens": {}},
+                {"eventTemplateId": t, "id": "b-4", "email": "ada@x.example", "tokens": {}, "timestamp": "yesterday"},
             ]}),
         )
         .await;
@@ -317,7 +318,7 @@ async fn timeline_events_read_back_by_template_and_id_and_batches_report_failure
     assert_eq!(batch["results"].as_array().map(Vec::len), Some(2));
     assert_eq!(batch["numErrors"], 2);
     let (status, _, event) = h
-        .get(access, "/integrators/timeline/v3/events/77/b-1")
+        .get(access, &format!("/integrators/timeline/v3/events/{t}/b-1"))
         .await;
     assert_eq!(status, 200);
     assert_eq!(event["objectId"], contact["id"]);
@@ -326,10 +327,12 @@ async fn timeline_events_read_back_by_template_and_id_and_batches_report_failure
     assert_eq!(event["extraData"]["k"][1], 2);
     assert!(event["createdAt"].is_string());
     let (status, _, _) = h
-        .get(access, "/integrators/timeline/v3/events/77/b-3")
+        .get(access, &format!("/integrators/timeline/v3/events/{t}/b-3"))
         .await;
     assert_eq!(status, 404, "rejected events are not stored");
-    let (status, _, old_path) = h.get(access, "/crm/v3/timeline/events/77/b-2").await;
+    let (status, _, old_path) = h
+        .get(access, &format!("/crm/v3/timeline/events/{t}/b-2"))
+        .await;
     assert_eq!((status, &old_path["tokens"]["score"]), (200, &json!("3")));
     let listed = h
         .sim_get(&format!("/_sim/portals/{}/timeline-events", p.id))

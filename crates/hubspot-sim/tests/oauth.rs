@@ -274,7 +274,8 @@ async fn timeline_events_are_validated_stored_and_listed() {
         json!({"name": "Northwind", "domain": "northwind.example"}),
     )
     .await;
-    let event = json!({"eventTemplateId": "1122334", "id": "e-1", "domain": "northwind.example", "tokens": {"health_score": "82"}});
+    let template = h.template_id(&p, "companies", &["health_score"]).await;
+    let event = json!({"eventTemplateId": template, "id": "e-1", "domain": "northwind.example", "tokens": {"health_score": "82"}});
     let (status, _, stored) = h
         .post(&access, "/integrators/timeline/v3/events", event.clone())
         .await;
@@ -302,7 +303,7 @@ async fn timeline_events_are_validated_stored_and_listed() {
         .post(
             &timeline,
             "/integrators/timeline/v3/events",
-            json!({"eventTemplateId": "1", "id": "e-2", "tokens": {}}),
+            json!({"eventTemplateId": template, "id": "e-2", "tokens": {}}),
         )
         .await;
     assert_eq!(status, 400, "an event needs a target");

@@ -9,8 +9,8 @@ pub mod db;
 use std::sync::Arc;
 
 use hubspot_client::{
-    AuthKind, BudgetSettings, ClientConfig, HubSpotClient, PgBudgetStore, PortalAccess,
-    PortalLimiter, RetryPolicy, StaticToken, Tier, TokenSource,
+    AuthKind, BudgetSettings, ClientConfig, DeveloperClient, HubSpotClient, PgBudgetStore,
+    PortalAccess, PortalLimiter, RetryPolicy, StaticToken, Tier, TokenSource,
 };
 use hubspot_sim::{RunningSim, SimConfig};
 use serde_json::{Value, json};
@@ -29,6 +29,10 @@ pub struct Portal {
     pub token: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The portal's OAuth app.
+    pub app_id: u64,
+    /// That app's developer API key (`hapikey`).
+    pub developer_api_key: String,
 }
 
 impl Sim {
@@ -71,7 +75,19 @@ impl Sim {
             token: created["private_app_token"].as_str().unwrap().to_owned(),
             client_id: created["client_id"].as_str().unwrap().to_owned(),
             client_secret: created["client_secret"].as_str().unwrap().to_owned(),
+            app_id: created["app_id"].as_u64().unwrap(),
+            developer_api_key: created["developer_api_key"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// A developer API client for `portal`'s app with its developer key.
+    pub fn developer(&self, portal: &Portal) -> DeveloperClient {
+        DeveloperClient::new(
+            self.config(),
+            portal.app_id,
+            portal.developer_api_key.clone().into(),
+        )
+        .unwrap()
     }
 
     pub async fn seed(&self, portal: &Portal, body: Value) -> Value {

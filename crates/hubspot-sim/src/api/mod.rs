@@ -1,6 +1,7 @@
 //! The HubSpot API the simulator serves: one module per HubSpot area, and here the one
 //! routing table that maps every method and path to its handler ([`route`] for the
-//! bearer-authenticated API, [`route_oauth`] for the OAuth server).
+//! bearer-authenticated API, [`route_developer`] for the app-level calls authenticated by a
+//! developer API key, [`route_oauth`] for the OAuth server).
 //!
 //! Paths come in three generations: `/crm/v3/...`, `/crm/v4/...` and date-versioned
 //! (`/crm/objects/2026-03/...`). [`versioned`] takes the version out so each route is
@@ -15,6 +16,7 @@ pub mod pipelines;
 pub mod properties;
 pub mod schemas;
 pub mod search;
+pub mod templates;
 pub mod timeline;
 
 use std::sync::Arc;
@@ -263,6 +265,45 @@ pub fn route(ctx: &Ctx, segs: &[&str]) -> ApiResult {
 
         _ => Err(no_route(ctx)),
     }
+}
+
+/// Routes the app-level developer API: timeline event templates (§7), managed as the app with
+/// its developer API key (`hapikey`), so no bearer token, no portal rate limit and no faults.
+/// `None` for every other path. `segs` are the decoded path segments.
+pub fn route_developer(
+    sim: &Sim,
+    method: &actix_web::http::Method,
+    path: &str,
+    segs: &[&str],
+    query: &[(String, String)],
+    body: &[u8],
+) -> Option<ApiResult> {
+    let (api, rest) = versioned(segs)?;
+    // Also under the older `/crm/v3/timeline/{appId}/event-templates`.
+    let (app, rest) = match (api, rest.as_slice()) {
+        (Api::V3, ["integrators", "timeline", app, "event-templates", rest @ ..])
+        | (Api::V3, ["crm", "timeline", app, "event-templates", rest @ ..])
+            if *app != "events" =>
+        {
+            (*app, rest.to_vec())
+        }
+        _ => return None,
+    };
+    let serve = || -> ApiResult {
+        let app_id = templates::authenticate(sim, app, query)?;
+        match (method.as_str(), rest.as_slice()) {
+            ("GET", []) => templates::list(sim, app_id),
+            ("POST", []) => templates::create(sim, app_id, body),
+            ("GET", [id]) => templates::get(sim, app_id, id),
+            ("DELETE", [id]) => templates::delete(sim, app_id, id),
+            _ => Err(ApiError::new(
+                404,
+                "OBJECT_NOT_FOUND",
+                format!("No route for {method} {path}"),
+            )),
+        }
+    };
+    Some(serve())
 }
 
 /// Routes `/oauth/...` (no bearer token, no rate limit, OAuth's own error shape).

@@ -1,5 +1,7 @@
 //! Timeline events (hubspot-api.md §7): stored per template and id, readable back;
-//! private-app tokens get HubSpot's 403.
+//! private-app tokens get HubSpot's 403. An event names an event template of the app the
+//! token's portal installed (see `templates.rs`): its target must be of the template's object
+//! type and its tokens must be ones the template declares.
 
 use serde_json::{Value, json};
 
@@ -39,9 +41,17 @@ pub(crate) fn batch_create(ctx: &Ctx) -> ApiResult {
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for input in inputs(&body, BATCH_LIMIT)? {
+        let id = input.get("id").and_then(Value::as_str).map(str::to_owned);
         match store_event(ctx, input) {
             Ok(v) => results.push(v),
-            Err(e) => errors.push(e.body),
+            // Each failure names the event it is about, as HubSpot's batch errors name
+            // their inputs in `context`.
+            Err(mut e) => {
+                if let Some(id) = id {
+                    e.body["context"] = json!({ "id": [id] });
+                }
+                errors.push(e.body);
+            }
         }
     }
     Ok(batch_body(201, results, errors, started))
@@ -72,7 +82,7 @@ fn store_event(ctx: &Ctx, mut body: Value) -> Result<Value, ApiError> {
     else {
         return Err(ApiError::validation("id is required"));
     };
-    match body.get("tokens") {
+    let token_names: Vec<String> = match body.get("tokens") {
         Some(Value::Object(tokens)) => {
             if let Some((k, _)) = tokens
                 .iter()
@@ -80,13 +90,14 @@ fn store_event(ctx: &Ctx, mut body: Value) -> Result<Value, ApiError> {
             {
                 return Err(ApiError::validation(format!("Token {k} must be a string")));
             }
+            tokens.keys().cloned().collect()
         }
         _ => {
             return Err(ApiError::validation(
                 "tokens is required and must be an object",
             ));
         }
-    }
+    };
     if let Some(ts) = body.get("timestamp").and_then(Value::as_str)
         && crate::model::parse_instant(ts).is_none()
     {
@@ -94,10 +105,24 @@ fn store_event(ctx: &Ctx, mut body: Value) -> Result<Value, ApiError> {
             "timestamp {ts} is not a valid ISO 8601 instant"
         )));
     }
+    // Only the templates of the app this portal's token was issued to.
+    let Some(event_template) = ctx.sim.event_template(ctx.portal.app_id, &template) else {
+        return Err(ApiError::not_found(format!(
+            "Event template {template} not found"
+        )));
+    };
+    let template_type = event_template.object_type;
+    ctx.require_any(&["timeline", template_type.write_scope()])?;
+    if let Some(name) = token_names.iter().find(|n| !event_template.declares(n)) {
+        let message = format!("Token {name} is not declared by event template {template}");
+        let mut e = ApiError::validation(message.clone());
+        e.body["errors"] = json!([{"message": message, "code": "INVALID_TOKEN", "in": "tokens"}]);
+        return Err(e);
+    }
     let data_read = ctx.portal.data.read();
     let (object_type, object_id) = if let Some(oid) = id_of(body.get("objectId")) {
-        let ot = ObjectType::ALL
-            .into_iter()
+        let ot = std::iter::once(template_type)
+            .chain(ObjectType::ALL)
             .find(|ot| data_read.store(*ot).live.contains_key(&oid));
         match ot {
             Some(ot) => (ot, oid),
@@ -129,7 +154,13 @@ fn store_event(ctx: &Ctx, mut body: Value) -> Result<Value, ApiError> {
         ));
     };
     drop(data_read);
-    ctx.require_any(&["timeline", object_type.write_scope()])?;
+    if object_type != template_type {
+        return Err(ApiError::validation(format!(
+            "Event template {template} is for {} but the event's target is a {}",
+            template_type.plural(),
+            object_type.singular()
+        )));
+    }
     let mut data = ctx.portal.data.write();
     if data
         .timeline

@@ -20,6 +20,8 @@ pub struct PortalInfo {
     pub client_id: String,
     pub client_secret: String,
     pub app_id: u64,
+    /// The developer API key (`hapikey`) of the portal's app.
+    pub developer_api_key: String,
 }
 
 impl Harness {
@@ -57,6 +59,10 @@ impl Harness {
             client_id: v["client_id"].as_str().expect("client id").to_owned(),
             client_secret: v["client_secret"].as_str().expect("secret").to_owned(),
             app_id: v["app_id"].as_u64().expect("app id"),
+            developer_api_key: v["developer_api_key"]
+                .as_str()
+                .expect("developer api key")
+                .to_owned(),
         }
     }
 
@@ -110,6 +116,57 @@ impl Harness {
         body: Value,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
         self.send(reqwest::Method::POST, token, path, body).await
+    }
+
+    /// Sends `body` (if any) to the developer API `path` with `hapikey` (none when `None`),
+    /// without a bearer token.
+    pub async fn developer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        hapikey: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(key) = hapikey {
+            request = request.query(&[("hapikey", key)]);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        split(request.send().await.expect("send")).await
+    }
+
+    /// Creates an event template for portal `p`'s app with its developer key, asserts 201
+    /// and returns the template.
+    pub async fn template(&self, p: &PortalInfo, body: Value) -> Value {
+        let (status, _, template) = self
+            .developer(
+                reqwest::Method::POST,
+                &format!("/integrators/timeline/v3/{}/event-templates", p.app_id),
+                Some(&p.developer_api_key),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "create template: {template}");
+        template
+    }
+
+    /// The id of a new `object_type` template for portal `p`'s app declaring `tokens`
+    /// (string tokens).
+    pub async fn template_id(&self, p: &PortalInfo, object_type: &str, tokens: &[&str]) -> String {
+        let tokens: Vec<Value> = tokens
+            .iter()
+            .map(|t| json!({"name": t, "label": t, "type": "string"}))
+            .collect();
+        let template = self
+            .template(
+                p,
+                json!({"name": format!("{object_type} event"), "objectType": object_type,
+                       "headerTemplate": "Something happened", "tokens": tokens}),
+            )
+            .await;
+        template["id"].as_str().expect("template id").to_owned()
     }
 
     pub async fn stats(&self, portal: u64) -> Value {
