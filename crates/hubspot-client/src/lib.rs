@@ -131,7 +131,7 @@ mod types;
 
 pub use api::{
     ASSOCIATION_BATCH_SIZE, ListOptions, ModifiedSince, OBJECT_BATCH_SIZE, SEARCH_RESULT_CAP,
-    last_modified_property,
+    TIMELINE_BATCH_SIZE, last_modified_property,
 };
 pub use budget::{
     AuthKind, BUDGET_SCHEMA, BudgetKind, BudgetPool, BudgetSettings, LeaseOutcome, LeaseRequest,

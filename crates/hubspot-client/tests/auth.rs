@@ -249,6 +249,72 @@ async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_timeline_events_names_each_refused_event_and_a_resend_is_a_conflict() {
+    let sim = Sim::start().await;
+    let (portal, oauth) = oauth_portal(&sim).await;
+    let tokens = oauth
+        .exchange_code(&code(&sim, &portal).await)
+        .await
+        .unwrap();
+    let client = sim.client(Arc::new(StaticToken::new(tokens.access_token)));
+    let company = sim
+        .control(
+            Method::POST,
+            &format!("/_sim/portals/{}/objects/companies", portal.portal_id),
+            Some(json!({"properties": {"name": "Northwind", "domain": "northwind.example"}})),
+        )
+        .await;
+    let company_id = company["id"].as_str().unwrap().to_owned();
+    let template = sim
+        .developer(&portal)
+        .create_event_template(&NewEventTemplate {
+            name: "Health".into(),
+            object_type: "companies".into(),
+            tokens: vec![EventTemplateToken {
+                name: "score".into(),
+                label: "Score".into(),
+                kind: "number".into(),
+                ..EventTemplateToken::default()
+            }],
+            ..NewEventTemplate::default()
+        })
+        .await
+        .unwrap();
+    let event = |id: &str, object_id: &str| TimelineEvent {
+        event_template_id: template.id.clone(),
+        id: id.into(),
+        object_id: Some(object_id.into()),
+        tokens: [("score".to_owned(), "42".to_owned())]
+            .into_iter()
+            .collect(),
+        ..TimelineEvent::default()
+    };
+    let events = [event("e-kept", &company_id), event("e-gone", "987654321")];
+    let answer = client.create_timeline_events(&events).await.unwrap();
+    let created: Vec<&str> = answer.results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(created, ["e-kept"]);
+    assert_eq!(answer.errors.len(), 1, "{:?}", answer.errors);
+    assert_eq!(answer.errors[0].failed_ids(), ["e-gone"]);
+    assert_eq!(
+        answer.errors[0].category.as_deref(),
+        Some("OBJECT_NOT_FOUND")
+    );
+
+    // Sent again (as after a lost answer): the event HubSpot has is refused as a duplicate.
+    let again = client.create_timeline_events(&events[..1]).await.unwrap();
+    assert!(again.results.is_empty(), "{:?}", again.results);
+    assert_eq!(again.errors[0].failed_ids(), ["e-kept"]);
+    assert_eq!(again.errors[0].category.as_deref(), Some("CONFLICT"));
+
+    let too_many = vec![event("e-many", &company_id); hubspot_client::TIMELINE_BATCH_SIZE + 1];
+    let error = client.create_timeline_events(&too_many).await.unwrap_err();
+    assert!(
+        matches!(&error, HubSpotError::Validation { message, .. } if message.contains("at most 500")),
+        "{error:?}"
+    );
+}
+
 /// OAuth access tokens the simulator has issued for `portal`: one per code exchange or refresh.
 fn issued_access_tokens(sim: &Sim, portal: &common::Portal) -> usize {
     let portal_id = u64::try_from(portal.portal_id).unwrap();

@@ -3,8 +3,12 @@
 use crate::client::{Call, HubSpotClient};
 use crate::error::HubSpotError;
 use crate::types::{
-    AccountDetails, DailyUsage, Owner, Page, Pipeline, TimelineEvent, TimelineEventResponse,
+    AccountDetails, BatchResponse, DailyUsage, Owner, Page, Pipeline, TimelineEvent,
+    TimelineEventResponse,
 };
+
+/// Timeline events created per request at most.
+pub const TIMELINE_BATCH_SIZE: usize = 500;
 
 impl HubSpotClient {
     /// The portal's id, time zone, currency and hosting location.
@@ -69,6 +73,36 @@ impl HubSpotClient {
             "/integrators/timeline/v3/events".to_owned(),
             event,
         )?;
+        Ok(self.execute(&call).await?.1)
+    }
+
+    /// Creates up to [`TIMELINE_BATCH_SIZE`] timeline events in one request
+    /// (`/integrators/timeline/v3/events/batch/create`). On a 207 the answer's `errors` name
+    /// the events HubSpot refused (their ids in `context`, see
+    /// [`crate::StandardError::failed_ids`]); `results` echo the created ones.
+    ///
+    /// Safe to send twice, so it is retried like a read: every event carries its own id, and
+    /// HubSpot refuses a second event with an id it has (category `CONFLICT`), so a resend
+    /// after a lost answer shows no event twice; the caller counts a `CONFLICT` as created.
+    pub async fn create_timeline_events(
+        &self,
+        events: &[TimelineEvent],
+    ) -> Result<BatchResponse<TimelineEventResponse>, HubSpotError> {
+        if events.len() > TIMELINE_BATCH_SIZE {
+            return Err(HubSpotError::Validation {
+                message: format!(
+                    "at most {TIMELINE_BATCH_SIZE} timeline events per request, not {}",
+                    events.len()
+                ),
+                errors: Vec::new(),
+            });
+        }
+        let call = Call::post(
+            "timeline.batch_create",
+            "/integrators/timeline/v3/events/batch/create".to_owned(),
+            &serde_json::json!({ "inputs": events }),
+        )?
+        .idempotent();
         Ok(self.execute(&call).await?.1)
     }
 }

@@ -6,6 +6,7 @@ mod objects;
 mod properties;
 mod search;
 
+pub use misc::TIMELINE_BATCH_SIZE;
 pub use objects::ListOptions;
 pub use search::{ModifiedSince, SEARCH_RESULT_CAP, last_modified_property};
 
