@@ -61,6 +61,46 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// Queues, batching and pacing of the writes.
     pub writeback: WritebackSettings,
+    /// The OAuth app's timeline event templates (optional section; timeline events are off
+    /// without it).
+    #[serde(default)]
+    pub timeline: TimelineSettings,
+}
+
+/// `[timeline]`: HubSpot keeps timeline event templates per OAuth app and manages them with
+/// the app's developer API key, so sending timeline events needs both. No default: an
+/// unset app id turns timeline events off (the status says so where a mapping asks for them).
+#[derive(Clone, Default, Deserialize)]
+pub struct TimelineSettings {
+    /// The OAuth app's id (the one auth-gateway's client id belongs to); 0 = not set.
+    #[serde(default)]
+    pub app_id: u64,
+    /// The app's developer API key; production sets `HUBSCORE__TIMELINE__DEVELOPER_API_KEY`.
+    #[serde(default)]
+    pub developer_api_key: String,
+}
+
+impl TimelineSettings {
+    /// Both the app id and its key are set.
+    pub fn configured(&self) -> bool {
+        self.app_id != 0 && !self.developer_api_key.is_empty()
+    }
+}
+
+impl std::fmt::Debug for TimelineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimelineSettings")
+            .field("app_id", &self.app_id)
+            .field(
+                "developer_api_key",
+                &if self.developer_api_key.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .finish()
+    }
 }
 
 /// Where and as whom the worker asks auth-gateway for access tokens.

@@ -170,13 +170,16 @@ struct Id {
     connection_id: Uuid,
 }
 
-/// Active, unpaused connections with scores waiting or properties to prepare.
+/// Active, unpaused connections with scores or timeline events waiting, or properties to
+/// prepare.
 pub async fn connections_with_pending(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>> {
     let rows: Vec<Id> = sql_query(
         "SELECT c.connection_id FROM connections c \
          WHERE c.status = 'active' AND (c.paused_until IS NULL OR c.paused_until <= now()) \
            AND (c.needs_prepare OR EXISTS (SELECT 1 FROM record_scores r \
-                       WHERE r.connection_id = c.connection_id AND r.pending_since IS NOT NULL))",
+                       WHERE r.connection_id = c.connection_id AND r.pending_since IS NOT NULL) \
+                OR EXISTS (SELECT 1 FROM timeline_events e \
+                       WHERE e.connection_id = c.connection_id AND e.state = 'pending'))",
     )
     .load(conn)
     .await?;
@@ -337,7 +340,8 @@ pub async fn mark_missing_scope(
 ) -> Result<()> {
     sql_query(
         "UPDATE property_targets SET state = 'missing_scope', detail = $3, checked_at = now() \
-         WHERE connection_id = $1 AND object_type = $2 AND state = 'ready'",
+         WHERE connection_id = $1 AND object_type = $2 AND state = 'ready' \
+           AND purpose <> 'timeline'",
     )
     .bind::<SqlUuid, _>(connection_id)
     .bind::<Text, _>(object_type.as_str())
@@ -372,6 +376,19 @@ pub struct IncomingScore {
     pub config_version: i64,
     /// The `score.updated` message.
     pub message_id: Uuid,
+    /// The risk level and score before this change, when the record had a risk level
+    /// (healthy, at risk or critical) before and has another one now: a timeline event's
+    /// subject.
+    pub level_change: Option<LevelChange>,
+}
+
+/// A move between risk levels, as a timeline event shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelChange {
+    /// `healthy`, `at_risk` or `critical`.
+    pub old_risk_level: String,
+    /// The score before.
+    pub old_score: Option<i16>,
 }
 
 impl IncomingScore {

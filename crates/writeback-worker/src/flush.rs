@@ -55,6 +55,7 @@ use crate::config::WritebackSettings;
 use crate::db::{self, PendingScore, RecordFailure};
 use crate::hubspot::{Clients, ConnectionAccess};
 use crate::mapping::{self, Purpose, RiskLevel, ScoreValues, TargetObject, WritebackMapping};
+use crate::timeline;
 
 /// Records a batch carries at most (HubSpot's batch limit).
 pub const BATCH_SIZE: usize = 100;
@@ -67,10 +68,12 @@ const PAGE: i64 = 500;
 pub struct FlushMetrics {
     records: IntCounterVec,
     requests: IntCounterVec,
+    timeline_events: IntCounterVec,
 }
 
 impl FlushMetrics {
-    /// Registers `writeback_records_total{outcome}` and `writeback_requests_total{object_type}`.
+    /// Registers `writeback_records_total{outcome}`, `writeback_requests_total{object_type}`
+    /// and `writeback_timeline_events_total{outcome}`.
     pub fn register(registry: &prometheus::Registry) -> anyhow::Result<Self> {
         let records = IntCounterVec::new(
             Opts::new(
@@ -86,9 +89,29 @@ impl FlushMetrics {
             ),
             &["object_type"],
         )?;
+        let timeline_events = IntCounterVec::new(
+            Opts::new(
+                "writeback_timeline_events_total",
+                "Timeline events settled by the flusher, by outcome (sent, failed)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(requests.clone()))?;
-        Ok(Self { records, requests })
+        registry.register(Box::new(timeline_events.clone()))?;
+        Ok(Self {
+            records,
+            requests,
+            timeline_events,
+        })
+    }
+
+    fn timeline(&self, outcome: &str, n: usize) {
+        if n > 0 {
+            self.timeline_events
+                .with_label_values(&[outcome])
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
     }
 
     fn records(&self, outcome: &str, n: usize) {
@@ -112,6 +135,8 @@ pub struct Flusher {
     pub relay_waker: RelayWaker,
     /// Series.
     pub metrics: FlushMetrics,
+    /// The OAuth app's timeline event templates.
+    pub templates: Arc<timeline::Templates>,
 }
 
 /// One record in a batch.
@@ -262,7 +287,27 @@ impl Flusher {
         let client = self.clients.client(access)?;
         let mapping = db::mapping(&mut conn, connection_id).await?;
         if connection.needs_prepare {
-            match crate::prepare::prepare(&client, &mapping, &connection.scopes).await {
+            let prepared =
+                match crate::prepare::prepare(&client, &mapping, &connection.scopes).await {
+                    Ok(mut targets) => self
+                        .templates
+                        .prepare(&mut conn, &mapping, access.oauth, &connection.scopes)
+                        .await
+                        .map(|more| {
+                            targets.extend(more);
+                            targets
+                        })
+                        .map_err(|e| {
+                            let reason =
+                                format!("hubspot_unavailable: timeline event templates: {e:#}");
+                            (millis(self.settings.retry_pause_ms), reason.clone(), reason)
+                        }),
+                    Err(error) => {
+                        let (pause, reason) = self.pause_for(&error);
+                        Err((pause, reason, format!("preparing properties: {error}")))
+                    }
+                };
+            match prepared {
                 Ok(targets) => {
                     let version = connection.prepare_version;
                     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -273,8 +318,7 @@ impl Flusher {
                         tracing::warn!(connection_id = %connection_id, property = %t.property, state = %t.state, detail = %t.detail, "property not written");
                     }
                 }
-                Err(error) => {
-                    let (pause, reason) = self.pause_for(&error);
+                Err((pause, reason, error)) => {
                     db::pause(
                         &mut conn,
                         connection_id,
@@ -290,7 +334,7 @@ impl Flusher {
                             unchanged: 0,
                             failed: 0,
                             requests: 0,
-                            error: Some(&format!("preparing properties: {error}")),
+                            error: Some(&error),
                         },
                     )
                     .await?;
@@ -299,6 +343,20 @@ impl Flusher {
             }
         }
         let targets = db::targets(&mut conn, connection_id).await?;
+        let mut templates: HashMap<TargetObject, String> = HashMap::new();
+        let mut unready: HashMap<TargetObject, String> = HashMap::new();
+        for t in targets.iter().filter(|t| t.purpose == timeline::PURPOSE) {
+            if let Some(ot) = TargetObject::parse(&t.object_type) {
+                if t.state == "ready" && mapping.enabled && mapping.timeline_events {
+                    templates.insert(ot, t.property.clone());
+                } else if t.state == "ready" {
+                    unready.insert(ot, "timeline events were turned off".to_owned());
+                } else {
+                    unready.insert(ot, t.detail.clone());
+                }
+            }
+        }
+        let mut timeline_waiting = timeline::pending_count(&mut conn, connection_id).await? > 0;
         drop(conn);
         let ready: HashMap<TargetObject, Vec<Purpose>> = TargetObject::ALL
             .into_iter()
@@ -327,6 +385,34 @@ impl Flusher {
         loop {
             let stopping = shutdown.is_cancelled() || paused;
             let mut started = false;
+            if !stopping && timeline_waiting {
+                let mut conn = self.pool.get().await?;
+                let round = timeline::send_round(
+                    &mut conn,
+                    &context.client,
+                    connection_id,
+                    &templates,
+                    &unready,
+                    self.settings.max_attempts,
+                )
+                .await?;
+                self.metrics.timeline("sent", round.sent);
+                self.metrics.timeline("failed", round.failed);
+                if let Some(error) = round.error {
+                    let (pause, reason) = self.pause_for(&error);
+                    tracing::warn!(connection_id = %connection_id, error = %error, "sending timeline events failed; pausing the connection's writes");
+                    db::pause(
+                        &mut conn,
+                        connection_id,
+                        Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default(),
+                        &reason,
+                    )
+                    .await?;
+                    paused = true;
+                    continue;
+                }
+                timeline_waiting = timeline::pending_count(&mut conn, connection_id).await? > 0;
+            }
             if !stopping {
                 for ot in TargetObject::ALL {
                     while in_flight.len() < self.settings.max_in_flight.max(1) {
@@ -344,7 +430,8 @@ impl Flusher {
                 }
                 let mut conn = self.pool.get().await?;
                 let (pending, _) = db::pending_counts(&mut conn, connection_id).await?;
-                if pending == 0 {
+                timeline_waiting = timeline::pending_count(&mut conn, connection_id).await? > 0;
+                if pending == 0 && !timeline_waiting {
                     return Ok(());
                 }
             }

@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod prepare;
 pub mod routes;
 pub mod startup;
+pub mod timeline;
 
 pub use config::Settings;
 pub use hubspot::TokenSources;

@@ -202,6 +202,10 @@ pub struct WritebackMapping {
     /// Option values of the risk level.
     #[serde(default)]
     pub risk_level_values: RiskLevelOptions,
+    /// A timeline event on the record when its risk level changes (OAuth connections with
+    /// the app's developer key configured; off by default).
+    #[serde(default)]
+    pub timeline_events: bool,
 }
 
 fn yes() -> bool {
@@ -219,6 +223,7 @@ impl Default for WritebackMapping {
             object_types: both(),
             properties: PropertyNames::default(),
             risk_level_values: RiskLevelOptions::default(),
+            timeline_events: false,
         }
     }
 }

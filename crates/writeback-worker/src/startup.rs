@@ -68,13 +68,14 @@ impl Application {
         )?;
         let budget_pool =
             platform::db::connect_pool(&settings.database, hubspot_client::BUDGET_SCHEMA)?;
+        let client_metrics = ClientMetrics::register(state.metrics.registry())?;
         let clients = Clients::new(
             settings.hubspot.clone(),
             tokens,
             PgBudgetStore::new(budget_pool),
             w.tier()?,
             w.api_limit_increase,
-            ClientMetrics::register(state.metrics.registry())?,
+            client_metrics.clone(),
         );
         let flusher = Arc::new(Flusher {
             pool: state.pool.clone(),
@@ -83,6 +84,10 @@ impl Application {
             settings: w.clone(),
             relay_waker: state.relay_waker.clone(),
             metrics: FlushMetrics::register(state.metrics.registry())?,
+            templates: Arc::new(crate::timeline::Templates {
+                developer: developer_client(&settings)?
+                    .map(|client| client.with_metrics(client_metrics)),
+            }),
         });
         let api = web::Data::new(ApiState {
             pool: state.pool.clone(),
@@ -165,4 +170,20 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.running.run_until_stopped(shutdown).await
     }
+}
+
+/// The OAuth app's developer API, when `[timeline]` names the app and its key.
+fn developer_client(
+    settings: &Settings,
+) -> anyhow::Result<Option<hubspot_client::DeveloperClient>> {
+    if !settings.timeline.configured() {
+        return Ok(None);
+    }
+    let client = hubspot_client::DeveloperClient::new(
+        settings.hubspot.clone(),
+        settings.timeline.app_id,
+        settings.timeline.developer_api_key.clone().into(),
+    )
+    .map_err(|e| anyhow::anyhow!("building the developer API client: {e}"))?;
+    Ok(Some(client))
 }

@@ -426,6 +426,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
         computed_at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap(),
         config_version: 1,
         message_id: uuid::Uuid::now_v7(),
+        level_change: None,
     };
     let pending = async |conn: &mut diesel_async::AsyncPgConnection| {
         db::pending_scores(conn, world.connection_id, TargetObject::Contacts, 0, 0, 10)

@@ -12,12 +12,13 @@
 use std::collections::HashMap;
 
 use contracts::v1::{ObjectType, ScoreUpdated};
+use diesel_async::AsyncConnection as _;
 use platform::amqp::{Delivery, Outcome};
 use platform::db::Pool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{self, IncomingScore};
+use crate::db::{self, IncomingScore, LevelChange};
 use crate::mapping::{RiskLevel, TargetObject};
 
 /// The routing key this handler's queue is bound to.
@@ -68,6 +69,18 @@ pub fn incoming(delivery: &Delivery) -> Result<IncomingScore, Outcome> {
         Some(s) => Some(i16::try_from(s).unwrap_or(100)),
         None => None,
     };
+    let new_level = RiskLevel::from_proto(event.new_risk_level());
+    let old_level = RiskLevel::from_proto(event.old_risk_level());
+    // A first score, or a move to or from N/A, is no change of health to show.
+    let level_change =
+        (old_level != new_level && old_level != RiskLevel::None && new_level != RiskLevel::None)
+            .then(|| LevelChange {
+                old_risk_level: old_level.as_str().to_owned(),
+                old_score: event
+                    .old_score
+                    .filter(|s| *s <= 100)
+                    .and_then(|s| i16::try_from(s).ok()),
+            });
     let computed_at = event
         .computed_at
         .as_ref()
@@ -80,13 +93,12 @@ pub fn incoming(delivery: &Delivery) -> Result<IncomingScore, Outcome> {
         org_id: uuid("org_id", &event.org_id)?,
         portal_id: event.portal_id,
         score,
-        risk_level: RiskLevel::from_proto(event.new_risk_level())
-            .as_str()
-            .to_owned(),
+        risk_level: new_level.as_str().to_owned(),
         top_factor: event.top_factor.clone(),
         computed_at,
         config_version: event.config_version,
         message_id: delivery.message_id,
+        level_change,
     })
 }
 
@@ -149,12 +161,27 @@ async fn store(pool: &Pool, group: &[(IncomingScore, Reply)]) -> Result<(), Stri
     // A fixed order keeps concurrent writers (other replicas) from deadlocking.
     let mut rows: Vec<IncomingScore> = newest.into_values().cloned().collect();
     rows.sort_by_key(|s| (s.connection_id, s.object_type, s.object_id));
+    // Every change of risk level is an event of its own, even one a newer score replaced.
+    let changes: Vec<&IncomingScore> = group
+        .iter()
+        .map(|(score, _)| score)
+        .filter(|s| s.level_change.is_some())
+        .collect();
     let mut conn = pool
         .get()
         .await
         .map_err(|e| format!("no database connection: {e}"))?;
-    db::store_scores(&mut conn, &rows)
-        .await
-        .map(drop)
-        .map_err(|e| format!("storing scores failed: {e}"))
+    if changes.is_empty() {
+        return db::store_scores(&mut conn, &rows)
+            .await
+            .map(drop)
+            .map_err(|e| format!("storing scores failed: {e}"));
+    }
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        db::store_scores(conn, &rows).await?;
+        crate::timeline::store_level_changes(conn, &changes).await
+    })
+    .await
+    .map(drop)
+    .map_err(|e| format!("storing scores failed: {e}"))
 }

@@ -134,6 +134,7 @@ pub struct Status {
     properties: Vec<PropertyTarget>,
     problems: Vec<PropertyTarget>,
     backfill: Option<Backfill>,
+    timeline: crate::timeline::Counts,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +161,7 @@ async fn status(
     let (pending, backfill_remaining) = db::pending_counts(&mut conn, id).await?;
     let failures = db::failure_reasons(&mut conn, id).await?;
     let properties = db::targets(&mut conn, id).await?;
+    let timeline = crate::timeline::counts(&mut conn, id, &mapping).await?;
     let problems = properties
         .iter()
         .filter(|t| t.state != "ready")
@@ -188,6 +190,7 @@ async fn status(
             records: stats.backfill_total,
             remaining: backfill_remaining,
         }),
+        timeline,
     }))
 }
 

@@ -29,6 +29,8 @@ pub struct World {
     pub base: String,
     pub http: reqwest::Client,
     pub portal_id: i64,
+    /// The simulator's answer to creating the portal (its apps' ids and keys).
+    pub portal: Value,
     pub token: String,
     pub db: TestDatabase,
     pub settings: Settings,
@@ -144,6 +146,7 @@ impl World {
             base,
             http,
             portal_id,
+            portal: created,
             token,
             db,
             settings,
@@ -211,13 +214,18 @@ impl World {
         app
     }
 
-    /// Publishes `connection.established` for the test's connection.
+    /// Publishes `connection.established` for the test's connection (a private app).
     pub async fn connect(&self, scopes: Vec<String>) {
+        self.connect_as(AuthKind::PrivateApp, scopes).await;
+    }
+
+    /// Publishes `connection.established` for the test's connection, made with `kind`.
+    pub async fn connect_as(&self, kind: AuthKind, scopes: Vec<String>) {
         let event = ConnectionEstablished {
             org_id: self.org_id.to_string(),
             connection_id: self.connection_id.to_string(),
             portal_id: self.portal_id,
-            auth_kind: AuthKind::PrivateApp.into(),
+            auth_kind: kind.into(),
             scopes,
             established_by: None,
             established_at: Some(contracts::time::to_timestamp(chrono::Utc::now())),
@@ -299,6 +307,74 @@ impl World {
                 result.unwrap();
             }
         }
+    }
+
+    /// An OAuth access token of the portal's OAuth app, granted `scopes` (as auth-gateway
+    /// holds one after a user connected the portal).
+    pub async fn oauth_token(&self, scopes: &[&str]) -> String {
+        const REDIRECT: &str = "https://hubscore.example/oauth/callback";
+        let answer: Value = self
+            .http
+            .post(format!(
+                "{}/_sim/portals/{}/oauth/authorize",
+                self.base, self.portal_id
+            ))
+            .json(&json!({"redirect_uri": REDIRECT, "scopes": scopes}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let app = hubspot_client::OAuthApp {
+            client_id: self.portal["client_id"].as_str().unwrap().to_owned(),
+            client_secret: self.portal["client_secret"].as_str().unwrap().to_owned(),
+            redirect_uri: REDIRECT.to_owned(),
+        };
+        let oauth = hubspot_client::OAuthClient::new(
+            hubspot_client::ClientConfig::for_base_url(&self.base),
+            app,
+        )
+        .unwrap();
+        oauth
+            .exchange_code(answer["code"].as_str().unwrap())
+            .await
+            .unwrap()
+            .access_token
+    }
+
+    /// The timeline events the portal holds.
+    pub async fn timeline_events(&self) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(format!(
+                "{}/_sim/portals/{}/timeline-events",
+                self.base, self.portal_id
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["results"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The event templates of the portal's OAuth app.
+    pub async fn event_templates(&self) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(format!(
+                "{}/_sim/apps/{}/event-templates",
+                self.base, self.portal["app_id"]
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["results"].as_array().cloned().unwrap_or_default()
     }
 
     /// Creates a record in the simulator; returns its id.

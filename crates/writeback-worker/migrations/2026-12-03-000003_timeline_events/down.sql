@@ -1,0 +1,2 @@
+DROP TABLE timeline_templates;
+DROP TABLE timeline_events;
