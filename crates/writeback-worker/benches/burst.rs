@@ -10,7 +10,8 @@
 //!    the batch requests it cost (target: 1,000, the same).
 //!
 //! Each run waits 11 s after the worker prepared the portal's properties, so the burst starts
-//! with the portal's whole budget. Run with `cargo bench -p writeback-worker --bench burst`.
+//! with the portal's whole budget. Run with `cargo bench -p writeback-worker --bench burst`;
+//! `BURST_LOG=warn` prints the worker's log.
 
 #![expect(
     clippy::print_stdout,
@@ -57,6 +58,9 @@ struct Outcome {
     rate_limited: u64,
     max_window: u64,
     messages: u64,
+    /// Record writes HubSpot received: more than the contacts means some record was written
+    /// twice (an older value, then the latest).
+    record_writes: i64,
 }
 
 async fn stats(http: &reqwest::Client, base: &str, portal: i64) -> anyhow::Result<Value> {
@@ -291,6 +295,7 @@ async fn burst(changes: i64) -> anyhow::Result<Outcome> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let after = stats(&http, &base, portal).await?;
+    let record_writes = progress(&pool).await?.written;
     shutdown.cancel();
     running.await??;
     sim.stop().await;
@@ -310,23 +315,29 @@ async fn burst(changes: i64) -> anyhow::Result<Outcome> {
             .as_u64()
             .unwrap_or(0),
         messages: published,
+        record_writes,
     })
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // `BURST_LOG=warn` (any filter) shows the worker's log, e.g. why a message was retried.
+    if let Ok(filter) = std::env::var("BURST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
     println!(
         "writeback burst: 100,000 changed scores, professional-tier portal (190 requests / 10 s)"
     );
     let one = burst(1).await?;
     println!(
         "  {} messages: written in {:.1} s = {:.3} x the {:.1} s the rate limit requires (target <= 1.05); \
-         {} requests, {} x 429, at most {} requests in any 10 s",
+         {} requests carrying {} record writes, {} x 429, at most {} requests in any 10 s",
         one.messages,
         one.elapsed.as_secs_f64(),
         one.elapsed.as_secs_f64() / REQUIRED_SECS,
         REQUIRED_SECS,
         one.requests,
+        one.record_writes,
         one.rate_limited,
         one.max_window,
     );
@@ -341,10 +352,11 @@ async fn main() -> anyhow::Result<()> {
     );
     let ten = burst(10).await?;
     println!(
-        "  {} messages: written in {:.1} s; {} requests (target 1,000), {} x 429, at most {} requests in any 10 s",
+        "  {} messages: written in {:.1} s; {} requests (target 1,000) carrying {} record writes, {} x 429, at most {} requests in any 10 s",
         ten.messages,
         ten.elapsed.as_secs_f64(),
         ten.requests,
+        ten.record_writes,
         ten.rate_limited,
         ten.max_window,
     );
