@@ -28,6 +28,7 @@ scores_queue = "writeback-worker.scores"
 connections_queue = "writeback-worker.connections"
 score_consumers = 256
 batch_window_ms = 500
+burst_window_ms = 2000
 settle_ms = 100
 max_in_flight = 8
 retry_pause_ms = 5000
@@ -136,6 +137,9 @@ pub struct WritebackSettings {
     pub score_consumers: usize,
     /// A batch smaller than 100 records is written once its oldest score waited this long.
     pub batch_window_ms: u64,
+    /// During a burst (a full batch went out within this time) a batch smaller than 100
+    /// records waits this long instead, for the records still arriving.
+    pub burst_window_ms: u64,
     /// A record is written once its score has not changed for this long, so a burst of
     /// changes to one record costs one write.
     pub settle_ms: u64,

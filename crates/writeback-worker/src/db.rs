@@ -798,6 +798,37 @@ pub async fn log(
     Ok(())
 }
 
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+}
+
+/// Whether a full batch request of this object type finished within the last `within_ms`
+/// (among the connection's last 50 log rows, read backwards along its index): a burst is
+/// going on.
+pub async fn full_batch_within(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    object_type: TargetObject,
+    batch_size: i32,
+    within_ms: i64,
+) -> Result<bool> {
+    let row: Exists = sql_query(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT object_type, written, failed, finished_at \
+             FROM writeback_log WHERE connection_id = $1 ORDER BY id DESC LIMIT 50) AS recent \
+           WHERE object_type = $2 AND written + failed >= $3 \
+             AND finished_at > now() - make_interval(secs => $4 / 1000.0)) AS found",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Text, _>(object_type.as_str())
+    .bind::<Integer, _>(batch_size)
+    .bind::<BigInt, _>(within_ms)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
 /// Counters of a connection.
 #[derive(Debug, Clone, Default, QueryableByName)]
 pub struct Stats {

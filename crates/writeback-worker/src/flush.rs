@@ -18,7 +18,9 @@
 //!
 //! A record is taken once its score stopped changing for `settle_ms` (a burst of changes to
 //! one record costs one write). A batch is sent when it is full (100 records whose values
-//! differ) or its oldest score has waited `batch_window_ms`. Records whose values equal what was last written are settled
+//! differ) or its oldest score has waited `batch_window_ms`; during a burst (a full batch
+//! of the object type went out within `burst_window_ms`) a partial batch waits up to
+//! `burst_window_ms` for the records still arriving. Records whose values equal what was last written are settled
 //! without a request. Up to `max_in_flight` requests of a connection are outstanding; the
 //! shared rate budget paces them, so a burst goes out as full batches at the portal's limit.
 //!
@@ -533,10 +535,26 @@ impl Flusher {
                 break;
             }
         }
-        let window = chrono::Duration::milliseconds(
-            i64::try_from(self.settings.batch_window_ms).unwrap_or(0),
-        );
-        let due = items.len() == BATCH_SIZE || oldest.is_some_and(|o| o + window <= Utc::now());
+        let waited = |ms: u64| {
+            let window = chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(0));
+            oldest.is_some_and(|o| o + window <= Utc::now())
+        };
+        let full = items.len() == BATCH_SIZE;
+        let mut due = full || waited(self.settings.batch_window_ms);
+        // In a burst (a full batch went out lately) more records are on the way: a partial
+        // batch waits for them up to `burst_window_ms`, so a burst that arrives more slowly
+        // than the portal's budget allows still goes out as full batches.
+        if due && !full && !waited(self.settings.burst_window_ms) {
+            let burst = db::full_batch_within(
+                &mut conn,
+                ctx.connection_id,
+                object_type,
+                i32::try_from(BATCH_SIZE).unwrap_or(i32::MAX),
+                i64::try_from(self.settings.burst_window_ms).unwrap_or(i64::MAX),
+            )
+            .await?;
+            due = !burst;
+        }
         if items.is_empty() || !due {
             return Ok(None);
         }

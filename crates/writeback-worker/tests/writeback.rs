@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::World;
 use contracts::v1::ObjectType;
@@ -288,6 +289,52 @@ async fn a_backfill_writes_every_score_once() {
         3,
         "three batch updates: 100 + 100 + 50"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_arriving_in_pieces_still_goes_out_as_full_batches() {
+    let world = World::new().await;
+    seed_contacts(&world, 201).await;
+    let mut settings = world.settings.clone();
+    settings.writeback.burst_window_ms = 6_000;
+    let app = world.start_with(settings).await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    let scores = |ids: std::ops::Range<i64>| -> Vec<_> {
+        ids.map(|id| world.score(ObjectType::Contact, id, Some(61), T0))
+            .collect()
+    };
+    world.publish_scores(&scores(1001..1101)).await;
+    world
+        .wait_status(&app, "first batch", |s| s["written"] == 100)
+        .await;
+
+    // Half a batch, then a pause of five batch windows: the burst is not over, so the half
+    // waits for the rest instead of going out alone.
+    world.publish_scores(&scores(1101..1151)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = world.status(&app).await;
+    assert_eq!(
+        (waiting["written"].as_i64(), waiting["pending"].as_i64()),
+        (Some(100), Some(50)),
+        "{waiting:#}"
+    );
+    world.publish_scores(&scores(1151..1201)).await;
+    let status = world
+        .wait_status(&app, "second batch", |s| {
+            s["written"] == 200 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["requests"], 2, "two full batches: {status:#}");
+
+    // Once the burst is over, a lone change goes out on the short window.
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    world.publish_scores(&scores(1201..1202)).await;
+    let status = world
+        .wait_status(&app, "lone change", |s| s["written"] == 201)
+        .await;
+    assert_eq!(status["requests"], 3, "{status:#}");
     app.stop().await;
 }
 
