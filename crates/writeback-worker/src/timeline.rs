@@ -596,8 +596,8 @@ impl Templates {
     }
 }
 
-/// The app's template of an object type: the cached id, else found by name in the app,
-/// else created. Replicas preparing at once queue on a transaction-scoped advisory lock
+/// The app's template of an object type: the cached id while the app still has it, else
+/// found by name in the app, else created. Replicas preparing at once queue on a transaction-scoped advisory lock
 /// per app, so the app never gets two.
 async fn template(
     conn: &mut AsyncPgConnection,
@@ -618,7 +618,12 @@ async fn template(
         .load(conn)
         .await?;
         if let Some(row) = known.into_iter().next() {
-            return Ok(row.template_id);
+            // Someone may have deleted it in the app since: then it is made again.
+            match developer.get_event_template(&row.template_id).await {
+                Ok(_) => return Ok(row.template_id),
+                Err(HubSpotError::NotFound { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
         }
         let existing = developer
             .list_event_templates()

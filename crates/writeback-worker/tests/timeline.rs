@@ -188,24 +188,64 @@ async fn a_risk_level_change_puts_one_event_on_the_record_from_a_template_made_o
         "critical"
     );
 
-    // A restarted worker keeps using the same templates.
+    // A restarted worker keeps using the company template it knows; the contact template,
+    // deleted in the app meanwhile, is made again when the connection is prepared.
     app.stop().await;
+    let response = world
+        .http
+        .delete(format!(
+            "{}/integrators/timeline/v3/{}/event-templates/{}?hapikey={}",
+            world.base,
+            settings.app_id,
+            contact_template.as_str().unwrap(),
+            settings.developer_api_key
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
     let app = oauth_app(&world, true).await;
+    let status = world
+        .wait_status(&app, "contact template made again", |s| {
+            s["properties"].as_array().is_some_and(|p| {
+                p.iter().any(|t| {
+                    t["purpose"] == "timeline"
+                        && t["object_type"] == "contacts"
+                        && t["state"] == "ready"
+                        && t["property"] != contact_template
+                })
+            })
+        })
+        .await;
+    let targets = status["properties"].as_array().unwrap().clone();
     world
         .publish_scores(&[change(&world, contact, 30, 55, T0 + 2_000)])
         .await;
     world
         .wait_status(&app, "second event sent", |s| s["timeline"]["sent"] == 2)
         .await;
+    let templates = world.event_templates().await;
+    assert_eq!(templates.len(), 2, "{templates:#?}");
+    let remade = templates
+        .iter()
+        .find(|t| t["objectType"] == "contacts")
+        .unwrap()["id"]
+        .clone();
+    assert_ne!(remade, contact_template);
+    assert!(
+        targets.iter().any(|t| t["property"] == remade)
+            && targets
+                .iter()
+                .any(|t| t["property"] == company_template["id"]),
+        "{targets:#?}"
+    );
     let events = world.timeline_events().await;
     assert_eq!(events.len(), 2, "{events:#?}");
     assert!(
-        events
-            .iter()
-            .any(|e| e["tokens"]["summary"] == "Health rose from critical to at risk"),
+        events.iter().any(|e| e["eventTemplateId"] == remade
+            && e["tokens"]["summary"] == "Health rose from critical to at risk"),
         "{events:#?}"
     );
-    assert_eq!(world.event_templates().await.len(), 2);
     app.stop().await;
 }
 
