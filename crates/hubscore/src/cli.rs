@@ -183,6 +183,15 @@ pub enum WritebackCommand {
         /// Connection id.
         id: String,
     },
+    /// The outbound mapping (object types, properties, risk-level values, timeline events);
+    /// `--set FILE` replaces it with a JSON file's, validated against the portal.
+    Mapping {
+        /// Connection id.
+        id: String,
+        /// A JSON file with the new mapping (keys left out take their defaults).
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 /// `hubscore tail`

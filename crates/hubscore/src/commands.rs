@@ -322,11 +322,13 @@ async fn writeback(
                 &answer,
                 &[
                     col("written", "/written"),
-                    col("unchanged", "/unchanged"),
+                    col("unchanged", "/unchanged_skipped"),
                     col("failed", "/failed"),
                     col("pending", "/pending"),
                     col("last success", "/last_success_at"),
                     col("last error", "/last_error"),
+                    col("timeline events sent", "/timeline/sent"),
+                    col("timeline events failed", "/timeline/failed"),
                 ],
             )
         }
@@ -335,6 +337,14 @@ async fn writeback(
                 .post(&format!("/connections/{id}/writeback/backfill"), &json!({}))
                 .await?,
         ),
+        WritebackCommand::Mapping { id, set } => {
+            let path = format!("/connections/{id}/writeback");
+            let answer = match set {
+                Some(file) => gateway.put(&path, &read_json(&file)?).await?,
+                None => gateway.get(&path).await?,
+            };
+            output::json(&answer)
+        }
     }
 }
 

@@ -116,6 +116,50 @@ async fn a_portal_connected_with_the_cli_is_synced_scored_and_its_scores_written
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // The CLI shows what was written back and the outbound mapping, and changes it.
+    let status: Value = serde_json::from_str(
+        &stack
+            .cli(&token, &["--json", "writeback", "status", &connection_id])
+            .await,
+    )
+    .expect("status json");
+    assert!(status["written"].as_i64().unwrap_or(0) > 0, "{status}");
+    let mapping: Value = serde_json::from_str(
+        &stack
+            .cli(&token, &["--json", "writeback", "mapping", &connection_id])
+            .await,
+    )
+    .expect("mapping json");
+    assert_eq!(
+        mapping["properties"]["score"], "hubscore_health_score",
+        "{mapping}"
+    );
+    assert_eq!(mapping["timeline_events"], false, "{mapping}");
+    let file = std::env::temp_dir().join(format!("hubscore-mapping-{connection_id}.json"));
+    std::fs::write(&file, r#"{"timeline_events": true}"#).expect("mapping file");
+    let saved: Value = serde_json::from_str(
+        &stack
+            .cli(
+                &token,
+                &[
+                    "--json",
+                    "writeback",
+                    "mapping",
+                    &connection_id,
+                    "--set",
+                    file.to_str().expect("path"),
+                ],
+            )
+            .await,
+    )
+    .expect("saved mapping json");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(saved["timeline_events"], true, "{saved}");
+    assert_eq!(
+        saved["properties"]["score"], "hubscore_health_score",
+        "{saved}"
+    );
+
     // The explanation names every factor of the default model.
     let explained: Value = serde_json::from_str(
         &stack
