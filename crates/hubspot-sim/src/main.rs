@@ -70,6 +70,9 @@ struct Args {
     /// templates. A development value.
     #[arg(long, env = "HUBSPOT_SIM_DEMO_DEVELOPER_API_KEY")]
     demo_developer_api_key: Option<String>,
+    /// Known id of the demo portal's OAuth app (default 30000 + portal id mod 10000).
+    #[arg(long)]
+    demo_app_id: Option<u64>,
     /// Webhook target URL for the demo portal.
     #[arg(long)]
     demo_webhook_target: Option<String>,
@@ -196,6 +199,7 @@ impl Args {
             demo_client_id,
             demo_client_secret,
             demo_developer_api_key,
+            demo_app_id,
             demo_webhook_target,
             demo_seed,
             demo_contacts,
@@ -281,6 +285,7 @@ async fn run() -> anyhow::Result<()> {
                     client_id: args.demo_client_id.clone(),
                     client_secret: args.demo_client_secret.clone(),
                     developer_api_key: args.demo_developer_api_key.clone(),
+                    app_id: args.demo_app_id,
                     ..NewPortal::default()
                 },
                 seed: Some(SeedRequest {
