@@ -2,6 +2,8 @@
 //! created once, one event per change (redeliveries and lost answers included), a deleted
 //! record failing alone, and the status saying why a connection sends none.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
 mod common;
 
 use std::sync::Arc;
