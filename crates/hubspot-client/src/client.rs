@@ -1,11 +1,13 @@
-//! The request loop every typed call goes through: budget, bearer token, send, classify,
-//! retry. It is the only place that talks HTTP to the API host.
+//! The request loop every typed call goes through: budget, bearer token (or, for the app's
+//! developer API, the developer key), send, classify, retry. It is the only place that talks
+//! HTTP to the API host.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
 
 use crate::budget::{BudgetKind, PortalLimiter};
@@ -23,9 +25,19 @@ pub struct HubSpotClient {
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
-    tokens: Arc<dyn TokenSource>,
+    auth: Auth,
     limiter: Option<Arc<PortalLimiter>>,
     metrics: ClientMetrics,
+}
+
+/// How the client authenticates.
+enum Auth {
+    /// As a portal: its access token as the bearer, refreshed once on a 401.
+    Token(Arc<dyn TokenSource>),
+    /// As the OAuth app: its developer API key, which HubSpot takes only as the `hapikey`
+    /// query parameter. The URL then carries the key, so nothing here ever shows a URL: errors
+    /// keep only the endpoint label and `reqwest` errors without their URL.
+    DeveloperKey(SecretString),
 }
 
 /// Builds a [`HubSpotClient`].
@@ -52,20 +64,12 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(self) -> Result<HubSpotClient, HubSpotError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
-            .timeout(Duration::from_millis(self.config.request_timeout_ms))
-            .build()
-            .map_err(HubSpotError::transport)?;
-        Ok(HubSpotClient {
-            inner: Arc::new(Inner {
-                http,
-                config: self.config,
-                tokens: self.tokens,
-                limiter: self.limiter,
-                metrics: self.metrics.unwrap_or_else(ClientMetrics::unregistered),
-            }),
-        })
+        HubSpotClient::with_auth(
+            self.config,
+            Auth::Token(self.tokens),
+            self.limiter,
+            self.metrics,
+        )
     }
 }
 
@@ -84,6 +88,9 @@ pub(crate) struct Call {
     /// (5xx, 423, 477, a connection lost after sending, an unreadable answer); every call is
     /// resent after answers that say HubSpot did nothing (429, one 401, connection refused).
     pub idempotent: bool,
+    /// A 404 after this call was resent following an unclear answer means the first attempt
+    /// did the work (deletes).
+    pub gone_is_done: bool,
 }
 
 impl Call {
@@ -96,6 +103,7 @@ impl Call {
             body: None,
             kind: BudgetKind::Burst,
             idempotent: true,
+            gone_is_done: false,
         }
     }
 
@@ -116,6 +124,7 @@ impl Call {
             body: Some(body),
             kind: BudgetKind::Burst,
             idempotent: false,
+            gone_is_done: false,
         })
     }
 
@@ -126,6 +135,14 @@ impl Call {
 
     pub(crate) fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// A delete: idempotent, and a 404 after a resend of an unclear attempt is success.
+    pub(crate) fn delete(mut self) -> Self {
+        self.method = Method::DELETE;
+        self.idempotent = true;
+        self.gone_is_done = true;
         self
     }
 
@@ -160,6 +177,38 @@ impl HubSpotClient {
         &self.inner.config
     }
 
+    /// A client calling as the OAuth app with its developer API key (no portal, no rate
+    /// budget, no token refresh): see [`crate::DeveloperClient`].
+    pub(crate) fn for_developer_key(
+        config: ClientConfig,
+        key: SecretString,
+        metrics: Option<ClientMetrics>,
+    ) -> Result<HubSpotClient, HubSpotError> {
+        Self::with_auth(config, Auth::DeveloperKey(key), None, metrics)
+    }
+
+    fn with_auth(
+        config: ClientConfig,
+        auth: Auth,
+        limiter: Option<Arc<PortalLimiter>>,
+        metrics: Option<ClientMetrics>,
+    ) -> Result<HubSpotClient, HubSpotError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .build()
+            .map_err(HubSpotError::transport)?;
+        Ok(HubSpotClient {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                auth,
+                limiter,
+                metrics: metrics.unwrap_or_else(ClientMetrics::unregistered),
+            }),
+        })
+    }
+
     /// The limiter, when the client has one.
     pub fn limiter(&self) -> Option<&Arc<PortalLimiter>> {
         self.inner.limiter.as_ref()
@@ -185,20 +234,26 @@ impl HubSpotClient {
         let mut backoff = policy.backoff();
         let mut refreshed: Option<AccessToken> = None;
         let mut token_was_refreshed = false;
+        // Whether an attempt that HubSpot may have carried out was sent again.
+        let mut resent_unclear = false;
         loop {
             // Asked on every attempt: a source that refreshes ahead of expiry hands a retry
             // that waited a long Retry-After a token that is still good.
-            let token = match refreshed.take() {
-                Some(token) => token,
-                None => inner.tokens.access_token().await?,
+            let token = match (&inner.auth, refreshed.take()) {
+                (Auth::Token(_), Some(token)) => Some(token),
+                (Auth::Token(tokens), None) => Some(tokens.access_token().await?),
+                (Auth::DeveloperKey(_), _) => None,
             };
             if let Some(limiter) = &inner.limiter {
                 limiter.acquire(call.kind, &inner.metrics).await?;
             }
-            let mut request = inner
-                .http
-                .request(call.method.clone(), &url)
-                .bearer_auth(token.secret());
+            let mut request = inner.http.request(call.method.clone(), &url);
+            if let Some(token) = &token {
+                request = request.bearer_auth(token.secret());
+            }
+            if let Auth::DeveloperKey(key) = &inner.auth {
+                request = request.query(&[("hapikey", key.expose_secret())]);
+            }
             if !call.query.is_empty() {
                 request = request.query(&call.query);
             }
@@ -222,6 +277,7 @@ impl HubSpotClient {
                     let Some(wait) = backoff.next() else {
                         return Err(HubSpotError::transport(error));
                     };
+                    resent_unclear |= !error.is_connect();
                     inner.metrics.retry(call.endpoint, "transport");
                     tokio::time::sleep(wait).await;
                     continue;
@@ -244,6 +300,7 @@ impl HubSpotClient {
                     let Some(wait) = backoff.next() else {
                         return Err(HubSpotError::transport(error));
                     };
+                    resent_unclear = true;
                     inner.metrics.retry(call.endpoint, "transport");
                     tokio::time::sleep(wait).await;
                     continue;
@@ -260,8 +317,14 @@ impl HubSpotClient {
                 }
             };
             let body = body.unwrap_or_default();
-            if (200..300).contains(&status) {
-                let text: &[u8] = if body.is_empty() { b"null" } else { &body };
+            if (200..300).contains(&status)
+                || (status == 404 && call.gone_is_done && resent_unclear)
+            {
+                let text: &[u8] = if body.is_empty() || status == 404 {
+                    b"null"
+                } else {
+                    &body
+                };
                 match serde_json::from_slice(text) {
                     Ok(value) => return Ok((status, value)),
                     Err(error) if call.idempotent => {
@@ -285,12 +348,15 @@ impl HubSpotClient {
                 }
             }
             match classify(status, &body, retry_after) {
-                HubSpotError::Unauthorized { .. } if !token_was_refreshed => {
+                // A developer key is not refreshed: a 401 is a wrong key, or another app's.
+                HubSpotError::Unauthorized { .. } if !token_was_refreshed && token.is_some() => {
                     // Once only: a second 401 with a fresh token means revoked, not expired.
                     // HubSpot processes nothing it answers 401, so every call may go again.
                     token_was_refreshed = true;
                     inner.metrics.retry(call.endpoint, "unauthorized");
-                    refreshed = Some(inner.tokens.refresh(&token).await?);
+                    if let (Auth::Token(tokens), Some(token)) = (&inner.auth, &token) {
+                        refreshed = Some(tokens.refresh(token).await?);
+                    }
                 }
                 HubSpotError::RateLimited {
                     policy: limit,
@@ -358,6 +424,7 @@ impl HubSpotClient {
                             retry_after,
                         });
                     };
+                    resent_unclear = true;
                     inner.metrics.retry(call.endpoint, "transient");
                     // 423 means a ~2 s lock: waiting less is a wasted request.
                     let floor = if status == 423 {

@@ -85,8 +85,7 @@ impl Application {
             relay_waker: state.relay_waker.clone(),
             metrics: FlushMetrics::register(state.metrics.registry())?,
             templates: Arc::new(crate::timeline::Templates {
-                developer: developer_client(&settings)?
-                    .map(|client| client.with_metrics(client_metrics)),
+                developer: developer_client(&settings, client_metrics)?,
             }),
         });
         let api = web::Data::new(ApiState {
@@ -175,6 +174,7 @@ impl Application {
 /// The OAuth app's developer API, when `[timeline]` names the app and its key.
 fn developer_client(
     settings: &Settings,
+    metrics: ClientMetrics,
 ) -> anyhow::Result<Option<hubspot_client::DeveloperClient>> {
     if !settings.timeline.configured() {
         return Ok(None);
@@ -184,6 +184,7 @@ fn developer_client(
         settings.timeline.app_id,
         settings.timeline.developer_api_key.clone().into(),
     )
+    .and_then(|client| client.with_metrics(metrics))
     .map_err(|e| anyhow::anyhow!("building the developer API client: {e}"))?;
     Ok(Some(client))
 }
