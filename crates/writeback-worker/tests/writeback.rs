@@ -296,7 +296,10 @@ async fn a_backfill_writes_every_score_once() {
 async fn a_burst_arriving_in_pieces_still_goes_out_as_full_batches() {
     let world = World::new().await;
     seed_contacts(&world, 201).await;
+    // A window long enough that the first 100 go out as one full batch however slowly a
+    // loaded machine stores them; the burst window three times that.
     let mut settings = world.settings.clone();
+    settings.writeback.batch_window_ms = 2_000;
     settings.writeback.burst_window_ms = 6_000;
     let app = world.start_with(settings).await;
     world.connect(Vec::new()).await;
@@ -310,10 +313,11 @@ async fn a_burst_arriving_in_pieces_still_goes_out_as_full_batches() {
         .wait_status(&app, "first batch", |s| s["written"] == 100)
         .await;
 
-    // Half a batch, then a pause of five batch windows: the burst is not over, so the half
-    // waits for the rest instead of going out alone.
+    assert_eq!(world.status(&app).await["requests"], 1);
+    // Half a batch, then a pause longer than the batch window: the burst is not over, so the
+    // half waits for the rest instead of going out alone.
     world.publish_scores(&scores(1101..1151)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let waiting = world.status(&app).await;
     assert_eq!(
         (waiting["written"].as_i64(), waiting["pending"].as_i64()),
