@@ -95,8 +95,14 @@ async fn walk_while_changing(sim: &Sim, portal: &common::Portal, at: &[usize]) -
             .filter(|id| !seen.contains(id.as_str()) && !deleted.contains(*id))
             .collect();
         let n = returned.len();
-        let behind_deleted = returned[n / 2].id.clone();
-        let behind_modified = returned[n / 3].id.clone();
+        // HubSpot's search index lags its writes, so a page may still hold a record deleted
+        // a moment ago: only records still live are changed.
+        let live: Vec<&CrmObject> = returned
+            .iter()
+            .filter(|r| !deleted.contains(&r.id))
+            .collect();
+        let behind_deleted = live[live.len() / 2].id.clone();
+        let behind_modified = live[live.len() / 3].id.clone();
         let ahead_modified = ahead[0].clone();
         let ahead_deleted = ahead[1].clone();
         for id in [&behind_modified, &ahead_modified] {
