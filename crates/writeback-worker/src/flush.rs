@@ -180,6 +180,11 @@ fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// The instant `pause` from now.
+fn after(pause: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default()
+}
+
 /// How long a new holder waits before resending what a stopped one left in flight: more
 /// than `platform::db::LOCK_SESSION_CHECK`'s interval and timeout together, by which time
 /// the old holder has stopped.
@@ -321,13 +326,7 @@ impl Flusher {
                     }
                 }
                 Err((pause, reason, error)) => {
-                    db::pause(
-                        &mut conn,
-                        connection_id,
-                        Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default(),
-                        &reason,
-                    )
-                    .await?;
+                    db::pause(&mut conn, connection_id, after(pause), &reason).await?;
                     db::count(
                         &mut conn,
                         connection_id,
@@ -403,13 +402,7 @@ impl Flusher {
                 if let Some(error) = round.error {
                     let (pause, reason) = self.pause_for(&error);
                     tracing::warn!(connection_id = %connection_id, error = %error, "sending timeline events failed; pausing the connection's writes");
-                    db::pause(
-                        &mut conn,
-                        connection_id,
-                        Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default(),
-                        &reason,
-                    )
-                    .await?;
+                    db::pause(&mut conn, connection_id, after(pause), &reason).await?;
                     paused = true;
                     continue;
                 }

@@ -35,9 +35,20 @@ fn target(
     state: &str,
     detail: String,
 ) -> PropertyTarget {
+    target_of(object_type, purpose.as_str(), property, state, detail)
+}
+
+/// What preparing found for one purpose (a property's, or `timeline`) of an object type.
+pub(crate) fn target_of(
+    object_type: TargetObject,
+    purpose: &str,
+    property: &str,
+    state: &str,
+    detail: String,
+) -> PropertyTarget {
     PropertyTarget {
         object_type: object_type.as_str().to_owned(),
-        purpose: purpose.as_str().to_owned(),
+        purpose: purpose.to_owned(),
         property: property.to_owned(),
         state: state.to_owned(),
         detail,

@@ -519,13 +519,7 @@ fn target(
     state: &str,
     detail: String,
 ) -> PropertyTarget {
-    PropertyTarget {
-        object_type: object_type.as_str().to_owned(),
-        purpose: PURPOSE.to_owned(),
-        property: property.to_owned(),
-        state: state.to_owned(),
-        detail,
-    }
+    crate::prepare::target_of(object_type, PURPOSE, property, state, detail)
 }
 
 impl Templates {

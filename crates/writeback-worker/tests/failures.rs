@@ -18,16 +18,12 @@ async fn an_update_whose_answer_was_lost_is_read_back_and_counted_written() {
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
     // HubSpot applies every batch update but the answer arrives cut in half.
-    let fault = json!({"path_prefix": "/crm/v3/objects/contacts/batch/update", "truncate_body": true,
-        "portal_id": world.portal_id});
-    let response = world
-        .http
-        .post(format!("{}/_sim/faults", world.base))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
+            "truncate_body": true, "portal_id": world.portal_id}),
+        )
+        .await;
 
     world
         .publish_scores(&[world.score(ObjectType::Contact, contact, Some(77), T0)])
@@ -60,16 +56,12 @@ async fn scores_wait_while_hubspot_is_down_and_are_written_when_it_is_back() {
     let app = world.start().await;
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
-    let fault = json!({"path_prefix": "/crm/v3/objects/contacts/batch/update", "error_rate": 1.0,
-        "error_status": 503, "portal_id": world.portal_id});
-    let response = world
-        .http
-        .post(format!("{}/_sim/faults", world.base))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
+            "error_rate": 1.0, "error_status": 503, "portal_id": world.portal_id}),
+        )
+        .await;
 
     world
         .publish_scores(&[world.score(ObjectType::Contact, contact, Some(33), T0)])
@@ -87,13 +79,7 @@ async fn scores_wait_while_hubspot_is_down_and_are_written_when_it_is_back() {
         "{down:#}"
     );
 
-    let response = world
-        .http
-        .delete(format!("{}/_sim/faults", world.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    world.clear_faults().await;
     world
         .wait_status(&app, "written", |s| s["written"] == 1 && s["pending"] == 0)
         .await;

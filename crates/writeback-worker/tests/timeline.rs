@@ -273,16 +273,10 @@ async fn an_event_whose_answer_was_lost_shows_once_and_one_for_a_deleted_record_
         .await;
     world.delete("contacts", gone).await;
     // HubSpot creates the events but the answer arrives cut in half.
-    let fault = json!({"path_prefix": "/integrators/timeline/v3/events",
-        "truncate_body": true, "portal_id": world.portal_id});
-    let response = world
-        .http
-        .post(format!("{}/_sim/faults", world.base))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    world
+        .add_fault(json!({"path_prefix": "/integrators/timeline/v3/events",
+            "truncate_body": true, "portal_id": world.portal_id}))
+        .await;
 
     world
         .publish_scores(&[
@@ -297,13 +291,7 @@ async fn an_event_whose_answer_was_lost_shows_once_and_one_for_a_deleted_record_
         .await,
         "the event never reached HubSpot"
     );
-    let response = world
-        .http
-        .delete(format!("{}/_sim/faults", world.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    world.clear_faults().await;
 
     let status = world
         .wait_status(&app, "events settled", |s| {

@@ -604,14 +604,11 @@ async fn a_flusher_that_lost_its_lock_stops_writing_and_the_next_holder_finishes
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
     // Slow answers: the 30 batches take several seconds, time enough to cut the lock midway.
-    let fault = world
-        .http
-        .post(format!("{}/_sim/faults", world.base))
-        .json(&json!({"path_prefix": "/crm/v3/objects/contacts/batch/update", "latency_ms": 200}))
-        .send()
-        .await
-        .unwrap();
-    assert!(fault.status().is_success());
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update", "latency_ms": 200}),
+        )
+        .await;
     let scores: Vec<_> = (0..3_000)
         .map(|i| world.score(ObjectType::Contact, 1001 + i, Some(70), T0))
         .collect();

@@ -343,14 +343,34 @@ impl World {
             .access_token
     }
 
-    /// The timeline events the portal holds.
-    pub async fn timeline_events(&self) -> Vec<Value> {
+    /// Starts a simulator fault (`POST /_sim/faults`).
+    pub async fn add_fault(&self, fault: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_sim/faults", self.base))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// Ends every simulator fault.
+    pub async fn clear_faults(&self) {
+        let response = self
+            .http
+            .delete(format!("{}/_sim/faults", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// The `results` of a simulator control route.
+    async fn sim_results(&self, path: &str) -> Vec<Value> {
         let body: Value = self
             .http
-            .get(format!(
-                "{}/_sim/portals/{}/timeline-events",
-                self.base, self.portal_id
-            ))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap()
@@ -360,21 +380,19 @@ impl World {
         body["results"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The timeline events the portal holds.
+    pub async fn timeline_events(&self) -> Vec<Value> {
+        self.sim_results(&format!("/_sim/portals/{}/timeline-events", self.portal_id))
+            .await
+    }
+
     /// The event templates of the portal's OAuth app.
     pub async fn event_templates(&self) -> Vec<Value> {
-        let body: Value = self
-            .http
-            .get(format!(
-                "{}/_sim/apps/{}/event-templates",
-                self.base, self.portal["app_id"]
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["results"].as_array().cloned().unwrap_or_default()
+        self.sim_results(&format!(
+            "/_sim/apps/{}/event-templates",
+            self.portal["app_id"]
+        ))
+        .await
     }
 
     /// Creates a record in the simulator; returns its id.
