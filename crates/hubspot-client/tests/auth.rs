@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::Sim;
 use futures::future::BoxFuture;
 use hubspot_client::{
-    AccessToken, EventTemplateToken, HubSpotError, NewEventTemplate, OAuthApp, OAuthClient,
-    RefreshingToken, StaticToken, TimelineEvent, TokenResponse, TokenSource,
+    AccessToken, EventTemplate, EventTemplateToken, HubSpotClient, HubSpotError, NewEventTemplate,
+    OAuthApp, OAuthClient, RefreshingToken, StaticToken, TimelineEvent, TokenResponse, TokenSource,
 };
 use hubspot_sim::SimConfig;
 use hubspot_sim::state::TokenKind;
@@ -177,22 +177,25 @@ async fn the_authorize_url_is_served_by_the_configured_oauth_host() {
     assert!(page.status().is_success(), "{}", page.status());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template() {
-    let sim = Sim::start().await;
-    let (portal, oauth) = oauth_portal(&sim).await;
+/// An OAuth client of a new portal that holds the company Northwind (its id returned), and
+/// the portal's app's company template with one number token, `health_score`.
+async fn oauth_company_with_template(
+    sim: &Sim,
+) -> (common::Portal, HubSpotClient, String, EventTemplate) {
+    let (portal, oauth) = oauth_portal(sim).await;
     let tokens = oauth
-        .exchange_code(&code(&sim, &portal).await)
+        .exchange_code(&code(sim, &portal).await)
         .await
         .unwrap();
     let client = sim.client(Arc::new(StaticToken::new(tokens.access_token)));
-    let company = json!({"properties": {"name": "Northwind", "domain": "northwind.example"}});
-    sim.control(
-        Method::POST,
-        &format!("/_sim/portals/{}/objects/companies", portal.portal_id),
-        Some(company),
-    )
-    .await;
+    let company = sim
+        .control(
+            Method::POST,
+            &format!("/_sim/portals/{}/objects/companies", portal.portal_id),
+            Some(json!({"properties": {"name": "Northwind", "domain": "northwind.example"}})),
+        )
+        .await;
+    let company_id = company["id"].as_str().unwrap().to_owned();
     let template = sim
         .developer(&portal)
         .create_event_template(&NewEventTemplate {
@@ -209,6 +212,13 @@ async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template(
         })
         .await
         .unwrap();
+    (portal, client, company_id, template)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template() {
+    let sim = Sim::start().await;
+    let (portal, client, _, template) = oauth_company_with_template(&sim).await;
     let unknown = TimelineEvent {
         event_template_id: "999999999".into(),
         id: "health-unknown-template".into(),
@@ -252,40 +262,12 @@ async fn timeline_events_are_created_with_an_oauth_token_from_the_apps_template(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_timeline_events_names_each_refused_event_and_a_resend_is_a_conflict() {
     let sim = Sim::start().await;
-    let (portal, oauth) = oauth_portal(&sim).await;
-    let tokens = oauth
-        .exchange_code(&code(&sim, &portal).await)
-        .await
-        .unwrap();
-    let client = sim.client(Arc::new(StaticToken::new(tokens.access_token)));
-    let company = sim
-        .control(
-            Method::POST,
-            &format!("/_sim/portals/{}/objects/companies", portal.portal_id),
-            Some(json!({"properties": {"name": "Northwind", "domain": "northwind.example"}})),
-        )
-        .await;
-    let company_id = company["id"].as_str().unwrap().to_owned();
-    let template = sim
-        .developer(&portal)
-        .create_event_template(&NewEventTemplate {
-            name: "Health".into(),
-            object_type: "companies".into(),
-            tokens: vec![EventTemplateToken {
-                name: "score".into(),
-                label: "Score".into(),
-                kind: "number".into(),
-                ..EventTemplateToken::default()
-            }],
-            ..NewEventTemplate::default()
-        })
-        .await
-        .unwrap();
+    let (_, client, company_id, template) = oauth_company_with_template(&sim).await;
     let event = |id: &str, object_id: &str| TimelineEvent {
         event_template_id: template.id.clone(),
         id: id.into(),
         object_id: Some(object_id.into()),
-        tokens: [("score".to_owned(), "42".to_owned())]
+        tokens: [("health_score".to_owned(), "42".to_owned())]
             .into_iter()
             .collect(),
         ..TimelineEvent::default()
