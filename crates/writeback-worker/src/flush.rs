@@ -20,9 +20,13 @@
 //! one record costs one write). A batch is sent when it is full (100 records whose values
 //! differ) or its oldest score has waited `batch_window_ms`; during a burst (a full batch
 //! of the object type went out within `burst_window_ms`) a partial batch waits up to
-//! `burst_window_ms` for the records still arriving. Records whose values equal what was last written are settled
-//! without a request. Up to `max_in_flight` requests of a connection are outstanding; the
-//! shared rate budget paces them, so a burst goes out as full batches at the portal's limit.
+//! `burst_window_ms` for the records still arriving. Records whose values equal what was
+//! last written are settled without a request. Up to `max_in_flight` requests of a
+//! connection are outstanding; the shared rate budget paces them, so a burst goes out as
+//! full batches at the portal's limit.
+//!
+//! Timeline events on risk-level changes (`crate::timeline`) are sent by the same lock
+//! holder, between the batches.
 //!
 //! # Failures
 //!
