@@ -31,6 +31,7 @@ struct Inner {
 }
 
 /// How the client authenticates.
+#[derive(Clone)]
 enum Auth {
     /// As a portal: its access token as the bearer, refreshed once on a 401.
     Token(Arc<dyn TokenSource>),
@@ -182,9 +183,22 @@ impl HubSpotClient {
     pub(crate) fn for_developer_key(
         config: ClientConfig,
         key: SecretString,
-        metrics: Option<ClientMetrics>,
     ) -> Result<HubSpotClient, HubSpotError> {
-        Self::with_auth(config, Auth::DeveloperKey(key), None, metrics)
+        Self::with_auth(config, Auth::DeveloperKey(key), None, None)
+    }
+
+    /// The same client recording into `metrics` (the HTTP connection pool is shared).
+    pub(crate) fn with_metrics(&self, metrics: ClientMetrics) -> HubSpotClient {
+        let inner = &*self.inner;
+        HubSpotClient {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                config: inner.config.clone(),
+                auth: inner.auth.clone(),
+                limiter: inner.limiter.clone(),
+                metrics,
+            }),
+        }
     }
 
     fn with_auth(

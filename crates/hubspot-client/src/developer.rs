@@ -30,15 +30,13 @@ use crate::types::{EventTemplate, NewEventTemplate, Page};
 #[derive(Clone)]
 pub struct DeveloperClient {
     client: HubSpotClient,
-    config: ClientConfig,
     app_id: u64,
-    developer_api_key: SecretString,
 }
 
 impl fmt::Debug for DeveloperClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeveloperClient")
-            .field("api_base_url", &self.config.api_base_url)
+            .field("api_base_url", &self.client.config().api_base_url)
             .field("app_id", &self.app_id)
             .field("developer_api_key", &"***")
             .finish_non_exhaustive()
@@ -53,25 +51,17 @@ impl DeveloperClient {
         app_id: u64,
         developer_api_key: SecretString,
     ) -> Result<Self, HubSpotError> {
-        let client =
-            HubSpotClient::for_developer_key(config.clone(), developer_api_key.clone(), None)?;
-        Ok(Self {
-            client,
-            config,
-            app_id,
-            developer_api_key,
-        })
+        let client = HubSpotClient::for_developer_key(config, developer_api_key)?;
+        Ok(Self { client, app_id })
     }
 
     /// Record into these series (`hubspot_requests_total` etc., with `developer.*` endpoint
     /// labels) instead of an unregistered set.
-    pub fn with_metrics(self, metrics: ClientMetrics) -> Result<Self, HubSpotError> {
-        let client = HubSpotClient::for_developer_key(
-            self.config.clone(),
-            self.developer_api_key.clone(),
-            Some(metrics),
-        )?;
-        Ok(Self { client, ..self })
+    pub fn with_metrics(self, metrics: ClientMetrics) -> Self {
+        Self {
+            client: self.client.with_metrics(metrics),
+            app_id: self.app_id,
+        }
     }
 
     /// The app's id.

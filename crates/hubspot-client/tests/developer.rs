@@ -133,8 +133,7 @@ async fn a_wrong_or_another_apps_key_is_unauthorized_and_the_key_shows_nowhere()
     ] {
         let client = DeveloperClient::new(sim.config(), portal.app_id, key.to_owned().into())
             .unwrap()
-            .with_metrics(metrics.clone())
-            .unwrap();
+            .with_metrics(metrics.clone());
         for error in [
             client.list_event_templates().await.unwrap_err(),
             client

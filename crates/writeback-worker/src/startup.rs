@@ -184,7 +184,7 @@ fn developer_client(
         settings.timeline.app_id,
         settings.timeline.developer_api_key.clone().into(),
     )
-    .and_then(|client| client.with_metrics(metrics))
-    .map_err(|e| anyhow::anyhow!("building the developer API client: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("building the developer API client: {e}"))?
+    .with_metrics(metrics);
     Ok(Some(client))
 }
