@@ -140,9 +140,6 @@ pub struct PendingEvent {
     /// When the score was computed.
     #[diesel(sql_type = Timestamptz)]
     pub occurred_at: DateTime<Utc>,
-    /// Failed attempts so far.
-    #[diesel(sql_type = Integer)]
-    pub attempts: i32,
 }
 
 impl PendingEvent {
@@ -252,7 +249,7 @@ async fn pending(
 ) -> Result<Vec<PendingEvent>> {
     sql_query(
         "SELECT event_id, object_id, old_risk_level, new_risk_level, old_score, new_score, \
-           top_factor, occurred_at, attempts FROM timeline_events \
+           top_factor, occurred_at FROM timeline_events \
          WHERE connection_id = $1 AND object_type = $2 AND state = 'pending' \
          ORDER BY stored_at, event_id LIMIT $3",
     )
@@ -683,7 +680,6 @@ mod tests {
             new_score: None,
             top_factor: "engagement_recency".to_owned(),
             occurred_at: Utc::now(),
-            attempts: 0,
         }
         .to_event("123");
         let declared: Vec<&str> = TOKENS.iter().map(|(name, _, _)| *name).collect();

@@ -313,19 +313,12 @@ impl World {
     /// holds one after a user connected the portal).
     pub async fn oauth_token(&self, scopes: &[&str]) -> String {
         const REDIRECT: &str = "https://hubscore.example/oauth/callback";
-        let answer: Value = self
-            .http
-            .post(format!(
-                "{}/_sim/portals/{}/oauth/authorize",
-                self.base, self.portal_id
-            ))
-            .json(&json!({"redirect_uri": REDIRECT, "scopes": scopes}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = self
+            .sim_post(
+                &format!("/_sim/portals/{}/oauth/authorize", self.portal_id),
+                json!({"redirect_uri": REDIRECT, "scopes": scopes}),
+            )
+            .await;
         let app = hubspot_client::OAuthApp {
             client_id: self.portal["client_id"].as_str().unwrap().to_owned(),
             client_secret: self.portal["client_secret"].as_str().unwrap().to_owned(),
@@ -395,21 +388,27 @@ impl World {
         .await
     }
 
-    /// Creates a record in the simulator; returns its id.
-    pub async fn create(&self, object_type: &str, properties: Value) -> i64 {
-        let record: Value = self
-            .http
-            .post(format!(
-                "{}/_sim/portals/{}/objects/{object_type}",
-                self.base, self.portal_id
-            ))
-            .json(&json!({ "properties": properties }))
+    /// Posts `body` to a simulator control route; returns the answer.
+    async fn sim_post(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Creates a record in the simulator; returns its id.
+    pub async fn create(&self, object_type: &str, properties: Value) -> i64 {
+        let record = self
+            .sim_post(
+                &format!("/_sim/portals/{}/objects/{object_type}", self.portal_id),
+                json!({ "properties": properties }),
+            )
+            .await;
         record["id"]
             .as_str()
             .map(|s| s.parse().unwrap())
