@@ -156,12 +156,25 @@ async fn status(
         .get()
         .await
         .map_err(|e| anyhow::anyhow!("no database connection: {e}"))?;
-    let mapping = db::mapping(&mut conn, id).await?;
-    let stats = db::stats(&mut conn, id).await?;
-    let (pending, backfill_remaining) = db::pending_counts(&mut conn, id).await?;
-    let failures = db::failure_reasons(&mut conn, id).await?;
-    let properties = db::targets(&mut conn, id).await?;
-    let timeline = crate::timeline::counts(&mut conn, id, &mapping).await?;
+    // One snapshot for every count, so that they add up while a flush commits: read one by
+    // one, the counters could predate a batch whose records already left `pending`.
+    let (mapping, stats, (pending, backfill_remaining), failures, properties, timeline) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            let mapping = db::mapping(conn, id).await?;
+            let timeline = crate::timeline::counts(conn, id, &mapping).await?;
+            Ok::<_, diesel::result::Error>((
+                mapping,
+                db::stats(conn, id).await?,
+                db::pending_counts(conn, id).await?,
+                db::failure_reasons(conn, id).await?,
+                db::targets(conn, id).await?,
+                timeline,
+            ))
+        })
+        .await?;
     let problems = properties
         .iter()
         .filter(|t| t.state != "ready")
