@@ -183,8 +183,9 @@ pub enum WritebackCommand {
         /// Connection id.
         id: String,
     },
-    /// The outbound mapping (object types, properties, risk-level values, timeline events);
-    /// `--set FILE` replaces it with a JSON file's, validated against the portal.
+    /// The outbound mapping (object types, properties, risk-level values, custom attributes,
+    /// timeline events); `--set FILE` replaces it with a JSON file's, validated against the
+    /// portal.
     Mapping {
         /// Connection id.
         id: String,

@@ -180,12 +180,14 @@ async fn burst(changes: i64) -> anyhow::Result<Outcome> {
     settings.amqp.prefetch = 64;
     settings.writeback.scores_queue = unique_name("bench.writeback.scores");
     settings.writeback.connections_queue = unique_name("bench.writeback.connections");
+    settings.writeback.attributes_queue = unique_name("bench.writeback.attributes");
     writeback_worker::startup::migrate(&settings).await?;
     let _cleanup = BrokerCleanup::new(
         &settings.amqp,
         &[
             &settings.writeback.scores_queue,
             &settings.writeback.connections_queue,
+            &settings.writeback.attributes_queue,
         ],
     );
     let pool = platform::db::connect_pool(&settings.database, "writeback")?;

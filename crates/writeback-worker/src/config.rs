@@ -26,6 +26,7 @@ secret = "dev-only-writeback-worker-secret"
 [writeback]
 scores_queue = "writeback-worker.scores"
 connections_queue = "writeback-worker.connections"
+attributes_queue = "writeback-worker.attributes"
 score_consumers = 256
 batch_window_ms = 500
 burst_window_ms = 2000
@@ -132,6 +133,9 @@ pub struct WritebackSettings {
     pub scores_queue: String,
     /// Queue of `connection.established` / `connection.closed` messages.
     pub connections_queue: String,
+    /// Queue of `crm.changed.contact` / `crm.changed.company` messages (custom attribute
+    /// values for the outbound attributes).
+    pub attributes_queue: String,
     /// `score.updated` messages handled at once (by one subscription on one channel); what
     /// is in hand together is stored in one transaction.
     pub score_consumers: usize,

@@ -20,7 +20,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use uuid::Uuid;
 
-use crate::mapping::{Purpose, TargetObject, WritebackMapping};
+use crate::mapping::{ATTRIBUTE_PREFIX, Purpose, ReadyAttribute, TargetObject, WritebackMapping};
 
 /// The `writeback` schema's migrations.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!();
@@ -248,6 +248,28 @@ pub async fn save_mapping(
 ) -> Result<()> {
     let json = serde_json::to_value(mapping)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    let before = self::mapping(conn, connection_id).await?;
+    // Records already holding a newly mapped attribute wait to be written: their values
+    // came before the mapping did. (Values written before are compared as ever.)
+    for object_type in TargetObject::ALL {
+        let added: Vec<&str> = mapping
+            .attributes_of(object_type)
+            .filter(|a| !before.attributes_of(object_type).any(|b| b == *a))
+            .map(|a| a.attribute.as_str())
+            .collect();
+        if !added.is_empty() {
+            sql_query(
+                "UPDATE record_scores SET revision = revision + 1, \
+                   pending_since = COALESCE(pending_since, now()), stored_at = now(), attempts = 0 \
+                 WHERE connection_id = $1 AND object_type = $2 AND attributes ?| $3",
+            )
+            .bind::<SqlUuid, _>(connection_id)
+            .bind::<Text, _>(object_type.as_str())
+            .bind::<Array<Text>, _>(added)
+            .execute(conn)
+            .await?;
+        }
+    }
     sql_query(
         "INSERT INTO mappings (connection_id, org_id, mapping) VALUES ($1, $2, $3) \
          ON CONFLICT (connection_id) DO UPDATE SET mapping = EXCLUDED.mapping, updated_at = now()",
@@ -278,6 +300,10 @@ pub struct PropertyTarget {
     /// Why it is not ready.
     #[diesel(sql_type = Text)]
     pub detail: String,
+    /// How a ready attribute's values are rendered (domain's `Conversion`).
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    #[serde(skip)]
+    pub conversion: Option<serde_json::Value>,
 }
 
 /// Replaces what preparing found, and marks the connection prepared unless another
@@ -294,8 +320,8 @@ pub async fn save_targets(
         .await?;
     for t in targets {
         sql_query(
-            "INSERT INTO property_targets (connection_id, object_type, purpose, property, state, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO property_targets (connection_id, object_type, purpose, property, state, \
+               detail, conversion) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind::<SqlUuid, _>(connection_id)
         .bind::<Text, _>(&t.object_type)
@@ -303,6 +329,7 @@ pub async fn save_targets(
         .bind::<Text, _>(&t.property)
         .bind::<Text, _>(&t.state)
         .bind::<Text, _>(&t.detail)
+        .bind::<Nullable<Jsonb>, _>(&t.conversion)
         .execute(conn)
         .await?;
     }
@@ -323,7 +350,7 @@ pub async fn targets(
     connection_id: Uuid,
 ) -> Result<Vec<PropertyTarget>> {
     sql_query(
-        "SELECT object_type, purpose, property, state, detail FROM property_targets \
+        "SELECT object_type, purpose, property, state, detail, conversion FROM property_targets \
          WHERE connection_id = $1 ORDER BY object_type, purpose",
     )
     .bind::<SqlUuid, _>(connection_id)
@@ -427,8 +454,8 @@ pub async fn store_scores(conn: &mut AsyncPgConnection, scores: &[IncomingScore]
            computed_at = EXCLUDED.computed_at, config_version = EXCLUDED.config_version, \
            message_id = EXCLUDED.message_id, revision = record_scores.revision + 1, \
            pending_since = COALESCE(record_scores.pending_since, now()), stored_at = now(), \
-           attempts = 0 \
-         WHERE (record_scores.computed_at, record_scores.config_version) \
+           attempts = 0, scored = TRUE \
+         WHERE NOT record_scores.scored OR (record_scores.computed_at, record_scores.config_version) \
              < (EXCLUDED.computed_at, EXCLUDED.config_version)",
     )
     .bind::<Array<SqlUuid>, _>(connection_ids)
@@ -482,6 +509,12 @@ pub struct PendingScore {
     /// Waiting since.
     #[diesel(sql_type = Timestamptz)]
     pub pending_since: DateTime<Utc>,
+    /// The score columns hold a score (false: only attribute values are known).
+    #[diesel(sql_type = Bool)]
+    pub scored: bool,
+    /// Custom attribute values (name -> domain's JSON form).
+    #[diesel(sql_type = Jsonb)]
+    pub attributes: serde_json::Value,
 }
 
 impl PendingScore {
@@ -520,7 +553,7 @@ pub async fn pending_scores(
 ) -> Result<Vec<PendingScore>> {
     sql_query(
         "SELECT object_id, score, risk_level, top_factor, computed_at, revision, force_write, \
-           written, message_id, attempts, pending_since \
+           written, message_id, attempts, pending_since, scored, attributes \
          FROM record_scores WHERE connection_id = $1 AND object_type = $2 \
            AND pending_since IS NOT NULL AND inflight_revision IS NULL \
            AND stored_at <= now() - make_interval(secs => $3 / 1000.0) \
@@ -957,4 +990,121 @@ pub fn ready_properties(targets: &[PropertyTarget], object_type: TargetObject) -
         .filter(|t| t.object_type == object_type.as_str() && t.state == "ready")
         .filter_map(|t| Purpose::parse(&t.purpose))
         .collect()
+}
+
+/// The attributes whose properties are ready to be written, for an object type.
+pub fn ready_attributes(
+    targets: &[PropertyTarget],
+    object_type: TargetObject,
+) -> Vec<ReadyAttribute> {
+    targets
+        .iter()
+        .filter(|t| t.object_type == object_type.as_str() && t.state == "ready")
+        .filter_map(|t| {
+            Some(ReadyAttribute {
+                attribute: t.purpose.strip_prefix(ATTRIBUTE_PREFIX)?.to_owned(),
+                property: t.property.clone(),
+                conversion: serde_json::from_value(t.conversion.clone()?).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// One record's custom attribute values from `crm.changed`.
+#[derive(Debug, Clone)]
+pub struct IncomingAttributes {
+    /// The HubSpot record.
+    pub object_id: i64,
+    /// Attribute name -> value (domain's JSON form); empty when the record has none.
+    pub values: serde_json::Value,
+    /// HubSpot's modified time of the record.
+    pub at: DateTime<Utc>,
+}
+
+/// Where a `crm.changed` came from.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributeSource {
+    /// The connection.
+    pub connection_id: Uuid,
+    /// The org.
+    pub org_id: Uuid,
+    /// The portal.
+    pub portal_id: i64,
+    /// `contacts` or `companies`.
+    pub object_type: TargetObject,
+    /// The message.
+    pub message_id: Uuid,
+}
+
+/// Stores records' attribute values in one statement, newest (by HubSpot's modified time)
+/// wins. A record whose value of a `mapped` attribute changed waits to be written. A record
+/// hubscore holds nothing for gets a row (without a score) only when it has values. `records`
+/// must name each record once. Returns how many rows changed.
+pub async fn store_attributes(
+    conn: &mut AsyncPgConnection,
+    source: AttributeSource,
+    records: &[IncomingAttributes],
+    mapped: &[String],
+) -> Result<usize> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = records.iter().map(|r| r.object_id).collect();
+    let values: Vec<serde_json::Value> = records.iter().map(|r| r.values.clone()).collect();
+    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.at).collect();
+    // Whether a mapped attribute's value differs: only then is the record written again.
+    const CHANGED: &str = "EXISTS (SELECT 1 FROM unnest($6::text[]) AS n \
+        WHERE r.attributes -> n IS DISTINCT FROM EXCLUDED.attributes -> n)";
+    sql_query(format!(
+        "INSERT INTO record_scores AS r (connection_id, object_type, object_id, org_id, portal_id, \
+           score, risk_level, top_factor, computed_at, config_version, message_id, scored, \
+           attributes, attributes_at, pending_since) \
+         SELECT $1, $2, u.object_id, $7, $8, NULL, 'none', '', u.at, 0, $9, FALSE, u.attrs, u.at, \
+           CASE WHEN u.attrs ?| $6 THEN now() END \
+         FROM UNNEST($3::bigint[], $4::jsonb[], $5::timestamptz[]) AS u(object_id, attrs, at) \
+         WHERE u.attrs <> '{{}}'::jsonb OR EXISTS (SELECT 1 FROM record_scores e \
+           WHERE e.connection_id = $1 AND e.object_type = $2 AND e.object_id = u.object_id) \
+         ON CONFLICT (connection_id, object_type, object_id) DO UPDATE SET \
+           attributes = EXCLUDED.attributes, attributes_at = EXCLUDED.attributes_at, \
+           revision = r.revision + CASE WHEN {CHANGED} THEN 1 ELSE 0 END, \
+           pending_since = CASE WHEN {CHANGED} THEN COALESCE(r.pending_since, now()) \
+             ELSE r.pending_since END, \
+           stored_at = CASE WHEN {CHANGED} THEN now() ELSE r.stored_at END, \
+           attempts = CASE WHEN {CHANGED} THEN 0 ELSE r.attempts END \
+         WHERE (r.attributes_at IS NULL OR r.attributes_at <= EXCLUDED.attributes_at) \
+           AND r.attributes IS DISTINCT FROM EXCLUDED.attributes",
+    ))
+    .bind::<SqlUuid, _>(source.connection_id)
+    .bind::<Text, _>(source.object_type.as_str())
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<Jsonb>, _>(values)
+    .bind::<Array<Timestamptz>, _>(at)
+    .bind::<Array<Text>, _>(mapped)
+    .bind::<SqlUuid, _>(source.org_id)
+    .bind::<BigInt, _>(source.portal_id)
+    .bind::<SqlUuid, _>(source.message_id)
+    .execute(conn)
+    .await
+}
+
+/// Forgets records gone from HubSpot (deleted, or merged into another) that hubscore holds
+/// only attribute values for; a scored record stays, as its score does.
+pub async fn forget_unscored(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    object_type: TargetObject,
+    ids: &[i64],
+) -> Result<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    sql_query(
+        "DELETE FROM record_scores WHERE connection_id = $1 AND object_type = $2 \
+           AND object_id = ANY($3) AND NOT scored AND inflight_revision IS NULL",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Text, _>(object_type.as_str())
+    .bind::<Array<BigInt>, _>(ids)
+    .execute(conn)
+    .await
 }

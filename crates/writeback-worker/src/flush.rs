@@ -49,6 +49,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Text};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::outbound::OutboundError;
 use hubspot_client::{HubSpotClient, HubSpotError, UpdateInput};
 use platform::db::Pool;
 use platform::outbox::RelayWaker;
@@ -75,11 +76,13 @@ pub struct FlushMetrics {
     records: IntCounterVec,
     requests: IntCounterVec,
     timeline_events: IntCounterVec,
+    attribute_values_skipped: IntCounterVec,
 }
 
 impl FlushMetrics {
-    /// Registers `writeback_records_total{outcome}`, `writeback_requests_total{object_type}`
-    /// and `writeback_timeline_events_total{outcome}`.
+    /// Registers `writeback_records_total{outcome}`, `writeback_requests_total{object_type}`,
+    /// `writeback_timeline_events_total{outcome}` and
+    /// `writeback_attribute_values_skipped_total{reason}`.
     pub fn register(registry: &prometheus::Registry) -> anyhow::Result<Self> {
         let records = IntCounterVec::new(
             Opts::new(
@@ -104,12 +107,37 @@ impl FlushMetrics {
         )?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        let attribute_values_skipped = IntCounterVec::new(
+            Opts::new(
+                "writeback_attribute_values_skipped_total",
+                "Custom attribute values left unwritten because their property cannot hold them",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(timeline_events.clone()))?;
+        registry.register(Box::new(attribute_values_skipped.clone()))?;
         Ok(Self {
             records,
             requests,
             timeline_events,
+            attribute_values_skipped,
         })
+    }
+
+    /// Counts and logs an attribute value its property cannot hold (never the value itself:
+    /// it may be personal data).
+    fn attribute_skipped(&self, object_id: i64, error: &OutboundError) {
+        let (reason, property) = match error {
+            OutboundError::TypeMismatch { property, .. } => ("type_mismatch", property),
+            OutboundError::OptionNotInEnumeration { property, .. } => ("not_an_option", property),
+            OutboundError::MultipleOptionsForSingleSelect { property, .. } => {
+                ("several_options", property)
+            }
+        };
+        tracing::warn!(object_id, property = %property, reason, "attribute value not written");
+        self.attribute_values_skipped
+            .with_label_values(&[reason])
+            .inc();
     }
 
     fn timeline(&self, outcome: &str, n: usize) {
@@ -363,15 +391,18 @@ impl Flusher {
         }
         let mut timeline_waiting = timeline::pending_count(&mut conn, connection_id).await? > 0;
         drop(conn);
-        let ready: HashMap<TargetObject, Vec<Purpose>> = TargetObject::ALL
+        let ready: HashMap<TargetObject, Ready> = TargetObject::ALL
             .into_iter()
             .map(|ot| {
-                let purposes = if mapping.enabled && mapping.object_types.contains(&ot) {
-                    db::ready_properties(&targets, ot)
+                let ready = if mapping.enabled && mapping.object_types.contains(&ot) {
+                    Ready {
+                        purposes: db::ready_properties(&targets, ot),
+                        attributes: db::ready_attributes(&targets, ot),
+                    }
                 } else {
-                    Vec::new()
+                    Ready::default()
                 };
-                (ot, purposes)
+                (ot, ready)
             })
             .collect();
         let context = Arc::new(SendContext {
@@ -479,7 +510,7 @@ impl Flusher {
         ctx: &SendContext,
         mapping: &WritebackMapping,
         object_type: TargetObject,
-        ready: &[Purpose],
+        ready: &Ready,
     ) -> anyhow::Result<Option<Batch>> {
         let mut conn = self.pool.get().await?;
         let mut items: Vec<Item> = Vec::new();
@@ -503,7 +534,7 @@ impl Flusher {
                 if items.len() == BATCH_SIZE {
                     break;
                 }
-                let properties = wanted(mapping, ready, &row);
+                let properties = wanted(mapping, ready, &row, &self.metrics);
                 if properties.is_empty() {
                     unchanged.push((row.object_id, row.revision));
                     continue;
@@ -571,24 +602,57 @@ impl Flusher {
     }
 }
 
-/// The properties of a waiting score that must be sent (empty: nothing differs).
+/// What of a record can be written for one object type: the hubscore fields and the custom
+/// attributes whose properties are ready.
+#[derive(Debug, Default)]
+struct Ready {
+    purposes: Vec<Purpose>,
+    attributes: Vec<mapping::ReadyAttribute>,
+}
+
+impl Ready {
+    fn is_empty(&self) -> bool {
+        self.purposes.is_empty() && self.attributes.is_empty()
+    }
+}
+
+/// The properties of a waiting record that must be sent (empty: nothing differs): its score's
+/// fields (when it has a score) and its custom attributes. An attribute value its property
+/// cannot hold is left out and counted.
 fn wanted(
     mapping: &WritebackMapping,
-    ready: &[Purpose],
+    ready: &Ready,
     row: &PendingScore,
+    metrics: &FlushMetrics,
 ) -> BTreeMap<String, String> {
     if ready.is_empty() {
         return BTreeMap::new();
     }
-    let values = ScoreValues {
-        score: row.score.and_then(|s| u8::try_from(s).ok()),
-        risk_level: RiskLevel::parse(&row.risk_level),
-        top_factor: row.top_factor.clone(),
-        computed_at: row.computed_at,
-    };
-    let mut rendered = mapping::render(mapping, &values);
-    rendered.retain(|purpose, _| ready.contains(purpose));
-    mapping::changed(mapping, &rendered, &row.written_map(), row.force_write)
+    let mut out = BTreeMap::new();
+    let written = row.written_map();
+    if row.scored && !ready.purposes.is_empty() {
+        let values = ScoreValues {
+            score: row.score.and_then(|s| u8::try_from(s).ok()),
+            risk_level: RiskLevel::parse(&row.risk_level),
+            top_factor: row.top_factor.clone(),
+            computed_at: row.computed_at,
+        };
+        let mut rendered = mapping::render(mapping, &values);
+        rendered.retain(|purpose, _| ready.purposes.contains(purpose));
+        out = mapping::changed(mapping, &rendered, &written, row.force_write);
+    }
+    if !ready.attributes.is_empty() {
+        let (values, errors) = mapping::render_attributes(&ready.attributes, &row.attributes);
+        for (property, value) in values {
+            if row.force_write || written.get(&property) != Some(&value) {
+                out.insert(property, value);
+            }
+        }
+        for error in errors {
+            metrics.attribute_skipped(row.object_id, &error);
+        }
+    }
+    out
 }
 
 /// What a batch send needs, shared by a connection's concurrent sends.

@@ -36,8 +36,11 @@ impl platform::service::Service for WritebackWorker {
     const ABOUT: &'static str =
         "hubscore writeback worker: writes changed scores back into HubSpot properties in batches";
     const DEFAULTS: &'static str = config::DEFAULTS;
-    const QUEUES: &'static [&'static str] =
-        &["writeback-worker.scores", "writeback-worker.connections"];
+    const QUEUES: &'static [&'static str] = &[
+        "writeback-worker.scores",
+        "writeback-worker.connections",
+        "writeback-worker.attributes",
+    ];
     type Settings = Settings;
 
     fn telemetry(settings: &Settings) -> &TelemetrySettings {

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use domain::custom::{
-    AttributeMapping, Direction, FieldType, MappingConfig, PropertyDefinition, PropertyOption,
-    PropertyType, RiskLevelValues,
+    AttributeMapping, AttributeValue, Conversion, Direction, FieldType, MappingConfig,
+    PropertyDefinition, PropertyOption, PropertyType, RiskLevelValues,
 };
 use domain::ids::ObjectType;
+use domain::outbound::OutboundError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -206,7 +207,32 @@ pub struct WritebackMapping {
     /// the app's developer key configured; off by default).
     #[serde(default)]
     pub timeline_events: bool,
+    /// Custom attributes written to properties of the portal's own (none by default).
+    #[serde(default)]
+    pub attributes: Vec<OutboundAttribute>,
 }
+
+/// One outbound custom attribute: the record's value of `attribute` (a custom attribute the
+/// connection's inbound mapping fills, as `crm.changed` carries it) is written to
+/// `property`, an existing property of the portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundAttribute {
+    /// `contacts` or `companies`: the records whose attribute is written.
+    pub object_type: TargetObject,
+    /// The custom attribute's name.
+    pub attribute: String,
+    /// The HubSpot property receiving it.
+    pub property: String,
+}
+
+/// The purpose under which preparing records an attribute's property.
+pub fn attribute_purpose(attribute: &str) -> String {
+    format!("{ATTRIBUTE_PREFIX}{attribute}")
+}
+
+/// What prefixes an attribute's name in a prepared target's purpose.
+pub const ATTRIBUTE_PREFIX: &str = "attribute:";
 
 fn yes() -> bool {
     true
@@ -224,6 +250,7 @@ impl Default for WritebackMapping {
             properties: PropertyNames::default(),
             risk_level_values: RiskLevelOptions::default(),
             timeline_events: false,
+            attributes: Vec::new(),
         }
     }
 }
@@ -270,6 +297,16 @@ impl WritebackMapping {
             .into_iter()
             .filter(|t| self.object_types.contains(t))
             .collect()
+    }
+
+    /// The outbound attributes of an object type, in mapping order.
+    pub fn attributes_of(
+        &self,
+        object_type: TargetObject,
+    ) -> impl Iterator<Item = &OutboundAttribute> {
+        self.attributes
+            .iter()
+            .filter(move |a| a.object_type == object_type)
     }
 
     /// The four risk values in the order healthy, at risk, critical, none.
@@ -354,6 +391,32 @@ impl WritebackMapping {
                 ));
             }
         }
+        for a in &self.attributes {
+            if !valid_property_name(&a.property) {
+                names_ok = false;
+                problems.push(MappingProblem::ours(
+                    Some(a.object_type),
+                    "invalid_property_name",
+                    json!({ "attribute": a.attribute, "property": a.property }),
+                    format!(
+                        "{:?} (attribute {:?}) is not a valid HubSpot property name: use a-z, 0-9 and _, starting with a letter",
+                        a.property, a.attribute
+                    ),
+                ));
+            }
+            if self.enabled && !self.object_types.contains(&a.object_type) {
+                problems.push(MappingProblem::ours(
+                    Some(a.object_type),
+                    "object_type_not_written",
+                    json!({ "attribute": a.attribute, "object_type": a.object_type }),
+                    format!(
+                        "attribute {:?} is written to {}, which object_types leaves out",
+                        a.attribute,
+                        a.object_type.as_str()
+                    ),
+                ));
+            }
+        }
         let risk_values = self.risk_values();
         for (i, (level, value)) in risk_values.iter().enumerate() {
             if value.trim().is_empty() {
@@ -411,8 +474,8 @@ impl WritebackMapping {
         let v = &self.risk_level_values;
         let mut attributes = Vec::new();
         for (purpose, attribute) in [
-            (Purpose::ScoreUpdatedAt, "score_updated_at"),
-            (Purpose::TopFactor, "top_factor"),
+            (Purpose::ScoreUpdatedAt, SCORE_UPDATED_AT_FIELD),
+            (Purpose::TopFactor, TOP_FACTOR_FIELD),
         ] {
             if let Some(name) = self.properties.of(purpose) {
                 attributes.push(AttributeMapping {
@@ -421,6 +484,15 @@ impl WritebackMapping {
                     direction: Direction::Outbound,
                 });
             }
+        }
+        // The custom attributes: domain checks that their properties exist, take writes and
+        // are not written twice (also not by a hubscore field).
+        for a in self.attributes_of(target) {
+            attributes.push(AttributeMapping {
+                property: a.property.clone(),
+                attribute: a.attribute.clone(),
+                direction: Direction::Outbound,
+            });
         }
         let config = MappingConfig {
             object_type: target.domain(),
@@ -445,11 +517,27 @@ impl WritebackMapping {
                 ) {
                     continue;
                 }
-                problems.push(MappingProblem {
+                // The two hubscore fields stand in as attributes under names of their own;
+                // a custom attribute sharing one is no duplicate.
+                if let domain::custom::MappingConfigError::DuplicateAttribute { attribute } = &error
+                    && [SCORE_UPDATED_AT_FIELD, TOP_FACTOR_FIELD].contains(&attribute.as_str())
+                    && self
+                        .attributes_of(target)
+                        .filter(|a| &a.attribute == attribute)
+                        .count()
+                        < 2
+                {
+                    continue;
+                }
+                let problem = MappingProblem {
                     object_type: Some(target),
                     message: error.to_string(),
                     detail: serde_json::to_value(&error).unwrap_or(Value::Null),
-                });
+                };
+                // domain names a duplicate at each repetition; once is enough here.
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
             }
         }
         // The two fields domain has no target for: their types, and the "none" option.
@@ -512,6 +600,55 @@ fn risk_label(level: &str) -> &'static str {
         "critical" => "Critical",
         _ => "No score",
     }
+}
+
+/// The name the score's update time stands under when domain validates the mapping.
+const SCORE_UPDATED_AT_FIELD: &str = "score_updated_at";
+/// The name the top factor stands under when domain validates the mapping.
+const TOP_FACTOR_FIELD: &str = "top_factor";
+
+/// An attribute whose property is ready: its values are rendered with `conversion`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyAttribute {
+    /// The custom attribute.
+    pub attribute: String,
+    /// The HubSpot property.
+    pub property: String,
+    /// How values become the property's strings.
+    pub conversion: Conversion,
+}
+
+/// Renders a record's custom attribute values (domain's JSON form) for the ready
+/// attributes: property -> value, and what could not be rendered. An attribute the record
+/// has no value for is left out (its property is left as it is in HubSpot).
+pub fn render_attributes(
+    ready: &[ReadyAttribute],
+    values: &Value,
+) -> (BTreeMap<String, String>, Vec<OutboundError>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for a in ready {
+        let Some(raw) = values.get(&a.attribute) else {
+            continue;
+        };
+        let value = match serde_json::from_value::<AttributeValue>(raw.clone()) {
+            // A multi-select arrives as one `;`-joined string (as HubSpot sends them).
+            Ok(AttributeValue::Text(text))
+                if matches!(a.conversion, Conversion::Enumeration { multiple: true, .. }) =>
+            {
+                AttributeValue::Options(text.split(';').map(str::to_owned).collect())
+            }
+            Ok(value) => value,
+            Err(_) => continue,
+        };
+        match domain::outbound::render_value(&a.property, &value, &a.conversion) {
+            Ok(rendered) => {
+                out.insert(a.property.clone(), rendered);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (out, errors)
 }
 
 /// A customer's risk level as stored and written.
@@ -692,6 +829,78 @@ mod tests {
         assert_eq!(problems[0].object_type, Some(TargetObject::Companies));
         assert_eq!(problems[0].detail["error"], "wrong_property_type");
         assert_eq!(problems[0].detail["property"], "hubscore_health_score");
+    }
+
+    fn text_property(name: &str) -> PropertyDefinition {
+        PropertyDefinition {
+            name: name.into(),
+            label: name.into(),
+            property_type: PropertyType::String,
+            field_type: FieldType::Text,
+            options: Vec::new(),
+            has_unique_value: false,
+            read_only_value: false,
+            calculated: false,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn an_attribute_may_share_the_name_of_a_hubscore_field_but_not_another_attribute() {
+        let mut mapping = WritebackMapping::default();
+        mapping.attributes.push(OutboundAttribute {
+            object_type: TargetObject::Contacts,
+            attribute: "top_factor".into(),
+            property: "their_top_factor".into(),
+        });
+        let definitions = BTreeMap::from([(
+            TargetObject::Contacts,
+            vec![text_property("their_top_factor"), text_property("other")],
+        )]);
+        assert_eq!(mapping.validate(&definitions), Ok(()));
+        mapping.attributes.push(OutboundAttribute {
+            object_type: TargetObject::Contacts,
+            attribute: "top_factor".into(),
+            property: "other".into(),
+        });
+        let problems = mapping.validate(&definitions).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].detail["error"], "duplicate_attribute");
+    }
+
+    #[test]
+    fn attribute_values_render_by_the_property_type_and_misfits_are_reported() {
+        let ready = [
+            ReadyAttribute {
+                attribute: "plans".into(),
+                property: "plans".into(),
+                conversion: Conversion::Enumeration {
+                    options: vec!["a".into(), "b".into()],
+                    multiple: true,
+                },
+            },
+            ReadyAttribute {
+                attribute: "seats".into(),
+                property: "seats".into(),
+                conversion: Conversion::Number,
+            },
+        ];
+        let values = json!({
+            "plans": {"type": "text", "value": "a;b"},
+            "seats": {"type": "bool", "value": true},
+            "unmapped": {"type": "text", "value": "x"},
+        });
+        let (rendered, errors) = render_attributes(&ready, &values);
+        assert_eq!(
+            rendered,
+            BTreeMap::from([("plans".to_owned(), "a;b".to_owned())])
+        );
+        assert!(
+            matches!(&errors[..], [OutboundError::TypeMismatch { property, .. }] if property == "seats"),
+            "{errors:?}"
+        );
+        let (rendered, errors) = render_attributes(&ready, &json!({}));
+        assert!(rendered.is_empty() && errors.is_empty());
     }
 
     #[test]

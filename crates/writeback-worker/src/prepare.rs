@@ -2,12 +2,13 @@
 //! created where missing; an existing property that cannot hold its field, or a missing
 //! write scope, is recorded (and shown on the status) and nothing is written to it.
 
-use domain::custom::PropertyType;
+use domain::custom::{Conversion, PropertyType};
 use hubspot_client::{HubSpotClient, HubSpotError, PropertyCreate, PropertyGroup};
 
 use crate::db::PropertyTarget;
 use crate::mapping::{
-    GROUP_LABEL, GROUP_NAME, Purpose, TargetObject, WritebackMapping, to_definition,
+    GROUP_LABEL, GROUP_NAME, Purpose, TargetObject, WritebackMapping, attribute_purpose,
+    to_definition,
 };
 
 /// Checks and creates the mapped properties of every mapped object type. `scopes` are the
@@ -52,6 +53,7 @@ pub(crate) fn target_of(
         property: property.to_owned(),
         state: state.to_owned(),
         detail,
+        conversion: None,
     }
 }
 
@@ -66,9 +68,19 @@ async fn prepare_object(
         .into_iter()
         .filter_map(|p| mapping.properties.of(p).map(|name| (p, name)))
         .collect();
+    // Every mapped property as (purpose, property): the hubscore fields, then the attributes.
+    let all: Vec<(String, &str)> = mapped
+        .iter()
+        .map(|(p, name)| (p.as_str().to_owned(), *name))
+        .chain(
+            mapping
+                .attributes_of(object_type)
+                .map(|a| (attribute_purpose(&a.attribute), a.property.as_str())),
+        )
+        .collect();
     if !scopes.is_empty() && !scopes.iter().any(|s| s == object_type.write_scope()) {
-        for (purpose, name) in mapped {
-            targets.push(target(
+        for (purpose, name) in &all {
+            targets.push(target_of(
                 object_type,
                 purpose,
                 name,
@@ -84,8 +96,8 @@ async fn prepare_object(
     let existing = match client.list_properties(object_type.as_str()).await {
         Ok(list) => list,
         Err(HubSpotError::MissingScopes { required }) => {
-            for (purpose, name) in mapped {
-                targets.push(target(
+            for (purpose, name) in &all {
+                targets.push(target_of(
                     object_type,
                     purpose,
                     name,
@@ -100,6 +112,7 @@ async fn prepare_object(
         }
         Err(other) => return Err(other),
     };
+    prepare_attributes(mapping, object_type, &existing, targets);
     let mut group_ready = false;
     for (purpose, name) in mapped {
         if let Some(found) = existing.iter().find(|p| p.name == name) {
@@ -219,6 +232,56 @@ async fn prepare_object(
         }
     }
     Ok(())
+}
+
+/// Checks the properties the custom attributes go to. hubscore creates only its own
+/// properties: an attribute's must exist, be writable and have a type values convert to.
+fn prepare_attributes(
+    mapping: &WritebackMapping,
+    object_type: TargetObject,
+    existing: &[hubspot_client::Property],
+    targets: &mut Vec<PropertyTarget>,
+) {
+    for a in mapping.attributes_of(object_type) {
+        let purpose = attribute_purpose(&a.attribute);
+        let found = existing
+            .iter()
+            .find(|p| p.name == a.property)
+            .map(to_definition);
+        let (state, detail, conversion) = match found {
+            None => (
+                "missing",
+                "the property does not exist in HubSpot; hubscore creates only its own".to_owned(),
+                None,
+            ),
+            Some(def) if def.archived => {
+                ("incompatible", "the property is archived".to_owned(), None)
+            }
+            Some(def) if !def.is_writable() => (
+                "incompatible",
+                "the property is read-only in HubSpot".to_owned(),
+                None,
+            ),
+            Some(def) => match Conversion::for_property(&def) {
+                Some(conversion) => (
+                    "ready",
+                    String::new(),
+                    serde_json::to_value(conversion).ok(),
+                ),
+                None => (
+                    "incompatible",
+                    format!(
+                        "the property has type {:?}, which hubscore cannot write",
+                        def.property_type.as_str()
+                    ),
+                    None,
+                ),
+            },
+        };
+        let mut t = target_of(object_type, &purpose, &a.property, state, detail);
+        t.conversion = conversion;
+        targets.push(t);
+    }
 }
 
 fn accepts(purpose: Purpose, property_type: &PropertyType) -> bool {

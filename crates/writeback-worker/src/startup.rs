@@ -14,7 +14,7 @@ use platform::shutdown::Shutdown;
 
 use crate::Settings;
 use crate::flush::{FlushMetrics, Flusher};
-use crate::handlers::{connections, scores};
+use crate::handlers::{attributes, connections, scores};
 use crate::hubspot::{Clients, TokenSources};
 use crate::routes::writeback::ApiState;
 
@@ -57,6 +57,7 @@ impl Application {
         let queues = vec![
             QueueSpec::new(w.scores_queue.clone(), [scores::ROUTING_KEY]),
             QueueSpec::new(w.connections_queue.clone(), connections::ROUTING_KEYS),
+            QueueSpec::new(w.attributes_queue.clone(), attributes::ROUTING_KEYS),
         ];
         let (state, relay) = Stateful::connect(
             crate::WritebackWorker::NAME,
@@ -145,6 +146,20 @@ impl Application {
             let handler = move |delivery| {
                 let (pool, clients) = (pool.clone(), clients.clone());
                 async move { connections::handle(&pool, &clients, delivery).await }
+            };
+            platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
+            Ok(())
+        });
+        let (broker, pool, metrics) = (
+            state.broker.clone(),
+            state.pool.clone(),
+            state.metrics.clone(),
+        );
+        let queue = w.attributes_queue.clone();
+        let running = running.with_task("attributes-consumer", async move |shutdown: Shutdown| {
+            let handler = move |delivery| {
+                let pool = pool.clone();
+                async move { attributes::handle(&pool, delivery).await }
             };
             platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
             Ok(())

@@ -188,6 +188,7 @@ impl Stack {
             "scoring.crm",
             "writeback.scores",
             "writeback.connections",
+            "writeback.attributes",
         ]
         .iter()
         .map(|q| format!("{prefix}.{q}"))
@@ -267,6 +268,10 @@ impl Stack {
             (
                 "HUBSCORE__WRITEBACK__CONNECTIONS_QUEUE",
                 format!("{prefix}.writeback.connections"),
+            ),
+            (
+                "HUBSCORE__WRITEBACK__ATTRIBUTES_QUEUE",
+                format!("{prefix}.writeback.attributes"),
             ),
         ];
         for service in [

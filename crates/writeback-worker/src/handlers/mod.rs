@@ -1,4 +1,5 @@
-//! Message handlers: `score.updated` and `connection.*`.
+//! Message handlers: `score.updated`, `crm.changed` (custom attributes) and `connection.*`.
 
+pub mod attributes;
 pub mod connections;
 pub mod scores;

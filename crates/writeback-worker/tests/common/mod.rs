@@ -131,12 +131,14 @@ impl World {
         settings.hubspot.retry.max_delay_ms = 200;
         settings.writeback.scores_queue = unique_name("writeback-worker.scores");
         settings.writeback.connections_queue = unique_name("writeback-worker.connections");
+        settings.writeback.attributes_queue = unique_name("writeback-worker.attributes");
         writeback_worker::startup::migrate(&settings).await.unwrap();
         let cleanup = BrokerCleanup::new(
             &settings.amqp,
             &[
                 &settings.writeback.scores_queue,
                 &settings.writeback.connections_queue,
+                &settings.writeback.attributes_queue,
             ],
         );
         let broker = Broker::start(settings.amqp.clone(), Vec::new());
