@@ -630,3 +630,93 @@ async fn broker_and_database_outages_hubspot_down_and_chaos_during_a_webhook_str
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inbound_attribute_is_written_back_to_a_property_of_the_portal() {
+    let stack = Stack::start(40, 10, 20, 1).await;
+    let token = stack.issue_token().await;
+    let connection_id = stack.connect_and_sync(&token).await;
+
+    // The portal's admin made a property to hold a copy of each contact's job title.
+    let created = stack
+        .http
+        .post(format!(
+            "{}/crm/v3/properties/contacts",
+            stack.sim.base_url()
+        ))
+        .bearer_auth(&stack.portal_token)
+        .json(
+            &json!({"name": "job_title_copy", "label": "Job title (copy)", "type": "string",
+                      "fieldType": "text", "groupName": "contactinformation"}),
+        )
+        .send()
+        .await
+        .expect("create property");
+    assert_eq!(created.status().as_u16(), 201);
+
+    // sync-worker reads the job title into an attribute; writeback-worker writes the attribute
+    // to the new property. Both through the gateway, as a user would.
+    let put = async |path: &str, body: Value| {
+        let response = stack
+            .http
+            .put(format!(
+                "{}/api/v1/connections/{connection_id}/{path}",
+                stack.gateway_url
+            ))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "PUT {path}: {body}");
+    };
+    put(
+        "mappings",
+        json!({"mappings": [{"object_type": "contact", "external_id_property": "hs_object_id",
+            "attributes": [{"property": "jobtitle", "attribute": "job", "direction": "inbound"}]}]}),
+    )
+    .await;
+    put(
+        "writeback",
+        json!({"attributes": [{"object_type": "contacts", "attribute": "job", "property": "job_title_copy"}]}),
+    )
+    .await;
+    // The changed inbound mapping takes effect with a re-sync of the contacts.
+    stack
+        .cli(
+            &token,
+            &["sync", "start", &connection_id, "--object-type", "contacts"],
+        )
+        .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let expected = stack
+            .query_pairs(
+                "select id, custom_attributes->'job'->>'value' as value from sync.contacts \
+                 where skip_reason is null and not archived and merged_into is null \
+                   and custom_attributes ? 'job'",
+            )
+            .await;
+        let mut copies = stack.hubspot_values("contacts", "job_title_copy").await;
+        // Contacts hubscore does not mirror as customers (no e-mail) get no copy.
+        copies.retain(|_, copy| !copy.is_empty());
+        let titles = stack.hubspot_values("contacts", "jobtitle").await;
+        if !expected.is_empty() && copies == expected {
+            // What arrived is HubSpot's own job title, not just what the mirror holds.
+            assert!(
+                copies.iter().all(|(id, copy)| titles.get(id) == Some(copy)),
+                "{copies:?} vs {titles:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job titles never reached HubSpot: expected {expected:?}, found {copies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stack.stop().await;
+}
