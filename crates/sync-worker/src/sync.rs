@@ -732,39 +732,44 @@ impl Job<'_> {
     }
 
     /// Publishes every pending record of `types` (and owners and pipelines), one
-    /// transaction per message.
+    /// transaction per message. The types go out side by side, each on a connection of its
+    /// own: a full sync's last phase is this, and one type at a time left a core idle.
     async fn publish_all(&self, types: &[RecordType], with_metadata: bool) -> Result<(), RunError> {
         let context = self.context();
-        let mut conn = db(self.ctx).await?;
         if with_metadata {
+            let mut conn = db(self.ctx).await?;
             publish::publish_owners_and_pipelines(&mut conn, self.connection, &context).await?;
         }
-        for record_type in types {
-            loop {
-                let context = &context;
-                let connection = self.connection;
-                let limit = self.ctx.settings.publish_batch_size;
-                let record_type = *record_type;
-                let taken = conn
-                    .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                        publish::publish_pending(
-                            conn,
-                            connection,
-                            record_type,
-                            None,
-                            limit,
-                            Vec::new(),
-                            context,
-                        )
-                        .await
-                    })
-                    .await?;
-                self.ctx.relay.wake();
-                if taken == 0 {
-                    break;
+        let per_type = types.iter().map(|record_type| {
+            let context = &context;
+            async move {
+                let mut conn = db(self.ctx).await?;
+                loop {
+                    let connection = self.connection;
+                    let limit = self.ctx.settings.publish_batch_size;
+                    let record_type = *record_type;
+                    let taken = conn
+                        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                            publish::publish_pending(
+                                conn,
+                                connection,
+                                record_type,
+                                None,
+                                limit,
+                                Vec::new(),
+                                context,
+                            )
+                            .await
+                        })
+                        .await?;
+                    self.ctx.relay.wake();
+                    if taken == 0 {
+                        return Ok::<(), RunError>(());
+                    }
                 }
             }
-        }
+        });
+        futures::future::try_join_all(per_type).await?;
         Ok(())
     }
 
