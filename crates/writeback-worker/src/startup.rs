@@ -136,34 +136,28 @@ impl Application {
             Ok(())
         });
 
-        let (broker, pool, metrics) = (
-            state.broker.clone(),
-            state.pool.clone(),
-            state.metrics.clone(),
-        );
-        let queue = w.connections_queue.clone();
-        let running = running.with_task("connections-consumer", async move |shutdown: Shutdown| {
-            let handler = move |delivery| {
+        let pool = state.pool.clone();
+        let running = with_consumer(
+            running,
+            &state,
+            "connections-consumer",
+            w.connections_queue.clone(),
+            move |delivery| {
                 let (pool, clients) = (pool.clone(), clients.clone());
                 async move { connections::handle(&pool, &clients, delivery).await }
-            };
-            platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
-            Ok(())
-        });
-        let (broker, pool, metrics) = (
-            state.broker.clone(),
-            state.pool.clone(),
-            state.metrics.clone(),
+            },
         );
-        let queue = w.attributes_queue.clone();
-        let running = running.with_task("attributes-consumer", async move |shutdown: Shutdown| {
-            let handler = move |delivery| {
+        let pool = state.pool.clone();
+        let running = with_consumer(
+            running,
+            &state,
+            "attributes-consumer",
+            w.attributes_queue.clone(),
+            move |delivery| {
                 let pool = pool.clone();
                 async move { attributes::handle(&pool, delivery).await }
-            };
-            platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
-            Ok(())
-        });
+            },
+        );
         let running = running.with_task("flusher", async move |shutdown: Shutdown| {
             flusher.run(shutdown).await
         });
@@ -184,6 +178,21 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.running.run_until_stopped(shutdown).await
     }
+}
+
+/// Adds a task consuming `queue` one message at a time with `handler`.
+fn with_consumer(
+    running: Running,
+    state: &Stateful,
+    name: &'static str,
+    queue: String,
+    handler: impl platform::amqp::Handler,
+) -> Running {
+    let (broker, metrics) = (state.broker.clone(), state.metrics.clone());
+    running.with_task(name, async move |shutdown: Shutdown| {
+        platform::amqp::consume(broker, queue, handler, shutdown, metrics).await;
+        Ok(())
+    })
 }
 
 /// The OAuth app's developer API, when `[timeline]` names the app and its key.

@@ -100,9 +100,7 @@ async fn attribute_values_are_written_with_scores_and_alone_and_only_when_they_c
     let marker = world
         .create("contacts", json!({"email": "cy@northwind.example"}))
         .await;
-    let app = world.start().await;
-    world.connect(Vec::new()).await;
-    world.wait_prepared(&app).await;
+    let app = world.start_connected().await;
 
     // Values that arrive before the mapping names the attribute are kept, and written once
     // it does.
@@ -231,9 +229,7 @@ async fn count_rows(conn: &mut diesel_async::AsyncPgConnection, object_id: i64) 
 async fn a_mapping_naming_unusable_properties_is_refused_with_each_problem() {
     let world = World::new().await;
     world.create_property("contacts", tier_property()).await;
-    let app = world.start().await;
-    world.connect(Vec::new()).await;
-    world.wait_prepared(&app).await;
+    let app = world.start_connected().await;
 
     let (code, body) = world
         .put_mapping(
@@ -304,9 +300,7 @@ async fn a_property_gone_from_the_portal_is_reported_and_the_score_still_written
     let contact = world
         .create("contacts", json!({"email": "di@northwind.example"}))
         .await;
-    let app = world.start().await;
-    world.connect(Vec::new()).await;
-    world.wait_prepared(&app).await;
+    let app = world.start_connected().await;
     let (code, body) = world.put_mapping(&app, tier_mapping()).await;
     assert_eq!(code, 200, "{body}");
 
@@ -368,9 +362,7 @@ async fn company_attributes_convert_to_the_property_type() {
         .create("companies", json!({"name": "Northwind"}))
         .await;
     let other = world.create("companies", json!({"name": "Contoso"})).await;
-    let app = world.start().await;
-    world.connect(Vec::new()).await;
-    world.wait_prepared(&app).await;
+    let app = world.start_connected().await;
     let (code, body) = world
         .put_mapping(
             &app,

@@ -216,6 +216,15 @@ impl World {
         app
     }
 
+    /// Starts an Application, connects the test's connection (a private app) and waits
+    /// until its properties are prepared.
+    pub async fn start_connected(&self) -> TestApp {
+        let app = self.start().await;
+        self.connect(Vec::new()).await;
+        self.wait_prepared(&app).await;
+        app
+    }
+
     /// Publishes `connection.established` for the test's connection (a private app).
     pub async fn connect(&self, scopes: Vec<String>) {
         self.connect_as(AuthKind::PrivateApp, scopes).await;
