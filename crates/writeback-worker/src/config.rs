@@ -35,6 +35,7 @@ max_in_flight = 8
 retry_pause_ms = 5000
 reauth_pause_ms = 60000
 max_attempts = 5
+retention_days = 30
 private_app_tier = "starter"
 api_limit_increase = false
 "#;
@@ -157,6 +158,8 @@ pub struct WritebackSettings {
     /// Attempts for a record whose failure HubSpot called retryable, before it is recorded
     /// as failed and skipped.
     pub max_attempts: i32,
+    /// Days the writeback log and sent timeline events are kept.
+    pub retention_days: u32,
     /// Subscription tier assumed for private-app portals (sets their rate limit):
     /// `free`, `starter`, `professional` or `enterprise`.
     pub private_app_tier: String,

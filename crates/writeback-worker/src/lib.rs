@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod hubspot;
 pub mod mapping;
 pub mod prepare;
+pub mod retention;
 pub mod routes;
 pub mod startup;
 pub mod timeline;

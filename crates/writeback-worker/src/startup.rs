@@ -158,6 +158,11 @@ impl Application {
                 async move { attributes::handle(&pool, delivery).await }
             },
         );
+        let (pool, days) = (state.pool.clone(), w.retention_days);
+        let running = running.with_task("retention", async move |shutdown: Shutdown| {
+            crate::retention::run(pool, days, shutdown).await;
+            Ok(())
+        });
         let running = running.with_task("flusher", async move |shutdown: Shutdown| {
             flusher.run(shutdown).await
         });

@@ -489,9 +489,17 @@ pub async fn counts(
     .bind::<SqlUuid, _>(connection_id)
     .load(conn)
     .await?;
+    // Sent events deleted by the retention sweep were counted there.
+    let pruned: Vec<StateCount> = sql_query(
+        "SELECT 'sent' AS state, timeline_sent_pruned AS n FROM writeback_stats \
+         WHERE connection_id = $1",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .load(conn)
+    .await?;
     Ok(Counts {
         enabled: mapping.enabled && mapping.timeline_events,
-        sent: of("sent"),
+        sent: of("sent") + pruned.into_iter().next().map_or(0, |p| p.n),
         pending: of("pending"),
         failed: of("failed"),
         failures,

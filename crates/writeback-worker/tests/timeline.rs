@@ -380,3 +380,76 @@ async fn without_oauth_or_the_apps_developer_key_the_status_says_why_no_event_is
     assert!(world.event_templates().await.is_empty());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_and_sent_events_past_retention_are_deleted_and_the_sent_count_kept() {
+    use diesel_async::RunQueryDsl;
+    let world = World::new().await;
+    let pool =
+        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
+            .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let id = world.connection_id;
+    // Two log rows and three events: of each, one 40 days old; an old failed event stays.
+    for (age, state) in [(40, "sent"), (1, "sent"), (40, "failed")] {
+        diesel::sql_query(format!(
+            "INSERT INTO timeline_events (connection_id, event_id, object_type, object_id, \
+               old_risk_level, new_risk_level, top_factor, occurred_at, state, error, stored_at, \
+               sent_at) \
+             VALUES ('{id}', 'hubscore-{age}-{state}', 'contacts', 1, 'healthy', 'critical', \
+               'deal_momentum', now(), '{state}', 'refused', now() - interval '{age} days', \
+               CASE WHEN '{state}' = 'sent' THEN now() - interval '{age} days' END)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    for age in [40, 1] {
+        diesel::sql_query(format!(
+            "INSERT INTO writeback_log (connection_id, object_type, written, unchanged, failed, \
+               started_at, finished_at) \
+             VALUES ('{id}', 'contacts', 100, 0, 0, now() - interval '{age} days', \
+               now() - interval '{age} days')"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    // Each replica sweeps at start.
+    let app = world.start_connected().await;
+    let count = async |sql: &str| -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = pool.get().await.unwrap();
+        let rows: Vec<N> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+        rows[0].n
+    };
+    assert!(
+        platform::testing::eventually(common::PATIENCE, || async {
+            count("SELECT count(*) AS n FROM writeback_log").await == 1
+        })
+        .await,
+        "the old log row was kept"
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM timeline_events").await,
+        2,
+        "the old sent event goes, the recent one and the failed one stay"
+    );
+    let status = world.status(&app).await;
+    assert_eq!(status["timeline"]["sent"], 2, "{status:#}");
+    assert_eq!(status["timeline"]["failed"], 1, "{status:#}");
+
+    // Another sweep (a second replica's) deletes and counts nothing twice.
+    let swept = writeback_worker::retention::sweep(&mut conn, 30)
+        .await
+        .unwrap();
+    assert_eq!((swept.log_rows, swept.events), (0, 0));
+    let status = world.status(&app).await;
+    assert_eq!(status["timeline"]["sent"], 2, "{status:#}");
+    app.stop().await;
+}
