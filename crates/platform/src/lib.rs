@@ -15,6 +15,7 @@ pub mod http;
 pub mod jwt;
 pub mod metrics;
 pub mod outbox;
+pub mod panics;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

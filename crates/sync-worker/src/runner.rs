@@ -122,8 +122,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
                         // After a database restart or a cut connection the pool works
                         // again while the lock may be another replica's: the run stops
                         // (as a killed one would) and resumes from its checkpoint.
+                        // A panicking run ends like a failed one (backoff, lock given back,
+                        // connection no longer busy), not with the connection busy for good.
                         let ok = tokio::select! {
-                            ok = execute(&ctx, &run, &shutdown) => ok,
+                            ok = platform::panics::caught(execute(&ctx, &run, &shutdown)) => {
+                                ok.unwrap_or_else(|panic| {
+                                    tracing::error!(sync.run_id = %run.id, panic, "sync run panicked; it resumes from its checkpoint");
+                                    false
+                                })
+                            }
                             lost = platform::db::session_lost(&mut held) => {
                                 tracing::warn!(sync.run_id = %run.id, error = format!("{lost:#}"),
                                     "lost the connection's sync lock; the run stops and resumes from its checkpoint");

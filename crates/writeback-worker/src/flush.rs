@@ -257,8 +257,18 @@ impl Flusher {
                         let this = self.clone();
                         let shutdown = shutdown.clone();
                         running.spawn(async move {
-                            if let Err(error) = this.flush_connection(id, &shutdown).await {
-                                tracing::warn!(connection_id = %id, error = format!("{error:#}"), "flush failed; will try again");
+                            // A panic, too, ends in `id` coming back: the connection must
+                            // not stay busy in this process for good.
+                            match platform::panics::caught(this.flush_connection(id, &shutdown))
+                                .await
+                            {
+                                Ok(Ok(())) => {}
+                                Ok(Err(error)) => {
+                                    tracing::warn!(connection_id = %id, error = format!("{error:#}"), "flush failed; will try again");
+                                }
+                                Err(panic) => {
+                                    tracing::error!(connection_id = %id, panic, "flush panicked; will try again");
+                                }
                             }
                             id
                         });
