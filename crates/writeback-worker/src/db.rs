@@ -686,8 +686,11 @@ pub async fn record_failed(
     failures: &[RecordFailure],
 ) -> Result<()> {
     for f in failures {
+        // A retryable failure waits before its next try, doubling from 2 s up to a minute
+        // (a future `stored_at` keeps the record out of batches until then), so that
+        // `max_attempts` spans a passing problem rather than the next few milliseconds.
         let settle = if f.retryable {
-            ""
+            ", stored_at = now() + make_interval(secs => least(60, power(2, attempts + 1)))"
         } else {
             ", pending_since = CASE WHEN revision = $4 THEN NULL ELSE pending_since END, force_write = FALSE"
         };

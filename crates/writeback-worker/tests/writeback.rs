@@ -580,6 +580,41 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
         (1, 0),
         "the newer claim was not released, or a stale failure counted against it"
     );
+
+    // A retryable refusal of the current claim: the record waits (2 s) before its next
+    // try instead of going out again in the next batch, and counts the attempt.
+    let current = released[0].revision;
+    assert!(claim(&mut conn, current).await.contains(&42));
+    db::record_failed(
+        &mut conn,
+        world.connection_id,
+        TargetObject::Contacts,
+        &[db::RecordFailure {
+            object_id: 42,
+            revision: current,
+            reason: "INTERNAL_ERROR: try later".to_owned(),
+            retryable: true,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        pending(&mut conn).await.is_empty(),
+        "a retryable failure was offered again at once"
+    );
+    assert!(
+        platform::testing::eventually(common::PATIENCE, || {
+            let pool = pool.clone();
+            async move {
+                let mut conn = pool.get().await.unwrap();
+                !pending(&mut conn).await.is_empty()
+            }
+        })
+        .await,
+        "the record was never retried"
+    );
+    let retried = pending(&mut conn).await;
+    assert_eq!((retried[0].revision, retried[0].attempts), (current, 1));
 }
 
 /// A replica whose lock session ends (a database restart, a cut connection) while its pool
