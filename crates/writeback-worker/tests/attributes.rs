@@ -416,3 +416,54 @@ async fn company_attributes_convert_to_the_property_type() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applications_keep_every_records_newest_attribute_value() {
+    let world = World::new().await;
+    world.create_property("contacts", tier_property()).await;
+    world.seed_contacts(200).await;
+    let a = world.start_connected().await;
+    let b = world.start().await;
+    let (code, body) = world.put_mapping(&a, tier_mapping()).await;
+    assert_eq!(code, 200, "{body}");
+    // Ten values per record, newest first for odd records, one message each and many
+    // records per message: whichever replica takes which message, the newest (round 9)
+    // must end up in HubSpot everywhere.
+    let mut changes = Vec::new();
+    for round in 0..10i64 {
+        let records: Vec<_> = (0..200i64)
+            .map(|i| {
+                let r = if i % 2 == 1 { 9 - round } else { round };
+                (1001 + i, text(&format!("tier-{r}")), T0 + r * 1_000)
+            })
+            .collect();
+        for chunk in records.chunks(25) {
+            changes.push(world.contacts_changed(chunk));
+        }
+    }
+    world.publish_changes(&changes).await;
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    loop {
+        let mut wrong = Vec::new();
+        for id in 1001..1201 {
+            let shown = world.properties("contacts", id).await["customer_tier"].clone();
+            if shown != "tier-9" {
+                wrong.push((id, shown));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records not showing their newest value: {:?}",
+            &wrong[..wrong.len().min(10)]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    world
+        .wait_status(&a, "drained", |s| s["pending"] == 0)
+        .await;
+    a.stop().await;
+    b.stop().await;
+}

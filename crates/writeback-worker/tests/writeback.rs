@@ -258,7 +258,7 @@ async fn a_deleted_record_in_a_batch_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_writes_every_score_once() {
     let world = World::new().await;
-    seed_contacts(&world, 250).await;
+    world.seed_contacts(250).await;
     let app = world.start().await;
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
@@ -295,7 +295,7 @@ async fn a_backfill_writes_every_score_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_arriving_in_pieces_still_goes_out_as_full_batches() {
     let world = World::new().await;
-    seed_contacts(&world, 201).await;
+    world.seed_contacts(201).await;
     // A window long enough that the first 100 go out as one full batch however slowly a
     // loaded machine stores them; the burst window three times that.
     let mut settings = world.settings.clone();
@@ -342,20 +342,6 @@ async fn a_burst_arriving_in_pieces_still_goes_out_as_full_batches() {
     app.stop().await;
 }
 
-async fn seed_contacts(world: &World, contacts: u64) {
-    let response = world
-        .http
-        .post(format!(
-            "{}/_sim/portals/{}/seed",
-            world.base, world.portal_id
-        ))
-        .json(&json!({"seed": 7, "contacts": contacts, "companies": 0, "deals": 0, "owners": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-}
-
 async fn assert_scores(world: &World, first: i64, count: i64, expected: impl Fn(i64) -> String) {
     for id in first..first + count {
         let props = world.properties("contacts", id).await;
@@ -370,7 +356,7 @@ async fn assert_scores(world: &World, first: i64, count: i64, expected: impl Fn(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_flush_and_restarted_leaves_every_record_with_its_latest_score() {
     let world = World::new().await;
-    seed_contacts(&world, 1_000).await;
+    world.seed_contacts(1_000).await;
     let app = world.start().await;
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
@@ -402,7 +388,7 @@ async fn a_worker_killed_mid_flush_and_restarted_leaves_every_record_with_its_la
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_applications_never_write_an_older_score_over_a_newer() {
     let world = World::new().await;
-    seed_contacts(&world, 300).await;
+    world.seed_contacts(300).await;
     let a = world.start().await;
     let b = world.start().await;
     world.connect(Vec::new()).await;
@@ -632,7 +618,7 @@ async fn a_flusher_that_lost_its_lock_stops_writing_and_the_next_holder_finishes
     }
 
     let world = World::new().await;
-    seed_contacts(&world, 3_000).await;
+    world.seed_contacts(3_000).await;
     let mut settings = world.settings.clone();
     settings.writeback.max_in_flight = 1;
     let app = world.start_with(settings).await;

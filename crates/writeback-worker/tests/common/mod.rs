@@ -412,6 +412,23 @@ impl World {
             .unwrap()
     }
 
+    /// Seeds `contacts` contacts into the portal (ids from 1001).
+    pub async fn seed_contacts(&self, contacts: u64) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sim/portals/{}/seed",
+                self.base, self.portal_id
+            ))
+            .json(
+                &json!({"seed": 7, "contacts": contacts, "companies": 0, "deals": 0, "owners": 0}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
     /// Creates a record in the simulator; returns its id.
     pub async fn create(&self, object_type: &str, properties: Value) -> i64 {
         let record = self
