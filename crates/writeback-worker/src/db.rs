@@ -288,13 +288,15 @@ pub struct PropertyTarget {
     /// `contacts` or `companies`.
     #[diesel(sql_type = Text)]
     pub object_type: String,
-    /// `score`, `risk_level`, `score_updated_at`, `top_factor`.
+    /// `score`, `risk_level`, `score_updated_at`, `top_factor`, `attribute:<name>` or
+    /// `timeline`.
     #[diesel(sql_type = Text)]
     pub purpose: String,
     /// The HubSpot property.
     #[diesel(sql_type = Text)]
     pub property: String,
-    /// `ready`, `incompatible`, `missing_scope` or `error`.
+    /// `ready`, `incompatible`, `missing` (an attribute's property), `missing_scope` or
+    /// `error`; for `timeline` also `unsupported` and `unconfigured`.
     #[diesel(sql_type = Text)]
     pub state: String,
     /// Why it is not ready.
