@@ -218,6 +218,31 @@ pub async fn request_prepare(conn: &mut AsyncPgConnection, connection_id: Uuid) 
 }
 
 #[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = Bool)]
+    prepared: bool,
+}
+
+/// Whether the connection is still prepared as of `version` (no request to prepare came
+/// since). Holds a share lock on the connection's row for the rest of the transaction, so
+/// that no such request commits before what the caller does next.
+pub async fn still_prepared(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    version: i64,
+) -> Result<bool> {
+    let rows: Vec<Prepared> = sql_query(
+        "SELECT (prepare_version = $2 AND NOT needs_prepare) AS prepared FROM connections \
+         WHERE connection_id = $1 FOR SHARE",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<BigInt, _>(version)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().is_some_and(|r| r.prepared))
+}
+
+#[derive(QueryableByName)]
 struct MappingRow {
     #[diesel(sql_type = Jsonb)]
     mapping: serde_json::Value,

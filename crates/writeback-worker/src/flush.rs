@@ -419,6 +419,7 @@ impl Flusher {
             pool: self.pool.clone(),
             client,
             connection_id,
+            prepare_version: connection.prepare_version,
             org_id: connection.org_id,
             portal_id: connection.portal_id,
             settings: self.settings.clone(),
@@ -428,8 +429,11 @@ impl Flusher {
         let tick = millis((self.settings.batch_window_ms / 4).clamp(10, 100));
         let mut in_flight: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut paused = false;
+        // A new request to prepare came in (mapping changed, reconnected): this flush ends
+        // with what it has in flight, and the next one prepares and reads the mapping anew.
+        let mut stale = false;
         loop {
-            let stopping = shutdown.is_cancelled() || paused;
+            let stopping = shutdown.is_cancelled() || paused || stale;
             let mut started = false;
             if !stopping && timeline_waiting {
                 let mut conn = self.pool.get().await?;
@@ -454,13 +458,21 @@ impl Flusher {
                 timeline_waiting = timeline::pending_count(&mut conn, connection_id).await? > 0;
             }
             if !stopping {
-                for ot in TargetObject::ALL {
+                'types: for ot in TargetObject::ALL {
                     while in_flight.len() < self.settings.max_in_flight.max(1) {
-                        let batch = self.next_batch(&context, &mapping, ot, &ready[&ot]).await?;
-                        let Some(batch) = batch else { break };
-                        started = true;
-                        let ctx = context.clone();
-                        in_flight.spawn(async move { ctx.send(batch).await });
+                        match self.next_batch(&context, &mapping, ot, &ready[&ot]).await? {
+                            Next::Batch(batch) => {
+                                started = true;
+                                let ctx = context.clone();
+                                in_flight.spawn(async move { ctx.send(batch).await });
+                            }
+                            Next::Wait => break,
+                            Next::Stale => {
+                                tracing::info!(connection_id = %connection_id, "the mapping or the portal's properties are to be prepared again; this flush ends");
+                                stale = true;
+                                break 'types;
+                            }
+                        }
                     }
                 }
             }
@@ -514,14 +526,17 @@ impl Flusher {
     }
 
     /// The next batch of one object type, if one is full or due. Settles the unchanged
-    /// records it passes on the way.
+    /// records it passes on the way. Both the settling and the claim happen only while the
+    /// properties are still prepared as this flush read them: after a mapping change or a
+    /// reconnect (a new request to prepare) this flush's idea of what can be written is
+    /// stale, and a record settled on it would never get what the new mapping adds.
     async fn next_batch(
         &self,
         ctx: &SendContext,
         mapping: &WritebackMapping,
         object_type: TargetObject,
         ready: &Ready,
-    ) -> anyhow::Result<Option<Batch>> {
+    ) -> anyhow::Result<Next> {
         let mut conn = self.pool.get().await?;
         let mut items: Vec<Item> = Vec::new();
         let mut oldest: Option<DateTime<Utc>> = None;
@@ -559,9 +574,19 @@ impl Flusher {
                 });
             }
             if !unchanged.is_empty() {
-                let settled =
-                    db::settle_unsent(&mut conn, ctx.connection_id, object_type, &unchanged)
-                        .await?;
+                let settled = conn
+                    .transaction::<_, diesel::result::Error, _>(async |c| {
+                        if !db::still_prepared(c, ctx.connection_id, ctx.prepare_version).await? {
+                            return Ok(None);
+                        }
+                        db::settle_unsent(c, ctx.connection_id, object_type, &unchanged)
+                            .await
+                            .map(Some)
+                    })
+                    .await?;
+                let Some(settled) = settled else {
+                    return Ok(Next::Stale);
+                };
                 // Records with nothing to write because no property is ready are not counted.
                 if !ready.is_empty() && settled > 0 {
                     unchanged_total += settled;
@@ -594,17 +619,29 @@ impl Flusher {
             due = !burst;
         }
         if items.is_empty() || !due {
-            return Ok(None);
+            return Ok(Next::Wait);
         }
         let marks: Vec<(i64, i64)> = items.iter().map(|i| (i.object_id, i.revision)).collect();
         // A score stored since the rows were read is not marked; it is sent at its new
         // revision by a later batch, never with the values read here.
-        let marked = db::mark_inflight(&mut conn, ctx.connection_id, object_type, &marks).await?;
+        let marked = conn
+            .transaction::<_, diesel::result::Error, _>(async |c| {
+                if !db::still_prepared(c, ctx.connection_id, ctx.prepare_version).await? {
+                    return Ok(None);
+                }
+                db::mark_inflight(c, ctx.connection_id, object_type, &marks)
+                    .await
+                    .map(Some)
+            })
+            .await?;
+        let Some(marked) = marked else {
+            return Ok(Next::Stale);
+        };
         items.retain(|i| marked.contains(&i.object_id));
         if items.is_empty() {
-            return Ok(None);
+            return Ok(Next::Wait);
         }
-        Ok(Some(Batch {
+        Ok(Next::Batch(Batch {
             object_type,
             items,
             unchanged: unchanged_total,
@@ -665,11 +702,23 @@ fn wanted(
     out
 }
 
+/// What [`Flusher::next_batch`] found.
+enum Next {
+    /// A batch to send.
+    Batch(Batch),
+    /// Nothing due yet.
+    Wait,
+    /// The connection is to be prepared again: this flush must end.
+    Stale,
+}
+
 /// What a batch send needs, shared by a connection's concurrent sends.
 struct SendContext {
     pool: Pool,
     client: HubSpotClient,
     connection_id: Uuid,
+    /// The prepare version this flush's targets and mapping belong to.
+    prepare_version: i64,
     org_id: Uuid,
     portal_id: i64,
     settings: WritebackSettings,

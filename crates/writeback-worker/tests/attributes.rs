@@ -467,3 +467,71 @@ async fn two_applications_keep_every_records_newest_attribute_value() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_changed_while_a_flush_runs_reaches_the_records_changing_meanwhile() {
+    use diesel_async::RunQueryDsl;
+    let world = World::new().await;
+    world.create_property("contacts", tier_property()).await;
+    let busy = world
+        .create("contacts", json!({"email": "busy@northwind.example"}))
+        .await;
+    let later = world
+        .create("contacts", json!({"email": "later@northwind.example"}))
+        .await;
+    let app = world.start_connected().await;
+    let pool =
+        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
+            .unwrap();
+
+    // A flush that stays busy: its batch update takes 4 s to be answered.
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
+            "latency_ms": 4_000, "portal_id": world.portal_id}),
+        )
+        .await;
+    world
+        .publish_scores(&[world.score(ObjectType::Contact, busy, Some(80), T0)])
+        .await;
+    assert!(
+        platform::testing::eventually(common::PATIENCE, || async {
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut conn = pool.get().await.unwrap();
+            let rows: Vec<N> = diesel::sql_query(
+                "SELECT count(*) AS n FROM record_scores WHERE inflight_revision IS NOT NULL",
+            )
+            .load(&mut conn)
+            .await
+            .unwrap();
+            rows[0].n == 1
+        })
+        .await,
+        "the batch never went out"
+    );
+
+    // While it waits, the mapping gains the attribute and a record's value arrives: the
+    // running flush must not settle that record on what it knew before the change.
+    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
+    assert_eq!(code, 200, "{body}");
+    world
+        .publish_changes(&[world.contacts_changed(&[(later, text("gold"), T0)])])
+        .await;
+    world.clear_faults().await;
+    assert!(
+        platform::testing::eventually(common::PATIENCE, || async {
+            world.properties("contacts", later).await["customer_tier"] == "gold"
+        })
+        .await,
+        "the value that arrived during the flush was never written"
+    );
+    assert_eq!(
+        world.properties("contacts", busy).await["hubscore_health_score"],
+        "80"
+    );
+    app.stop().await;
+}
