@@ -490,6 +490,21 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
         .await
         .unwrap();
     };
+    let fail = async |conn: &mut diesel_async::AsyncPgConnection, revision: i64, reason: &str| {
+        db::record_failed(
+            conn,
+            world.connection_id,
+            TargetObject::Contacts,
+            &[db::RecordFailure {
+                object_id: 42,
+                revision,
+                reason: reason.to_owned(),
+                retryable: true,
+            }],
+        )
+        .await
+        .unwrap();
+    };
     db::store_scores(&mut conn, &[incoming(71, T0)])
         .await
         .unwrap();
@@ -542,19 +557,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     assert!(marked.contains(&42));
     let stale = next[0].revision;
     release(&mut conn, stale).await;
-    db::record_failed(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[db::RecordFailure {
-            object_id: 42,
-            revision: stale,
-            reason: "INTERNAL_ERROR: stale".to_owned(),
-            retryable: true,
-        }],
-    )
-    .await
-    .unwrap();
+    fail(&mut conn, stale, "INTERNAL_ERROR: stale").await;
     assert!(
         pending(&mut conn).await.is_empty(),
         "a stale report took the newer claim out of flight"
@@ -571,19 +574,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     // try instead of going out again in the next batch, and counts the attempt.
     let current = released[0].revision;
     assert!(claim(&mut conn, current).await.contains(&42));
-    db::record_failed(
-        &mut conn,
-        world.connection_id,
-        TargetObject::Contacts,
-        &[db::RecordFailure {
-            object_id: 42,
-            revision: current,
-            reason: "INTERNAL_ERROR: try later".to_owned(),
-            retryable: true,
-        }],
-    )
-    .await
-    .unwrap();
+    fail(&mut conn, current, "INTERNAL_ERROR: try later").await;
     assert!(
         pending(&mut conn).await.is_empty(),
         "a retryable failure was offered again at once"
