@@ -124,20 +124,24 @@ impl FlushMetrics {
         })
     }
 
-    /// Counts and logs an attribute value its property cannot hold (never the value itself:
-    /// it may be personal data).
-    fn attribute_skipped(&self, object_id: i64, error: &OutboundError) {
-        let (reason, property) = match error {
-            OutboundError::TypeMismatch { property, .. } => ("type_mismatch", property),
-            OutboundError::OptionNotInEnumeration { property, .. } => ("not_an_option", property),
-            OutboundError::MultipleOptionsForSingleSelect { property, .. } => {
-                ("several_options", property)
-            }
-        };
-        tracing::warn!(object_id, property = %property, reason, "attribute value not written");
-        self.attribute_values_skipped
-            .with_label_values(&[reason])
-            .inc();
+    /// Counts and logs the attribute values of a record their properties cannot hold (never
+    /// the values themselves: they may be personal data).
+    fn attributes_skipped(&self, object_id: i64, errors: Option<Vec<OutboundError>>) {
+        for error in errors.unwrap_or_default() {
+            let (reason, property) = match &error {
+                OutboundError::TypeMismatch { property, .. } => ("type_mismatch", property),
+                OutboundError::OptionNotInEnumeration { property, .. } => {
+                    ("not_an_option", property)
+                }
+                OutboundError::MultipleOptionsForSingleSelect { property, .. } => {
+                    ("several_options", property)
+                }
+            };
+            tracing::warn!(object_id, property = %property, reason, "attribute value not written");
+            self.attribute_values_skipped
+                .with_label_values(&[reason])
+                .inc();
+        }
     }
 
     fn timeline(&self, outcome: &str, n: usize) {
@@ -541,6 +545,9 @@ impl Flusher {
         let mut items: Vec<Item> = Vec::new();
         let mut oldest: Option<DateTime<Utc>> = None;
         let mut unchanged_total = 0;
+        // Attribute values left out, counted once their record leaves here (sent or
+        // settled): a record waiting for its batch to be due is read again on every tick.
+        let mut skipped: HashMap<i64, Vec<OutboundError>> = HashMap::new();
         loop {
             let offset = i64::try_from(items.len()).unwrap_or(0);
             let settle = i64::try_from(self.settings.settle_ms).unwrap_or(0);
@@ -559,7 +566,10 @@ impl Flusher {
                 if items.len() == BATCH_SIZE {
                     break;
                 }
-                let properties = wanted(mapping, ready, &row, &self.metrics);
+                let (properties, left_out) = wanted(mapping, ready, &row);
+                if !left_out.is_empty() {
+                    skipped.insert(row.object_id, left_out);
+                }
                 if properties.is_empty() {
                     unchanged.push((row.object_id, row.revision));
                     continue;
@@ -587,6 +597,9 @@ impl Flusher {
                 let Some(settled) = settled else {
                     return Ok(Next::Stale);
                 };
+                for (id, _) in &unchanged {
+                    self.metrics.attributes_skipped(*id, skipped.remove(id));
+                }
                 // Records with nothing to write because no property is ready are not counted.
                 if !ready.is_empty() && settled > 0 {
                     unchanged_total += settled;
@@ -638,6 +651,10 @@ impl Flusher {
             return Ok(Next::Stale);
         };
         items.retain(|i| marked.contains(&i.object_id));
+        for item in &items {
+            self.metrics
+                .attributes_skipped(item.object_id, skipped.remove(&item.object_id));
+        }
         if items.is_empty() {
             return Ok(Next::Wait);
         }
@@ -664,17 +681,17 @@ impl Ready {
 }
 
 /// The properties of a waiting record that must be sent (empty: nothing differs): its score's
-/// fields (when it has a score) and its custom attributes. An attribute value its property
-/// cannot hold is left out and counted.
+/// fields (when it has a score) and its custom attributes; and the attribute values left out
+/// because their properties cannot hold them.
 fn wanted(
     mapping: &WritebackMapping,
     ready: &Ready,
     row: &PendingScore,
-    metrics: &FlushMetrics,
-) -> BTreeMap<String, String> {
+) -> (BTreeMap<String, String>, Vec<OutboundError>) {
     if ready.is_empty() {
-        return BTreeMap::new();
+        return (BTreeMap::new(), Vec::new());
     }
+    let mut errors = Vec::new();
     let mut out = BTreeMap::new();
     let written = row.written_map();
     if row.scored && !ready.purposes.is_empty() {
@@ -689,17 +706,15 @@ fn wanted(
         out = mapping::changed(mapping, &rendered, &written, row.force_write);
     }
     if !ready.attributes.is_empty() {
-        let (values, errors) = mapping::render_attributes(&ready.attributes, &row.attributes);
+        let (values, left_out) = mapping::render_attributes(&ready.attributes, &row.attributes);
         for (property, value) in values {
             if row.force_write || written.get(&property) != Some(&value) {
                 out.insert(property, value);
             }
         }
-        for error in errors {
-            metrics.attribute_skipped(row.object_id, &error);
-        }
+        errors = left_out;
     }
-    out
+    (out, errors)
 }
 
 /// What [`Flusher::next_batch`] found.
