@@ -242,14 +242,16 @@ pub fn rate_limited_body(policy: &str, correlation_id: &str) -> Value {
 }
 
 fn matching_fault(sim: &Sim, path: &str, portal_id: Option<u64>) -> Option<Fault> {
-    sim.faults
-        .read()
-        .iter()
-        .rev()
-        .find(|f| {
-            path.starts_with(&f.path_prefix) && f.portal_id.is_none_or(|p| Some(p) == portal_id)
-        })
-        .cloned()
+    let mut faults = sim.faults.write();
+    let f = faults.iter_mut().rev().find(|f| {
+        path.starts_with(&f.path_prefix) && f.portal_id.is_none_or(|p| Some(p) == portal_id)
+    })?;
+    let mut matched = f.clone();
+    if f.error_first > 0 {
+        f.error_first -= 1;
+        matched.error_rate = 1.0;
+    }
+    Some(matched)
 }
 
 fn is_search(method: &actix_web::http::Method, segs: &[&str]) -> bool {

@@ -112,7 +112,8 @@ Config file only (TOML), besides the flags' keys:
                (\"v1\" or \"v2\"), changes_per_second, and a
                [portals.seed] table: seed, contacts, companies, deals, owners, anchor_ms
   [[faults]]   a fault active from the start: path_prefix, latency_ms, error_rate,
-               error_status, rate_limit_storm, truncate_body, slow_body_ms, portal_id
+               error_first, error_status, rate_limit_storm, truncate_body,
+               slow_body_ms, portal_id
 Everything else is changed at run time through the /_sim control API (see the README).";
 
 /// A portal the simulator creates at start: its credentials and tier, its seed data,

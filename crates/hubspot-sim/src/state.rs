@@ -115,6 +115,9 @@ pub struct Fault {
     pub latency_ms: u64,
     /// Probability (0..1) of answering `error_status` instead.
     pub error_rate: f64,
+    /// The next this many matching requests answer `error_status`, whatever
+    /// `error_rate` says: a fault a test can count on meeting.
+    pub error_first: u64,
     /// The status used for injected errors (500, 502, 503 or 504).
     pub error_status: u16,
     /// Answer every matching request with a ten-secondly 429.
@@ -133,6 +136,7 @@ impl Default for Fault {
             path_prefix: String::new(),
             latency_ms: 0,
             error_rate: 0.0,
+            error_first: 0,
             error_status: 503,
             rate_limit_storm: false,
             truncate_body: false,

@@ -117,3 +117,20 @@ async fn a_fault_scoped_to_one_portal_leaves_the_others_alone_and_oauth_paths_ca
     assert_eq!(status, 502, "the token endpoint can fail on demand");
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn error_first_fails_exactly_the_next_requests_then_answers_again() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    h.add_fault(
+        json!({"path_prefix": "/crm/v3/objects/deals", "error_first": 2, "error_status": 502}),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, _, _) = h.get(&p.token, "/crm/v3/objects/deals").await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![502, 502, 200, 200]);
+    h.sim.stop().await;
+}
