@@ -535,3 +535,84 @@ async fn a_mapping_changed_while_a_flush_runs_reaches_the_records_changing_meanw
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_values_survive_a_lost_answer_and_hubspot_down_for_a_while() {
+    let world = World::new().await;
+    world.create_property("contacts", tier_property()).await;
+    let contact = world
+        .create("contacts", json!({"email": "ada@northwind.example"}))
+        .await;
+    let app = world.start_connected().await;
+    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
+    assert_eq!(code, 200, "{body}");
+    world.wait_prepared(&app).await;
+
+    // HubSpot applies the update but its answer arrives cut in half: the worker reads the
+    // record back, finds the value there and counts it written instead of sending it again.
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
+            "truncate_body": true, "portal_id": world.portal_id}),
+        )
+        .await;
+    world
+        .publish_changes(&[world.contacts_changed(&[(contact, text("gold"), T0)])])
+        .await;
+    let status = world
+        .wait_status(&app, "read back", |s| {
+            s["written"] == 1 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["failed"], 0, "{status:#}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unexpected response body")),
+        "{status:#}"
+    );
+    assert_eq!(
+        world.properties("contacts", contact).await["customer_tier"],
+        "gold"
+    );
+    world.clear_faults().await;
+
+    // HubSpot down: a newer value waits, paused, and goes out once HubSpot is back.
+    world
+        .add_fault(
+            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
+            "error_rate": 1.0, "error_status": 503, "portal_id": world.portal_id}),
+        )
+        .await;
+    world
+        .publish_changes(&[world.contacts_changed(&[(contact, text("platinum"), T0 + 60_000)])])
+        .await;
+    let down = world
+        .wait_status(&app, "paused", |s| {
+            s["paused_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("hubspot_unavailable"))
+        })
+        .await;
+    assert_eq!(
+        (down["pending"].as_i64(), down["written"].as_i64()),
+        (Some(1), Some(1)),
+        "{down:#}"
+    );
+    assert_eq!(
+        world.properties("contacts", contact).await["customer_tier"],
+        "gold"
+    );
+    world.clear_faults().await;
+    let status = world
+        .wait_status(&app, "written after the outage", |s| {
+            s["written"] == 2 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["failed"], 0, "{status:#}");
+    assert_eq!(
+        world.properties("contacts", contact).await["customer_tier"],
+        "platinum"
+    );
+    app.stop().await;
+}
