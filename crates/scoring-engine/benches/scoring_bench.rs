@@ -10,6 +10,8 @@
 //!    out, as throughput (customers/s, a burst of messages) and latency p50/p99 (one
 //!    message at a time).
 //!
+//! `SCORING_BENCH_PREVIEW_ONLY=1` stops after step 2 (to measure the preview alone).
+//!
 //! Needs PostgreSQL and RabbitMQ (`scripts/services`).
 
 #![expect(
@@ -217,6 +219,10 @@ async fn main() {
             preview.customers, preview.score_changes
         ),
     );
+    if std::env::var("SCORING_BENCH_PREVIEW_ONLY").is_ok_and(|v| v == "1") {
+        report.print();
+        return;
+    }
     let started = Instant::now();
     {
         let mut conn = pool.get().await.unwrap();

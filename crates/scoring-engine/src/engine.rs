@@ -21,7 +21,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::configs::{self, OrgMeans, VersionedConfig};
-use crate::db::inputs::{self, InputRow, Selection};
+use crate::db::inputs::{self, InputRow, Olds, Selection};
 use crate::db::object_type;
 use crate::db::projection::Affected;
 use crate::db::writes::{self, AlertRow, RawInputs, ScoreRow};
@@ -477,7 +477,8 @@ pub enum InputSource {
     Stored,
 }
 
-/// Reads the next batch after `after` (keyset order) from `source`.
+/// Reads the next batch after `after` (keyset order) from `source`; from stored inputs,
+/// with the stored row's values that `olds` asks for.
 pub async fn load_batch(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
@@ -485,12 +486,13 @@ pub async fn load_batch(
     source: InputSource,
     after: Option<(i64, i64)>,
     limit: i64,
+    olds: Olds,
 ) -> diesel::QueryResult<Vec<InputRow>> {
     match source {
         InputSource::Projection => {
             inputs::load(conn, org_id, kind, &Selection::After { after, limit }).await
         }
-        InputSource::Stored => inputs::load_stored(conn, org_id, kind, after, limit).await,
+        InputSource::Stored => inputs::load_stored(conn, org_id, kind, after, limit, olds).await,
     }
 }
 
@@ -542,7 +544,8 @@ pub async fn rescore_org(
                     if configs::current(conn, org_id).await?.version != config.version {
                         return Ok(None);
                     }
-                    let rows = load_batch(conn, org_id, kind, source, after, batch_size).await?;
+                    let rows = load_batch(conn, org_id, kind, source, after, batch_size, Olds::All)
+                        .await?;
                     let last = rows.last().map(|r| (r.portal_id, r.object_id));
                     let count = rows.len();
                     let computed = compute(org_id, kind, rows, &config, means, now);
@@ -654,7 +657,16 @@ pub async fn preview(
                 // database and the scoring each keep a core busy.
                 let mut scoring: Option<tokio::task::JoinHandle<Vec<Computed>>> = None;
                 loop {
-                    let rows = load_batch(conn, org_id, kind, source, after, batch_size).await?;
+                    let rows = load_batch(
+                        conn,
+                        org_id,
+                        kind,
+                        source,
+                        after,
+                        batch_size,
+                        Olds::ScoreAndLevel,
+                    )
+                    .await?;
                     if let Some(task) = scoring.take() {
                         tally.add(kind, joined(task).await?);
                     }

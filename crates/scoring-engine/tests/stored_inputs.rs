@@ -14,6 +14,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use reqwest::Method;
+use scoring_engine::db::inputs::Olds;
 use scoring_engine::db::{configs, inputs, object_type};
 use scoring_engine::engine::{self, InputSource};
 use scoring_engine::model::ModelConfig;
@@ -145,7 +146,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     let mut moved = 0;
     for kind in [object_type::CONTACT, object_type::COMPANY] {
         let load = async |conn: &mut _, source| {
-            engine::load_batch(conn, app.org, kind, source, None, 1000)
+            engine::load_batch(conn, app.org, kind, source, None, 1000, Olds::All)
                 .await
                 .unwrap()
         };
@@ -190,6 +191,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
             InputSource::Projection,
             None,
             1000,
+            Olds::All,
         )
         .await
         .unwrap();

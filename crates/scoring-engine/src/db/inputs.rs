@@ -134,6 +134,14 @@ const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level,
     s.input_open_probability AS old_open_probability, s.input_amount_cents AS old_amount_cents, \
     s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
 
+/// What a preview compares (score and level); the rest of the stored row is left unread.
+const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
+    NULL::float8[] AS old_contributions, NULL::int8 AS old_config_version, \
+    NULL::text AS old_display_name, NULL::int8 AS old_company_id, \
+    NULL::timestamptz AS old_last_activity_at, NULL::int8 AS old_deal_count, \
+    NULL::float8 AS old_open_probability, NULL::int8 AS old_amount_cents, \
+    NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at";
+
 // Each record's aggregates are LATERAL subqueries over the indexes (one index probe per
 // record and association), which stays linear in the batch size whatever the planner
 // guesses about the batch (grouped CTEs joined afterwards went quadratic). The stored
@@ -311,10 +319,17 @@ pub async fn load_stored(
     kind: i16,
     after: Option<(i64, i64)>,
     limit: i64,
+    olds: Olds,
 ) -> diesel::QueryResult<Vec<InputRow>> {
     let (portal, id) = after.unwrap_or((i64::MIN, i64::MIN));
     let sql = STORED
-        .replace("{old}", OLD_COLUMNS)
+        .replace(
+            "{old}",
+            match olds {
+                Olds::All => OLD_COLUMNS,
+                Olds::ScoreAndLevel => PREVIEW_OLD_COLUMNS,
+            },
+        )
         .replace("{filter}", "(s.portal_id, s.object_id) > ($4, $5)");
     diesel::sql_query(sql)
         .bind::<SqlUuid, _>(org_id)
@@ -324,6 +339,15 @@ pub async fn load_stored(
         .bind::<BigInt, _>(id)
         .load(conn)
         .await
+}
+
+/// Which of the stored row's own values a read of stored inputs returns as `old_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Olds {
+    /// All of them: what a rescore compares to decide what to write.
+    All,
+    /// Only the score and risk level (the rest `None`): what a preview compares.
+    ScoreAndLevel,
 }
 
 /// Whether every score of the org carries its inputs (rows written before they were
