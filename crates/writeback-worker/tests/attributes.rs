@@ -486,10 +486,7 @@ async fn a_mapping_changed_while_a_flush_runs_reaches_the_records_changing_meanw
 
     // A flush that stays busy: its batch update takes 4 s to be answered.
     world
-        .add_fault(
-            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
-            "latency_ms": 4_000, "portal_id": world.portal_id}),
-        )
+        .fault_contact_updates(json!({"latency_ms": 4_000}))
         .await;
     world
         .publish_scores(&[world.score(ObjectType::Contact, busy, Some(80), T0)])
@@ -551,10 +548,7 @@ async fn attribute_values_survive_a_lost_answer_and_hubspot_down_for_a_while() {
     // HubSpot applies the update but its answer arrives cut in half: the worker reads the
     // record back, finds the value there and counts it written instead of sending it again.
     world
-        .add_fault(
-            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
-            "truncate_body": true, "portal_id": world.portal_id}),
-        )
+        .fault_contact_updates(json!({"truncate_body": true}))
         .await;
     world
         .publish_changes(&[world.contacts_changed(&[(contact, text("gold"), T0)])])
@@ -579,21 +573,12 @@ async fn attribute_values_survive_a_lost_answer_and_hubspot_down_for_a_while() {
 
     // HubSpot down: a newer value waits, paused, and goes out once HubSpot is back.
     world
-        .add_fault(
-            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
-            "error_rate": 1.0, "error_status": 503, "portal_id": world.portal_id}),
-        )
+        .fault_contact_updates(json!({"error_rate": 1.0, "error_status": 503}))
         .await;
     world
         .publish_changes(&[world.contacts_changed(&[(contact, text("platinum"), T0 + 60_000)])])
         .await;
-    let down = world
-        .wait_status(&app, "paused", |s| {
-            s["paused_reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("hubspot_unavailable"))
-        })
-        .await;
+    let down = world.wait_paused(&app, "hubspot_unavailable").await;
     assert_eq!(
         (down["pending"].as_i64(), down["written"].as_i64()),
         (Some(1), Some(1)),

@@ -19,10 +19,7 @@ async fn an_update_whose_answer_was_lost_is_read_back_and_counted_written() {
     world.wait_prepared(&app).await;
     // HubSpot applies every batch update but the answer arrives cut in half.
     world
-        .add_fault(
-            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
-            "truncate_body": true, "portal_id": world.portal_id}),
-        )
+        .fault_contact_updates(json!({"truncate_body": true}))
         .await;
 
     world
@@ -57,22 +54,13 @@ async fn scores_wait_while_hubspot_is_down_and_are_written_when_it_is_back() {
     world.connect(Vec::new()).await;
     world.wait_prepared(&app).await;
     world
-        .add_fault(
-            json!({"path_prefix": "/crm/v3/objects/contacts/batch/update",
-            "error_rate": 1.0, "error_status": 503, "portal_id": world.portal_id}),
-        )
+        .fault_contact_updates(json!({"error_rate": 1.0, "error_status": 503}))
         .await;
 
     world
         .publish_scores(&[world.score(ObjectType::Contact, contact, Some(33), T0)])
         .await;
-    let down = world
-        .wait_status(&app, "paused", |s| {
-            s["paused_reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("hubspot_unavailable"))
-        })
-        .await;
+    let down = world.wait_paused(&app, "hubspot_unavailable").await;
     assert_eq!(
         (down["pending"].as_i64(), down["written"].as_i64()),
         (Some(1), Some(0)),

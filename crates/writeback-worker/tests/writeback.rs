@@ -703,13 +703,7 @@ async fn a_connection_needing_reauthorization_pauses_and_keeps_its_pending_write
     world
         .publish_scores(&[world.score(ObjectType::Contact, contact, Some(44), T0)])
         .await;
-    let paused = world
-        .wait_status(&app, "paused", |s| {
-            s["paused_reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("reauth_required"))
-        })
-        .await;
+    let paused = world.wait_paused(&app, "reauth_required").await;
     assert_eq!(paused["pending"], 1, "{paused:#}");
     assert_eq!(paused["written"], 0);
 

@@ -607,6 +607,24 @@ impl World {
         }
     }
 
+    /// Waits until the writeback is paused for a reason starting with `reason`.
+    pub async fn wait_paused(&self, app: &TestApp, reason: &str) -> Value {
+        self.wait_status(app, &format!("paused: {reason}"), |s| {
+            s["paused_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(reason))
+        })
+        .await
+    }
+
+    /// Starts a fault (`fault`'s keys, e.g. `error_rate`) on this portal's contact batch
+    /// updates only.
+    pub async fn fault_contact_updates(&self, mut fault: Value) {
+        fault["path_prefix"] = json!("/crm/v3/objects/contacts/batch/update");
+        fault["portal_id"] = json!(self.portal_id);
+        self.add_fault(fault).await;
+    }
+
     /// Waits until the connection is known and its properties are prepared.
     pub async fn wait_prepared(&self, app: &TestApp) -> Value {
         let path = format!(
