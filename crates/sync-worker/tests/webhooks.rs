@@ -456,6 +456,29 @@ async fn deleting_a_customer_publishes_the_duplicate_that_takes_its_place() {
 }
 
 #[tokio::test]
+async fn a_customer_changing_its_email_hands_the_old_one_to_its_duplicate() {
+    let h = quick_webhooks().await;
+    let (portal, app, connection) = synced_with(&h, 200).await;
+    let (twin, customer) = customer_with_twin(&app, &connection).await;
+
+    h.control(
+        Method::PATCH,
+        &portal,
+        &format!("/objects/contacts/{customer}"),
+        json!({"properties": {"email": "a-new-address@example.com"}}),
+    )
+    .await;
+    twin_took_over(&h, &app, &connection, twin).await;
+    let moved = record_state(&app.pool, &connection, "contacts", customer)
+        .await
+        .expect("the customer is kept");
+    assert_eq!(moved.email.as_deref(), Some("a-new-address@example.com"));
+    assert_eq!(moved.skip_reason, None, "alone with its new e-mail");
+    assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn merging_away_a_customer_publishes_the_duplicate_that_takes_its_place() {
     let h = quick_webhooks().await;
     let (portal, app, connection) = synced_with(&h, 200).await;
