@@ -284,3 +284,77 @@ async fn a_message_naming_no_valid_org_is_dead_lettered_with_its_reason() {
     app.publish(&good).await;
     assert_eq!(app.next_event().await.updated().object_id, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_customer_stays_removed_when_an_older_change_arrives_late() {
+    let app = spawn_app().await;
+    let mut before = app.changed(ObjectType::Contact);
+    before.customers = busy_customer(1, 3);
+    app.publish(&before).await;
+    assert_eq!(app.next_event().await.updated().object_id, 1);
+
+    // HubSpot deletes the contact; then a change sync-worker committed before the deletion
+    // arrives (another replica was slower, or the broker redelivered it).
+    let mut removal = app.changed(ObjectType::Contact);
+    removal.deleted_ids = vec![1];
+    app.publish(&removal).await;
+    app.publish(&before).await;
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    let next = app.next_event().await.updated();
+    assert_eq!(next.object_id, 2, "the late change scored {next:?}");
+    assert!(app.drain().await.is_empty());
+    let id = scoring_engine::engine::customer_id(app.org, PORTAL, 1, 1);
+    let (status, body) = app.get(app.org, &format!("/api/v1/customers/{id}")).await;
+    assert_eq!(status, 404, "the removed contact came back: {body}");
+
+    // Restored in HubSpot: sync-worker commits it again, after the deletion.
+    let mut restored = app.changed(ObjectType::Contact);
+    restored.customers = busy_customer(1, 3);
+    app.publish(&restored).await;
+    let back = app.next_event().await.updated();
+    assert_eq!((back.object_id, back.old_score), (1, None));
+    assert!(app.contact_score(1).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_are_remembered_for_a_week_then_forgotten() {
+    use diesel_async::RunQueryDsl as _;
+    let app = spawn_app().await;
+    let mut conn = app.app.pool.get().await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO removed_records (org_id, portal_id, object_type, object_id, removed_at) \
+         VALUES ($1, $2, 1, 7, now() - interval '30 days')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(app.org)
+    .bind::<diesel::sql_types::BigInt, _>(PORTAL)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut removal = app.changed(ObjectType::Contact);
+    removal.deleted_ids = vec![8];
+    app.publish(&removal).await;
+    let mut marker = app.changed(ObjectType::Contact);
+    marker.customers = busy_customer(2, 3);
+    app.publish(&marker).await;
+    assert_eq!(app.next_event().await.updated().object_id, 2);
+
+    #[derive(diesel::QueryableByName)]
+    struct Removed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        object_id: i64,
+    }
+    let kept: Vec<Removed> =
+        diesel::sql_query("SELECT object_id FROM removed_records WHERE org_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(app.org)
+            .load(&mut conn)
+            .await
+            .unwrap();
+    let kept: Vec<i64> = kept.into_iter().map(|r| r.object_id).collect();
+    assert_eq!(
+        kept,
+        [8],
+        "the month-old removal is forgotten, the new one kept"
+    );
+}

@@ -358,6 +358,78 @@ async fn delete_deal_associations(
     ))
 }
 
+/// How long a removed record is remembered ([`remember_removed`]): longer than any
+/// redelivery or replica lag, short enough that the table stays small.
+pub const REMOVED_RETENTION_DAYS: i64 = 7;
+
+/// Of `ids` (of type `kind`), those removed by a message committed after `committed`:
+/// their changes are older than the removal and are not applied. Forgets removals
+/// committed before it (a restore brings the record back). A message without a commit
+/// time cannot be ordered and is applied as before removals were remembered.
+pub async fn removed_after(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    kind: i16,
+    ids: &[i64],
+    committed: Option<DateTime<Utc>>,
+) -> diesel::QueryResult<BTreeSet<i64>> {
+    let Some(committed) = committed else {
+        return Ok(BTreeSet::new());
+    };
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "WITH restored AS (
+            DELETE FROM removed_records WHERE org_id = $1 AND portal_id = $2
+              AND object_type = $3 AND object_id = ANY($4) AND removed_at < $5)
+         SELECT object_id AS id FROM removed_records WHERE org_id = $1 AND portal_id = $2
+           AND object_type = $3 AND object_id = ANY($4) AND removed_at >= $5",
+    )
+    .bind::<SqlUuid, _>(source.org_id)
+    .bind::<BigInt, _>(source.portal_id)
+    .bind::<Int2, _>(kind)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Timestamptz, _>(committed)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Remembers `ids` as removed at `removed_at` (the removing message's commit time), and
+/// forgets the org's removals older than [`REMOVED_RETENTION_DAYS`] before `now`.
+pub async fn remember_removed(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    kind: i16,
+    ids: &[i64],
+    removed_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO removed_records (org_id, portal_id, object_type, object_id, removed_at)
+         SELECT $1, $2, $3, id, $5 FROM unnest($4::bigint[]) AS id
+         ON CONFLICT (org_id, portal_id, object_type, object_id)
+         DO UPDATE SET removed_at = GREATEST(removed_records.removed_at, excluded.removed_at)",
+    )
+    .bind::<SqlUuid, _>(source.org_id)
+    .bind::<BigInt, _>(source.portal_id)
+    .bind::<Int2, _>(kind)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Timestamptz, _>(removed_at)
+    .execute(conn)
+    .await?;
+    diesel::sql_query("DELETE FROM removed_records WHERE org_id = $1 AND removed_at < $2")
+        .bind::<SqlUuid, _>(source.org_id)
+        .bind::<Timestamptz, _>(now - Duration::days(REMOVED_RETENTION_DAYS))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Removes records deleted or merged away in HubSpot, with their scores and history.
 pub async fn delete_records(
     conn: &mut AsyncPgConnection,

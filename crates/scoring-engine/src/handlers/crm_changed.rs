@@ -98,14 +98,33 @@ async fn apply(
     now: DateTime<Utc>,
 ) -> diesel::QueryResult<Affected> {
     let mut affected = Affected::default();
+    let committed = message
+        .committed_at
+        .as_ref()
+        .and_then(|t| contracts::time::to_datetime(t).ok());
+    // Records removed by a message committed after this one stay removed.
+    let ids: Vec<i64> = message
+        .customers
+        .iter()
+        .map(|c| c.external_id)
+        .chain(message.companies.iter().map(|c| c.external_id))
+        .chain(message.deals.iter().map(|d| d.external_id))
+        .collect();
+    let removed = projection::removed_after(conn, source, kind, &ids, committed).await?;
     for contact in &message.customers {
-        projection::upsert_contact(conn, source, contact, now, &mut affected).await?;
+        if !removed.contains(&contact.external_id) {
+            projection::upsert_contact(conn, source, contact, now, &mut affected).await?;
+        }
     }
     for company in &message.companies {
-        projection::upsert_company(conn, source, company, &mut affected).await?;
+        if !removed.contains(&company.external_id) {
+            projection::upsert_company(conn, source, company, &mut affected).await?;
+        }
     }
     for deal in &message.deals {
-        projection::upsert_deal(conn, source, deal, now, &mut affected).await?;
+        if !removed.contains(&deal.external_id) {
+            projection::upsert_deal(conn, source, deal, now, &mut affected).await?;
+        }
     }
     let mut gone: Vec<i64> = message.deleted_ids.clone();
     gone.extend(
@@ -115,6 +134,7 @@ async fn apply(
             .flat_map(|m| m.merged_ids.iter().copied()),
     );
     projection::delete_records(conn, source, kind, &gone, &mut affected).await?;
+    projection::remember_removed(conn, source, kind, &gone, committed.unwrap_or(now), now).await?;
     projection::add_companies_of_contacts(conn, source.org_id, &mut affected).await?;
     Ok(affected)
 }
