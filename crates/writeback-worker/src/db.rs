@@ -8,7 +8,7 @@
 //! table's size; the service keeps its statistics current (`with_fresh_statistics` in
 //! `startup`), since a burst grows it faster than autovacuum analyzes it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -1115,6 +1115,79 @@ pub async fn store_attributes(
     .bind::<SqlUuid, _>(source.message_id)
     .execute(conn)
     .await
+}
+
+/// How long a removed record is remembered ([`remember_removed`]).
+pub const REMOVED_RETENTION_DAYS: i64 = 7;
+
+#[derive(QueryableByName)]
+struct RemovedId {
+    #[diesel(sql_type = BigInt)]
+    object_id: i64,
+}
+
+/// Of `ids`, those removed by a message committed after `committed`: their values are
+/// older than the removal and are not stored. Forgets removals committed before it (the
+/// record was restored).
+pub async fn removed_after(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    object_type: TargetObject,
+    ids: &[i64],
+    committed: DateTime<Utc>,
+) -> Result<BTreeSet<i64>> {
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows: Vec<RemovedId> = sql_query(
+        "WITH restored AS (
+            DELETE FROM removed_records WHERE connection_id = $1 AND object_type = $2
+              AND object_id = ANY($3) AND removed_at < $4)
+         SELECT object_id FROM removed_records WHERE connection_id = $1 AND object_type = $2
+           AND object_id = ANY($3) AND removed_at >= $4",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Text, _>(object_type.as_str())
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Timestamptz, _>(committed)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.object_id).collect())
+}
+
+/// Remembers `ids` as removed at `removed_at` (the removing message's commit time), and
+/// forgets the connection's removals older than [`REMOVED_RETENTION_DAYS`].
+pub async fn remember_removed(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    object_type: TargetObject,
+    ids: &[i64],
+    removed_at: DateTime<Utc>,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sql_query(
+        "INSERT INTO removed_records (connection_id, object_type, object_id, removed_at)
+         SELECT $1, $2, id, $4 FROM unnest($3::bigint[]) AS id
+         ON CONFLICT (connection_id, object_type, object_id)
+         DO UPDATE SET removed_at = GREATEST(removed_records.removed_at, excluded.removed_at)",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Text, _>(object_type.as_str())
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Timestamptz, _>(removed_at)
+    .execute(conn)
+    .await?;
+    sql_query(
+        "DELETE FROM removed_records WHERE connection_id = $1 \
+           AND removed_at < now() - make_interval(days => $2)",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<diesel::sql_types::Integer, _>(i32::try_from(REMOVED_RETENTION_DAYS).unwrap_or(7))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Forgets records gone from HubSpot (deleted, or merged into another) that hubscore holds

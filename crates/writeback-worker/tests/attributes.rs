@@ -601,3 +601,97 @@ async fn attribute_values_survive_a_lost_answer_and_hubspot_down_for_a_while() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_before_a_deletion_does_not_bring_the_record_back() {
+    let world = World::new().await;
+    world.create_property("contacts", tier_property()).await;
+    let gone = world
+        .create("contacts", json!({"email": "ada@northwind.example"}))
+        .await;
+    let marker = world
+        .create("contacts", json!({"email": "bo@northwind.example"}))
+        .await;
+    let app = world.start_connected().await;
+    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
+    assert_eq!(code, 200, "{body}");
+    world.wait_prepared(&app).await;
+    // A removal remembered for 40 days is forgotten at the next removal.
+    let pool =
+        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
+            .unwrap();
+    let removed = async || -> Vec<i64> {
+        use diesel_async::RunQueryDsl as _;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            object_id: i64,
+        }
+        let mut conn = pool.get().await.unwrap();
+        let rows: Vec<Id> = diesel::sql_query(format!(
+            "SELECT object_id FROM removed_records WHERE connection_id = '{}' ORDER BY 1",
+            world.connection_id
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        rows.into_iter().map(|r| r.object_id).collect()
+    };
+    {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = pool.get().await.unwrap();
+        diesel::sql_query(format!(
+            "INSERT INTO removed_records (connection_id, object_type, object_id, removed_at) \
+             VALUES ('{}', 'contacts', 999, now() - interval '40 days')",
+            world.connection_id
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    // sync-worker committed a change a minute before the deletion; it arrives after it (a
+    // redelivery, a slower replica). Then a change of another record marks the point where
+    // both were handled.
+    let mut late = world.contacts_changed(&[(gone, text("gold"), T0)]);
+    late.committed_at = Some(contracts::time::to_timestamp(
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    ));
+    let mut deletion = world.contacts_changed(&[]);
+    deletion.deleted_ids = vec![gone];
+    world.publish_changes(&[deletion, late]).await;
+    world
+        .publish_changes(&[world.contacts_changed(&[(marker, text("silver"), T0)])])
+        .await;
+    let status = world
+        .wait_status(&app, "marker written", |s| {
+            s["written"] == 1 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(status["failed"], 0, "{status:#}");
+    assert_eq!(
+        world.properties("contacts", marker).await["customer_tier"],
+        "silver"
+    );
+    assert!(
+        world.properties("contacts", gone).await["customer_tier"].is_null(),
+        "the late change was written"
+    );
+    assert_eq!(removed().await, [gone]);
+
+    // Restored in HubSpot: a change committed after the deletion is stored and written.
+    world
+        .publish_changes(&[world.contacts_changed(&[(gone, text("gold"), T0)])])
+        .await;
+    world
+        .wait_status(&app, "restored record written", |s| {
+            s["written"] == 2 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(
+        world.properties("contacts", gone).await["customer_tier"],
+        "gold"
+    );
+    assert!(removed().await.is_empty(), "the restore forgot the removal");
+    app.stop().await;
+}
