@@ -72,6 +72,16 @@ impl World {
         assert_eq!(status, 201, "{body}");
     }
 
+    /// Starts the worker connected, with `tier` mapped to contacts' `customer_tier` and
+    /// the properties prepared.
+    async fn start_with_tier_mapping(&self) -> common::TestApp {
+        let app = self.start_connected().await;
+        let (code, body) = self.put_mapping(&app, tier_mapping()).await;
+        assert_eq!(code, 200, "{body}");
+        self.wait_prepared(&app).await;
+        app
+    }
+
     async fn put_mapping(&self, app: &common::TestApp, mapping: Value) -> (u16, Value) {
         let path = format!("/api/v1/connections/{}/writeback", self.connection_id);
         self.api(app, Method::PUT, &path, Some(mapping)).await
@@ -300,9 +310,7 @@ async fn a_property_gone_from_the_portal_is_reported_and_the_score_still_written
     let contact = world
         .create("contacts", json!({"email": "di@northwind.example"}))
         .await;
-    let app = world.start_connected().await;
-    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
-    assert_eq!(code, 200, "{body}");
+    let app = world.start_with_tier_mapping().await;
 
     // The portal's admin deletes the property; the next preparation (a reconnect) finds it.
     let (status, body) = world
@@ -540,10 +548,7 @@ async fn attribute_values_survive_a_lost_answer_and_hubspot_down_for_a_while() {
     let contact = world
         .create("contacts", json!({"email": "ada@northwind.example"}))
         .await;
-    let app = world.start_connected().await;
-    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
-    assert_eq!(code, 200, "{body}");
-    world.wait_prepared(&app).await;
+    let app = world.start_with_tier_mapping().await;
 
     // HubSpot applies the update but its answer arrives cut in half: the worker reads the
     // record back, finds the value there and counts it written instead of sending it again.
@@ -612,10 +617,7 @@ async fn a_change_committed_before_a_deletion_does_not_bring_the_record_back() {
     let marker = world
         .create("contacts", json!({"email": "bo@northwind.example"}))
         .await;
-    let app = world.start_connected().await;
-    let (code, body) = world.put_mapping(&app, tier_mapping()).await;
-    assert_eq!(code, 200, "{body}");
-    world.wait_prepared(&app).await;
+    let app = world.start_with_tier_mapping().await;
     // A removal remembered for 40 days is forgotten at the next removal.
     let pool =
         platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
