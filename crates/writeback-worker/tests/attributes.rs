@@ -488,9 +488,7 @@ async fn a_mapping_changed_while_a_flush_runs_reaches_the_records_changing_meanw
         .create("contacts", json!({"email": "later@northwind.example"}))
         .await;
     let app = world.start_connected().await;
-    let pool =
-        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
-            .unwrap();
+    let pool = world.pool();
 
     // A flush that stays busy: its batch update takes 4 s to be answered.
     world
@@ -619,9 +617,7 @@ async fn a_change_committed_before_a_deletion_does_not_bring_the_record_back() {
         .await;
     let app = world.start_with_tier_mapping().await;
     // A removal remembered for 40 days is forgotten at the next removal.
-    let pool =
-        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
-            .unwrap();
+    let pool = world.pool();
     let removed = async || -> Vec<i64> {
         use diesel_async::RunQueryDsl as _;
         #[derive(diesel::QueryableByName)]

@@ -385,9 +385,7 @@ async fn without_oauth_or_the_apps_developer_key_the_status_says_why_no_event_is
 async fn the_log_and_sent_events_past_retention_are_deleted_and_the_sent_count_kept() {
     use diesel_async::RunQueryDsl;
     let world = World::new().await;
-    let pool =
-        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
-            .unwrap();
+    let pool = world.pool();
     let mut conn = pool.get().await.unwrap();
     let id = world.connection_id;
     // Two log rows and three events: of each, one 40 days old; an old failed event stays.

@@ -447,9 +447,7 @@ async fn a_score_stored_while_a_batch_is_being_claimed_is_sent_next_never_the_ol
     use writeback_worker::mapping::TargetObject;
 
     let world = World::new().await;
-    let pool =
-        platform::db::connect_pool(&world.settings.database, writeback_worker::startup::SCHEMA)
-            .unwrap();
+    let pool = world.pool();
     let mut conn = pool.get().await.unwrap();
     let incoming = |score: i16, at_ms: i64| db::IncomingScore {
         connection_id: world.connection_id,

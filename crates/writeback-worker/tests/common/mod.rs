@@ -607,6 +607,12 @@ impl World {
         }
     }
 
+    /// A pool on the worker's database schema, for what a test reads or backdates there.
+    pub fn pool(&self) -> platform::db::Pool {
+        platform::db::connect_pool(&self.settings.database, writeback_worker::startup::SCHEMA)
+            .unwrap()
+    }
+
     /// Waits until the writeback is paused for a reason starting with `reason`.
     pub async fn wait_paused(&self, app: &TestApp, reason: &str) -> Value {
         self.wait_status(app, &format!("paused: {reason}"), |s| {
