@@ -242,10 +242,22 @@ pub fn rate_limited_body(policy: &str, correlation_id: &str) -> Value {
 }
 
 fn matching_fault(sim: &Sim, path: &str, portal_id: Option<u64>) -> Option<Fault> {
-    let mut faults = sim.faults.write();
-    let f = faults.iter_mut().rev().find(|f| {
+    let matches = |f: &Fault| {
         path.starts_with(&f.path_prefix) && f.portal_id.is_none_or(|p| Some(p) == portal_id)
-    })?;
+    };
+    let found = sim
+        .faults
+        .read()
+        .iter()
+        .rev()
+        .find(|f| matches(f))
+        .cloned()?;
+    if found.error_first == 0 {
+        return Some(found);
+    }
+    // Only a countdown needs the write lock (another request may have taken the last one).
+    let mut faults = sim.faults.write();
+    let f = faults.iter_mut().rev().find(|f| matches(f))?;
     let mut matched = f.clone();
     if f.error_first > 0 {
         f.error_first -= 1;
