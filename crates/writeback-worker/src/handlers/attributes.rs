@@ -148,21 +148,27 @@ pub async fn handle(pool: &Pool, delivery: Delivery) -> Outcome {
             };
             // Records removed by a message committed after this one stay removed. A
             // message without a commit time cannot be ordered and is stored as it is.
-            let records: Vec<IncomingAttributes> = match committed {
+            let kept: Vec<IncomingAttributes>;
+            let records: &[IncomingAttributes] = match committed {
                 Some(committed) => {
                     let ids: Vec<i64> = records.iter().map(|r| r.object_id).collect();
                     let removed =
                         db::removed_after(conn, source.connection_id, object_type, &ids, committed)
                             .await?;
-                    records
-                        .iter()
-                        .filter(|r| !removed.contains(&r.object_id))
-                        .cloned()
-                        .collect()
+                    if removed.is_empty() {
+                        &records
+                    } else {
+                        kept = records
+                            .iter()
+                            .filter(|r| !removed.contains(&r.object_id))
+                            .cloned()
+                            .collect();
+                        &kept
+                    }
                 }
-                None => records.clone(),
+                None => &records,
             };
-            db::store_attributes(conn, source, &records, &mapped).await?;
+            db::store_attributes(conn, source, records, &mapped).await?;
             db::forget_unscored(conn, source.connection_id, object_type, &gone).await?;
             db::remember_removed(
                 conn,
