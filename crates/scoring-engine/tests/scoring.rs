@@ -323,12 +323,14 @@ async fn removals_are_remembered_for_a_week_then_forgotten() {
     use diesel_async::RunQueryDsl as _;
     let app = spawn_app().await;
     let mut conn = app.app.pool.get().await.unwrap();
+    // Removed a month and six days before the service's "now".
     diesel::sql_query(
         "INSERT INTO removed_records (org_id, portal_id, object_type, object_id, removed_at) \
-         VALUES ($1, $2, 1, 7, now() - interval '30 days')",
+         VALUES ($1, $2, 1, 7, $3 - interval '30 days'), ($1, $2, 1, 6, $3 - interval '6 days')",
     )
     .bind::<diesel::sql_types::Uuid, _>(app.org)
     .bind::<diesel::sql_types::BigInt, _>(PORTAL)
+    .bind::<diesel::sql_types::Timestamptz, _>(app.shared.clock.now())
     .execute(&mut conn)
     .await
     .unwrap();
@@ -346,7 +348,7 @@ async fn removals_are_remembered_for_a_week_then_forgotten() {
         object_id: i64,
     }
     let kept: Vec<Removed> =
-        diesel::sql_query("SELECT object_id FROM removed_records WHERE org_id = $1")
+        diesel::sql_query("SELECT object_id FROM removed_records WHERE org_id = $1 ORDER BY 1")
             .bind::<diesel::sql_types::Uuid, _>(app.org)
             .load(&mut conn)
             .await
@@ -354,7 +356,7 @@ async fn removals_are_remembered_for_a_week_then_forgotten() {
     let kept: Vec<i64> = kept.into_iter().map(|r| r.object_id).collect();
     assert_eq!(
         kept,
-        [8],
-        "the month-old removal is forgotten, the new one kept"
+        [6, 8],
+        "the month-old removal is forgotten, the six-day-old and the new one kept"
     );
 }
