@@ -197,6 +197,7 @@ pub fn compute(
                     deal_count: row.deal_count,
                     open_probability: row.open_probability,
                     amount_cents: row.amount_cents,
+                    open_won_count: row.open_won_count,
                     stages: row.stages.clone(),
                     activity_at: row.activity_at.clone(),
                 },
@@ -502,6 +503,20 @@ async fn no_jit(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     conn.batch_execute("SET LOCAL jit = off").await
 }
 
+/// The org means a whole-org pass scores with, from where it reads the inputs: the stored
+/// inputs give them in one pass over the score rows (a third of a preview's time at a
+/// million customers when they came from the projection's joins).
+async fn org_means(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    source: InputSource,
+) -> diesel::QueryResult<OrgMeans> {
+    match source {
+        InputSource::Stored => inputs::stored_input_means(conn, org_id).await,
+        InputSource::Projection => inputs::compute_means(conn, org_id).await,
+    }
+}
+
 /// Rescores every contact and company of an org in batches of `batch_size` (each batch its
 /// own transaction under the org lock, reading its inputs inside it), refreshing the org
 /// means first. Stops early, with what it did so far, if the org's config changes meanwhile
@@ -522,14 +537,14 @@ pub async fn rescore_org(
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
             let config = configs::current(conn, org_id).await?;
-            let means = inputs::compute_means(conn, org_id).await?;
-            configs::store_means(conn, org_id, means, now).await?;
             let source =
                 if source == InputSource::Stored && !inputs::inputs_stored(conn, org_id).await? {
                     InputSource::Projection
                 } else {
                     source
                 };
+            let means = org_means(conn, org_id, source).await?;
+            configs::store_means(conn, org_id, means, now).await?;
             Ok::<_, diesel::result::Error>((config, means, source))
         })
         .await?;
@@ -639,12 +654,12 @@ pub async fn preview(
         .run(async |conn| {
             no_jit(conn).await?;
             let current = configs::current(conn, org_id).await?;
-            let means = inputs::compute_means(conn, org_id).await?;
             let source = if inputs::inputs_stored(conn, org_id).await? {
                 InputSource::Stored
             } else {
                 InputSource::Projection
             };
+            let means = org_means(conn, org_id, source).await?;
             let config = std::sync::Arc::new(VersionedConfig {
                 version: current.version + 1,
                 config: proposed.clone(),

@@ -116,10 +116,17 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
         let mut company_only = deal(903, &[], at);
         company_only.company_ids = vec![10];
         company_only.close_probability = Some(0.2);
-        deals.deals.extend([open, won, lost, company_only]);
+        // Won without an amount: its contact has an open-or-won deal worth 0, which
+        // counts in the org's mean (and an amount of 0 alone cannot say so).
+        let mut won_unpriced = deal(904, &[5], at);
+        won_unpriced.amount_cents = None;
+        won_unpriced.set_status(DealStatus::Won);
+        deals
+            .deals
+            .extend([open, won, lost, company_only, won_unpriced]);
     }
     app.publish(&deals).await;
-    wait_rows(&app, "deals", 4).await;
+    wait_rows(&app, "deals", 5).await;
     wait_rows(&app, "scores", 10).await;
 
     // Six days later, under a config that changes everything. The daily scheduled rescore
@@ -137,6 +144,13 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     let proposed = proposed();
     let mut conn = app.app.pool.get().await.unwrap();
     let means = inputs::compute_means(&mut conn, app.org).await.unwrap();
+    // The means a config change takes from the stored inputs are the projection's.
+    assert_eq!(
+        inputs::stored_input_means(&mut conn, app.org)
+            .await
+            .unwrap(),
+        means
+    );
     let config = configs::VersionedConfig {
         version: 1,
         config: proposed.clone(),

@@ -64,6 +64,9 @@ pub struct InputRow {
     /// Open and won amount, cents.
     #[diesel(sql_type = BigInt)]
     pub amount_cents: i64,
+    /// Open and won deals (what `amount_cents` sums; 0 for none).
+    #[diesel(sql_type = BigInt)]
+    pub open_won_count: i64,
     /// Every update time of the record and its deals (contacts and deals for a company)
     /// in the activity log, whatever the window: the window is counted at scoring time.
     #[diesel(sql_type = Array<Timestamptz>)]
@@ -106,6 +109,9 @@ pub struct StoredInputs {
     /// Open and won amount.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub old_amount_cents: Option<i64>,
+    /// Open and won deals.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub old_open_won_count: Option<i64>,
     /// Stages.
     #[diesel(sql_type = Nullable<Array<Text>>)]
     pub old_stages: Option<Vec<String>>,
@@ -122,6 +128,7 @@ impl InputRow {
             && o.old_last_activity_at == self.last_activity_at
             && o.old_open_probability == self.open_probability
             && o.old_amount_cents == Some(self.amount_cents)
+            && o.old_open_won_count == Some(self.open_won_count)
             && o.old_stages == self.stages
             && o.old_activity_at.as_ref() == Some(&self.activity_at)
     }
@@ -132,7 +139,7 @@ const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level,
     s.display_name AS old_display_name, s.company_id AS old_company_id, \
     s.input_last_activity_at AS old_last_activity_at, s.input_deal_count AS old_deal_count, \
     s.input_open_probability AS old_open_probability, s.input_amount_cents AS old_amount_cents, \
-    s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
+    s.input_open_won_count AS old_open_won_count, s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
 
 /// What a preview compares (score and level); the rest of the stored row is left unread.
 const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
@@ -140,7 +147,7 @@ const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_ris
     NULL::text AS old_display_name, NULL::int8 AS old_company_id, \
     NULL::timestamptz AS old_last_activity_at, NULL::int8 AS old_deal_count, \
     NULL::float8 AS old_open_probability, NULL::int8 AS old_amount_cents, \
-    NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at";
+    NULL::int8 AS old_open_won_count, NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at";
 
 // Each record's aggregates are LATERAL subqueries over the indexes (one index probe per
 // record and association), which stays linear in the batch size whatever the planner
@@ -158,6 +165,7 @@ SELECT t.portal_id, t.contact_id AS object_id, t.connection_id,
     greatest(t.last_activity_at, comp.at) AS last_activity_at,
     CASE WHEN t.lifecycle_stage IS NULL THEN NULL ELSE ARRAY[t.lifecycle_stage] END AS stages,
     dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
+    dl.open_won AS open_won_count,
     own.at || dact.at AS activity_at,
     {old}
 FROM t
@@ -170,6 +178,7 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS deal_count,
         avg(coalesce(d.close_probability, 0)) FILTER (WHERE d.status = 1) AS open_probability,
         sum(coalesce(d.amount_cents, 0)) FILTER (WHERE d.status IN (1, 2)) AS amount,
+        count(*) FILTER (WHERE d.status IN (1, 2)) AS open_won,
         array_agg(d.deal_id) AS deal_ids
     FROM deal_contacts dc
     JOIN deals d ON d.org_id = $1 AND d.portal_id = dc.portal_id AND d.deal_id = dc.deal_id
@@ -203,6 +212,7 @@ SELECT t.portal_id, t.company_id AS object_id, t.connection_id,
     NULL::bigint AS primary_company_id,
     greatest(t.last_activity_at, cagg.at) AS last_activity_at, cagg.stages,
     dl.deal_count, dl.open_probability, coalesce(dl.amount, 0)::bigint AS amount_cents,
+    dl.open_won AS open_won_count,
     cact.at || dact.at AS activity_at,
     {old}
 FROM t
@@ -218,6 +228,7 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS deal_count,
         avg(coalesce(d.close_probability, 0)) FILTER (WHERE d.status = 1) AS open_probability,
         sum(coalesce(d.amount_cents, 0)) FILTER (WHERE d.status IN (1, 2)) AS amount,
+        count(*) FILTER (WHERE d.status IN (1, 2)) AS open_won,
         array_agg(d.deal_id) AS deal_ids
     FROM deals d
     WHERE d.org_id = $1 AND d.portal_id = t.portal_id AND d.deal_id IN (
@@ -253,7 +264,8 @@ SELECT s.portal_id, s.object_id, s.connection_id, s.display_name,
     CASE WHEN s.object_type = 1 THEN s.company_id END AS primary_company_id,
     s.input_last_activity_at AS last_activity_at, s.input_stages AS stages,
     s.input_deal_count AS deal_count, s.input_open_probability AS open_probability,
-    s.input_amount_cents AS amount_cents, s.input_activity_at AS activity_at,
+    s.input_amount_cents AS amount_cents, s.input_open_won_count AS open_won_count,
+    s.input_activity_at AS activity_at,
     {old}
 FROM scores s WHERE s.org_id = $1 AND s.object_type = $3 AND {filter}
 ORDER BY s.portal_id, s.object_id LIMIT $2";
@@ -362,8 +374,8 @@ pub async fn inputs_stored(
         missing: bool,
     }
     let row: Missing = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM scores WHERE org_id = $1 AND input_deal_count IS NULL) \
-            AS missing",
+        "SELECT EXISTS (SELECT 1 FROM scores WHERE org_id = $1 \
+            AND (input_deal_count IS NULL OR input_open_won_count IS NULL)) AS missing",
     )
     .bind::<SqlUuid, _>(org_id)
     .get_result(conn)
@@ -380,7 +392,7 @@ struct Means {
 }
 
 /// The org's mean open-and-won deal amount per contact and per company with such deals
-/// (a company's deals as in the module docs).
+/// (a company's deals as in the module docs), from the projection.
 pub async fn compute_means(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
@@ -400,6 +412,8 @@ pub async fn compute_means(
                 SELECT portal_id, company_id, deal_id FROM deal_companies WHERE org_id = $1
                 UNION ALL
                 SELECT cc.portal_id, cc.company_id, dc.deal_id FROM contact_companies cc
+                JOIN contacts k ON k.org_id = $1 AND k.portal_id = cc.portal_id
+                    AND k.contact_id = cc.contact_id
                 JOIN deal_contacts dc ON dc.org_id = $1 AND dc.portal_id = cc.portal_id
                     AND dc.contact_id = cc.contact_id
                 WHERE cc.org_id = $1
@@ -413,6 +427,28 @@ pub async fn compute_means(
         )
         SELECT (SELECT avg(amount)::float8 FROM per_contact) AS contact_cents,
                (SELECT avg(amount)::float8 FROM per_company) AS company_cents",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .get_result(conn)
+    .await?;
+    Ok(OrgMeans {
+        contact_cents: row.contact_cents,
+        company_cents: row.company_cents,
+    })
+}
+
+/// The same means from the inputs stored with the org's scores: one pass over its score
+/// rows instead of the projection's joins. Equal to [`compute_means`] whenever the stored
+/// inputs are (see [`load_stored`]); for an org whose every score carries its inputs
+/// ([`inputs_stored`]).
+pub async fn stored_input_means(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<OrgMeans> {
+    let row: Means = diesel::sql_query(
+        "SELECT avg(input_amount_cents) FILTER (WHERE object_type = 1)::float8 AS contact_cents, \
+            avg(input_amount_cents) FILTER (WHERE object_type = 2)::float8 AS company_cents \
+         FROM scores WHERE org_id = $1 AND input_open_won_count > 0",
     )
     .bind::<SqlUuid, _>(org_id)
     .get_result(conn)

@@ -63,6 +63,8 @@ pub struct RawInputs {
     pub open_probability: Option<f64>,
     /// Open and won amount.
     pub amount_cents: i64,
+    /// Open and won deals.
+    pub open_won_count: i64,
     /// A contact's stage, or its contacts' stages for a company.
     pub stages: Option<Vec<String>>,
     /// Every update time (contact and deals; contacts and deals for a company).
@@ -115,21 +117,24 @@ pub async fn upsert_scores(
             contact_id, company_id, display_name, score, risk_level, recency_days, deal_probability, \
             lifecycle_stage, update_count, deal_amount_cents, factor_values, weights, contributions, \
             config_version, computed_at, input_last_activity_at, input_deal_count, \
-            input_open_probability, input_amount_cents, input_stages, input_activity_at) \
+            input_open_probability, input_amount_cents, input_stages, input_activity_at, \
+            input_open_won_count) \
          SELECT u.score_id, $1, u.portal_id, u.connection_id, u.object_type, u.object_id, u.contact_id, \
             u.company_id, u.display_name, u.score, u.risk_level, u.recency_days, u.deal_probability, \
             u.lifecycle_stage, u.update_count, u.deal_amount_cents, u.factor_values::float8[], \
             CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $18 END, \
             u.contributions::float8[], $19, $20, u.last_activity_at, u.deal_count, \
-            u.open_probability, u.amount_cents, u.stages::text[], u.activity_at::timestamptz[] \
+            u.open_probability, u.amount_cents, u.stages::text[], u.activity_at::timestamptz[], \
+            u.open_won_count \
          FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::int2[], $6::bigint[], $7::bigint[], \
             $8::bigint[], $9::text[], $10::int2[], $11::int2[], $12::float8[], $13::float8[], \
             $14::text[], $15::int4[], $16::bigint[], $17::text[], $21::text[], \
-            $22::timestamptz[], $23::bigint[], $24::float8[], $25::bigint[], $26::text[], $27::text[]) \
+            $22::timestamptz[], $23::bigint[], $24::float8[], $25::bigint[], $26::text[], $27::text[], \
+            $28::bigint[]) \
             AS u(score_id, portal_id, connection_id, object_type, object_id, contact_id, company_id, \
                  display_name, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
                  update_count, deal_amount_cents, factor_values, contributions, last_activity_at, \
-                 deal_count, open_probability, amount_cents, stages, activity_at) \
+                 deal_count, open_probability, amount_cents, stages, activity_at, open_won_count) \
          ON CONFLICT (score_id) DO UPDATE SET connection_id = excluded.connection_id, \
             contact_id = excluded.contact_id, company_id = excluded.company_id, \
             display_name = excluded.display_name, score = excluded.score, \
@@ -143,7 +148,8 @@ pub async fn upsert_scores(
             input_deal_count = excluded.input_deal_count, \
             input_open_probability = excluded.input_open_probability, \
             input_amount_cents = excluded.input_amount_cents, input_stages = excluded.input_stages, \
-            input_activity_at = excluded.input_activity_at \
+            input_activity_at = excluded.input_activity_at, \
+            input_open_won_count = excluded.input_open_won_count \
          WHERE scores.computed_at <= excluded.computed_at",
     )
     .bind::<SqlUuid, _>(org_id)
@@ -201,6 +207,11 @@ pub async fn upsert_scores(
     .bind::<Array<Text>, _>(
         rows.iter()
             .map(|r| pg_timestamps(&r.inputs.activity_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(
+        rows.iter()
+            .map(|r| r.inputs.open_won_count)
             .collect::<Vec<_>>(),
     )
     .execute(conn)
