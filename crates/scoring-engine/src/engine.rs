@@ -137,7 +137,7 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Vec<Computed> {
     rows.into_iter()
-        .map(|row| {
+        .map(|mut row| {
             let inputs = inputs_of(&config.config, kind, &row, means, now);
             let card = model::score_customer(&config.config, &inputs, now);
             let score = card.score.map(|s| i16::from(s.value()));
@@ -145,7 +145,7 @@ pub fn compute(
             let scored = card.score.is_some();
             let factor_values: Vec<f64> = card.factors.iter().map(|f| f.value).collect();
             let contributions = card.contributions();
-            let old_contributions = row.old_contributions.clone().unwrap_or_default();
+            let old_contributions = row.old_contributions.take().unwrap_or_default();
             let had_row = row.old_risk_level.is_some();
             let old_risk_level = row.old_risk_level.unwrap_or_else(|| proto_risk(None));
             let changed =
@@ -176,7 +176,7 @@ pub fn compute(
                 object_id: row.object_id,
                 contact_id: if is_company { 0 } else { row.object_id },
                 company_id,
-                display_name: row.display_name.clone(),
+                display_name: std::mem::take(&mut row.display_name),
                 score,
                 risk_level,
                 recency_days: scored
@@ -198,8 +198,8 @@ pub fn compute(
                     open_probability: row.open_probability,
                     amount_cents: row.amount_cents,
                     open_won_count: row.open_won_count,
-                    stages: row.stages.clone(),
-                    activity_at: row.activity_at.clone(),
+                    stages: row.stages.take(),
+                    activity_at: std::mem::take(&mut row.activity_at),
                 },
             };
             Computed {
@@ -643,10 +643,15 @@ pub async fn preview(
     now: DateTime<Utc>,
     batch_size: i64,
 ) -> Result<Preview, RescoreError> {
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let connect = async || {
+        pool.get()
+            .await
+            .map_err(|e| RescoreError::Pool(e.to_string()))
+    };
+    let mut conn = connect().await?;
+    // The org is read in two halves on two connections that share one snapshot: reading
+    // is most of a preview's time, and one connection kept one core busy.
+    let mut helper = connect().await?;
     let preview = conn
         .build_transaction()
         .repeatable_read()
@@ -665,44 +670,151 @@ pub async fn preview(
                 config: proposed.clone(),
                 created_at: None,
             });
-            let mut tally = Tally::default();
+            let mut first = Vec::new();
+            let mut second = Vec::new();
             for kind in [object_type::CONTACT, object_type::COMPANY] {
-                let mut after = None;
-                // A batch is scored on a blocking thread while the next one is read: the
-                // database and the scoring each keep a core busy.
-                let mut scoring: Option<tokio::task::JoinHandle<Vec<Computed>>> = None;
-                loop {
-                    let rows = load_batch(
-                        conn,
-                        org_id,
+                let middle = inputs::middle_key(conn, org_id, kind, source, batch_size).await?;
+                first.push(KeyRange {
+                    kind,
+                    after: None,
+                    until: middle,
+                });
+                if let Some(middle) = middle {
+                    second.push(KeyRange {
                         kind,
-                        source,
-                        after,
-                        batch_size,
-                        Olds::ScoreAndLevel,
-                    )
-                    .await?;
-                    if let Some(task) = scoring.take() {
-                        tally.add(kind, joined(task).await?);
-                    }
-                    let count = rows.len();
-                    after = rows.last().map(|r| (r.portal_id, r.object_id));
-                    let config = config.clone();
-                    scoring = Some(tokio::task::spawn_blocking(move || {
-                        compute(org_id, kind, rows, &config, means, now)
-                    }));
-                    if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
-                        break;
-                    }
-                }
-                if let Some(task) = scoring.take() {
-                    tally.add(kind, joined(task).await?);
+                        after: Some(middle),
+                        until: None,
+                    });
                 }
             }
+            let snapshot = export_snapshot(conn).await?;
+            let pass = Pass {
+                org_id,
+                source,
+                config,
+                means,
+                now,
+                batch_size,
+            };
+            // The other half on a task of its own: decoding rows is work on this side
+            // too, and two futures of one task would share one thread.
+            let other_pass = pass.clone();
+            let other_half = tokio::spawn(async move {
+                helper
+                    .build_transaction()
+                    .repeatable_read()
+                    .read_only()
+                    .run(async |helper| {
+                        helper
+                            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+                            .await?;
+                        no_jit(helper).await?;
+                        other_pass.tally(helper, &second).await
+                    })
+                    .await
+            });
+            let mine = pass.tally(conn, &first).await;
+            let other = match other_half.await {
+                Ok(other) => other,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => Err(diesel::result::Error::RollbackTransaction),
+            };
+            let mut tally = mine?;
+            let other = other?;
+            tally.merge(other);
             Ok::<_, diesel::result::Error>(tally.finish(current.version))
         })
         .await?;
     Ok(preview)
+}
+
+/// The id of the transaction's snapshot, for another connection to read the same data.
+async fn export_snapshot(conn: &mut AsyncPgConnection) -> diesel::QueryResult<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Snapshot {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    let row: Snapshot = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT pg_export_snapshot() AS id"),
+        conn,
+    )
+    .await?;
+    Ok(row.id)
+}
+
+/// Records of one kind after `after` up to and including `until` (`None`: no bound).
+#[derive(Debug, Clone, Copy)]
+struct KeyRange {
+    kind: i16,
+    after: Option<(i64, i64)>,
+    until: Option<(i64, i64)>,
+}
+
+/// What a preview scores with.
+#[derive(Clone)]
+struct Pass {
+    org_id: Uuid,
+    source: InputSource,
+    config: std::sync::Arc<VersionedConfig>,
+    means: OrgMeans,
+    now: DateTime<Utc>,
+    batch_size: i64,
+}
+
+impl Pass {
+    /// Scores every record of `ranges` and counts the moves. A batch is scored on a
+    /// blocking thread while the next one is read.
+    async fn tally(
+        &self,
+        conn: &mut AsyncPgConnection,
+        ranges: &[KeyRange],
+    ) -> diesel::QueryResult<Tally> {
+        let mut tally = Tally::default();
+        for range in ranges {
+            let kind = range.kind;
+            let mut after = range.after;
+            let mut scoring: Option<tokio::task::JoinHandle<Vec<Computed>>> = None;
+            loop {
+                let mut rows = load_batch(
+                    conn,
+                    self.org_id,
+                    kind,
+                    self.source,
+                    after,
+                    self.batch_size,
+                    Olds::ScoreAndLevel,
+                )
+                .await?;
+                let mut last_batch =
+                    i64::try_from(rows.len()).unwrap_or(i64::MAX) < self.batch_size;
+                if let Some(until) = range.until
+                    && rows
+                        .last()
+                        .is_some_and(|r| (r.portal_id, r.object_id) >= until)
+                {
+                    rows.retain(|r| (r.portal_id, r.object_id) <= until);
+                    last_batch = true;
+                }
+                if let Some(task) = scoring.take() {
+                    tally.add(kind, joined(task).await?);
+                }
+                after = rows.last().map(|r| (r.portal_id, r.object_id));
+                let (org_id, config, means, now) =
+                    (self.org_id, self.config.clone(), self.means, self.now);
+                scoring = Some(tokio::task::spawn_blocking(move || {
+                    compute(org_id, kind, rows, &config, means, now)
+                }));
+                if last_batch {
+                    break;
+                }
+            }
+            if let Some(task) = scoring.take() {
+                tally.add(kind, joined(task).await?);
+            }
+        }
+        Ok(tally)
+    }
 }
 
 /// The scores a blocking task computed; a panic in it is carried on here, and a task that
@@ -761,6 +873,18 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// Adds what another reader of the same org counted.
+    fn merge(&mut self, other: Tally) {
+        for (key, count) in other.matrix {
+            *self.matrix.entry(key).or_default() += count;
+        }
+        self.customers += other.customers;
+        self.score_changes += other.score_changes;
+        self.movers.extend(other.movers);
+        sort_movers(&mut self.movers);
+        self.movers.truncate(MOVERS);
     }
 
     fn finish(mut self, current_version: i64) -> Preview {

@@ -177,6 +177,20 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     }
     assert!(moved > 0, "the proposed config moves some score");
 
+    // The preview reads the org in two halves, on two connections sharing one snapshot,
+    // once there are two batches of a kind: whatever the split, it counts the same.
+    let whole = engine::preview(&app.app.pool, app.org, &proposed, now, 1000)
+        .await
+        .unwrap();
+    assert_eq!(whole.customers, 10);
+    assert!(!whole.largest_movers.is_empty());
+    for batch in [1, 2, 3] {
+        let split = engine::preview(&app.app.pool, app.org, &proposed, now, batch)
+            .await
+            .unwrap();
+        assert_eq!(split, whole, "batches of {batch}");
+    }
+
     // Saving it (a rescore from the stored inputs) leaves nothing that a recompute from the
     // projection would change.
     let body = serde_json::to_value(&proposed).unwrap();

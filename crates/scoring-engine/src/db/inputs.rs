@@ -9,9 +9,9 @@
 //! deals within the window.
 
 use chrono::{DateTime, Utc};
-use diesel::QueryableByName;
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel::sql_types::{Array, BigInt, Double, Int2, Nullable, Text, Timestamptz};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -351,6 +351,57 @@ pub async fn load_stored(
         .bind::<BigInt, _>(id)
         .load(conn)
         .await
+}
+
+/// The key halfway through an org's contacts (`kind` CONTACT) or companies, in key order,
+/// where it reads them from; `None` when there are fewer than two batches of them (not
+/// worth splitting).
+pub async fn middle_key(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    kind: i16,
+    source: crate::engine::InputSource,
+    batch_size: i64,
+) -> diesel::QueryResult<Option<(i64, i64)>> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = BigInt)]
+        portal_id: i64,
+        #[diesel(sql_type = BigInt)]
+        object_id: i64,
+    }
+    let (table, id, filter) = match (source, kind) {
+        (crate::engine::InputSource::Stored, _) => ("scores", "object_id", "object_type = $2"),
+        (_, super::object_type::COMPANY) => ("companies", "company_id", "$2 = $2"),
+        _ => ("contacts", "contact_id", "$2 = $2"),
+    };
+    let count: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {table} WHERE org_id = $1 AND {filter}"
+    ))
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Int2, _>(kind)
+    .get_result(conn)
+    .await?;
+    if count.n < 2 * batch_size {
+        return Ok(None);
+    }
+    let key: Option<Key> = diesel::sql_query(format!(
+        "SELECT portal_id, {id} AS object_id FROM {table} WHERE org_id = $1 AND {filter} \
+         ORDER BY portal_id, {id} OFFSET $3 LIMIT 1"
+    ))
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Int2, _>(kind)
+    .bind::<BigInt, _>(count.n / 2)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(key.map(|k| (k.portal_id, k.object_id)))
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 /// Which of the stored row's own values a read of stored inputs returns as `old_*`.
