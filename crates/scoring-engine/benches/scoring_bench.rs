@@ -220,6 +220,71 @@ async fn main() {
         ),
     );
     if std::env::var("SCORING_BENCH_PREVIEW_ONLY").is_ok_and(|v| v == "1") {
+        // Where a preview's time goes: again as it is, then its parts one by one.
+        let started = Instant::now();
+        let again = engine::preview(&pool, org, &proposed, now, batch)
+            .await
+            .unwrap();
+        assert_eq!(again, preview, "a second preview counts the same");
+        report.add(
+            "the same preview again",
+            secs(started.elapsed()),
+            String::new(),
+        );
+        let mut conn = pool.get().await.unwrap();
+        let started = Instant::now();
+        let means = scoring_engine::db::inputs::stored_input_means(&mut conn, org)
+            .await
+            .unwrap();
+        report.add(
+            "  its part: org means",
+            secs(started.elapsed()),
+            String::new(),
+        );
+        let started = Instant::now();
+        let mut rows_read = Vec::new();
+        for kind in [1_i16, 2] {
+            let mut after = None;
+            loop {
+                let rows = engine::load_batch(
+                    &mut conn,
+                    org,
+                    kind,
+                    engine::InputSource::Stored,
+                    after,
+                    batch,
+                    scoring_engine::db::inputs::Olds::ScoreAndLevel,
+                )
+                .await
+                .unwrap();
+                after = rows.last().map(|r| (r.portal_id, r.object_id));
+                let done = i64::try_from(rows.len()).unwrap() < batch;
+                rows_read.push((kind, rows));
+                if done {
+                    break;
+                }
+            }
+        }
+        report.add(
+            "  its part: reading every stored input on one connection",
+            secs(started.elapsed()),
+            String::new(),
+        );
+        let config = scoring_engine::db::configs::VersionedConfig {
+            version: 1,
+            config: proposed.clone(),
+            created_at: None,
+        };
+        let started = Instant::now();
+        let mut scored = 0;
+        for (kind, rows) in rows_read {
+            scored += engine::compute(org, kind, rows, &config, means, now).len();
+        }
+        report.add(
+            "  its part: scoring them on one thread",
+            secs(started.elapsed()),
+            format!("{scored} scored"),
+        );
         report.print();
         return;
     }
