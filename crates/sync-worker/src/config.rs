@@ -29,6 +29,7 @@ archived_check_interval_secs = 86400
 [hubspot]
 api_base_url = "https://api.hubapi.com"
 tier = "starter"
+pace_slices = 10
 
 [gateway]
 base_url = "http://127.0.0.1:8080"
@@ -100,6 +101,11 @@ pub struct HubSpotSettings {
     /// The portals' subscription tier for sizing the rate budget: `free`, `starter`,
     /// `professional` or `enterprise`. Unknown to the connection messages, so configured.
     pub tier: TierSetting,
+    /// How the portal's burst budget is spent: at most a `pace_slices`-th of it in any
+    /// `pace_slices`-th of its window. 10 (the default) spreads requests, so other callers
+    /// of the portal never wait long; 1 spends whole windows at once, which ends a full
+    /// sync sooner while others may wait up to a window (10 s) behind it.
+    pub pace_slices: std::num::NonZeroU32,
 }
 
 /// A HubSpot subscription tier as written in the configuration.
@@ -146,5 +152,27 @@ impl TierSetting {
             TierSetting::Professional => hubspot_client::Tier::Professional,
             TierSetting::Enterprise => hubspot_client::Tier::Enterprise,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, platform::config::ConfigError> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        platform::config::load_with_env(DEFAULTS, None, env)
+    }
+
+    #[test]
+    fn pace_slices_default_to_ten_take_one_and_refuse_zero_naming_the_key() {
+        assert_eq!(load(&[]).unwrap().hubspot.pace_slices.get(), 10);
+        let bursts = load(&[("HUBSCORE__HUBSPOT__PACE_SLICES", "1")]).unwrap();
+        assert_eq!(bursts.hubspot.pace_slices.get(), 1);
+        let Err(error) = load(&[("HUBSCORE__HUBSPOT__PACE_SLICES", "0")]) else {
+            panic!("a pace of 0 slices was taken");
+        };
+        let error = error.to_string();
+        assert!(error.contains("hubspot.pace_slices"), "{error}");
     }
 }

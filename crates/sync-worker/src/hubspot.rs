@@ -118,7 +118,10 @@ impl Clients {
         let limiter = Arc::new(PortalLimiter::new(
             self.store.clone(),
             access,
-            BudgetSettings::default(),
+            BudgetSettings {
+                pace_slices: self.settings.pace_slices.get(),
+                ..BudgetSettings::default()
+            },
         ));
         let client =
             HubSpotClient::builder(self.config.clone(), self.tokens.token_source(connection))
