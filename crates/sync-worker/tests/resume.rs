@@ -150,3 +150,96 @@ async fn a_run_whose_lock_session_ends_stops_and_the_next_holder_finishes_it() {
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
     app.stop().await;
 }
+
+#[derive(diesel::QueryableByName)]
+struct Checkpoint {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    after: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    remaining: i64,
+}
+
+/// The latest run's contact-association checkpoint and how many live contacts lie after it.
+async fn contact_associations_checkpoint(
+    pool: &platform::db::Pool,
+    connection: &Connection,
+) -> Option<Checkpoint> {
+    use diesel_async::RunQueryDsl as _;
+    let mut conn = pool.get().await.ok()?;
+    diesel::sql_query(format!(
+        "SELECT o.associations_after AS after,
+            (SELECT count(*) FROM contacts c WHERE c.connection_id = r.connection_id
+               AND NOT c.archived AND c.id > coalesce(o.associations_after, 0)) AS remaining
+         FROM sync_run_objects o JOIN sync_runs r ON r.id = o.run_id
+         WHERE r.connection_id = '{}' AND o.object_type = 'contact'
+         ORDER BY r.requested_at DESC LIMIT 1",
+        connection.connection_id
+    ))
+    .get_result(&mut conn)
+    .await
+    .ok()
+}
+
+/// A full sync reads a type's associations several batches at a time and writes them in
+/// order. A worker killed with reads in flight leaves the checkpoint at the last batch it
+/// wrote; the next worker reads only what lies after it and ends with the exact mirror.
+#[tokio::test]
+async fn a_worker_killed_with_association_reads_in_flight_resumes_after_the_last_batch_written() {
+    let h = Harness::start().await;
+    let portal = h.portal("professional").await;
+    h.seed(&portal, 20_000, 200, 1).await;
+    // Association reads answer slowly, so that several are in flight when the kill comes.
+    h.sim_send(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({"path_prefix": "/crm/v4/associations", "latency_ms": 1000, "portal_id": portal.id}),
+    )
+    .await;
+    let pool = pool_for(&h);
+    let first = Killable::start(h.settings.clone(), portal.token.clone());
+    let ready = eventually(Duration::from_secs(30), || async {
+        h.http
+            .get(format!("http://127.0.0.1:{}/readyz", first.port))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready);
+    let connection = h.connect(&portal).await;
+    // At least 5 of the 20 batches of 1,000 contacts written, at most 12.
+    let midway = eventually(Duration::from_secs(90), || async {
+        contact_associations_checkpoint(&pool, &connection)
+            .await
+            .is_some_and(|c| c.after.is_some() && c.remaining <= 15_000)
+    })
+    .await;
+    assert!(midway, "the contacts' association reads never got going");
+    first.kill();
+    let at_kill = contact_associations_checkpoint(&pool, &connection)
+        .await
+        .unwrap();
+    assert!(at_kill.after.is_some());
+    assert!(
+        at_kill.remaining >= 8_000,
+        "the kill came too late to prove anything: {} contacts left",
+        at_kill.remaining
+    );
+    let requests_at_kill = h.stats(&portal).await["requests_total"].as_u64().unwrap();
+
+    h.sim_send(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+    let second = h.app(&portal).await;
+    wait_for_run(&second.pool, &connection, "succeeded", 90).await;
+    let requests_after =
+        h.stats(&portal).await["requests_total"].as_u64().unwrap() - requests_at_kill;
+    // The batches after the checkpoint, the deal's two edges and the owners' and
+    // pipelines' reads at most; starting over would read 20 batches of contacts.
+    let batches_left = u64::try_from(at_kill.remaining).unwrap().div_ceil(1000);
+    assert!(
+        requests_after <= batches_left + 6 && requests_after < 20,
+        "the second worker made {requests_after} requests for {batches_left} batches left"
+    );
+    assert_mirror_exact(&h, &portal, &second.pool, &connection).await;
+    second.stop().await;
+}
