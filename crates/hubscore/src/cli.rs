@@ -161,7 +161,8 @@ pub enum ScoringCommand {
         /// A JSON file with the proposed configuration.
         file: PathBuf,
     },
-    /// Save a new configuration (rescored at once).
+    /// Save a new configuration; the org is rescored with it (a large org's rescore goes
+    /// on after the answer, which then says "rescore": "running").
     Set {
         /// A JSON file with the configuration.
         file: PathBuf,

@@ -22,6 +22,7 @@ queue = "scoring-engine.crm"
 rescore_interval_secs = 86400
 schedule_poll_ms = 60000
 batch_size = 5000
+config_rescore_wait_ms = 10000
 "#;
 
 /// The `[scoring]` section.
@@ -36,6 +37,9 @@ pub struct ScoringSettings {
     pub schedule_poll_ms: u64,
     /// Customers read, scored and written per transaction in a whole-org rescore.
     pub batch_size: i64,
+    /// How long `PUT /api/v1/scoring/config` waits for the org's rescore before answering
+    /// 202 with the rescore still running (under auth-gateway's upstream timeout).
+    pub config_rescore_wait_ms: u64,
 }
 
 /// Everything `scoring-engine` is configured with.

@@ -517,6 +517,68 @@ async fn org_means(
     }
 }
 
+/// Does the rescore a config change owes the org, under every version owed until none is,
+/// unless another task or replica is doing it (`None`). The org's rescore lock is a
+/// transaction-level advisory lock held on a connection of its own for the whole rescore:
+/// a process that dies mid-way loses it with its session, and the version stays owed for
+/// the next scheduler pass of any replica.
+pub async fn pay_owed_rescore(
+    pool: &Pool,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+) -> Result<Option<WriteSummary>, RescoreError> {
+    let mut lock = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    lock.transaction(async |lock| {
+        #[derive(diesel::QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            locked: bool,
+        }
+        let row: Locked = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT pg_try_advisory_xact_lock(\
+                    hashtextextended('scoring.config-rescore.' || $1::text, 0)) AS locked",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(org_id),
+            lock,
+        )
+        .await?;
+        if !row.locked {
+            return Ok(None);
+        }
+        let mut total: Option<WriteSummary> = None;
+        while let Some(owed) = configs::owed_rescore(lock, org_id).await? {
+            let summary = rescore_org(
+                pool,
+                org_id,
+                now,
+                batch_size,
+                correlation_id,
+                InputSource::Stored,
+            )
+            .await?;
+            // Settled at once on another connection (a row lock held here until the end
+            // would stall the next save and this loop's own means update). If the config
+            // changed meanwhile, the newer version stays owed and goes next.
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| RescoreError::Pool(e.to_string()))?;
+            configs::rescore_paid(&mut conn, org_id, owed).await?;
+            let mut sum = total.unwrap_or_default();
+            sum += summary;
+            total = Some(sum);
+        }
+        Ok::<_, RescoreError>(total)
+    })
+    .await
+}
+
 /// Rescores every contact and company of an org in batches of `batch_size` (each batch its
 /// own transaction under the org lock, reading its inputs inside it), refreshing the org
 /// means first. Stops early, with what it did so far, if the org's config changes meanwhile

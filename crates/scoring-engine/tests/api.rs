@@ -345,3 +345,120 @@ async fn the_preview_shows_exactly_what_saving_the_config_then_does() {
     assert_eq!(config["version"], 1);
     assert_eq!(config["config"]["weights"]["lifecycle_stage"], 35.0);
 }
+
+/// Every customer's config version, and whether the org is still owed a rescore.
+async fn versions(app: &common::TestApp) -> (Vec<i64>, bool) {
+    let (_, customers) = app.get(app.org, "/api/v1/customers").await;
+    let (_, config) = app.get(app.org, "/api/v1/scoring/config").await;
+    let versions = customers["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["config_version"].as_i64().unwrap())
+        .collect();
+    (versions, config["rescore_pending"].as_bool().unwrap())
+}
+
+/// Waits until every customer is scored under `version` and nothing is owed.
+async fn wait_rescored(app: &common::TestApp, version: i64) -> bool {
+    for _ in 0..200 {
+        let (got, pending) = versions(app).await;
+        if !pending && !got.is_empty() && got.iter().all(|v| *v == version) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Saving a config answers within `scoring.config_rescore_wait_ms` (under the gateway's
+/// upstream timeout) however large the org: a rescore still running then is reported as
+/// such (202) and goes on after the answer, events included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_save_outlasting_the_wait_answers_202_and_its_rescore_goes_on() {
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.scoring.config_rescore_wait_ms = 0;
+    let replica = shared.spawn_with(settings).await;
+    let app = common::test_app(shared, replica).await;
+    app.seed_three_bands().await;
+    app.drain().await;
+    let proposed = config_with(|c| {
+        c["weights"]["lifecycle_stage"] = json!(35);
+        c["weights"]["deal_value"] = json!(0);
+        c["thresholds"]["healthy_min"] = json!(60);
+    });
+    let (status, saved) = app
+        .send(
+            Method::PUT,
+            app.org,
+            "admin",
+            "/api/v1/scoring/config",
+            &proposed,
+        )
+        .await;
+    assert_eq!(status, 202, "{saved}");
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["rescore"], "running");
+    assert!(saved.get("rescored").is_none());
+    assert!(
+        wait_rescored(&app, 1).await,
+        "the rescore never finished: {:?}",
+        versions(&app).await
+    );
+    let events = app.drain().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, common::Event::Updated(u) if u.config_version == 1)),
+        "no score.updated under the new version"
+    );
+}
+
+/// A replica that saved a config and died before its rescore ended leaves the version
+/// owed. The scheduler of any replica pays it, unless another holds the org's rescore
+/// lock (it is paying it): then it waits its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock_is_free() {
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let proposed: scoring_engine::model::ModelConfig = serde_json::from_value(config_with(|c| {
+        c["weights"]["lifecycle_stage"] = json!(35);
+        c["weights"]["deal_value"] = json!(0);
+    }))
+    .unwrap();
+    let now = app.shared.clock.now();
+    let org = app.org;
+    // Another replica is paying the org's rescore: it holds the lock.
+    let mut holder = app.app.pool.get().await.unwrap();
+    holder.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.config-rescore.{org}', 0))"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    // What the dead replica committed: the version and the debt, no rescore.
+    let mut conn = app.app.pool.get().await.unwrap();
+    conn.transaction(async |conn| {
+        let version = scoring_engine::db::configs::save(conn, org, &proposed, "test", now).await?;
+        scoring_engine::db::configs::owe_rescore(conn, org, version, now).await
+    })
+    .await
+    .unwrap();
+    // The scheduler polls every 50 ms: a second of passes leaves it owed and unpaid.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (got, pending) = versions(&app).await;
+    assert!(pending, "the debt vanished while another held the lock");
+    assert!(
+        got.iter().all(|v| *v == 0),
+        "rescored under the lock: {got:?}"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        wait_rescored(&app, 1).await,
+        "the owed rescore was never paid: {:?}",
+        versions(&app).await
+    );
+}

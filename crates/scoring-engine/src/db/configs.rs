@@ -218,3 +218,74 @@ pub async fn claim_due_org(
     .await?;
     Ok(rows.into_iter().next().map(|r| r.org_id))
 }
+
+/// Records that the org is owed a rescore under config `version` (in the transaction that
+/// saves it); a new org's row gets its first scheduled rescore at `next_rescore_at`.
+pub async fn owe_rescore(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    version: i64,
+    next_rescore_at: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO org_state (org_id, next_rescore_at, rescore_owed_version) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id) DO UPDATE SET rescore_owed_version = \
+            greatest(org_state.rescore_owed_version, excluded.rescore_owed_version)",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Timestamptz, _>(next_rescore_at)
+    .bind::<BigInt, _>(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The config version whose rescore the org is still owed, if any.
+pub async fn owed_rescore(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Owed {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        rescore_owed_version: Option<i64>,
+    }
+    let rows: Vec<Owed> =
+        diesel::sql_query("SELECT rescore_owed_version FROM org_state WHERE org_id = $1")
+            .bind::<SqlUuid, _>(org_id)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().next().and_then(|r| r.rescore_owed_version))
+}
+
+/// Settles what the org was owed up to config `version` (a newer version stays owed).
+pub async fn rescore_paid(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    version: i64,
+) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE org_state SET rescore_owed_version = NULL \
+         WHERE org_id = $1 AND rescore_owed_version <= $2",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<BigInt, _>(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every org still owed a config change's rescore.
+pub async fn orgs_owed_rescore(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Org {
+        #[diesel(sql_type = SqlUuid)]
+        org_id: Uuid,
+    }
+    let rows: Vec<Org> = diesel::sql_query(
+        "SELECT org_id FROM org_state WHERE rescore_owed_version IS NOT NULL ORDER BY org_id",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.org_id).collect())
+}

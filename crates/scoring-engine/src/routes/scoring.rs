@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 use chrono::Duration;
 use diesel_async::AsyncConnection;
-use platform::amqp::MessageMeta;
 use platform::caller::Caller;
 use serde_json::json;
 
@@ -85,15 +84,20 @@ pub async fn get_config(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let current = configs::current(&mut conn, caller.org_id).await?;
+    let owed = configs::owed_rescore(&mut conn, caller.org_id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "version": current.version,
         "created_at": current.created_at,
         "config": current.config,
+        "rescore_pending": owed.is_some(),
     })))
 }
 
-/// `PUT /api/v1/scoring/config` (owner or admin): stores a new version and rescores the
-/// org with it before answering.
+/// `PUT /api/v1/scoring/config` (owner or admin): stores a new version, owed a rescore of
+/// the org in the same transaction, and rescores the org on a task of its own. Answers 200
+/// with what the rescore did if it ends within `scoring.config_rescore_wait_ms`, else 202
+/// with the rescore still running: it goes on after the answer, and if this process dies
+/// the scheduler of any replica finishes it (the version stays owed until then).
 pub async fn put_config(
     caller: Caller,
     state: web::Data<AppState>,
@@ -103,6 +107,10 @@ pub async fn put_config(
     let config = parse_config(&body)?;
     let now = state.clock.now();
     let org_id = caller.org_id;
+    let next_scheduled = now
+        + chrono::Duration::seconds(
+            i64::try_from(state.settings.rescore_interval_secs).unwrap_or(i64::MAX / 2),
+        );
     let mut conn = state
         .pool
         .get()
@@ -111,28 +119,37 @@ pub async fn put_config(
     let version = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
-            configs::save(conn, org_id, &config, &caller.subject, now).await
+            let version = configs::save(conn, org_id, &config, &caller.subject, now).await?;
+            configs::owe_rescore(conn, org_id, version, next_scheduled).await?;
+            Ok::<_, diesel::result::Error>(version)
         })
         .await?;
     drop(conn);
-    let trace = MessageMeta::start_trace(Some(org_id));
-    let summary = engine::rescore_org(
-        &state.pool,
+    let task = tokio::spawn(crate::scheduler::pay_owed_rescore(
+        state.get_ref().clone(),
         org_id,
-        now,
-        state.settings.batch_size,
-        &trace.correlation_id,
-        engine::InputSource::Stored,
-    )
-    .await?;
-    state.relay_waker.wake();
-    state.metrics.record("config_change", summary);
-    tracing::info!(%org_id, version, changed = summary.changed, "scoring config saved; org rescored");
-    Ok(HttpResponse::Ok().json(json!({
-        "version": version,
-        "config": config,
-        "rescored": summary,
-    })))
+        "config_change",
+    ));
+    let wait = std::time::Duration::from_millis(state.settings.config_rescore_wait_ms);
+    let rescored = match tokio::time::timeout(wait, task).await {
+        Ok(Ok(Some(summary))) => Some(summary),
+        // Another task or replica holds the org's rescore (it goes on to this version),
+        // or it failed and the scheduler retries it, or it is still running.
+        Ok(Ok(None) | Err(_)) | Err(_) => None,
+    };
+    tracing::info!(%org_id, version, rescored = rescored.is_some(), "scoring config saved");
+    Ok(match rescored {
+        Some(summary) => HttpResponse::Ok().json(json!({
+            "version": version,
+            "config": config,
+            "rescored": summary,
+        })),
+        None => HttpResponse::Accepted().json(json!({
+            "version": version,
+            "config": config,
+            "rescore": "running",
+        })),
+    })
 }
 
 /// `POST /api/v1/scoring/config/preview`: what saving the config would do, stored nowhere.

@@ -98,7 +98,12 @@ impl Shared {
 
     /// Starts one replica.
     pub async fn spawn(&self) -> Replica {
-        let app = Application::build_with_clock(self.settings(), self.clock.clock())
+        self.spawn_with(self.settings()).await
+    }
+
+    /// Starts one replica with `settings` (from [`Shared::settings`], changed).
+    pub async fn spawn_with(&self, settings: Settings) -> Replica {
+        let app = Application::build_with_clock(settings, self.clock.clock())
             .await
             .unwrap();
         let port = app.port();
