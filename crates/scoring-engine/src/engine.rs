@@ -517,11 +517,30 @@ async fn org_means(
     }
 }
 
+/// Tries the org's rescore lock: a transaction-level advisory lock on `lock`'s open
+/// transaction, held for a whole-org rescore so that one task of one replica does it. A
+/// process that dies mid-way loses it with its session.
+async fn try_rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let row: Locked = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock(\
+                hashtextextended('scoring.org-rescore.' || $1::text, 0)) AS locked",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(org_id),
+        lock,
+    )
+    .await?;
+    Ok(row.locked)
+}
+
 /// Does the rescore a config change owes the org, under every version owed until none is,
-/// unless another task or replica is doing it (`None`). The org's rescore lock is a
-/// transaction-level advisory lock held on a connection of its own for the whole rescore:
-/// a process that dies mid-way loses it with its session, and the version stays owed for
-/// the next scheduler pass of any replica.
+/// unless another task or replica holds the org's rescore lock (`None`). A process that
+/// dies mid-way leaves the version owed for the next scheduler pass of any replica.
 pub async fn pay_owed_rescore(
     pool: &Pool,
     org_id: Uuid,
@@ -534,21 +553,7 @@ pub async fn pay_owed_rescore(
         .await
         .map_err(|e| RescoreError::Pool(e.to_string()))?;
     lock.transaction(async |lock| {
-        #[derive(diesel::QueryableByName)]
-        struct Locked {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            locked: bool,
-        }
-        let row: Locked = diesel_async::RunQueryDsl::get_result(
-            diesel::sql_query(
-                "SELECT pg_try_advisory_xact_lock(\
-                    hashtextextended('scoring.config-rescore.' || $1::text, 0)) AS locked",
-            )
-            .bind::<diesel::sql_types::Uuid, _>(org_id),
-            lock,
-        )
-        .await?;
-        if !row.locked {
+        if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
         let mut total: Option<WriteSummary> = None;
@@ -575,6 +580,51 @@ pub async fn pay_owed_rescore(
             total = Some(sum);
         }
         Ok::<_, RescoreError>(total)
+    })
+    .await
+}
+
+/// The scheduled rescore of an org that is due at `now`, from the projection, unless
+/// another task or replica holds the org's rescore lock or it is no longer due (`None`).
+/// Only a finished rescore moves the org's next due time to `next`: a process that dies
+/// mid-way leaves it due, and the next scheduler pass of any replica does it.
+pub async fn scheduled_rescore(
+    pool: &Pool,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+) -> Result<Option<WriteSummary>, RescoreError> {
+    let mut lock = pool
+        .get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    lock.transaction(async |lock| {
+        if !try_rescore_lock(lock, org_id).await? || !configs::is_due(lock, org_id, now).await? {
+            return Ok(None);
+        }
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| RescoreError::Pool(e.to_string()))?;
+        crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
+        drop(conn);
+        let summary = rescore_org(
+            pool,
+            org_id,
+            now,
+            batch_size,
+            correlation_id,
+            InputSource::Projection,
+        )
+        .await?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| RescoreError::Pool(e.to_string()))?;
+        configs::schedule_rescore(&mut conn, org_id, next).await?;
+        Ok::<_, RescoreError>(Some(summary))
     })
     .await
 }

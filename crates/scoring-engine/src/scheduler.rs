@@ -1,16 +1,18 @@
 //! Time moves scores: recency and activity windows decay with no event at all, so every
 //! org is rescored on a schedule (`scoring.rescore_interval_secs`, daily by default).
-//! Replicas share the work: each due org is claimed by one replica (a row lock, then its
-//! next due time moves), and events go out only for scores that changed.
+//! Replicas share the work: an org is rescored under its rescore lock (a transaction-level
+//! advisory lock held for the whole rescore; the others skip the org), and only a finished
+//! rescore moves its next due time, so a replica that dies mid-way leaves the org due for
+//! the next pass of any replica. Events go out only for scores that changed. A config
+//! change's rescore still owed (its replica died) is paid first, under the same lock.
 
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use diesel_async::AsyncConnection;
 use platform::amqp::MessageMeta;
 use platform::shutdown::Shutdown;
 
-use crate::db::{configs, projection};
+use crate::db::configs;
 use crate::engine;
 use crate::state::AppState;
 
@@ -81,7 +83,8 @@ pub async fn rescore_due(state: &AppState) -> anyhow::Result<usize> {
     Ok(paid + rescore_scheduled(state).await?)
 }
 
-/// Rescores every org due now on the schedule; returns how many.
+/// Rescores every org due now on the schedule that no one else is rescoring; returns how
+/// many.
 async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
     let interval = ChronoDuration::seconds(
         i64::try_from(state.settings.rescore_interval_secs).unwrap_or(i64::MAX / 2),
@@ -89,30 +92,39 @@ async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
     let mut done = 0;
     loop {
         let now = state.clock.now();
-        let mut conn = state.pool.get().await?;
-        let claimed = conn
-            .transaction(async |conn| configs::claim_due_org(conn, now, now + interval).await)
-            .await?;
-        let Some(org_id) = claimed else {
-            return Ok(done);
+        let due = {
+            let mut conn = state.pool.get().await?;
+            configs::due_orgs(&mut conn, now, DUE_ORGS_PER_PASS).await?
         };
-        projection::prune_activity(&mut conn, org_id, now).await?;
-        drop(conn);
-        let trace = MessageMeta::start_trace(Some(org_id));
-        let summary = engine::rescore_org(
-            &state.pool,
-            org_id,
-            now,
-            state.settings.batch_size,
-            &trace.correlation_id,
-            engine::InputSource::Projection,
-        )
-        .await?;
-        if summary.changed > 0 {
-            state.relay_waker.wake();
+        let mut any = false;
+        for org_id in due {
+            let trace = MessageMeta::start_trace(Some(org_id));
+            let Some(summary) = engine::scheduled_rescore(
+                &state.pool,
+                org_id,
+                now,
+                now + interval,
+                state.settings.batch_size,
+                &trace.correlation_id,
+            )
+            .await?
+            else {
+                // Another replica is rescoring it, or has just done so.
+                continue;
+            };
+            any = true;
+            if summary.changed > 0 {
+                state.relay_waker.wake();
+            }
+            state.metrics.record("scheduled", summary);
+            tracing::info!(%org_id, scored = summary.scored, changed = summary.changed, "scheduled rescore");
+            done += 1;
         }
-        state.metrics.record("scheduled", summary);
-        tracing::info!(%org_id, scored = summary.scored, changed = summary.changed, "scheduled rescore");
-        done += 1;
+        if !any {
+            return Ok(done);
+        }
     }
 }
+
+/// Due orgs looked at per pass.
+const DUE_ORGS_PER_PASS: i64 = 100;

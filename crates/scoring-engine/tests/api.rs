@@ -434,7 +434,7 @@ async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock
     let mut holder = app.app.pool.get().await.unwrap();
     holder.batch_execute("BEGIN").await.unwrap();
     diesel::sql_query(format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.config-rescore.{org}', 0))"
+        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{org}', 0))"
     ))
     .execute(&mut holder)
     .await

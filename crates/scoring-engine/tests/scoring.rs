@@ -360,3 +360,48 @@ async fn removals_are_remembered_for_a_week_then_forgotten() {
         "the month-old removal is forgotten, the six-day-old and the new one kept"
     );
 }
+
+/// A replica that dies during an org's scheduled rescore loses the org's rescore lock with
+/// its session, and the org stays due: the next scheduler pass of any replica does it. While
+/// the lock is held elsewhere, the others leave the org alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass() {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    let app = spawn_app().await;
+    customer_active_now_with_a_deal(&app, 0.6).await;
+    assert_eq!(app.contact_score(1).await, Some(71));
+    // A replica is rescoring the org (it holds the lock), and dies without finishing.
+    let org = app.org;
+    let mut holder = app.app.pool.get().await.unwrap();
+    holder.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{org}', 0))"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    app.shared
+        .clock
+        .advance(Duration::days(1) + Duration::minutes(1));
+    // The scheduler polls every 50 ms: a second of passes leaves the org to the holder.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        app.contact_score(1).await,
+        Some(71),
+        "rescored under the lock"
+    );
+    assert!(app.drain().await.is_empty());
+    // Its session ends: the org is still due, and the next pass rescores it.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    drop(holder);
+    let updated = app
+        .events(2)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            common::Event::Updated(u) => Some(u),
+            common::Event::Alert(_) => None,
+        })
+        .unwrap();
+    assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
+}

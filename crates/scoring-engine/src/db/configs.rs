@@ -194,29 +194,47 @@ pub async fn schedule_rescore(
     Ok(())
 }
 
-/// Claims one org whose rescore is due at `now`, moving its next one to `next`; other
-/// replicas skip it (the row lock, then the moved time).
-pub async fn claim_due_org(
+/// Orgs whose scheduled rescore is due at `now`, the longest waiting first.
+pub async fn due_orgs(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    next: DateTime<Utc>,
-) -> diesel::QueryResult<Option<Uuid>> {
+    limit: i64,
+) -> diesel::QueryResult<Vec<Uuid>> {
     #[derive(QueryableByName)]
-    struct Claimed {
+    struct Due {
         #[diesel(sql_type = SqlUuid)]
         org_id: Uuid,
     }
-    let rows: Vec<Claimed> = diesel::sql_query(
-        "UPDATE org_state SET next_rescore_at = $2 WHERE org_id = ( \
-            SELECT org_id FROM org_state WHERE next_rescore_at <= $1 \
-            ORDER BY next_rescore_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING org_id",
+    let rows: Vec<Due> = diesel::sql_query(
+        "SELECT org_id FROM org_state WHERE next_rescore_at <= $1 \
+         ORDER BY next_rescore_at, org_id LIMIT $2",
     )
     .bind::<Timestamptz, _>(now)
-    .bind::<Timestamptz, _>(next)
+    .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().next().map(|r| r.org_id))
+    Ok(rows.into_iter().map(|r| r.org_id).collect())
+}
+
+/// Whether the org's scheduled rescore is due at `now`.
+pub async fn is_due(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM org_state WHERE org_id = $1 AND next_rescore_at <= $2",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Timestamptz, _>(now)
+    .get_result(conn)
+    .await?;
+    Ok(row.n > 0)
 }
 
 /// Records that the org is owed a rescore under config `version` (in the transaction that
