@@ -366,9 +366,11 @@ enum Metadata {
 /// Association batch reads of one object type in flight at once during a full sync.
 const ASSOCIATION_READS_IN_FLIGHT: usize = 4;
 
+/// What one edge gave for a chunk of ids: (from, to, primary) pairs.
+type EdgeRead = (Edge, Vec<(i64, i64, bool)>);
+
 /// One chunk's association reads: its ids and what each edge gave.
-type AssociationRead =
-    tokio::task::JoinHandle<Result<(Vec<i64>, Vec<(Edge, Vec<(i64, i64, bool)>)>), HubSpotError>>;
+type AssociationRead = tokio::task::JoinHandle<Result<(Vec<i64>, Vec<EdgeRead>), HubSpotError>>;
 
 struct Job<'a> {
     custom: mirror::CustomMappings,
@@ -790,7 +792,7 @@ impl Job<'_> {
         &self,
         record_type: RecordType,
         ids: &[i64],
-        read: &[(Edge, Vec<(i64, i64, bool)>)],
+        read: &[EdgeRead],
     ) -> Result<Option<i64>, RunError> {
         let Some(last) = ids.last().copied() else {
             return Ok(None);
