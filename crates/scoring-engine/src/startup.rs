@@ -27,6 +27,9 @@ pub struct Application {
     state: AppState,
 }
 
+/// The fewest connections the service works with (see [`Application::build_with_clock`]).
+pub const MIN_CONNECTIONS: usize = 4;
+
 impl Application {
     /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -35,6 +38,14 @@ impl Application {
 
     /// Like [`Application::build`], reading "now" from `clock` (tests move time with it).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        // A whole-org rescore or a preview holds two connections at once (its lock or its
+        // second half), and the consumer and the relay need theirs meanwhile.
+        anyhow::ensure!(
+            settings.database.max_connections >= MIN_CONNECTIONS,
+            "database.max_connections is {}: scoring-engine needs at least {MIN_CONNECTIONS} \
+             (a whole-org rescore or a preview holds two connections at once)",
+            settings.database.max_connections
+        );
         let queue = QueueSpec::new(
             settings.scoring.queue.clone(),
             crate::handlers::ROUTING_KEYS,

@@ -462,3 +462,20 @@ async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock
         versions(&app).await
     );
 }
+
+/// A pool too small for a rescore's two connections plus the consumer's is refused at
+/// start, naming the setting, instead of timing out on the first config change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_too_small_for_a_rescore_is_refused_at_start_naming_the_setting() {
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.database.max_connections = 2;
+    let Err(error) =
+        scoring_engine::startup::Application::build_with_clock(settings, shared.clock.clock())
+            .await
+    else {
+        panic!("a pool of 2 was taken");
+    };
+    let error = format!("{error:#}");
+    assert!(error.contains("database.max_connections is 2"), "{error}");
+}
