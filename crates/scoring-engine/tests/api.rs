@@ -420,7 +420,7 @@ async fn a_config_save_outlasting_the_wait_answers_202_and_its_rescore_goes_on()
 /// lock (it is paying it): then it waits its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock_is_free() {
-    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+    use diesel_async::AsyncConnection;
     let app = spawn_app().await;
     app.seed_three_bands().await;
     let proposed: scoring_engine::model::ModelConfig = serde_json::from_value(config_with(|c| {
@@ -431,14 +431,7 @@ async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock
     let now = app.shared.clock.now();
     let org = app.org;
     // Another replica is paying the org's rescore: it holds the lock.
-    let mut holder = app.app.pool.get().await.unwrap();
-    holder.batch_execute("BEGIN").await.unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{org}', 0))"
-    ))
-    .execute(&mut holder)
-    .await
-    .unwrap();
+    let holder = app.hold_rescore_lock().await;
     // What the dead replica committed: the version and the debt, no rescore.
     let mut conn = app.app.pool.get().await.unwrap();
     conn.transaction(async |conn| {
@@ -455,7 +448,7 @@ async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock
         got.iter().all(|v| *v == 0),
         "rescored under the lock: {got:?}"
     );
-    holder.batch_execute("COMMIT").await.unwrap();
+    holder.release().await;
     assert!(
         wait_rescored(&app, 1).await,
         "the owed rescore was never paid: {:?}",

@@ -366,20 +366,11 @@ async fn removals_are_remembered_for_a_week_then_forgotten() {
 /// the lock is held elsewhere, the others leave the org alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass() {
-    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
     let app = spawn_app().await;
     customer_active_now_with_a_deal(&app, 0.6).await;
     assert_eq!(app.contact_score(1).await, Some(71));
     // A replica is rescoring the org (it holds the lock), and dies without finishing.
-    let org = app.org;
-    let mut holder = app.app.pool.get().await.unwrap();
-    holder.batch_execute("BEGIN").await.unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{org}', 0))"
-    ))
-    .execute(&mut holder)
-    .await
-    .unwrap();
+    let holder = app.hold_rescore_lock().await;
     app.shared
         .clock
         .advance(Duration::days(1) + Duration::minutes(1));
@@ -392,8 +383,7 @@ async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass()
     );
     assert!(app.drain().await.is_empty());
     // Its session ends: the org is still due, and the next pass rescores it.
-    holder.batch_execute("ROLLBACK").await.unwrap();
-    drop(holder);
+    holder.release().await;
     let updated = app
         .events(2)
         .await

@@ -375,6 +375,38 @@ pub async fn middle_key(
         (_, super::object_type::COMPANY) => ("companies", "company_id", "$2 = $2"),
         _ => ("contacts", "contact_id", "$2 = $2"),
     };
+    // A large org: the middle of a 1 % sample of the table's pages, about 20 ms where
+    // counting and skipping half of a million index entries took most of a second. Any
+    // key splits correctly; the sample only has to split about evenly.
+    #[derive(QueryableByName)]
+    struct Sampled {
+        #[diesel(sql_type = BigInt)]
+        portal_id: i64,
+        #[diesel(sql_type = BigInt)]
+        object_id: i64,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let sampled: Option<Sampled> = diesel::sql_query(format!(
+        "SELECT portal_id, object_id, n FROM ( \
+            SELECT portal_id, {id} AS object_id, \
+                row_number() OVER (ORDER BY portal_id, {id}) AS rn, count(*) OVER () AS n \
+            FROM {table} TABLESAMPLE SYSTEM (1) REPEATABLE (0) WHERE org_id = $1 AND {filter}) x \
+         WHERE rn = n / 2 + 1"
+    ))
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Int2, _>(kind)
+    .get_result(conn)
+    .await
+    .optional()?;
+    // A 1 % sample of rows this many: about a hundred times as many in the org.
+    if let Some(sampled) = sampled
+        && sampled.n >= SAMPLED_ENOUGH
+        && sampled.n.saturating_mul(100) >= 2 * batch_size
+    {
+        return Ok(Some((sampled.portal_id, sampled.object_id)));
+    }
+    // A small one (or a small part of a large table): count and skip half exactly.
     let count: Count = diesel::sql_query(format!(
         "SELECT count(*) AS n FROM {table} WHERE org_id = $1 AND {filter}"
     ))
@@ -403,6 +435,10 @@ struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
+
+/// Sampled rows enough to take the middle key from the sample (a 1 % sample of pages holds
+/// this many rows of the org's kind only when it has many thousands).
+const SAMPLED_ENOUGH: i64 = 100;
 
 /// Which of the stored row's own values a read of stored inputs returns as `old_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -321,6 +321,23 @@ impl TestApp {
     }
 
     /// A bearer token for the test org.
+    /// Takes the org's rescore lock as a replica rescoring it would, on a connection of its
+    /// own in an open transaction; [`LockHolder::release`] lets it go, as that replica's
+    /// session ending would.
+    pub async fn hold_rescore_lock(&self) -> LockHolder {
+        use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+        let mut conn = self.app.pool.get().await.unwrap();
+        conn.batch_execute("BEGIN").await.unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{}', 0))",
+            self.org
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        LockHolder(conn)
+    }
+
     pub fn token(&self, org: Uuid, role: &str) -> String {
         let jwt = platform::testing::internal_token_signer().unwrap();
         jwt.mint(
@@ -453,5 +470,16 @@ impl TestApp {
         // 1, 2, 3 scored, then 3 again with its deal.
         self.events(4).await;
         assert_eq!(self.contact_score(3).await, Some(78));
+    }
+}
+
+/// A connection holding an org's rescore lock (see [`TestApp::hold_rescore_lock`]).
+pub struct LockHolder(platform::db::Connection);
+
+impl LockHolder {
+    /// Lets the lock go.
+    pub async fn release(mut self) {
+        use diesel_async::SimpleAsyncConnection;
+        self.0.batch_execute("ROLLBACK").await.unwrap();
     }
 }
