@@ -517,6 +517,13 @@ async fn org_means(
     }
 }
 
+/// A connection from `pool`.
+async fn pooled(pool: &Pool) -> Result<platform::db::Connection, RescoreError> {
+    pool.get()
+        .await
+        .map_err(|e| RescoreError::Pool(e.to_string()))
+}
+
 /// Tries the org's rescore lock: a transaction-level advisory lock on `lock`'s open
 /// transaction, held for a whole-org rescore so that one task of one replica does it. A
 /// process that dies mid-way loses it with its session.
@@ -548,10 +555,7 @@ pub async fn pay_owed_rescore(
     batch_size: i64,
     correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pool
-        .get()
-        .await
-        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let mut lock = pooled(pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
@@ -570,10 +574,7 @@ pub async fn pay_owed_rescore(
             // Settled at once on another connection (a row lock held here until the end
             // would stall the next save and this loop's own means update). If the config
             // changed meanwhile, the newer version stays owed and goes next.
-            let mut conn = pool
-                .get()
-                .await
-                .map_err(|e| RescoreError::Pool(e.to_string()))?;
+            let mut conn = pooled(pool).await?;
             configs::rescore_paid(&mut conn, org_id, owed).await?;
             let mut sum = total.unwrap_or_default();
             sum += summary;
@@ -596,18 +597,12 @@ pub async fn scheduled_rescore(
     batch_size: i64,
     correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pool
-        .get()
-        .await
-        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let mut lock = pooled(pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? || !configs::is_due(lock, org_id, now).await? {
             return Ok(None);
         }
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| RescoreError::Pool(e.to_string()))?;
+        let mut conn = pooled(pool).await?;
         crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
         drop(conn);
         let summary = rescore_org(
@@ -619,10 +614,7 @@ pub async fn scheduled_rescore(
             InputSource::Projection,
         )
         .await?;
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| RescoreError::Pool(e.to_string()))?;
+        let mut conn = pooled(pool).await?;
         configs::schedule_rescore(&mut conn, org_id, next).await?;
         Ok::<_, RescoreError>(Some(summary))
     })
@@ -641,10 +633,7 @@ pub async fn rescore_org(
     correlation_id: &str,
     source: InputSource,
 ) -> Result<WriteSummary, RescoreError> {
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| RescoreError::Pool(e.to_string()))?;
+    let mut conn = pooled(pool).await?;
     let (config, means, source) = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
@@ -755,15 +744,10 @@ pub async fn preview(
     now: DateTime<Utc>,
     batch_size: i64,
 ) -> Result<Preview, RescoreError> {
-    let connect = async || {
-        pool.get()
-            .await
-            .map_err(|e| RescoreError::Pool(e.to_string()))
-    };
-    let mut conn = connect().await?;
+    let mut conn = pooled(pool).await?;
     // The org is read in two halves on two connections that share one snapshot: reading
     // is most of a preview's time, and one connection kept one core busy.
-    let mut helper = connect().await?;
+    let mut helper = pooled(pool).await?;
     let preview = conn
         .build_transaction()
         .repeatable_read()

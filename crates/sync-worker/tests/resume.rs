@@ -24,21 +24,27 @@ async fn slow_contacts_portal(h: &Harness) -> Portal {
     portal
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_an_exact_mirror() {
-    let h = Harness::start().await;
-    let portal = slow_contacts_portal(&h).await;
-    let pool = pool_for(&h);
-    let first = Killable::start(h.settings.clone(), portal.token.clone());
+/// A worker in a thread of its own that the test can kill, once it is ready.
+async fn start_killable(h: &Harness, portal: &Portal) -> Killable {
+    let worker = Killable::start(h.settings.clone(), portal.token.clone());
     let ready = eventually(Duration::from_secs(30), || async {
         h.http
-            .get(format!("http://127.0.0.1:{}/readyz", first.port))
+            .get(format!("http://127.0.0.1:{}/readyz", worker.port))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
     })
     .await;
-    assert!(ready);
+    assert!(ready, "the killable worker never became ready");
+    worker
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_an_exact_mirror() {
+    let h = Harness::start().await;
+    let portal = slow_contacts_portal(&h).await;
+    let pool = pool_for(&h);
+    let first = start_killable(&h, &portal).await;
     let connection = h.connect(&portal).await;
     let halfway = eventually(Duration::from_secs(40), || async {
         fetched(&pool, &connection, "contact").await >= 2000
@@ -196,16 +202,7 @@ async fn a_worker_killed_with_association_reads_in_flight_resumes_after_the_last
     )
     .await;
     let pool = pool_for(&h);
-    let first = Killable::start(h.settings.clone(), portal.token.clone());
-    let ready = eventually(Duration::from_secs(30), || async {
-        h.http
-            .get(format!("http://127.0.0.1:{}/readyz", first.port))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    assert!(ready);
+    let first = start_killable(&h, &portal).await;
     let connection = h.connect(&portal).await;
     // At least 5 of the 20 batches of 1,000 contacts written, at most 12.
     let midway = eventually(Duration::from_secs(90), || async {
