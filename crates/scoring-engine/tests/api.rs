@@ -472,3 +472,38 @@ async fn a_pool_too_small_for_a_rescore_is_refused_at_start_naming_the_setting()
     let error = format!("{error:#}");
     assert!(error.contains("database.max_connections is 2"), "{error}");
 }
+
+/// Two saves in quick succession, the first's rescore still running when the second comes:
+/// the second's task finds the org's rescore lock taken and leaves its version owed, and
+/// the first's task goes on to it. The org ends under the newer version with nothing owed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_save_during_the_firsts_rescore_ends_with_the_org_under_the_second() {
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.scoring.config_rescore_wait_ms = 0;
+    let replica = shared.spawn_with(settings).await;
+    let app = common::test_app(shared, replica).await;
+    app.seed_three_bands().await;
+    for (version, lifecycle) in [(1, 35), (2, 30)] {
+        let proposed = config_with(|c| {
+            c["weights"]["lifecycle_stage"] = json!(lifecycle);
+            c["weights"]["deal_value"] = json!(35 - lifecycle);
+        });
+        let (status, saved) = app
+            .send(
+                Method::PUT,
+                app.org,
+                "admin",
+                "/api/v1/scoring/config",
+                &proposed,
+            )
+            .await;
+        assert_eq!(status, 202, "{saved}");
+        assert_eq!(saved["version"], version);
+    }
+    assert!(
+        wait_rescored(&app, 2).await,
+        "the org did not end under version 2: {:?}",
+        versions(&app).await
+    );
+}
