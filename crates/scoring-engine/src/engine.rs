@@ -316,13 +316,33 @@ pub async fn persist(
     now: DateTime<Utc>,
     correlation_id: &str,
 ) -> diesel::QueryResult<WriteSummary> {
+    persist_rows(conn, org_id, computed, config, now, correlation_id, false).await
+}
+
+/// [`persist`]; `from_stored_rows` says the batch was read from the score rows themselves
+/// (a config change's rescore), so only their score columns need writing: the inputs,
+/// names and ids sent back would be the ones just read.
+async fn persist_rows(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    computed: &[Computed],
+    config: &VersionedConfig,
+    now: DateTime<Utc>,
+    correlation_id: &str,
+    from_stored_rows: bool,
+) -> diesel::QueryResult<WriteSummary> {
     let to_store: Vec<ScoreRow> = computed
         .iter()
         .filter(|c| c.store)
         .map(|c| c.row.clone())
         .collect();
     let weights = config.config.weights.as_array();
-    writes::upsert_scores(conn, org_id, &to_store, &weights, config.version, now).await?;
+    if from_stored_rows {
+        writes::update_score_columns(conn, org_id, &to_store, &weights, config.version, now)
+            .await?;
+    } else {
+        writes::upsert_scores(conn, org_id, &to_store, &weights, config.version, now).await?;
+    }
     let changed: Vec<&Computed> = computed.iter().filter(|c| c.changed).collect();
     // Alerts: entering a worse band, or falling far enough below the window's best.
     let alerts_config = config.config.alerts;
@@ -665,8 +685,16 @@ pub async fn rescore_org(
                     let last = rows.last().map(|r| (r.portal_id, r.object_id));
                     let count = rows.len();
                     let computed = compute(org_id, kind, rows, &config, means, now);
-                    let written =
-                        persist(conn, org_id, &computed, &config, now, correlation_id).await?;
+                    let written = persist_rows(
+                        conn,
+                        org_id,
+                        &computed,
+                        &config,
+                        now,
+                        correlation_id,
+                        source == InputSource::Stored,
+                    )
+                    .await?;
                     Ok::<_, diesel::result::Error>(Some((written, last, count)))
                 })
                 .await?;

@@ -218,6 +218,65 @@ pub async fn upsert_scores(
     .await
 }
 
+/// Writes only the score columns of existing rows (a config change re-weighing the inputs
+/// stored in them: the inputs, name and ids stay as they are); a row computed earlier than
+/// the stored one is not written.
+pub async fn update_score_columns(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    rows: &[ScoreRow],
+    weights: &[f64],
+    config_version: i64,
+    computed_at: DateTime<Utc>,
+) -> diesel::QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "UPDATE scores s SET score = u.score, risk_level = u.risk_level, \
+            recency_days = u.recency_days, deal_probability = u.deal_probability, \
+            lifecycle_stage = u.lifecycle_stage, update_count = u.update_count, \
+            deal_amount_cents = u.deal_amount_cents, factor_values = u.factor_values::float8[], \
+            weights = CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $11 END, \
+            contributions = u.contributions::float8[], config_version = $12, computed_at = $13 \
+         FROM unnest($2::uuid[], $3::int2[], $4::int2[], $5::float8[], $6::float8[], \
+            $7::text[], $8::int4[], $9::bigint[], $10::text[], $14::text[]) \
+            AS u(score_id, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
+                 update_count, deal_amount_cents, factor_values, contributions) \
+         WHERE s.score_id = u.score_id AND s.org_id = $1 AND s.computed_at <= $13",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.recency_days).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.deal_probability).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.lifecycle_stage.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.update_count).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(
+        rows.iter().map(|r| r.deal_amount_cents).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_array(&r.factor_values))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Double>, _>(weights.to_vec())
+    .bind::<BigInt, _>(config_version)
+    .bind::<Timestamptz, _>(computed_at)
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| pg_array(&r.contributions))
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await
+}
+
 /// Appends one history row per changed score; returns each score's new history row id.
 pub async fn insert_history(
     conn: &mut AsyncPgConnection,
