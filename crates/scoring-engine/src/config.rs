@@ -42,6 +42,13 @@ pub struct ScoringSettings {
     pub config_rescore_wait_ms: u64,
 }
 
+impl ScoringSettings {
+    /// `rescore_interval_secs` as a duration (saturating).
+    pub fn rescore_interval(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.rescore_interval_secs).unwrap_or(i64::MAX / 2))
+    }
+}
+
 /// Everything `scoring-engine` is configured with.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {

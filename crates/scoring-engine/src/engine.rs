@@ -596,9 +596,7 @@ pub async fn pay_owed_rescore(
             // changed meanwhile, the newer version stays owed and goes next.
             let mut conn = pooled(pool).await?;
             configs::rescore_paid(&mut conn, org_id, owed).await?;
-            let mut sum = total.unwrap_or_default();
-            sum += summary;
-            total = Some(sum);
+            *total.get_or_insert_default() += summary;
         }
         Ok::<_, RescoreError>(total)
     })
@@ -838,14 +836,9 @@ pub async fn preview(
                     .await
             });
             let mine = pass.tally(conn, &first).await;
-            let other = match other_half.await {
-                Ok(other) => other,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(_) => Err(diesel::result::Error::RollbackTransaction),
-            };
+            let other = joined(other_half).await.and_then(|other| other);
             let mut tally = mine?;
-            let other = other?;
-            tally.merge(other);
+            tally.merge(other?);
             Ok::<_, diesel::result::Error>(tally.finish(current.version))
         })
         .await?;
@@ -941,13 +934,11 @@ impl Pass {
     }
 }
 
-/// The scores a blocking task computed; a panic in it is carried on here, and a task that
+/// What a task of the preview gave; a panic in it is carried on here, and a task that
 /// never ran (the runtime shutting down) ends the preview's transaction.
-async fn joined(
-    task: tokio::task::JoinHandle<Vec<Computed>>,
-) -> Result<Vec<Computed>, diesel::result::Error> {
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T, diesel::result::Error> {
     match task.await {
-        Ok(computed) => Ok(computed),
+        Ok(value) => Ok(value),
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         Err(_) => Err(diesel::result::Error::RollbackTransaction),
     }
@@ -1006,9 +997,8 @@ impl Tally {
         }
         self.customers += other.customers;
         self.score_changes += other.score_changes;
+        // `finish` sorts and keeps the largest.
         self.movers.extend(other.movers);
-        sort_movers(&mut self.movers);
-        self.movers.truncate(MOVERS);
     }
 
     fn finish(mut self, current_version: i64) -> Preview {

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use chrono::Duration as ChronoDuration;
 use platform::amqp::MessageMeta;
 use platform::shutdown::Shutdown;
 
@@ -35,11 +34,7 @@ pub async fn run(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// Pays the org's owed rescore (see [`engine::pay_owed_rescore`]), then wakes the relay
 /// and counts it; `None` if another holds it or it failed (logged; still owed).
-pub async fn pay_owed_rescore(
-    state: AppState,
-    org_id: uuid::Uuid,
-    trigger: &'static str,
-) -> Option<engine::WriteSummary> {
+pub async fn pay_owed_rescore(state: AppState, org_id: uuid::Uuid) -> Option<engine::WriteSummary> {
     let trace = MessageMeta::start_trace(Some(org_id));
     let paid = engine::pay_owed_rescore(
         &state.pool,
@@ -52,7 +47,7 @@ pub async fn pay_owed_rescore(
     match paid {
         Ok(Some(summary)) => {
             state.relay_waker.wake();
-            state.metrics.record(trigger, summary);
+            state.metrics.record("config_change", summary);
             tracing::info!(%org_id, scored = summary.scored, changed = summary.changed, "org rescored under its new config");
             Some(summary)
         }
@@ -73,10 +68,7 @@ pub async fn rescore_due(state: &AppState) -> anyhow::Result<usize> {
     };
     let mut paid = 0;
     for org_id in owed {
-        if pay_owed_rescore(state.clone(), org_id, "config_change")
-            .await
-            .is_some()
-        {
+        if pay_owed_rescore(state.clone(), org_id).await.is_some() {
             paid += 1;
         }
     }
@@ -86,9 +78,7 @@ pub async fn rescore_due(state: &AppState) -> anyhow::Result<usize> {
 /// Rescores every org due now on the schedule that no one else is rescoring; returns how
 /// many.
 async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
-    let interval = ChronoDuration::seconds(
-        i64::try_from(state.settings.rescore_interval_secs).unwrap_or(i64::MAX / 2),
-    );
+    let interval = state.settings.rescore_interval();
     let mut done = 0;
     loop {
         let now = state.clock.now();

@@ -2,7 +2,7 @@
 //! change touches, publish what changed. One transaction under the org lock; a replayed
 //! message is recognised by its id and changes nothing.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use contracts::v1::{CrmChanged, ObjectType};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use platform::amqp::{Delivery, Outcome};
@@ -35,9 +35,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
         Ok(conn) => conn,
         Err(error) => return Outcome::Retry(format!("no database connection: {error}")),
     };
-    let interval = Duration::seconds(
-        i64::try_from(state.settings.rescore_interval_secs).unwrap_or(i64::MAX / 2),
-    );
+    let interval = state.settings.rescore_interval();
     let result = conn
         .transaction(async |conn| {
             if !super::first_delivery(conn, &delivery.queue, delivery.message_id).await? {

@@ -107,10 +107,7 @@ pub async fn put_config(
     let config = parse_config(&body)?;
     let now = state.clock.now();
     let org_id = caller.org_id;
-    let next_scheduled = now
-        + chrono::Duration::seconds(
-            i64::try_from(state.settings.rescore_interval_secs).unwrap_or(i64::MAX / 2),
-        );
+    let next_scheduled = now + state.settings.rescore_interval();
     let mut conn = state
         .pool
         .get()
@@ -128,7 +125,6 @@ pub async fn put_config(
     let task = tokio::spawn(crate::scheduler::pay_owed_rescore(
         state.get_ref().clone(),
         org_id,
-        "config_change",
     ));
     let wait = std::time::Duration::from_millis(state.settings.config_rescore_wait_ms);
     let rescored = match tokio::time::timeout(wait, task).await {
