@@ -703,7 +703,8 @@ impl Job<'_> {
         let edges: Vec<Edge> = Edge::from_side(record_type).collect();
         let start = after.unwrap_or(0);
         let limit = i64::try_from(hubspot_client::ASSOCIATION_BATCH_SIZE).unwrap_or(1000);
-        let mut in_flight: std::collections::VecDeque<AssociationRead> = Default::default();
+        // Each read in flight with the last id of its chunk, in chunk order.
+        let mut in_flight: std::collections::VecDeque<(i64, AssociationRead)> = Default::default();
         let mut next_from = Some(start);
         let mut after = start;
         let outcome = 'reads: loop {
@@ -717,40 +718,41 @@ impl Job<'_> {
                     Ok(ids) => ids,
                     Err(error) => break 'reads Err(error),
                 };
-                next_from = (i64::try_from(ids.len()).unwrap_or(i64::MAX) == limit)
-                    .then(|| ids.last().copied())
-                    .flatten();
-                if ids.is_empty() {
+                let Some(&last) = ids.last() else {
                     break;
-                }
+                };
+                next_from = (i64::try_from(ids.len()).unwrap_or(i64::MAX) == limit).then_some(last);
                 let client = self.client.clone();
                 let edges = edges.clone();
-                in_flight.push_back(tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let mut read = Vec::with_capacity(edges.len());
                     for edge in edges {
                         read.push((edge, read_associations(&client, edge, &ids).await?));
                     }
                     Ok((ids, read))
-                }));
+                });
+                in_flight.push_back((last, task));
             }
-            let Some(front) = in_flight.pop_front() else {
+            let Some((last, front)) = in_flight.pop_front() else {
                 break Ok(());
             };
             let written = match front.await {
-                Ok(Ok((ids, read))) => self.write_associations(record_type, &ids, &read).await,
+                Ok(Ok((ids, read))) => {
+                    self.write_associations(record_type, last, &ids, &read)
+                        .await
+                }
                 Ok(Err(error)) => Err(RunError::from(error)),
                 Err(error) => Err(RunError::Other(format!(
                     "association read task failed: {error}"
                 ))),
             };
             match written {
-                Ok(Some(last)) => after = last,
-                Ok(None) => {}
+                Ok(()) => after = last,
                 Err(error) => break Err(error),
             }
         };
         if let Err(error) = outcome {
-            for task in in_flight {
+            for (_, task) in in_flight {
                 task.abort();
             }
             return Err(error);
@@ -786,17 +788,15 @@ impl Job<'_> {
         .await?)
     }
 
-    /// Replaces the associations of `ids` with what was read and moves the checkpoint past
-    /// them, in one transaction; the last id written.
+    /// Replaces the associations of `ids` with what was read and moves the checkpoint to
+    /// `last`, their last id, in one transaction.
     async fn write_associations(
         &self,
         record_type: RecordType,
+        last: i64,
         ids: &[i64],
         read: &[EdgeRead],
-    ) -> Result<Option<i64>, RunError> {
-        let Some(last) = ids.last().copied() else {
-            return Ok(None);
-        };
+    ) -> Result<(), RunError> {
         let mut conn = db(self.ctx).await?;
         let run = self.run;
         let connection = self.connection;
@@ -807,7 +807,7 @@ impl Job<'_> {
             runs::record_associations(conn, run.id, record_type.name(), Some(last), false).await
         })
         .await?;
-        Ok(Some(last))
+        Ok(())
     }
 
     /// Publishes every pending record of `types` (and owners and pipelines), one
