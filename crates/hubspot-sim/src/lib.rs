@@ -45,6 +45,10 @@ pub struct SimConfig {
     pub webhook_batch_window_ms: u64,
     /// actix worker threads.
     pub workers: usize,
+    /// Associations embedded per type in a v3 object read (`?associations=`); a longer
+    /// list is cut there and carries `paging`. HubSpot's own cap is not documented, so
+    /// by default nothing is cut.
+    pub embedded_associations_limit: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,7 @@ impl Default for SimConfig {
             webhook_timeout_ms: 5000,
             webhook_batch_window_ms: 200,
             workers: 2,
+            embedded_associations_limit: None,
         }
     }
 }

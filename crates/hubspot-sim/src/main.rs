@@ -48,6 +48,10 @@ struct Args {
     /// How long changes are gathered into one webhook delivery, in ms (default 200).
     #[arg(long)]
     webhook_batch_window_ms: Option<u64>,
+    /// Associations embedded per type in a v3 object read, past which the list is cut
+    /// and carries paging (default: nothing is cut)
+    #[arg(long)]
+    embedded_associations_limit: Option<usize>,
     /// Create a demo portal at start.
     #[arg(long)]
     demo: bool,
@@ -194,6 +198,7 @@ impl Args {
             webhook_max_attempts,
             webhook_timeout_ms,
             webhook_batch_window_ms,
+            embedded_associations_limit,
             demo_portal_id,
             demo_tier,
             demo_token,
@@ -263,6 +268,7 @@ async fn run() -> anyhow::Result<()> {
             .webhook_batch_window_ms
             .unwrap_or(defaults.webhook_batch_window_ms),
         workers: 2,
+        embedded_associations_limit: args.embedded_associations_limit,
     };
     let running = spawn(config).await?;
     tracing::info!(base_url = %running.base_url(), "hubspot-sim listening");

@@ -636,3 +636,48 @@ async fn batch_archive_answers_204_and_archived_records_list_only_with_archived_
     );
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn embedded_associations_past_the_configured_limit_are_cut_with_paging() {
+    let h = Harness::with(hubspot_sim::SimConfig {
+        embedded_associations_limit: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let p = h.portal(json!({})).await;
+    let company = h
+        .create(&p.token, "companies", json!({"name": "Acme"}))
+        .await;
+    let cid = company["id"].as_str().expect("id").to_owned();
+    let (status, _, contact) = h
+        .post(
+            &p.token,
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "a@acme.example"},
+                   "associations": [{"to": {"id": cid}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = contact["id"].as_str().expect("id");
+    // Primary and unlabeled are two entries: one is embedded, paging says there is more.
+    for path in [
+        format!("/crm/v3/objects/contacts/{id}?associations=companies"),
+        "/crm/v3/objects/contacts?associations=companies".to_owned(),
+    ] {
+        let (status, _, body) = h.get(&p.token, &path).await;
+        assert_eq!(status, 200, "{body}");
+        let record = if body["results"].is_array() {
+            body["results"][0].clone()
+        } else {
+            body
+        };
+        let block = &record["associations"]["companies"];
+        assert_eq!(
+            block["results"].as_array().map(Vec::len),
+            Some(1),
+            "{block}"
+        );
+        assert!(block["paging"]["next"]["after"].is_string(), "{block}");
+    }
+    h.sim.stop().await;
+}

@@ -55,6 +55,24 @@ struct Page<'a> {
     paging: Option<Value>,
 }
 
+/// Cuts each type's embedded association list at `limit`, with paging past the cut.
+fn cut_embedded(mut associations: Value, limit: Option<usize>) -> Value {
+    let Some(limit) = limit else {
+        return associations;
+    };
+    if let Some(by_type) = associations.as_object_mut() {
+        for block in by_type.values_mut() {
+            if let Some(results) = block.get_mut("results").and_then(Value::as_array_mut)
+                && results.len() > limit
+            {
+                results.truncate(limit);
+                block["paging"] = json!({"next": {"after": limit.to_string()}});
+            }
+        }
+    }
+    associations
+}
+
 /// `GET /crm/v3/objects/{t}`: one page of records.
 pub(crate) fn list(ctx: &Ctx, ot: ObjectType) -> ApiResult {
     ctx.require_any(&[ot.read_scope()])?;
@@ -91,6 +109,7 @@ pub(crate) fn list(ctx: &Ctx, ot: ObjectType) -> ApiResult {
                 None
             } else {
                 v3_associations(&data, ot, r.id, &assoc_types)
+                    .map(|a| cut_embedded(a, ctx.sim.config.embedded_associations_limit))
             },
             archived,
             extra: None,
@@ -142,6 +161,7 @@ pub(crate) fn get(ctx: &Ctx, ot: ObjectType, id: &str) -> ApiResult {
             None
         } else {
             v3_associations(&data, ot, record.id, &assoc_types)
+                .map(|a| cut_embedded(a, ctx.sim.config.embedded_associations_limit))
         },
         archived,
         extra: None,
