@@ -21,6 +21,7 @@ max_concurrent_runs = 4
 poll_interval_ms = 1000
 progress_interval_ms = 2000
 publish_batch_size = 200
+inline_associations = true
 webhook_deliveries_in_hand = 32
 reconcile_interval_secs = 3600
 reconcile_lookback_secs = 600
@@ -80,6 +81,10 @@ pub struct SyncSettings {
     pub progress_interval_ms: u64,
     /// Records per `crm.changed` message.
     pub publish_batch_size: i64,
+    /// A full sync reads contacts' and deals' associations embedded in their list pages
+    /// (no separate requests); off, it reads them afterwards with v4 batch reads of 1,000
+    /// ids. A run keeps the way it started with.
+    pub inline_associations: bool,
     /// `webhook.batch` deliveries taken at once; those waiting together are applied
     /// together, with one set of HubSpot reads.
     pub webhook_deliveries_in_hand: usize,

@@ -372,6 +372,69 @@ type EdgeRead = (Edge, Vec<(i64, i64, bool)>);
 /// One chunk's association reads: its ids and what each edge gave.
 type AssociationRead = tokio::task::JoinHandle<Result<(Vec<i64>, Vec<EdgeRead>), HubSpotError>>;
 
+/// One page of a full sync to write in one transaction with its checkpoint.
+struct WrittenPage<'a> {
+    mapped: &'a MappedPage,
+    read_at: DateTime<Utc>,
+    /// The cursor of the page after, `None` on the last.
+    next: Option<String>,
+    fetched: usize,
+    /// Every record id on the page.
+    ids: &'a [i64],
+    /// The page's associations, when they came embedded: they replace the stored ones
+    /// of `ids`.
+    associations: Option<&'a [EdgeRead]>,
+}
+
+/// The (from, to, primary) pairs embedded in `objects` along `edge`, one per pair (a
+/// contact's primary company is listed twice, primary and unlabeled), and the ids whose
+/// embedded list was cut short (it carries paging).
+fn embedded_edges(edge: Edge, objects: &[CrmObject]) -> (Vec<(i64, i64, bool)>, Vec<i64>) {
+    let mut found: BTreeMap<(i64, i64), bool> = BTreeMap::new();
+    let mut cut = Vec::new();
+    let primary_type = format!("{}_to_{}", edge.from.name(), edge.to.name());
+    for object in objects {
+        let Ok(from) = object.id.parse::<i64>() else {
+            continue;
+        };
+        let Some(block) = object
+            .associations
+            .as_ref()
+            .and_then(|a| a.get(edge.to.api_name()))
+        else {
+            continue;
+        };
+        if block.paging.as_ref().is_some_and(|p| p.next.is_some()) {
+            cut.push(from);
+            continue;
+        }
+        for associated in &block.results {
+            let Ok(to) = associated.id.parse::<i64>() else {
+                continue;
+            };
+            let primary =
+                edge == Edge::CONTACT_COMPANY && associated.association_type == primary_type;
+            *found.entry((from, to)).or_default() |= primary;
+        }
+    }
+    let found = found
+        .into_iter()
+        .map(|((from, to), primary)| (from, to, primary))
+        .collect();
+    (found, cut)
+}
+
+/// When a full sync's pages go out as `crm.changed`, rather than with the rest at its end.
+#[derive(Clone)]
+enum EarlyPublish {
+    /// As soon as each page is written.
+    Now,
+    /// Once the flag turns true (pages written before wait for it).
+    After(tokio::sync::watch::Receiver<bool>),
+    /// At the end of the run.
+    Never,
+}
+
 struct Job<'a> {
     custom: mirror::CustomMappings,
     ctx: &'a Context,
@@ -405,7 +468,13 @@ impl Job<'_> {
             names.extend(["owner", "pipeline"]);
         }
         let mut conn = db(self.ctx).await?;
-        runs::ensure_objects(&mut conn, self.run.id, &names).await?;
+        runs::ensure_objects(
+            &mut conn,
+            self.run.id,
+            &names,
+            self.ctx.settings.inline_associations,
+        )
+        .await?;
         let objects = runs::objects(&mut conn, self.run.id).await?;
         drop(conn);
         let object = |name: &str| objects.iter().find(|o| o.object_type == name).cloned();
@@ -426,50 +495,75 @@ impl Job<'_> {
                 self.pipelines().await?;
             }
         }
+        // With associations embedded in the pages, a deal page is complete once written,
+        // so it goes out then. A contact's deal ids come from the deals' pages: contact
+        // pages go out once every deal is read and the deals HubSpot no longer has are
+        // flagged. Companies hear from both sides, so they go out at the end with
+        // whatever is still pending.
+        let (deals_settled, settled) =
+            tokio::sync::watch::channel(!types.contains(&RecordType::Deal));
+        let deals_settled = &deals_settled;
         let per_type = types.iter().map(|record_type| {
             let state = object(record_type.name());
+            let settled = settled.clone();
             async move {
                 let state = state.ok_or_else(|| RunError::Other("run object missing".into()))?;
                 if !state.records_done {
-                    self.list_records(*record_type, state.cursor.clone())
-                        .await?;
+                    let publish = match (state.associations_inline, record_type) {
+                        (false, _) | (true, RecordType::Company) => EarlyPublish::Never,
+                        (true, RecordType::Deal) => EarlyPublish::Now,
+                        (true, RecordType::Contact) => EarlyPublish::After(settled),
+                    };
+                    self.list_records(
+                        *record_type,
+                        state.cursor.clone(),
+                        state.associations_inline,
+                        publish,
+                    )
+                    .await?;
                 }
-                if !state.associations_done {
+                // Every page of this type read: what the run never saw is gone from HubSpot.
+                self.mark_unseen_deleted(*record_type).await?;
+                if !state.associations_done && !state.associations_inline {
                     self.list_associations(*record_type, state.associations_after)
                         .await?;
+                }
+                if *record_type == RecordType::Deal {
+                    deals_settled.send_replace(true);
                 }
                 Ok::<(), RunError>(())
             }
         });
         futures::future::try_join_all(per_type).await?;
         self.check_shutdown()?;
+        self.publish_all(types, with_metadata).await
+    }
 
-        // Every page read: what the run never saw is gone from HubSpot.
+    /// Flags the records of `record_type` this run never saw as deleted, with the type's
+    /// deleted count and skip reasons, once every page of the type has been read. Run again
+    /// on a resumed run, it finds nothing more to flag.
+    async fn mark_unseen_deleted(&self, record_type: RecordType) -> Result<(), RunError> {
         let now = Utc::now();
         let mut conn = db(self.ctx).await?;
-        for record_type in types {
-            let run = self.run.id;
-            let connection = self.connection;
-            let record_type = *record_type;
-            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let deleted =
-                    mirror::mark_unseen_deleted(conn, connection, record_type, run, now).await?;
-                runs::add_deleted(
-                    conn,
-                    run,
-                    record_type.name(),
-                    i64::try_from(deleted).unwrap_or(0),
-                )
-                .await?;
-                let reasons =
-                    runs::mirror_skip_reasons(conn, connection.connection_id, record_type.table())
-                        .await?;
-                runs::set_skipped(conn, run, record_type.name(), &reasons).await
-            })
+        let run = self.run.id;
+        let connection = self.connection;
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let deleted =
+                mirror::mark_unseen_deleted(conn, connection, record_type, run, now).await?;
+            runs::add_deleted(
+                conn,
+                run,
+                record_type.name(),
+                i64::try_from(deleted).unwrap_or(0),
+            )
             .await?;
-        }
-        drop(conn);
-        self.publish_all(types, with_metadata).await
+            let reasons =
+                runs::mirror_skip_reasons(conn, connection.connection_id, record_type.table())
+                    .await?;
+            runs::set_skipped(conn, run, record_type.name(), &reasons).await
+        })
+        .await?;
+        Ok(())
     }
 
     async fn count_total(&self, record_type: RecordType) {
@@ -582,14 +676,57 @@ impl Job<'_> {
     }
 
     /// Pages through every record of a type from `cursor`, fetching the next page while
-    /// the current one is written.
+    /// the current one is written. With `inline`, each page carries its records'
+    /// associations along the type's edges, written in the page's transaction; `publish`
+    /// says when written pages go out, on a publisher beside the reads so that publishing
+    /// never holds up the next page.
     async fn list_records(
         &self,
         record_type: RecordType,
         cursor: Option<String>,
+        inline: bool,
+        publish: EarlyPublish,
     ) -> Result<(), RunError> {
+        let send = !matches!(publish, EarlyPublish::Never);
+        let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<i64>>();
+        let publisher = async {
+            while let Some(ids) = written_rx.recv().await {
+                if let EarlyPublish::After(settled) = &publish
+                    && settled.clone().wait_for(|settled| *settled).await.is_err()
+                {
+                    // Never settled: the run's end publishes what is pending.
+                    return Ok(());
+                }
+                self.publish_ids(record_type, &ids).await?;
+            }
+            Ok::<(), RunError>(())
+        };
+        let reads = async move {
+            let tx = send.then_some(&written_tx);
+            self.read_pages(record_type, cursor, inline, tx).await
+        };
+        // Pages a failed publisher left pending go out when the run is tried again.
+        let (read, published) = tokio::join!(reads, publisher);
+        read?;
+        published
+    }
+
+    /// [`Self::list_records`]'s reads and writes; each page written goes to `written`.
+    async fn read_pages(
+        &self,
+        record_type: RecordType,
+        cursor: Option<String>,
+        inline: bool,
+        written: Option<&tokio::sync::mpsc::UnboundedSender<Vec<i64>>>,
+    ) -> Result<(), RunError> {
+        let edges: Vec<Edge> = if inline {
+            Edge::from_side(record_type).collect()
+        } else {
+            Vec::new()
+        };
         let options = ListOptions {
             properties: mirror::properties_for(record_type, &self.custom),
+            associations: edges.iter().map(|e| e.to.api_name().to_owned()).collect(),
             ..ListOptions::default()
         };
         let fetch = |after: Option<String>| {
@@ -613,16 +750,38 @@ impl Job<'_> {
             let fetched = page.results.len();
             // Start reading the next page before writing this one.
             let upcoming = next.clone().map(|after| fetch(Some(after)));
-            let mapped =
-                MappedPage::map_with(record_type, &page.results, self.custom.get(&record_type));
-            let written = self
-                .write_page(record_type, &mapped, read_at, next.clone(), fetched)
-                .await;
-            if let Err(error) = written {
+            let ids: Vec<i64> = page
+                .results
+                .iter()
+                .filter_map(|o| o.id.parse().ok())
+                .collect();
+            let written_page = async {
+                let associations = if inline {
+                    Some(self.embedded_associations(&edges, &page.results).await?)
+                } else {
+                    None
+                };
+                let mapped =
+                    MappedPage::map_with(record_type, &page.results, self.custom.get(&record_type));
+                let page = WrittenPage {
+                    mapped: &mapped,
+                    read_at,
+                    next: next.clone(),
+                    fetched,
+                    ids: &ids,
+                    associations: associations.as_deref(),
+                };
+                self.write_page(record_type, page).await
+            };
+            if let Err(error) = written_page.await {
                 if let Some(task) = upcoming {
                     task.abort();
                 }
                 return Err(error);
+            }
+            if let Some(written) = written {
+                // The publisher only stops early on an error, which the run reports.
+                let _ = written.send(ids);
             }
             match upcoming {
                 Some(task) => pending = task,
@@ -631,18 +790,35 @@ impl Job<'_> {
         }
     }
 
+    /// The associations embedded in a page along `edges`. Records whose embedded list
+    /// HubSpot cut short (it carries paging) have theirs read whole with a v4 batch read.
+    async fn embedded_associations(
+        &self,
+        edges: &[Edge],
+        objects: &[CrmObject],
+    ) -> Result<Vec<EdgeRead>, RunError> {
+        let mut out = Vec::with_capacity(edges.len());
+        for &edge in edges {
+            let (mut found, cut) = embedded_edges(edge, objects);
+            if !cut.is_empty() {
+                found.retain(|(from, _, _)| !cut.contains(from));
+                found.extend(read_associations(self.client, edge, &cut).await?);
+            }
+            out.push((edge, found));
+        }
+        Ok(out)
+    }
+
     async fn write_page(
         &self,
         record_type: RecordType,
-        mapped: &MappedPage,
-        read_at: DateTime<Utc>,
-        next: Option<String>,
-        fetched: usize,
+        page: WrittenPage<'_>,
     ) -> Result<(), RunError> {
         let mut conn = db(self.ctx).await?;
         let run = self.run;
         let connection = self.connection;
         let interval = self.ctx.settings.progress_interval_ms;
+        let page = &page;
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async move |conn| {
                 if !runs::is_open(conn, run.id).await? {
@@ -654,19 +830,29 @@ impl Job<'_> {
                     conn,
                     connection,
                     record_type,
-                    mapped,
-                    read_at,
+                    page.mapped,
+                    page.read_at,
                     Some(run.id),
                     &mut Vec::new(),
                 )
                 .await?;
+                if let Some(associations) = page.associations {
+                    for (edge, found) in associations {
+                        mirror::replace_associations(conn, connection, *edge, page.ids, found)
+                            .await?;
+                    }
+                    if page.next.is_none() {
+                        runs::record_associations(conn, run.id, record_type.name(), None, true)
+                            .await?;
+                    }
+                }
                 let progress = PageProgress {
-                    fetched: i64::try_from(fetched).unwrap_or(i64::MAX),
+                    fetched: i64::try_from(page.fetched).unwrap_or(i64::MAX),
                     written: i64::try_from(written.len()).unwrap_or(i64::MAX),
                     deleted: 0,
-                    skip_reasons: mapped.skip_reasons(),
-                    done: next.is_none(),
-                    cursor: next,
+                    skip_reasons: page.mapped.skip_reasons(),
+                    done: page.next.is_none(),
+                    cursor: page.next.clone(),
                 };
                 runs::record_page(conn, run.id, record_type.name(), &progress).await?;
                 maybe_progress(conn, run, interval).await?;
@@ -810,6 +996,34 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// Publishes the pending records among `ids`, one transaction per message.
+    async fn publish_ids(&self, record_type: RecordType, ids: &[i64]) -> Result<(), RunError> {
+        let mut conn = db(self.ctx).await?;
+        let connection = self.connection;
+        let context = &self.context();
+        let limit = self.ctx.settings.publish_batch_size;
+        loop {
+            let taken = conn
+                .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                    publish::publish_pending(
+                        conn,
+                        connection,
+                        record_type,
+                        Some(ids),
+                        limit,
+                        Vec::new(),
+                        context,
+                    )
+                    .await
+                })
+                .await?;
+            self.ctx.relay.wake();
+            if taken == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Publishes every pending record of `types` (and owners and pipelines), one
     /// transaction per message. The types go out side by side, each on a connection of its
     /// own: a full sync's last phase is this, and one type at a time left a core idle.
@@ -855,7 +1069,7 @@ impl Job<'_> {
     /// Reads given records (and their associations) and publishes them.
     async fn records(&self, record_type: RecordType, ids: &[i64]) -> Result<(), RunError> {
         let mut conn = db(self.ctx).await?;
-        runs::ensure_objects(&mut conn, self.run.id, &[record_type.name()]).await?;
+        runs::ensure_objects(&mut conn, self.run.id, &[record_type.name()], false).await?;
         drop(conn);
         for chunk in ids.chunks(hubspot_client::OBJECT_BATCH_SIZE) {
             let read_at = Utc::now();
@@ -926,7 +1140,7 @@ impl Job<'_> {
     async fn reconcile(&self) -> Result<(), RunError> {
         let names: Vec<&str> = RecordType::ALL.iter().map(|t| t.name()).collect();
         let mut conn = db(self.ctx).await?;
-        runs::ensure_objects(&mut conn, self.run.id, &names).await?;
+        runs::ensure_objects(&mut conn, self.run.id, &names, false).await?;
         let (through, archived_checked) =
             connections::reconciliation_state(&mut conn, self.connection.connection_id).await?;
         drop(conn);
@@ -1087,4 +1301,57 @@ impl Job<'_> {
 /// A fresh run id for runs the worker starts itself (schedules).
 pub fn new_run_id() -> Uuid {
     Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, associations: serde_json::Value) -> CrmObject {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "properties": {}, "archived": false, "associations": associations
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn embedded_edges_are_one_per_pair_with_the_primary_kept_and_cut_lists_named() {
+        let page = [
+            record(
+                "1",
+                serde_json::json!({"companies": {"results": [
+                    {"id": "10", "type": "contact_to_company"},
+                    {"id": "10", "type": "contact_to_company_unlabeled"},
+                    {"id": "11", "type": "contact_to_company_unlabeled"}]}}),
+            ),
+            record(
+                "2",
+                serde_json::json!({"companies": {
+                    "results": [{"id": "12", "type": "contact_to_company_unlabeled"}],
+                    "paging": {"next": {"after": "1"}}}}),
+            ),
+            record(
+                "3",
+                serde_json::json!({"deals": {"results": [{"id": "7"}]}}),
+            ),
+        ];
+        let (found, cut) = embedded_edges(Edge::CONTACT_COMPANY, &page);
+        assert_eq!(found, vec![(1, 10, true), (1, 11, false)]);
+        assert_eq!(cut, vec![2], "a cut list is read whole, not trusted");
+
+        let deals = [record(
+            "5",
+            serde_json::json!({"contacts": {"results": [
+                {"id": "1", "type": "deal_to_contact"},
+                {"id": "2", "type": "deal_to_contact"}]}}),
+        )];
+        let (found, cut) = embedded_edges(Edge::DEAL_CONTACT, &deals);
+        assert_eq!(
+            found,
+            vec![(5, 1, false), (5, 2, false)],
+            "only contacts' companies are primary"
+        );
+        assert!(cut.is_empty());
+        assert!(embedded_edges(Edge::DEAL_COMPANY, &deals).0.is_empty());
+    }
 }

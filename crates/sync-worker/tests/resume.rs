@@ -9,6 +9,7 @@ use common::*;
 use contracts::v1;
 use platform::amqp::testing::eventually;
 use serde_json::json;
+use sync_worker::Settings;
 
 /// A portal of 4,000 contacts whose contact pages answer slowly, so that a full sync can
 /// be interrupted mid-way.
@@ -26,7 +27,11 @@ async fn slow_contacts_portal(h: &Harness) -> Portal {
 
 /// A worker in a thread of its own that the test can kill, once it is ready.
 async fn start_killable(h: &Harness, portal: &Portal) -> Killable {
-    let worker = Killable::start(h.settings.clone(), portal.token.clone());
+    start_killable_with(h, portal, h.settings.clone()).await
+}
+
+async fn start_killable_with(h: &Harness, portal: &Portal, settings: Settings) -> Killable {
+    let worker = Killable::start(settings, portal.token.clone());
     let ready = eventually(Duration::from_secs(30), || async {
         h.http
             .get(format!("http://127.0.0.1:{}/readyz", worker.port))
@@ -186,9 +191,11 @@ async fn contact_associations_checkpoint(
     .ok()
 }
 
-/// A full sync reads a type's associations several batches at a time and writes them in
-/// order. A worker killed with reads in flight leaves the checkpoint at the last batch it
-/// wrote; the next worker reads only what lies after it and ends with the exact mirror.
+/// With `sync.inline_associations` off, a full sync reads a type's associations after its
+/// records, several batches at a time, and writes them in order. A worker killed with
+/// reads in flight leaves the checkpoint at the last batch it wrote; the next worker,
+/// though its setting is on, finishes the run the way it began: it reads only what lies
+/// after the checkpoint and ends with the exact mirror.
 #[tokio::test]
 async fn a_worker_killed_with_association_reads_in_flight_resumes_after_the_last_batch_written() {
     let h = Harness::start().await;
@@ -202,7 +209,9 @@ async fn a_worker_killed_with_association_reads_in_flight_resumes_after_the_last
     )
     .await;
     let pool = pool_for(&h);
-    let first = start_killable(&h, &portal).await;
+    let mut settings = h.settings.clone();
+    settings.sync.inline_associations = false;
+    let first = start_killable_with(&h, &portal, settings).await;
     let connection = h.connect(&portal).await;
     // At least 5 of the 20 batches of 1,000 contacts written, at most 12.
     let midway = eventually(Duration::from_secs(90), || async {

@@ -120,6 +120,10 @@ pub struct RunObject {
     #[diesel(sql_type = Bool)]
     #[serde(skip)]
     pub associations_done: bool,
+    /// Associations come embedded in the list pages and are written with them.
+    #[diesel(sql_type = Bool)]
+    #[serde(skip)]
+    pub associations_inline: bool,
 }
 
 const RUN_COLUMNS: &str = "id, org_id, connection_id, portal_id, mode, scope, reason, state, \
@@ -279,14 +283,16 @@ pub async fn ensure_objects(
     conn: &mut AsyncPgConnection,
     run: Uuid,
     object_types: &[&str],
+    associations_inline: bool,
 ) -> QueryResult<()> {
     let types: Vec<String> = object_types.iter().map(|t| (*t).to_owned()).collect();
     sql_query(
-        "INSERT INTO sync_run_objects (run_id, object_type)
-         SELECT $1, t FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
+        "INSERT INTO sync_run_objects (run_id, object_type, associations_inline)
+         SELECT $1, t, $3 FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
     )
     .bind::<SqlUuid, _>(run)
     .bind::<diesel::sql_types::Array<Text>, _>(types)
+    .bind::<Bool, _>(associations_inline)
     .execute(conn)
     .await
     .map(drop)
@@ -296,7 +302,7 @@ pub async fn ensure_objects(
 pub async fn objects(conn: &mut AsyncPgConnection, run: Uuid) -> QueryResult<Vec<RunObject>> {
     sql_query(
         "SELECT object_type, total, fetched, written, skipped, deleted, skip_reasons, cursor,
-           records_done, associations_after, associations_done
+           records_done, associations_after, associations_done, associations_inline
          FROM sync_run_objects WHERE run_id = $1 ORDER BY object_type",
     )
     .bind::<SqlUuid, _>(run)

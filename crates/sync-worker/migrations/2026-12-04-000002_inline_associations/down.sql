@@ -1,0 +1,1 @@
+ALTER TABLE sync_run_objects DROP COLUMN associations_inline;
