@@ -132,6 +132,7 @@ async fn write_path(h: &Harness) {
         tokio::spawn(async move {
             let mut conn = pool.get().await.unwrap();
             let ids: Vec<u64> = (1..=count).collect();
+            let started = Instant::now();
             for chunk in ids.chunks(100) {
                 let objects: Vec<CrmObject> = chunk
                     .iter()
@@ -150,17 +151,21 @@ async fn write_path(h: &Harness) {
                 .await
                 .unwrap();
             }
+            (record_type, started.elapsed().as_secs_f64())
         })
     });
+    let mut each = Vec::new();
     for writer in writers {
-        writer.await.unwrap();
+        let (record_type, secs) = writer.await.unwrap();
+        each.push(format!("{} {secs:.2} s", record_type.name()));
     }
     let secs = started.elapsed().as_secs_f64();
     shutdown.cancel();
     statistics.await.unwrap();
     println!(
-        "write path (map + bulk upsert, 3 writers, no HubSpot): 80,000 objects in {secs:.2} s = {:.0} objects/s",
-        80_000.0 / secs
+        "write path (map + bulk upsert, 3 writers, no HubSpot): 80,000 objects in {secs:.2} s = {:.0} objects/s ({})",
+        80_000.0 / secs,
+        each.join(", ")
     );
     println!(
         "bench: sync-worker, write path alone (map + bulk upsert, 3 writers) | >= 20,000 objects/s | {:.0} objects/s",
