@@ -322,24 +322,29 @@ async fn a_record_is_found_by_a_percent_encoded_email_in_the_path() {
     h.sim.stop().await;
 }
 
-#[tokio::test]
-async fn associations_param_lists_primary_and_unlabeled_duplicates() {
-    let h = Harness::start().await;
-    let p = h.portal(json!({})).await;
-    let company = h
-        .create(&p.token, "companies", json!({"name": "Acme"}))
-        .await;
+/// A company and a contact created with it as its primary company: the contact's id.
+#[expect(clippy::expect_used, reason = "a test helper fails its test loudly")]
+async fn contact_with_primary_company(h: &Harness, token: &str) -> String {
+    let company = h.create(token, "companies", json!({"name": "Acme"})).await;
     let cid = company["id"].as_str().expect("id").to_owned();
     let (status, _, contact) = h
         .post(
-            &p.token,
+            token,
             "/crm/v3/objects/contacts",
             json!({"properties": {"email": "a@acme.example"},
                    "associations": [{"to": {"id": cid}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
         )
         .await;
     assert_eq!(status, 201);
-    let id = contact["id"].as_str().expect("id");
+    contact["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn associations_param_lists_primary_and_unlabeled_duplicates() {
+    let h = Harness::start().await;
+    let p = h.portal(json!({})).await;
+    let contact = contact_with_primary_company(&h, &p.token).await;
+    let id = contact.as_str();
     let (_, _, read) = h
         .get(
             &p.token,
@@ -645,20 +650,8 @@ async fn embedded_associations_past_the_configured_limit_are_cut_with_paging() {
     })
     .await;
     let p = h.portal(json!({})).await;
-    let company = h
-        .create(&p.token, "companies", json!({"name": "Acme"}))
-        .await;
-    let cid = company["id"].as_str().expect("id").to_owned();
-    let (status, _, contact) = h
-        .post(
-            &p.token,
-            "/crm/v3/objects/contacts",
-            json!({"properties": {"email": "a@acme.example"},
-                   "associations": [{"to": {"id": cid}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let id = contact["id"].as_str().expect("id");
+    let contact = contact_with_primary_company(&h, &p.token).await;
+    let id = contact.as_str();
     // Primary and unlabeled are two entries: one is embedded, paging says there is more.
     for path in [
         format!("/crm/v3/objects/contacts/{id}?associations=companies"),

@@ -697,7 +697,7 @@ impl Job<'_> {
                     // Never settled: the run's end publishes what is pending.
                     return Ok(());
                 }
-                self.publish_ids(record_type, &ids).await?;
+                self.publish_pending(record_type, Some(&ids)).await?;
             }
             Ok::<(), RunError>(())
         };
@@ -996,8 +996,13 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Publishes the pending records among `ids`, one transaction per message.
-    async fn publish_ids(&self, record_type: RecordType, ids: &[i64]) -> Result<(), RunError> {
+    /// Publishes the pending records of `record_type` (only those among `ids` when given),
+    /// one transaction per message, until none is left.
+    async fn publish_pending(
+        &self,
+        record_type: RecordType,
+        ids: Option<&[i64]>,
+    ) -> Result<(), RunError> {
         let mut conn = db(self.ctx).await?;
         let connection = self.connection;
         let context = &self.context();
@@ -1009,7 +1014,7 @@ impl Job<'_> {
                         conn,
                         connection,
                         record_type,
-                        Some(ids),
+                        ids,
                         limit,
                         Vec::new(),
                         context,
@@ -1033,35 +1038,9 @@ impl Job<'_> {
             let mut conn = db(self.ctx).await?;
             publish::publish_owners_and_pipelines(&mut conn, self.connection, &context).await?;
         }
-        let per_type = types.iter().map(|record_type| {
-            let context = &context;
-            async move {
-                let mut conn = db(self.ctx).await?;
-                loop {
-                    let connection = self.connection;
-                    let limit = self.ctx.settings.publish_batch_size;
-                    let record_type = *record_type;
-                    let taken = conn
-                        .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                            publish::publish_pending(
-                                conn,
-                                connection,
-                                record_type,
-                                None,
-                                limit,
-                                Vec::new(),
-                                context,
-                            )
-                            .await
-                        })
-                        .await?;
-                    self.ctx.relay.wake();
-                    if taken == 0 {
-                        return Ok::<(), RunError>(());
-                    }
-                }
-            }
-        });
+        let per_type = types
+            .iter()
+            .map(|record_type| self.publish_pending(*record_type, None));
         futures::future::try_join_all(per_type).await?;
         Ok(())
     }
