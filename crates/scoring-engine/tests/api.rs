@@ -250,15 +250,7 @@ async fn the_preview_shows_exactly_what_saving_the_config_then_does() {
         "the preview published something"
     );
 
-    let (status, saved) = app
-        .send(
-            Method::PUT,
-            app.org,
-            "admin",
-            "/api/v1/scoring/config",
-            &proposed,
-        )
-        .await;
+    let (status, saved) = app.save_config(&proposed).await;
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["version"], 1);
     let (_, after) = app.get(app.org, "/api/v1/customers").await;
@@ -388,15 +380,7 @@ async fn a_config_save_outlasting_the_wait_answers_202_and_its_rescore_goes_on()
     app.seed_three_bands().await;
     app.drain().await;
     let proposed = lifecycle_over_deal_value();
-    let (status, saved) = app
-        .send(
-            Method::PUT,
-            app.org,
-            "admin",
-            "/api/v1/scoring/config",
-            &proposed,
-        )
-        .await;
+    let (status, saved) = app.save_config(&proposed).await;
     assert_eq!(status, 202, "{saved}");
     assert_eq!(saved["version"], 1);
     assert_eq!(saved["rescore"], "running");
@@ -490,15 +474,7 @@ async fn two_quick_saves_end_with_the_org_under_the_second_and_nothing_owed() {
             c["weights"]["lifecycle_stage"] = json!(lifecycle);
             c["weights"]["deal_value"] = json!(35 - lifecycle);
         });
-        let (status, saved) = app
-            .send(
-                Method::PUT,
-                app.org,
-                "admin",
-                "/api/v1/scoring/config",
-                &proposed,
-            )
-            .await;
+        let (status, saved) = app.save_config(&proposed).await;
         assert_eq!(status, 202, "{saved}");
         assert_eq!(saved["version"], version);
     }

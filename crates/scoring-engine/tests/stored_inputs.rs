@@ -13,7 +13,6 @@ use contracts::v1::{DealStatus, ObjectType};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use reqwest::Method;
 use scoring_engine::db::inputs::Olds;
 use scoring_engine::db::{configs, inputs, object_type};
 use scoring_engine::engine::{self, InputSource};
@@ -194,15 +193,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     // Saving it (a rescore from the stored inputs) leaves nothing that a recompute from the
     // projection would change.
     let body = serde_json::to_value(&proposed).unwrap();
-    let (status, saved) = app
-        .send(
-            Method::PUT,
-            app.org,
-            "admin",
-            "/api/v1/scoring/config",
-            &body,
-        )
-        .await;
+    let (status, saved) = app.save_config(&body).await;
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["rescored"]["scored"], 10);
     assert_eq!(saved["rescored"]["changed"], moved);

@@ -383,6 +383,18 @@ impl TestApp {
         (status, response.json().await.unwrap_or_default())
     }
 
+    /// Saves `config` as the test org's scoring config, as an admin.
+    pub async fn save_config(&self, config: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(
+            reqwest::Method::PUT,
+            self.org,
+            "admin",
+            "/api/v1/scoring/config",
+            config,
+        )
+        .await
+    }
+
     /// The stored score of a contact of the test org, through the API (None = N/A or none).
     pub async fn contact_score(&self, contact_id: i64) -> Option<i64> {
         let id = scoring_engine::engine::customer_id(self.org, PORTAL, 1, contact_id);
