@@ -151,6 +151,11 @@ pub struct BudgetSettings {
     /// Spread grants evenly: at most `limit / pace_slices` (rounded up) in any
     /// `window / pace_slices`. 1 turns pacing off (whole-window bursts).
     pub pace_slices: u32,
+    /// Per cent of the burst limit this limiter leaves unspent in every window for callers
+    /// without a reserve (rounded up to whole tokens; 0 leaves nothing). Bulk work such as
+    /// a full sync sets it, so that reads of a webhook's changes never wait a whole window
+    /// behind it.
+    pub burst_reserve_percent: u32,
 }
 
 impl Default for BudgetSettings {
@@ -162,6 +167,7 @@ impl Default for BudgetSettings {
             arrival_margin_ms: 150,
             observation_tolerance: 2,
             pace_slices: 10,
+            burst_reserve_percent: 0,
         }
     }
 }
@@ -175,6 +181,12 @@ impl BudgetSettings {
             BudgetKind::Search => 1_000,
         };
         hubspot_window + self.lease_ttl_ms + self.arrival_margin_ms
+    }
+
+    /// The tokens of a window of `limit` that [`Self::burst_reserve_percent`] leaves to others.
+    pub fn reserve_tokens(&self, limit: u32) -> u32 {
+        let percent = u64::from(self.burst_reserve_percent.min(100));
+        u32::try_from((u64::from(limit) * percent).div_ceil(100)).unwrap_or(limit)
     }
 }
 
@@ -227,6 +239,8 @@ pub struct LeaseRequest {
     pub utc_offset_minutes: i32,
     /// Pacing: grants in any `window_ms / pace_slices` stay within `limit / pace_slices`.
     pub pace_slices: u32,
+    /// Tokens of every window this caller leaves to callers without a reserve.
+    pub reserve: u32,
 }
 
 #[derive(QueryableByName)]
@@ -279,7 +293,7 @@ impl PgBudgetStore {
         };
         let row: LeaseRow = sql_query(
             "SELECT granted, grant_id, wait_ms, daily_until \
-             FROM lease_tokens($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             FROM lease_tokens($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind::<BigInt, _>(request.portal_id)
         .bind::<Text, _>(request.kind.as_str())
@@ -296,6 +310,7 @@ impl PgBudgetStore {
         .bind::<Nullable<BigInt>, _>(request.daily_remaining.map(to_i64))
         .bind::<Integer, _>(request.utc_offset_minutes)
         .bind::<Integer, _>(to_i32(request.pace_slices.max(1)))
+        .bind::<Integer, _>(to_i32(request.reserve))
         .get_result(&mut conn)
         .await
         .map_err(|e| HubSpotError::Budget(e.to_string()))?;
@@ -555,6 +570,10 @@ impl PortalLimiter {
             daily_remaining,
             utc_offset_minutes: self.access.utc_offset_minutes,
             pace_slices: self.settings.pace_slices.max(1),
+            reserve: match kind {
+                BudgetKind::Burst => self.settings.reserve_tokens(self.limit_of(kind)),
+                BudgetKind::Search => 0,
+            },
         }
     }
 
@@ -683,5 +702,18 @@ mod tests {
         let settings = BudgetSettings::default();
         assert_eq!(settings.window_ms(BudgetKind::Burst), 10_250);
         assert_eq!(settings.window_ms(BudgetKind::Search), 1_250);
+    }
+
+    #[test]
+    fn a_reserve_is_rounded_up_to_whole_tokens_of_the_limit() {
+        let reserve = |percent| BudgetSettings {
+            burst_reserve_percent: percent,
+            ..BudgetSettings::default()
+        };
+        assert_eq!(reserve(0).reserve_tokens(190), 0);
+        assert_eq!(reserve(10).reserve_tokens(190), 19);
+        assert_eq!(reserve(10).reserve_tokens(110), 11);
+        assert_eq!(reserve(5).reserve_tokens(190), 10);
+        assert_eq!(reserve(250).reserve_tokens(100), 100);
     }
 }

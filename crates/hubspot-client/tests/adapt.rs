@@ -71,6 +71,7 @@ async fn a_429_pauses_the_portal_for_every_client_and_is_counted_by_policy() {
         daily_remaining: None,
         utc_offset_minutes: 0,
         pace_slices: 10,
+        reserve: 0,
     };
     assert!(matches!(
         budget.store().lease(&other).await.unwrap(),

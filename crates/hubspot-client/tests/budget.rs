@@ -29,6 +29,7 @@ fn request(limit: u32, want: u32) -> LeaseRequest {
         daily_remaining: None,
         utc_offset_minutes: 0,
         pace_slices: 1,
+        reserve: 0,
     }
 }
 
@@ -155,4 +156,31 @@ async fn paced_leases_spread_the_limit_evenly_over_the_window() {
         LeaseOutcome::Wait(wait) => assert!(wait <= Duration::from_millis(200), "{wait:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_a_reserve_leaves_it_to_callers_without_one() {
+    let (_db, store) = store().await;
+    let bulk = LeaseRequest {
+        reserve: 3,
+        ..request(10, 4)
+    };
+    let mut total = 0;
+    loop {
+        match store.lease(&bulk).await.unwrap() {
+            LeaseOutcome::Granted { tokens, .. } => total += tokens,
+            LeaseOutcome::Wait(wait) => {
+                assert!(wait <= Duration::from_millis(2_000), "{wait:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, 7, "the bulk caller stops three short of the limit");
+    // A caller without a reserve gets the three at once, and nothing beyond the limit.
+    assert_eq!(granted(&store.lease(&request(10, 4)).await.unwrap()).0, 3);
+    assert!(matches!(
+        store.lease(&request(10, 1)).await.unwrap(),
+        LeaseOutcome::Wait(_)
+    ));
 }

@@ -184,15 +184,27 @@ async fn main() {
         seeding.elapsed().as_secs_f64()
     );
     let rss_before = peak_rss_mb();
-    // `SYNC_BENCH_PACE_SLICES` sets `hubspot.pace_slices` (10 by default, as deployed).
+    // `SYNC_BENCH_PACE_SLICES` and `SYNC_BENCH_RESERVE_PERCENT` set the sync runs'
+    // `hubspot.sync_pace_slices` and `hubspot.sync_reserve_percent` (1 and 10 as deployed).
     let mut settings = h.settings.clone();
     if let Some(slices) = std::env::var("SYNC_BENCH_PACE_SLICES")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        settings.hubspot.pace_slices = slices;
+        settings.hubspot.sync_pace_slices = slices;
     }
-    println!("hubspot.pace_slices = {}", settings.hubspot.pace_slices);
+    if let Some(percent) = std::env::var("SYNC_BENCH_RESERVE_PERCENT")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .and_then(|v| v.try_into().ok())
+    {
+        settings.hubspot.sync_reserve_percent = percent;
+    }
+    println!(
+        "hubspot.sync_pace_slices = {}, hubspot.sync_reserve_percent = {}",
+        settings.hubspot.sync_pace_slices,
+        settings.hubspot.sync_reserve_percent.get()
+    );
     let app = h.app_with(&portal, settings).await;
     let connection = h.connect(&portal).await;
     let started = Instant::now();

@@ -31,6 +31,8 @@ archived_check_interval_secs = 86400
 api_base_url = "https://api.hubapi.com"
 tier = "starter"
 pace_slices = 10
+sync_pace_slices = 1
+sync_reserve_percent = 10
 
 [gateway]
 base_url = "http://127.0.0.1:8080"
@@ -111,6 +113,39 @@ pub struct HubSpotSettings {
     /// of the portal never wait long; 1 spends whole windows at once, which ends a full
     /// sync sooner while others may wait up to a window (10 s) behind it.
     pub pace_slices: std::num::NonZeroU32,
+    /// The same for sync runs (full, object type, records, reconciliation). 1 (the
+    /// default) spends whole windows at once, so a full sync takes as few windows as its
+    /// requests need.
+    pub sync_pace_slices: std::num::NonZeroU32,
+    /// Per cent of every window's burst budget sync runs leave to this portal's other
+    /// calls (webhook reads, field discovery, writeback), so that those wait at most about
+    /// a pace slice behind a sync's bursts. 0 to 50; 10 by default.
+    pub sync_reserve_percent: ReservePercent,
+}
+
+/// A share of the rate budget kept back, in per cent: 0 to 50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct ReservePercent(u32);
+
+impl ReservePercent {
+    /// The per cent.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for ReservePercent {
+    type Error = String;
+
+    fn try_from(percent: u32) -> Result<Self, Self::Error> {
+        if percent > 50 {
+            return Err(format!(
+                "{percent} is more than 50: sync runs would get less than half of the budget"
+            ));
+        }
+        Ok(Self(percent))
+    }
 }
 
 /// A HubSpot subscription tier as written in the configuration.
@@ -179,5 +214,18 @@ mod tests {
         };
         let error = error.to_string();
         assert!(error.contains("hubspot.pace_slices"), "{error}");
+    }
+
+    #[test]
+    fn sync_runs_burst_and_leave_a_tenth_by_default_and_a_reserve_over_half_is_refused() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.hubspot.sync_pace_slices.get(), 1);
+        assert_eq!(settings.hubspot.sync_reserve_percent.get(), 10);
+        let Err(error) = load(&[("HUBSCORE__HUBSPOT__SYNC_RESERVE_PERCENT", "60")]) else {
+            panic!("a reserve of 60 % was taken");
+        };
+        let error = error.to_string();
+        assert!(error.contains("hubspot.sync_reserve_percent"), "{error}");
+        assert!(error.contains("60"), "{error}");
     }
 }

@@ -67,14 +67,25 @@ impl TokenProvider for StaticTokens {
     }
 }
 
-/// Builds and caches one client per connection, all drawing on the shared budget.
+/// What a client's calls are for, which sets how it spends the portal's shared budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Webhook reads and field discovery: paced by `hubspot.pace_slices`, no reserve.
+    Changes,
+    /// Sync runs: paced by `hubspot.sync_pace_slices`, leaving
+    /// `hubspot.sync_reserve_percent` of every window to [`Purpose::Changes`] and the
+    /// portal's other callers.
+    Sync,
+}
+
+/// Builds and caches one client per connection and purpose, all drawing on the shared budget.
 pub struct Clients {
     config: ClientConfig,
     settings: HubSpotSettings,
     tokens: Arc<dyn TokenProvider>,
     store: PgBudgetStore,
     metrics: ClientMetrics,
-    cache: Mutex<HashMap<Uuid, HubSpotClient>>,
+    cache: Mutex<HashMap<(Uuid, Purpose), HubSpotClient>>,
 }
 
 impl Clients {
@@ -95,13 +106,18 @@ impl Clients {
         }
     }
 
-    /// The client of `connection`, built on first use.
-    pub fn client(&self, connection: &Connection) -> anyhow::Result<HubSpotClient> {
+    /// The client of `connection` for `purpose`, built on first use.
+    pub fn client(
+        &self,
+        connection: &Connection,
+        purpose: Purpose,
+    ) -> anyhow::Result<HubSpotClient> {
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(client) = cache.get(&connection.connection_id) {
+        let key = (connection.connection_id, purpose);
+        if let Some(client) = cache.get(&key) {
             return Ok(client.clone());
         }
         let access = PortalAccess {
@@ -118,25 +134,36 @@ impl Clients {
         let limiter = Arc::new(PortalLimiter::new(
             self.store.clone(),
             access,
-            BudgetSettings {
-                pace_slices: self.settings.pace_slices.get(),
-                ..BudgetSettings::default()
-            },
+            self.budget_settings(purpose),
         ));
         let client =
             HubSpotClient::builder(self.config.clone(), self.tokens.token_source(connection))
                 .limiter(limiter)
                 .metrics(self.metrics.clone())
                 .build()?;
-        cache.insert(connection.connection_id, client.clone());
+        cache.insert(key, client.clone());
         Ok(client)
     }
 
-    /// Forgets the client of a closed connection.
+    fn budget_settings(&self, purpose: Purpose) -> BudgetSettings {
+        match purpose {
+            Purpose::Changes => BudgetSettings {
+                pace_slices: self.settings.pace_slices.get(),
+                ..BudgetSettings::default()
+            },
+            Purpose::Sync => BudgetSettings {
+                pace_slices: self.settings.sync_pace_slices.get(),
+                burst_reserve_percent: self.settings.sync_reserve_percent.get(),
+                ..BudgetSettings::default()
+            },
+        }
+    }
+
+    /// Forgets the clients of a closed connection.
     pub fn forget(&self, connection_id: Uuid) {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&connection_id);
+            .retain(|(id, _), _| *id != connection_id);
     }
 }

@@ -21,6 +21,7 @@ use crate::db::connections::{self, Connection};
 use crate::db::mirror::{self, Edge, MappedPage, RecordType};
 use crate::db::publish::{self, PublishContext};
 use crate::db::runs::{self, PageProgress, Run, RunObject, Scope};
+use crate::hubspot::Purpose;
 
 /// Why a run stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +195,7 @@ pub async fn execute(ctx: &Context, run: &Run, shutdown: &Shutdown) -> Result<()
     drop(conn);
     let client = ctx
         .clients
-        .client(&connection)
+        .client(&connection, Purpose::Sync)
         .map_err(|e| RunError::Other(format!("{e:#}")))?;
     let mut conn = db(ctx).await?;
     let custom = crate::db::fields::valid_mappings(&mut conn, connection.connection_id).await?;

@@ -691,3 +691,83 @@ async fn a_delivery_that_fails_for_good_is_dead_lettered_alone_not_with_those_it
     );
     app.stop().await;
 }
+
+/// Burst tokens the portal's callers were granted in the last 10 s.
+async fn spent_in_window(app: &RunningApp, portal: &Portal) -> i64 {
+    use diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct Spent {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        tokens: i64,
+    }
+    let Ok(mut conn) = app.pool.get().await else {
+        return 0;
+    };
+    diesel::sql_query(
+        "SELECT COALESCE(SUM(tokens), 0)::BIGINT AS tokens FROM hubspot_budget.grants \
+         WHERE portal_id = $1 AND kind = 'burst' \
+           AND granted_at > clock_timestamp() - interval '10 seconds'",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(portal.id)
+    .get_result::<Spent>(&mut conn)
+    .await
+    .map_or(0, |s| s.tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_while_a_full_sync_waits_for_its_next_window_is_applied_before_it_reads_on() {
+    let h = quick_webhooks().await;
+    // A free portal allows 100 requests in 10 s; sync runs spend 90 of them at once and
+    // leave 10 (`hubspot.sync_reserve_percent` = 10) to webhook reads.
+    let portal = h.portal("free").await;
+    h.seed(&portal, 12_000, 0, 0).await;
+    let mut settings = h.settings.clone();
+    settings.hubspot.tier = sync_worker::config::TierSetting::Free;
+    let app = h.app_with(&portal, settings).await;
+    let receiver = start_receiver(&h).await;
+    h.webhooks_to(&portal, Some(&receiver)).await;
+    let connection = h.connect(&portal).await;
+
+    until("the sync's first window spent", async || {
+        spent_in_window(&app, &portal).await >= 90
+    })
+    .await;
+    // Its last pages are written once the count of contacts read stands still.
+    let mut read = fetched(&app.pool, &connection, "contact").await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = fetched(&app.pool, &connection, "contact").await;
+        if now == read {
+            break;
+        }
+        read = now;
+    }
+    assert!(read < 12_000, "the sync needs a second window: {read} read");
+
+    let contact = h
+        .create(
+            &portal,
+            "contacts",
+            json!({"email": "between@windows.example", "firstname": "Between"}),
+        )
+        .await;
+    until("the new contact", async || {
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        fetched(&app.pool, &connection, "contact").await,
+        read,
+        "the webhook's read waited for the sync's next window"
+    );
+    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    assert_eq!(
+        record_state(&app.pool, &connection, "contacts", contact)
+            .await
+            .and_then(|c| c.email)
+            .as_deref(),
+        Some("between@windows.example")
+    );
+}

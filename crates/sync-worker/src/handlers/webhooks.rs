@@ -23,6 +23,7 @@ use crate::context::Context;
 use crate::db::connections::{self, Connection};
 use crate::db::mirror::{self, Edge, MappedPage, RecordType};
 use crate::db::publish::{self, PublishContext};
+use crate::hubspot::Purpose;
 use crate::sync::{read_associations, read_batch};
 
 /// The routing keys it is bound to.
@@ -478,7 +479,7 @@ async fn apply(
     }
     let client = ctx
         .clients
-        .client(connection)
+        .client(connection, Purpose::Changes)
         .map_err(|e| Outcome::Retry(format!("{e:#}")))?;
     let mut conn = ctx.pool.get().await.map_err(retry)?;
     let custom = crate::db::fields::valid_mappings(&mut conn, connection.connection_id)

@@ -15,6 +15,7 @@ use crate::db::connections::{self, Connection};
 use crate::db::fields;
 use crate::db::mirror::RecordType;
 use crate::error::ApiError;
+use crate::hubspot::Purpose;
 
 async fn owned(ctx: &Context, caller: &Caller, id: &str) -> Result<Connection, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("connection"))?;
@@ -60,7 +61,7 @@ pub async fn properties(
         }
         let client = ctx
             .clients
-            .client(&connection)
+            .client(&connection, Purpose::Changes)
             .map_err(ApiError::Internal)?;
         crate::sync::discover_properties(&ctx, &client, &connection, &[record_type])
             .await
