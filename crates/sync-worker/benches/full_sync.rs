@@ -239,7 +239,8 @@ async fn main() {
                 counts.join(", ")
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        // Polled often enough that the figure is the sync's time, not the poll's.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let secs = started.elapsed().as_secs_f64();
     let stats = h.stats(&portal).await;

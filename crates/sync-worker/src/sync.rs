@@ -262,7 +262,8 @@ pub async fn discover_properties(
     connection: &Connection,
     types: &[RecordType],
 ) -> Result<(), RunError> {
-    for record_type in types {
+    // One read per type, side by side.
+    let each = types.iter().map(|record_type| async move {
         let found = client.list_properties(record_type.api_name()).await?;
         let discovered: Vec<crate::db::fields::DiscoveredProperty> = found
             .iter()
@@ -277,7 +278,9 @@ pub async fn discover_properties(
             Utc::now(),
         )
         .await?;
-    }
+        Ok::<(), RunError>(())
+    });
+    futures::future::try_join_all(each).await?;
     Ok(())
 }
 
@@ -365,6 +368,76 @@ enum Metadata {
 }
 
 /// Association batch reads of one object type in flight at once during a full sync.
+/// Orders the listings of a full sync that all finish at its end: contacts and companies.
+///
+/// A listing is a chain: each page's cursor comes from the page before, so a type's pages
+/// are read one after another. Left alone, the shorter companies' chain finishes in the
+/// first windows and the contacts' chain reads the last window's pages alone, one by one,
+/// while the run waits. So a chain with fewer pages left than another waits for it (beyond
+/// [`Lanes::SLACK`] pages), and the two end together, reading the last window side by side.
+/// Deals are not held: their pages go out as read, and contacts go out once deals are in.
+#[derive(Clone)]
+struct Lanes {
+    left: std::sync::Arc<tokio::sync::watch::Sender<Vec<(RecordType, i64)>>>,
+}
+
+impl Lanes {
+    /// How many pages a chain may be behind another before it waits.
+    const SLACK: i64 = 2;
+
+    /// Lanes for `chains`: each type with the pages it has left (a type not in them is
+    /// never held).
+    fn new(chains: Vec<(RecordType, i64)>) -> Self {
+        Self {
+            left: std::sync::Arc::new(tokio::sync::watch::channel(chains).0),
+        }
+    }
+
+    /// Pages left of `total` records with `fetched` read, `page_size` to a page.
+    fn pages_left(total: i64, fetched: i64, page_size: u32) -> i64 {
+        let left = u64::try_from(total - fetched).unwrap_or(0);
+        i64::try_from(left.div_ceil(u64::from(page_size.max(1)))).unwrap_or(i64::MAX)
+    }
+
+    /// Waits until `record_type` has at least as many pages left as every other chain,
+    /// less the slack.
+    async fn turn(&self, record_type: RecordType) {
+        let mut left = self.left.subscribe();
+        // The sender lives as long as `self`, so this wait cannot fail.
+        let _ = left
+            .wait_for(|chains| {
+                let mine = chains.iter().find(|(t, _)| *t == record_type);
+                let most_other = chains
+                    .iter()
+                    .filter(|(t, _)| *t != record_type)
+                    .map(|(_, n)| *n)
+                    .max();
+                match (mine, most_other) {
+                    (Some((_, mine)), Some(other)) => mine + Self::SLACK >= other,
+                    _ => true,
+                }
+            })
+            .await;
+    }
+
+    /// One page of `record_type` read.
+    fn page_read(&self, record_type: RecordType) {
+        self.left.send_modify(|chains| {
+            for (t, n) in chains.iter_mut() {
+                if *t == record_type {
+                    *n = (*n - 1).max(0);
+                }
+            }
+        });
+    }
+
+    /// `record_type` has no pages left, whatever its count said (records deleted meanwhile).
+    fn finished(&self, record_type: RecordType) {
+        self.left
+            .send_modify(|chains| chains.retain(|(t, _)| *t != record_type));
+    }
+}
+
 const ASSOCIATION_READS_IN_FLIGHT: usize = 4;
 
 /// What one edge gave for a chunk of ids: (from, to, primary) pairs.
@@ -480,22 +553,31 @@ impl Job<'_> {
         drop(conn);
         let object = |name: &str| objects.iter().find(|o| o.object_type == name).cloned();
 
-        // Totals up front: one cheap search per type gives HubSpot's count.
-        for record_type in types {
-            if object(record_type.name()).is_some_and(|o| o.total.is_none() && !o.records_done) {
-                self.count_total(*record_type).await;
+        // Totals up front: one cheap search per type gives HubSpot's count. Searches have
+        // their own budget, so they run beside the metadata's reads.
+        let counts = futures::future::join_all(
+            types
+                .iter()
+                .filter(|t| object(t.name()).is_some_and(|o| o.total.is_none() && !o.records_done))
+                .map(|t| self.count_total(*t)),
+        );
+        // Owners and pipelines come before any record goes out: deals and contacts are
+        // published with them.
+        let metadata = async {
+            if with_metadata {
+                if !object("owner").is_some_and(|o| o.records_done) {
+                    // Field discovery rides along with the owners (once per run).
+                    discover_properties(self.ctx, self.client, self.connection, types).await?;
+                    self.owners().await?;
+                }
+                if !object("pipeline").is_some_and(|o| o.records_done) {
+                    self.pipelines().await?;
+                }
             }
-        }
-        if with_metadata {
-            if !object("owner").is_some_and(|o| o.records_done) {
-                // Field discovery rides along with the owners (once per run).
-                discover_properties(self.ctx, self.client, self.connection, types).await?;
-                self.owners().await?;
-            }
-            if !object("pipeline").is_some_and(|o| o.records_done) {
-                self.pipelines().await?;
-            }
-        }
+            Ok::<(), RunError>(())
+        };
+        let (_, metadata) = tokio::join!(counts, metadata);
+        metadata?;
         // With associations embedded in the pages, a deal page is complete once written,
         // so it goes out then. A contact's deal ids come from the deals' pages: contact
         // pages go out once every deal is read and the deals HubSpot no longer has are
@@ -504,6 +586,23 @@ impl Job<'_> {
         let (deals_settled, settled) =
             tokio::sync::watch::channel(!types.contains(&RecordType::Deal));
         let deals_settled = &deals_settled;
+        let page_size = ListOptions::default().page_size;
+        // The totals counted above.
+        let mut conn = db(self.ctx).await?;
+        let counted = runs::objects(&mut conn, self.run.id).await?;
+        drop(conn);
+        let lanes = Lanes::new(
+            [RecordType::Contact, RecordType::Company]
+                .into_iter()
+                .filter(|t| types.contains(t))
+                .filter_map(|t| {
+                    let state = counted.iter().find(|o| o.object_type == t.name())?;
+                    let total = state.total.filter(|_| !state.records_done)?;
+                    Some((t, Lanes::pages_left(total, state.fetched, page_size)))
+                })
+                .collect(),
+        );
+        let lanes = &lanes;
         let per_type = types.iter().map(|record_type| {
             let state = object(record_type.name());
             let settled = settled.clone();
@@ -520,6 +619,7 @@ impl Job<'_> {
                         state.cursor.clone(),
                         state.associations_inline,
                         publish,
+                        lanes,
                     )
                     .await?;
                 }
@@ -687,6 +787,7 @@ impl Job<'_> {
         cursor: Option<String>,
         inline: bool,
         publish: EarlyPublish,
+        lanes: &Lanes,
     ) -> Result<(), RunError> {
         let send = !matches!(publish, EarlyPublish::Never);
         let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<i64>>();
@@ -704,7 +805,8 @@ impl Job<'_> {
         };
         let reads = async move {
             let tx = send.then_some(&written_tx);
-            self.read_pages(record_type, cursor, inline, tx).await
+            self.read_pages(record_type, cursor, inline, tx, lanes)
+                .await
         };
         // Pages a failed publisher left pending go out when the run is tried again.
         let (read, published) = tokio::join!(reads, publisher);
@@ -719,6 +821,7 @@ impl Job<'_> {
         cursor: Option<String>,
         inline: bool,
         written: Option<&tokio::sync::mpsc::UnboundedSender<Vec<i64>>>,
+        lanes: &Lanes,
     ) -> Result<(), RunError> {
         let edges: Vec<Edge> = if inline {
             Edge::from_side(record_type).collect()
@@ -733,7 +836,9 @@ impl Job<'_> {
         let fetch = |after: Option<String>| {
             let client = self.client.clone();
             let options = options.clone();
+            let lanes = lanes.clone();
             tokio::spawn(async move {
+                lanes.turn(record_type).await;
                 let read_at = Utc::now();
                 client
                     .list_objects_page(record_type.api_name(), &options, after.as_deref())
@@ -749,6 +854,10 @@ impl Job<'_> {
                 .map_err(|e| RunError::Other(format!("page fetch task failed: {e}")))??;
             let next = page.next_after().map(str::to_owned);
             let fetched = page.results.len();
+            lanes.page_read(record_type);
+            if next.is_none() {
+                lanes.finished(record_type);
+            }
             // Start reading the next page before writing this one.
             let upcoming = next.clone().map(|after| fetch(Some(after)));
             let ids: Vec<i64> = page
@@ -1286,6 +1395,68 @@ pub fn new_run_id() -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_left_round_up_and_never_go_below_zero() {
+        assert_eq!(Lanes::pages_left(50_000, 0, 100), 500);
+        assert_eq!(Lanes::pages_left(50_001, 0, 100), 501);
+        assert_eq!(Lanes::pages_left(10_000, 9_950, 100), 1);
+        assert_eq!(Lanes::pages_left(100, 180, 100), 0);
+    }
+
+    /// Whether `turn` lets `record_type` read now.
+    async fn may_read(lanes: &Lanes, record_type: RecordType) -> bool {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            lanes.turn(record_type),
+        )
+        .await
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_shorter_listing_waits_for_the_longer_and_both_end_together() {
+        let lanes = Lanes::new(vec![(RecordType::Contact, 6), (RecordType::Company, 2)]);
+        assert!(may_read(&lanes, RecordType::Contact).await);
+        assert!(
+            !may_read(&lanes, RecordType::Company).await,
+            "4 pages behind"
+        );
+        assert!(
+            may_read(&lanes, RecordType::Deal).await,
+            "deals are never held"
+        );
+        lanes.page_read(RecordType::Contact);
+        lanes.page_read(RecordType::Contact);
+        assert!(
+            may_read(&lanes, RecordType::Company).await,
+            "within the slack"
+        );
+        // A waiting chain wakes when the other one reads.
+        lanes.page_read(RecordType::Company);
+        lanes.page_read(RecordType::Company);
+        let waiting = tokio::spawn({
+            let lanes = lanes.clone();
+            async move { lanes.turn(RecordType::Company).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "0 pages left against 4");
+        lanes.page_read(RecordType::Contact);
+        lanes.page_read(RecordType::Contact);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the company chain's turn came")
+            .expect("task");
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_ends_early_releases_the_one_waiting_for_it() {
+        let lanes = Lanes::new(vec![(RecordType::Contact, 50), (RecordType::Company, 1)]);
+        assert!(!may_read(&lanes, RecordType::Company).await);
+        // The contacts' count was too high: HubSpot had fewer by the time they were read.
+        lanes.finished(RecordType::Contact);
+        assert!(may_read(&lanes, RecordType::Company).await);
+    }
 
     fn record(id: &str, associations: serde_json::Value) -> CrmObject {
         serde_json::from_value(serde_json::json!({
