@@ -55,7 +55,8 @@
 //! * **A reserve for bulk work.** A caller with `BudgetSettings::burst_reserve_percent` set
 //!   (a sync run spending whole windows at once) is granted at most the limit minus that
 //!   share in any window; callers without one can always take the rest. So reads of a
-//!   webhook's changes wait at most about a pace slice behind a full sync, not a window.
+//!   webhook's changes wait until about a pace slice after a full sync's burst ends, not a
+//!   whole window.
 //! * **One transaction and one round trip per lease.** `lease_tokens()` (PL/pgSQL) locks the
 //!   portal's row with `SELECT ... FOR UPDATE`, so concurrent processes grant one at a time,
 //!   and answers either a grant or how long until the oldest grants leave the window; callers

@@ -119,7 +119,7 @@ pub struct HubSpotSettings {
     pub sync_pace_slices: std::num::NonZeroU32,
     /// Per cent of every window's burst budget sync runs leave to this portal's other
     /// calls (webhook reads, field discovery, writeback), so that those wait at most about
-    /// a pace slice behind a sync's bursts. 0 to 50; 10 by default.
+    /// a pace slice after a sync's burst ends. 0 to 50; 10 by default.
     pub sync_reserve_percent: ReservePercent,
 }
 
