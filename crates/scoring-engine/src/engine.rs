@@ -565,6 +565,19 @@ async fn try_rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel:
     Ok(row.locked)
 }
 
+/// Waits for the org's rescore lock (see [`try_rescore_lock`]) on `lock`'s open transaction.
+async fn rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<()> {
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.' || $1::text, 0))",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(org_id),
+        lock,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Does the rescore a config change owes the org, under every version owed until none is,
 /// unless another task or replica holds the org's rescore lock (`None`). A process that
 /// dies mid-way leaves the version owed for the next scheduler pass of any replica.
@@ -643,6 +656,13 @@ pub async fn scheduled_rescore(
 /// own transaction under the org lock, reading its inputs inside it), refreshing the org
 /// means first. Stops early, with what it did so far, if the org's config changes meanwhile
 /// (that change's own rescore covers the rest).
+///
+/// The org is rescored in two halves side by side, on two connections, once a kind has two
+/// batches: reading, scoring and writing one batch kept one core busy. The halves' batches
+/// take the org lock shared ([`crate::db::lock_org_shared`]), so anything else writing the
+/// org's scores still waits for each batch. Callers must hold the org's rescore lock
+/// ([`pay_owed_rescore`], [`scheduled_rescore`], [`rescore_org_in_turn`]): two whole-org
+/// rescores at once would score one customer twice under the shared lock.
 pub async fn rescore_org(
     pool: &Pool,
     org_id: Uuid,
@@ -652,7 +672,7 @@ pub async fn rescore_org(
     source: InputSource,
 ) -> Result<WriteSummary, RescoreError> {
     let mut conn = pooled(pool).await?;
-    let (config, means, source) = conn
+    let (config, means, source, (first, second)) = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
             let config = configs::current(conn, org_id).await?;
@@ -664,49 +684,161 @@ pub async fn rescore_org(
                 };
             let means = org_means(conn, org_id, source).await?;
             configs::store_means(conn, org_id, means, now).await?;
-            Ok::<_, diesel::result::Error>((config, means, source))
+            let halves = halves(conn, org_id, source, batch_size).await?;
+            Ok::<_, diesel::result::Error>((config, means, source, halves))
         })
         .await?;
-    let mut summary = WriteSummary::default();
+    let pass = Rewrite {
+        org_id,
+        config: std::sync::Arc::new(config),
+        means,
+        now,
+        batch_size,
+        correlation_id: correlation_id.to_owned(),
+        source,
+    };
+    if second.is_empty() {
+        return pass.run(&mut conn, &first).await;
+    }
+    let mut helper = pooled(pool).await?;
+    // The other half on a task of its own, so that it has a thread of its own.
+    let other_pass = pass.clone();
+    let other_half = tokio::spawn(async move { other_pass.run(&mut helper, &second).await });
+    let mine = pass.run(&mut conn, &first).await;
+    // Both halves end before the rescore does: each batch is whole or not at all.
+    let other = joined(other_half).await?;
+    let mut summary = mine?;
+    summary += other?;
+    Ok(summary)
+}
+
+/// [`rescore_org`] once no other whole-org rescore of the org runs: waits for the org's
+/// rescore lock instead of skipping (a sync's fresh data must be scored).
+pub async fn rescore_org_in_turn(
+    pool: &Pool,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+    source: InputSource,
+) -> Result<WriteSummary, RescoreError> {
+    let mut lock = pooled(pool).await?;
+    lock.transaction(async |lock| {
+        rescore_lock(lock, org_id).await?;
+        rescore_org(pool, org_id, now, batch_size, correlation_id, source).await
+    })
+    .await
+}
+
+/// The two halves of an org's contacts and companies, in key order, split where
+/// [`inputs::middle_key`] says (the second is empty when neither kind has two batches).
+async fn halves(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    source: InputSource,
+    batch_size: i64,
+) -> diesel::QueryResult<(Vec<KeyRange>, Vec<KeyRange>)> {
+    let mut first = Vec::new();
+    let mut second = Vec::new();
     for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let mut after = None;
-        loop {
-            let batch = conn
-                .transaction(async |conn| {
-                    crate::db::lock_org(conn, org_id).await?;
-                    no_jit(conn).await?;
-                    if configs::current(conn, org_id).await?.version != config.version {
-                        return Ok(None);
-                    }
-                    let rows = load_batch(conn, org_id, kind, source, after, batch_size, Olds::All)
-                        .await?;
-                    let last = rows.last().map(|r| (r.portal_id, r.object_id));
-                    let count = rows.len();
-                    let computed = compute(org_id, kind, rows, &config, means, now);
-                    let written = persist_rows(
-                        conn,
-                        org_id,
-                        &computed,
-                        &config,
-                        now,
-                        correlation_id,
-                        source == InputSource::Stored,
-                    )
-                    .await?;
-                    Ok::<_, diesel::result::Error>(Some((written, last, count)))
-                })
-                .await?;
-            let Some((written, last, count)) = batch else {
-                return Ok(summary);
-            };
-            summary += written;
-            after = last;
-            if i64::try_from(count).unwrap_or(i64::MAX) < batch_size {
-                break;
-            }
+        let middle = inputs::middle_key(conn, org_id, kind, source, batch_size).await?;
+        first.push(KeyRange {
+            kind,
+            after: None,
+            until: middle,
+        });
+        if let Some(middle) = middle {
+            second.push(KeyRange {
+                kind,
+                after: Some(middle),
+                until: None,
+            });
         }
     }
-    Ok(summary)
+    Ok((first, second))
+}
+
+/// What one half of a whole-org rescore writes with.
+#[derive(Clone)]
+struct Rewrite {
+    org_id: Uuid,
+    config: std::sync::Arc<VersionedConfig>,
+    means: OrgMeans,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: String,
+    source: InputSource,
+}
+
+impl Rewrite {
+    /// Rescores every record of `ranges`, a batch per transaction; stops, with what it did,
+    /// once the org's config is no longer the one it scores with.
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        ranges: &[KeyRange],
+    ) -> Result<WriteSummary, RescoreError> {
+        let mut summary = WriteSummary::default();
+        for range in ranges {
+            let kind = range.kind;
+            let mut after = range.after;
+            loop {
+                let batch = conn
+                    .transaction(async |conn| {
+                        crate::db::lock_org_shared(conn, self.org_id).await?;
+                        no_jit(conn).await?;
+                        if configs::current(conn, self.org_id).await?.version != self.config.version
+                        {
+                            return Ok(None);
+                        }
+                        let mut rows = load_batch(
+                            conn,
+                            self.org_id,
+                            kind,
+                            self.source,
+                            after,
+                            self.batch_size,
+                            Olds::All,
+                        )
+                        .await?;
+                        let mut last_batch =
+                            i64::try_from(rows.len()).unwrap_or(i64::MAX) < self.batch_size;
+                        if let Some(until) = range.until
+                            && rows
+                                .last()
+                                .is_some_and(|r| (r.portal_id, r.object_id) >= until)
+                        {
+                            rows.retain(|r| (r.portal_id, r.object_id) <= until);
+                            last_batch = true;
+                        }
+                        let last = rows.last().map(|r| (r.portal_id, r.object_id));
+                        let computed =
+                            compute(self.org_id, kind, rows, &self.config, self.means, self.now);
+                        let written = persist_rows(
+                            conn,
+                            self.org_id,
+                            &computed,
+                            &self.config,
+                            self.now,
+                            &self.correlation_id,
+                            self.source == InputSource::Stored,
+                        )
+                        .await?;
+                        Ok::<_, diesel::result::Error>(Some((written, last, last_batch)))
+                    })
+                    .await?;
+                let Some((written, last, last_batch)) = batch else {
+                    return Ok(summary);
+                };
+                summary += written;
+                after = last;
+                if last_batch || after.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(summary)
+    }
 }
 
 /// A level-to-level move and how many customers make it.
@@ -792,23 +924,7 @@ pub async fn preview(
                 config: proposed.clone(),
                 created_at: None,
             });
-            let mut first = Vec::new();
-            let mut second = Vec::new();
-            for kind in [object_type::CONTACT, object_type::COMPANY] {
-                let middle = inputs::middle_key(conn, org_id, kind, source, batch_size).await?;
-                first.push(KeyRange {
-                    kind,
-                    after: None,
-                    until: middle,
-                });
-                if let Some(middle) = middle {
-                    second.push(KeyRange {
-                        kind,
-                        after: Some(middle),
-                        until: None,
-                    });
-                }
-            }
+            let (first, second) = halves(conn, org_id, source, batch_size).await?;
             let snapshot = export_snapshot(conn).await?;
             let pass = Pass {
                 org_id,
@@ -934,8 +1050,8 @@ impl Pass {
     }
 }
 
-/// What a task of the preview gave; a panic in it is carried on here, and a task that
-/// never ran (the runtime shutting down) ends the preview's transaction.
+/// What a task of a preview or a rescore gave; a panic in it is carried on here, and a task
+/// that never ran (the runtime shutting down) ends the caller's transaction.
 async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T, diesel::result::Error> {
     match task.await {
         Ok(value) => Ok(value),

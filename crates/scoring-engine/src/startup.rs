@@ -28,7 +28,7 @@ pub struct Application {
 }
 
 /// The fewest connections the service works with (see [`Application::build_with_clock`]).
-pub const MIN_CONNECTIONS: usize = 4;
+pub const MIN_CONNECTIONS: usize = 5;
 
 impl Application {
     /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
@@ -38,12 +38,12 @@ impl Application {
 
     /// Like [`Application::build`], reading "now" from `clock` (tests move time with it).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        // A whole-org rescore or a preview holds two connections at once (its lock or its
-        // second half), and the consumer and the relay need theirs meanwhile.
+        // A whole-org rescore holds three connections at once (its lock and its two halves),
+        // a preview two, and the consumer and the relay need theirs meanwhile.
         anyhow::ensure!(
             settings.database.max_connections >= MIN_CONNECTIONS,
             "database.max_connections is {}: scoring-engine needs at least {MIN_CONNECTIONS} \
-             (a whole-org rescore or a preview holds two connections at once)",
+             (a whole-org rescore holds three connections at once)",
             settings.database.max_connections
         );
         let queue = QueueSpec::new(

@@ -221,6 +221,61 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
             );
         }
     }
+
+    // Two days on, a rescore in batches of 2 splits both kinds into halves rescored side by
+    // side: it scores every customer once and stores what one pass computes.
+    app.shared.clock.advance(Duration::days(2));
+    let later = app.shared.clock.now();
+    let means = inputs::compute_means(&mut conn, app.org).await.unwrap();
+    let mut moving = 0;
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let rows = engine::load_batch(
+            &mut conn,
+            app.org,
+            kind,
+            InputSource::Projection,
+            None,
+            1000,
+            Olds::All,
+        )
+        .await
+        .unwrap();
+        moving += engine::compute(app.org, kind, rows, &saved_config, means, later)
+            .iter()
+            .filter(|c| c.changed)
+            .count();
+    }
+    assert!(moving > 0, "two days move some score");
+    let split = engine::rescore_org_in_turn(
+        &app.app.pool,
+        app.org,
+        later,
+        2,
+        "halves",
+        InputSource::Projection,
+    )
+    .await
+    .unwrap();
+    assert_eq!((split.scored, split.changed), (10, moving));
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let rows = engine::load_batch(
+            &mut conn,
+            app.org,
+            kind,
+            InputSource::Projection,
+            None,
+            1000,
+            Olds::All,
+        )
+        .await
+        .unwrap();
+        for c in engine::compute(app.org, kind, rows, &saved_config, means, later) {
+            assert!(
+                !c.store && !c.changed,
+                "a customer the halves missed: {c:?}"
+            );
+        }
+    }
 }
 
 /// A large org's preview splits where a 1 % sample of the table's pages puts the middle

@@ -30,6 +30,23 @@ pub async fn lock_org(conn: &mut AsyncPgConnection, org_id: Uuid) -> diesel::Que
     Ok(())
 }
 
+/// [`lock_org`] shared: the batches of one whole-org rescore, read and written in two
+/// halves side by side, take it so; everything else that writes the org's scores waits for
+/// them, and they for it. Two whole-org rescores of one org never run at once (the engine's
+/// rescore lock), so the halves never score one customer twice.
+pub async fn lock_org_shared(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('scoring.org.' || $1::text, 0))",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// contracts' `ObjectType` values as stored.
 pub mod object_type {
     /// A contact (a customer).

@@ -24,7 +24,9 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
         return Outcome::Ack;
     }
     let now = state.clock.now();
-    match engine::rescore_org(
+    // In turn with any other whole-org rescore of the org (a config change's, the
+    // schedule's), which this one waits for.
+    match engine::rescore_org_in_turn(
         &state.pool,
         org_id,
         now,
