@@ -791,26 +791,16 @@ impl Rewrite {
                         {
                             return Ok(None);
                         }
-                        let mut rows = load_batch(
-                            conn,
-                            self.org_id,
-                            kind,
-                            self.source,
-                            after,
-                            self.batch_size,
-                            Olds::All,
-                        )
-                        .await?;
-                        let mut last_batch =
-                            i64::try_from(rows.len()).unwrap_or(i64::MAX) < self.batch_size;
-                        if let Some(until) = range.until
-                            && rows
-                                .last()
-                                .is_some_and(|r| (r.portal_id, r.object_id) >= until)
-                        {
-                            rows.retain(|r| (r.portal_id, r.object_id) <= until);
-                            last_batch = true;
-                        }
+                        let (rows, last_batch) = range
+                            .batch(
+                                conn,
+                                self.org_id,
+                                self.source,
+                                after,
+                                self.batch_size,
+                                Olds::All,
+                            )
+                            .await?;
                         let last = rows.last().map(|r| (r.portal_id, r.object_id));
                         let computed =
                             compute(self.org_id, kind, rows, &self.config, self.means, self.now);
@@ -984,6 +974,32 @@ struct KeyRange {
     until: Option<(i64, i64)>,
 }
 
+impl KeyRange {
+    /// The range's next batch of up to `batch_size` records after `after`, and whether it
+    /// is the range's last.
+    async fn batch(
+        &self,
+        conn: &mut AsyncPgConnection,
+        org_id: Uuid,
+        source: InputSource,
+        after: Option<(i64, i64)>,
+        batch_size: i64,
+        olds: Olds,
+    ) -> diesel::QueryResult<(Vec<InputRow>, bool)> {
+        let mut rows = load_batch(conn, org_id, self.kind, source, after, batch_size, olds).await?;
+        let mut last = i64::try_from(rows.len()).unwrap_or(i64::MAX) < batch_size;
+        if let Some(until) = self.until
+            && rows
+                .last()
+                .is_some_and(|r| (r.portal_id, r.object_id) >= until)
+        {
+            rows.retain(|r| (r.portal_id, r.object_id) <= until);
+            last = true;
+        }
+        Ok((rows, last))
+    }
+}
+
 /// What a preview scores with.
 #[derive(Clone)]
 struct Pass {
@@ -1009,26 +1025,16 @@ impl Pass {
             let mut after = range.after;
             let mut scoring: Option<tokio::task::JoinHandle<Vec<Computed>>> = None;
             loop {
-                let mut rows = load_batch(
-                    conn,
-                    self.org_id,
-                    kind,
-                    self.source,
-                    after,
-                    self.batch_size,
-                    Olds::ScoreAndLevel,
-                )
-                .await?;
-                let mut last_batch =
-                    i64::try_from(rows.len()).unwrap_or(i64::MAX) < self.batch_size;
-                if let Some(until) = range.until
-                    && rows
-                        .last()
-                        .is_some_and(|r| (r.portal_id, r.object_id) >= until)
-                {
-                    rows.retain(|r| (r.portal_id, r.object_id) <= until);
-                    last_batch = true;
-                }
+                let (rows, last_batch) = range
+                    .batch(
+                        conn,
+                        self.org_id,
+                        self.source,
+                        after,
+                        self.batch_size,
+                        Olds::ScoreAndLevel,
+                    )
+                    .await?;
                 if let Some(task) = scoring.take() {
                     tally.add(kind, joined(task).await?);
                 }

@@ -44,6 +44,33 @@ async fn wait_rows(app: &common::TestApp, table: &str, n: i64) {
     panic!("{table} never reached {n} rows");
 }
 
+/// Every customer of the org recomputed from the projection under `config` at `now`,
+/// compared with what is stored.
+async fn recompute(
+    app: &common::TestApp,
+    conn: &mut diesel_async::AsyncPgConnection,
+    config: &configs::VersionedConfig,
+    means: configs::OrgMeans,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<engine::Computed> {
+    let mut all = Vec::new();
+    for kind in [object_type::CONTACT, object_type::COMPANY] {
+        let rows = engine::load_batch(
+            conn,
+            app.org,
+            kind,
+            InputSource::Projection,
+            None,
+            1000,
+            Olds::All,
+        )
+        .await
+        .unwrap();
+        all.extend(engine::compute(app.org, kind, rows, config, means, now));
+    }
+    all
+}
+
 fn proposed() -> ModelConfig {
     let mut c = ModelConfig::default();
     c.weights.engagement_recency = 30.0;
@@ -202,24 +229,11 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     let means = configs::stored_means(&mut conn, app.org, now)
         .await
         .unwrap();
-    for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let rows = engine::load_batch(
-            &mut conn,
-            app.org,
-            kind,
-            InputSource::Projection,
-            None,
-            1000,
-            Olds::All,
-        )
-        .await
-        .unwrap();
-        for c in engine::compute(app.org, kind, rows, &saved_config, means, now) {
-            assert!(
-                !c.store && !c.changed,
-                "stored differs from a recompute: {c:?}"
-            );
-        }
+    for c in recompute(&app, &mut conn, &saved_config, means, now).await {
+        assert!(
+            !c.store && !c.changed,
+            "stored differs from a recompute: {c:?}"
+        );
     }
 
     // Two days on, a rescore in batches of 2 splits both kinds into halves rescored side by
@@ -227,24 +241,11 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     app.shared.clock.advance(Duration::days(2));
     let later = app.shared.clock.now();
     let means = inputs::compute_means(&mut conn, app.org).await.unwrap();
-    let mut moving = 0;
-    for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let rows = engine::load_batch(
-            &mut conn,
-            app.org,
-            kind,
-            InputSource::Projection,
-            None,
-            1000,
-            Olds::All,
-        )
+    let moving = recompute(&app, &mut conn, &saved_config, means, later)
         .await
-        .unwrap();
-        moving += engine::compute(app.org, kind, rows, &saved_config, means, later)
-            .iter()
-            .filter(|c| c.changed)
-            .count();
-    }
+        .iter()
+        .filter(|c| c.changed)
+        .count();
     assert!(moving > 0, "two days move some score");
     let split = engine::rescore_org_in_turn(
         &app.app.pool,
@@ -257,24 +258,11 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     .await
     .unwrap();
     assert_eq!((split.scored, split.changed), (10, moving));
-    for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let rows = engine::load_batch(
-            &mut conn,
-            app.org,
-            kind,
-            InputSource::Projection,
-            None,
-            1000,
-            Olds::All,
-        )
-        .await
-        .unwrap();
-        for c in engine::compute(app.org, kind, rows, &saved_config, means, later) {
-            assert!(
-                !c.store && !c.changed,
-                "a customer the halves missed: {c:?}"
-            );
-        }
+    for c in recompute(&app, &mut conn, &saved_config, means, later).await {
+        assert!(
+            !c.store && !c.changed,
+            "a customer the halves missed: {c:?}"
+        );
     }
 }
 
