@@ -367,7 +367,6 @@ enum Metadata {
     Pipelines(Vec<domain::records::Pipeline>),
 }
 
-/// Association batch reads of one object type in flight at once during a full sync.
 /// Orders the listings of a full sync that all finish at its end: contacts and companies.
 ///
 /// A listing is a chain: each page's cursor comes from the page before, so a type's pages
@@ -438,6 +437,7 @@ impl Lanes {
     }
 }
 
+/// Association batch reads of one object type in flight at once during a full sync.
 const ASSOCIATION_READS_IN_FLIGHT: usize = 4;
 
 /// What one edge gave for a chunk of ids: (from, to, primary) pairs.
@@ -499,7 +499,6 @@ fn embedded_edges(edge: Edge, objects: &[CrmObject]) -> (Vec<(i64, i64, bool)>, 
 }
 
 /// When a full sync's pages go out as `crm.changed`, rather than with the rest at its end.
-#[derive(Clone)]
 enum EarlyPublish {
     /// As soon as each page is written.
     Now,
@@ -586,17 +585,18 @@ impl Job<'_> {
         let (deals_settled, settled) =
             tokio::sync::watch::channel(!types.contains(&RecordType::Deal));
         let deals_settled = &deals_settled;
-        let page_size = ListOptions::default().page_size;
-        // The totals counted above.
+        // Again, with the totals counted above.
         let mut conn = db(self.ctx).await?;
-        let counted = runs::objects(&mut conn, self.run.id).await?;
+        let objects = runs::objects(&mut conn, self.run.id).await?;
         drop(conn);
+        let object = |name: &str| objects.iter().find(|o| o.object_type == name).cloned();
+        let page_size = ListOptions::default().page_size;
         let lanes = Lanes::new(
             [RecordType::Contact, RecordType::Company]
                 .into_iter()
                 .filter(|t| types.contains(t))
                 .filter_map(|t| {
-                    let state = counted.iter().find(|o| o.object_type == t.name())?;
+                    let state = object(t.name())?;
                     let total = state.total.filter(|_| !state.records_done)?;
                     Some((t, Lanes::pages_left(total, state.fetched, page_size)))
                 })
