@@ -9,11 +9,7 @@ use contracts::v1;
 #[tokio::test]
 async fn a_new_connection_is_fully_synced_into_an_exact_mirror_and_announced() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 600, 120, 240).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (portal, app, connection) = h.synced((600, 120, 240)).await;
 
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
 
@@ -215,11 +211,7 @@ async fn contacts_read_before_the_deals_wait_for_them_to_carry_every_deal() {
 #[tokio::test]
 async fn a_resync_leaves_a_deal_deleted_in_hubspot_out_of_the_contacts_it_publishes() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 200, 40, 60).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (portal, app, connection) = h.synced((200, 40, 60)).await;
     let edges = mirror_edges(&app.pool, &connection).await;
     let customers = mirror_records(&app.pool, &connection).await["contact"]
         .iter()
@@ -309,11 +301,7 @@ async fn associations_hubspot_embeds_only_in_part_are_read_whole() {
         ..Default::default()
     })
     .await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 300, 60, 120).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (portal, app, connection) = h.synced((300, 60, 120)).await;
     assert_mirror_exact(&h, &portal, &app.pool, &connection).await;
     let edges = mirror_edges(&app.pool, &connection).await;
     assert!(

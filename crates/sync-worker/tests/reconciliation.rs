@@ -24,11 +24,7 @@ fn reconcile_request(connection: &Connection, reason: v1::SyncReason) -> v1::Syn
 #[tokio::test]
 async fn reconciliation_recovers_changes_and_deletions_whose_webhooks_were_missed() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 200, 40, 60).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (portal, app, connection) = h.synced((200, 40, 60)).await;
     let before = mirror_records(&app.pool, &connection).await;
 
     // Delivery is off (no target): nothing of this reaches the worker as a webhook.
@@ -303,11 +299,7 @@ async fn a_closed_connection_cancels_its_running_sync() {
 #[tokio::test]
 async fn properties_are_discovered_and_inbound_mappings_are_validated_then_applied_by_a_resync() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 20, 4, 4).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (_portal, app, connection) = h.synced((20, 4, 4)).await;
     let base = format!(
         "http://127.0.0.1:{}/api/v1/connections/{}",
         app.port, connection.connection_id
@@ -443,11 +435,7 @@ async fn properties_are_discovered_and_inbound_mappings_are_validated_then_appli
 #[tokio::test]
 async fn reconciliation_finds_50_000_missed_records_that_share_one_modified_time() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 20, 4, 4).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+    let (portal, app, connection) = h.synced((20, 4, 4)).await;
 
     // Delivery is off: 50,000 contacts arrive unannounced, and every contact of the portal
     // then carries one and the same modification time, so HubSpot's search (sorted by that

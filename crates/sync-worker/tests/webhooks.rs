@@ -17,11 +17,7 @@ async fn synced(h: &Harness) -> (Portal, RunningApp, Connection) {
 
 /// [`synced`] with `contacts` seeded contacts.
 async fn synced_with(h: &Harness, contacts: usize) -> (Portal, RunningApp, Connection) {
-    let portal = h.portal("professional").await;
-    h.seed(&portal, contacts, 6, 6).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    let (portal, app, connection) = h.synced((contacts, 6, 6)).await;
     let receiver = start_receiver(h).await;
     h.webhooks_to(&portal, Some(&receiver)).await;
     h.take_events().await;
@@ -550,11 +546,7 @@ async fn slow_reads(h: &Harness, portal: &Portal, object: &str) {
 #[tokio::test]
 async fn deliveries_waiting_together_are_applied_with_one_set_of_hubspot_reads() {
     let h = Harness::start().await;
-    let portal = h.portal("professional").await;
-    h.seed(&portal, 10, 2, 2).await;
-    let app = h.app(&portal).await;
-    let connection = h.connect(&portal).await;
-    wait_for_run(&app.pool, &connection, "succeeded", 30).await;
+    let (portal, app, connection) = h.synced((10, 2, 2)).await;
     let mut contacts = Vec::new();
     for i in 0..12 {
         contacts.push(

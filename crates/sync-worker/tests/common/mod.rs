@@ -222,6 +222,20 @@ impl Harness {
     }
 
     /// Publishes `connection.established` for a new connection of `portal`.
+    /// A professional portal seeded with (`contacts`, `companies`, `deals`), a running app
+    /// and the portal's connection, once its first full sync has succeeded.
+    pub async fn synced(
+        &self,
+        (contacts, companies, deals): (usize, usize, usize),
+    ) -> (Portal, RunningApp, Connection) {
+        let portal = self.portal("professional").await;
+        self.seed(&portal, contacts, companies, deals).await;
+        let app = self.app(&portal).await;
+        let connection = self.connect(&portal).await;
+        wait_for_run(&app.pool, &connection, "succeeded", 60).await;
+        (portal, app, connection)
+    }
+
     pub async fn connect(&self, portal: &Portal) -> Connection {
         let connection = Connection {
             org_id: Uuid::new_v4(),
