@@ -246,16 +246,12 @@ async fn a_resync_leaves_a_deal_deleted_in_hubspot_out_of_the_contacts_it_publis
     )
     .await;
     h.take_events().await;
-    let resync = v1::SyncRequested {
-        org_id: connection.org_id.to_string(),
-        connection_id: connection.connection_id.to_string(),
-        portal_id: connection.portal_id,
-        sync_run_id: uuid::Uuid::now_v7().to_string(),
-        mode: v1::SyncMode::Full as i32,
-        scope: Some(v1::sync_requested::Scope::Full(v1::FullScope {})),
-        reason: v1::SyncReason::UserRequest as i32,
-        ..Default::default()
-    };
+    let resync = sync_request(
+        &connection,
+        v1::SyncMode::Full,
+        v1::sync_requested::Scope::Full(v1::FullScope {}),
+        v1::SyncReason::UserRequest,
+    );
     h.publish(&resync, Some(connection.org_id)).await;
     let events = h
         .events_until("sync.completed", |body| {

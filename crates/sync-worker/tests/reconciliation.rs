@@ -9,16 +9,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 fn reconcile_request(connection: &Connection, reason: v1::SyncReason) -> v1::SyncRequested {
-    v1::SyncRequested {
-        org_id: connection.org_id.to_string(),
-        connection_id: connection.connection_id.to_string(),
-        portal_id: connection.portal_id,
-        sync_run_id: uuid::Uuid::now_v7().to_string(),
-        mode: v1::SyncMode::Reconciliation as i32,
-        scope: Some(v1::sync_requested::Scope::Full(v1::FullScope {})),
-        reason: reason as i32,
-        ..Default::default()
-    }
+    sync_request(
+        connection,
+        v1::SyncMode::Reconciliation,
+        v1::sync_requested::Scope::Full(v1::FullScope {}),
+        reason,
+    )
 }
 
 #[tokio::test]
@@ -370,18 +366,12 @@ async fn properties_are_discovered_and_inbound_mappings_are_validated_then_appli
         "filters": [{"property": "lifecyclestage", "operator": "EQ", "values": ["customer"]}]}]});
     let (status, body) = put(filtered, &admin).await;
     assert_eq!(status, 200, "{body}");
-    let resync = v1::SyncRequested {
-        org_id: connection.org_id.to_string(),
-        connection_id: connection.connection_id.to_string(),
-        portal_id: connection.portal_id,
-        sync_run_id: uuid::Uuid::now_v7().to_string(),
-        mode: v1::SyncMode::Full as i32,
-        scope: Some(v1::sync_requested::Scope::ObjectType(
-            v1::ObjectType::Contact as i32,
-        )),
-        reason: v1::SyncReason::MappingChanged as i32,
-        ..Default::default()
-    };
+    let resync = sync_request(
+        &connection,
+        v1::SyncMode::Full,
+        v1::sync_requested::Scope::ObjectType(v1::ObjectType::Contact as i32),
+        v1::SyncReason::MappingChanged,
+    );
     h.take_events().await;
     h.publish(&resync, Some(connection.org_id)).await;
     wait_for_run_id(

@@ -650,6 +650,25 @@ pub fn webhook_event(e: &Value) -> v1::WebhookEvent {
     }
 }
 
+/// A `sync.requested` for `connection` with a new run id.
+pub fn sync_request(
+    connection: &Connection,
+    mode: v1::SyncMode,
+    scope: v1::sync_requested::Scope,
+    reason: v1::SyncReason,
+) -> v1::SyncRequested {
+    v1::SyncRequested {
+        org_id: connection.org_id.to_string(),
+        connection_id: connection.connection_id.to_string(),
+        portal_id: connection.portal_id,
+        sync_run_id: Uuid::now_v7().to_string(),
+        mode: mode as i32,
+        scope: Some(scope),
+        reason: reason as i32,
+        ..Default::default()
+    }
+}
+
 /// A stand-in for webhook-receiver: takes the simulator's deliveries and publishes each
 /// as one `webhook.batch`. Returns its URL; it stops with the test's runtime.
 pub async fn start_receiver(h: &Harness) -> String {
