@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::Deserialize;
@@ -146,6 +146,46 @@ pub async fn enqueue_event<E: contracts::Event>(
     Ok(message.meta.message_id)
 }
 
+/// The most messages one bundle holds; [`enqueue_bundle`] writes more as several bundles.
+pub const BUNDLE_MAX: usize = 2_000;
+
+/// Writes `messages` to the outbox as bundles of up to [`BUNDLE_MAX`] (one row each, in
+/// `outbox_bundles`); see [`enqueue`]. For a transaction that writes thousands of messages,
+/// such as a whole-org rescore: a row per message was a third of its database time. The
+/// relay publishes every message of a bundle as its own message, with its own id, routing
+/// key and type, as if each had been enqueued alone; the bundle is marked sent once the
+/// broker has confirmed all of them, and published again whole otherwise (consumers skip
+/// the duplicates with [`first_delivery`]).
+pub async fn enqueue_bundle(
+    conn: &mut AsyncPgConnection,
+    messages: &[OutgoingMessage],
+) -> QueryResult<()> {
+    for chunk in messages.chunks(BUNDLE_MAX) {
+        let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+        diesel::sql_query(
+            "INSERT INTO outbox_bundles (message_ids, routing_keys, message_types, \
+                correlation_ids, org_ids, bodies, created_ats, messages) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|m| m.meta.message_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|m| m.routing_key.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|m| m.message_type.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            chunk
+                .iter()
+                .map(|m| m.meta.correlation_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<SqlUuid>>, _>(chunk.iter().map(|m| m.meta.org_id).collect::<Vec<_>>())
+        .bind::<Array<Bytea>, _>(chunk.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(chunk.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .bind::<Int4, _>(count)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Records that the consumer of `queue` is applying `message_id`; `false` means it already
 /// did and the delivery is a duplicate to ack without doing anything. Call it inside the
 /// handler's transaction: if that rolls back, so does the record, and the redelivery is
@@ -184,21 +224,35 @@ pub async fn prune_processed(
         .await
 }
 
-/// Deletes outbox entries sent longer ago than `older_than`.
+/// Deletes outbox entries and bundles sent longer ago than `older_than`; returns how many
+/// rows went (a bundle counts once).
 pub async fn delete_sent(conn: &mut AsyncPgConnection, older_than: Duration) -> QueryResult<usize> {
     let cutoff = cutoff(older_than);
-    diesel::delete(outbox::table.filter(outbox::sent_at.lt(cutoff)))
+    let entries = diesel::delete(outbox::table.filter(outbox::sent_at.lt(cutoff)))
         .execute(conn)
-        .await
+        .await?;
+    let bundles = diesel::sql_query("DELETE FROM outbox_bundles WHERE sent_at < $1")
+        .bind::<Timestamptz, _>(cutoff)
+        .execute(conn)
+        .await?;
+    Ok(entries + bundles)
 }
 
-/// Entries not yet marked sent.
+/// Messages not yet marked sent: entries, and every message of each unsent bundle.
 pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    outbox::table
-        .filter(outbox::sent_at.is_null())
-        .count()
-        .get_result(conn)
-        .await
+    #[derive(QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let pending: Pending = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL) \
+            + (SELECT coalesce(sum(messages), 0) FROM outbox_bundles WHERE sent_at IS NULL)::int8 \
+            AS n",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(pending.n)
 }
 
 fn cutoff(older_than: Duration) -> DateTime<Utc> {
@@ -424,19 +478,73 @@ impl Relay {
         }
     }
 
-    /// Publishes batches one after another until one is not full; returns how many entries
-    /// were marked sent. Stops at the first failure.
+    /// Publishes batches of entries, each followed by a bundle, until a batch is not full
+    /// and no bundle is left; returns how many messages were marked sent. Stops at the
+    /// first failure.
     async fn relay_batches_until(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
         let mut total = 0;
         let full = usize::try_from(self.settings.batch_size.max(1)).unwrap_or(usize::MAX);
         while !shutdown.is_cancelled() {
             let sent = self.relay_batch().await?;
-            total += sent;
-            if sent < full {
+            let bundled = self.relay_bundle().await?;
+            total += sent + bundled;
+            if sent < full && bundled == 0 {
                 break;
             }
         }
         Ok(total)
+    }
+
+    /// Claims one unsent, unclaimed bundle, publishes each of its messages, waits for all
+    /// the confirms under one deadline, and marks the bundle sent; returns how many
+    /// messages it held (0: none was pending). If any is not confirmed the bundle is
+    /// released whole, to be published again (the confirmed ones then reach consumers
+    /// twice, with the same message ids), and this fails.
+    pub async fn relay_bundle(&self) -> Result<usize, RelayError> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        let Some(bundle) =
+            claim_bundle(&mut conn, Duration::from_millis(self.settings.claim_ttl_ms)).await?
+        else {
+            return Ok(0);
+        };
+        let id = bundle.id;
+        let messages = bundle.into_messages();
+        // No transaction and no lock is held while the broker answers.
+        let results = self
+            .publisher
+            .publish_all_within(
+                &messages,
+                Duration::from_millis(self.settings.confirm_timeout_ms),
+            )
+            .await;
+
+        #[cfg(feature = "testing")]
+        if self.crash_after_publish {
+            return Err(RelayError::InjectedCrash);
+        }
+
+        let unconfirmed = results.iter().filter(|r| r.is_err()).count();
+        let first_error = results.into_iter().find_map(Result::err);
+        let sql = match first_error {
+            None => "UPDATE outbox_bundles SET sent_at = now(), claimed_until = NULL WHERE id = $1",
+            // Released now rather than when the claim runs out, so the next try is soon.
+            Some(_) => "UPDATE outbox_bundles SET claimed_until = NULL WHERE id = $1",
+        };
+        diesel::sql_query(sql)
+            .bind::<BigInt, _>(id)
+            .execute(&mut conn)
+            .await?;
+        match first_error {
+            None => Ok(messages.len()),
+            Some(error) => {
+                tracing::warn!(%error, bundle = id, unconfirmed, messages = messages.len(), "part of an outbox bundle was not confirmed; it will be published again whole");
+                Err(RelayError::Publish(error))
+            }
+        }
     }
 
     /// Claims one batch of unsent, unclaimed entries, publishes it, waits for all the
@@ -527,6 +635,76 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// A bundle as claimed: its messages, element by element.
+#[derive(QueryableByName)]
+struct Bundle {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Array<SqlUuid>)]
+    message_ids: Vec<Uuid>,
+    #[diesel(sql_type = Array<Text>)]
+    routing_keys: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    message_types: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    correlation_ids: Vec<String>,
+    #[diesel(sql_type = Array<Nullable<SqlUuid>>)]
+    org_ids: Vec<Option<Uuid>>,
+    #[diesel(sql_type = Array<Bytea>)]
+    bodies: Vec<Vec<u8>>,
+    #[diesel(sql_type = Array<Timestamptz>)]
+    created_ats: Vec<DateTime<Utc>>,
+}
+
+impl Bundle {
+    /// Its messages in the order they were written (the table's check constraint keeps
+    /// every array the same length).
+    fn into_messages(self) -> Vec<OutgoingMessage> {
+        let mut routing_keys = self.routing_keys.into_iter();
+        let mut message_types = self.message_types.into_iter();
+        let mut correlation_ids = self.correlation_ids.into_iter();
+        let mut org_ids = self.org_ids.into_iter();
+        let mut bodies = self.bodies.into_iter();
+        let mut created_ats = self.created_ats.into_iter();
+        self.message_ids
+            .into_iter()
+            .map_while(|message_id| {
+                Some(OutgoingMessage {
+                    routing_key: routing_keys.next()?,
+                    message_type: message_types.next()?,
+                    body: bodies.next()?,
+                    meta: MessageMeta {
+                        message_id,
+                        correlation_id: correlation_ids.next()?,
+                        org_id: org_ids.next()?,
+                    },
+                    created_at: created_ats.next()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Claims the oldest unsent bundle that nobody holds a live claim on, for `ttl`; one
+/// statement, as [`claim`].
+async fn claim_bundle(conn: &mut AsyncPgConnection, ttl: Duration) -> QueryResult<Option<Bundle>> {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    diesel::sql_query(
+        "UPDATE outbox_bundles SET claimed_until = now() + make_interval(secs => $1::float8 / 1000) \
+         WHERE id = ( \
+             SELECT id FROM outbox_bundles \
+             WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
+             ORDER BY id LIMIT 1 \
+             FOR UPDATE SKIP LOCKED) \
+         RETURNING id, message_ids, routing_keys, message_types, correlation_ids, org_ids, \
+             bodies, created_ats",
+    )
+    .bind::<BigInt, _>(ttl_ms)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Claims up to `limit` unsent entries that nobody holds a live claim on, oldest id first,

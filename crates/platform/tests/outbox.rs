@@ -80,7 +80,7 @@ async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
     let first = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
         .await
         .unwrap();
-    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(first.len(), 4, "{first:?}");
     let again = db::run_migrations(&db.url, SCHEMA, [outbox::MIGRATIONS])
         .await
         .unwrap();
@@ -483,6 +483,11 @@ async fn the_outbox_migrations_revert_cleanly_and_apply_again() {
     write_thing(&pool, 1, &message(1), true).await;
 
     conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000004_outbox_bundles/down.sql"
+    ))
+    .await
+    .unwrap();
+    conn.batch_execute(include_str!(
         "../migrations/outbox/2000-01-01-000003_outbox_claims/down.sql"
     ))
     .await
@@ -508,10 +513,208 @@ async fn the_outbox_migrations_revert_cleanly_and_apply_again() {
     ))
     .await
     .unwrap();
+    conn.batch_execute(include_str!(
+        "../migrations/outbox/2000-01-01-000004_outbox_bundles/up.sql"
+    ))
+    .await
+    .unwrap();
     assert_eq!(outbox::pending_count(&mut conn).await.unwrap(), 1);
     assert!(
         !outbox::first_delivery(&mut conn, "svc.a", id)
             .await
             .unwrap()
     );
+}
+
+/// A message of a bundle: its own routing key (two kinds alternate) and a two-byte body.
+fn bundled(n: u16) -> OutgoingMessage {
+    OutgoingMessage {
+        routing_key: if n % 2 == 0 { "test.even" } else { "test.odd" }.to_owned(),
+        message_type: format!("hubscore.test.Kind{}", n % 2),
+        body: n.to_be_bytes().to_vec(),
+        meta: MessageMeta::new(format!("corr-{n}"), (n % 3 == 0).then(Uuid::now_v7)),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Writes a business row and `messages` as bundles in one transaction.
+async fn write_bundled(pool: &Pool, id: i32, messages: &[OutgoingMessage], commit: bool) {
+    let mut conn = pool.get().await.unwrap();
+    let result = (*conn)
+        .transaction::<(), DieselError, _>(async |conn: &mut AsyncPgConnection| {
+            conn.batch_execute(&format!("INSERT INTO things VALUES ({id})"))
+                .await?;
+            outbox::enqueue_bundle(conn, messages).await?;
+            if commit {
+                Ok(())
+            } else {
+                Err(DieselError::RollbackTransaction)
+            }
+        })
+        .await;
+    assert_eq!(result.is_ok(), commit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_of_a_bundle_arrives_as_if_enqueued_alone_and_a_rolled_back_bundle_never() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.bundle");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    let committed: Vec<OutgoingMessage> = (0..6).map(bundled).collect();
+    write_bundled(&pool, 1, &committed, true).await;
+    write_bundled(&pool, 2, &[bundled(100), bundled(101)], false).await;
+    assert_eq!(pending(&pool).await, 6, "a bundle counts its messages");
+
+    let one_lane = RelaySettings {
+        concurrent_batches: 1,
+        ..fast()
+    };
+    let relay = Relay::new(pool.clone(), broker.clone(), one_lane);
+    assert_eq!(relay.relay_pending().await.unwrap(), 6);
+    assert_eq!(pending(&pool).await, 0);
+    assert_eq!(relay.relay_pending().await.unwrap(), 0, "sent once");
+
+    let delivered = testing::drain(&broker, &queue).await.unwrap();
+    assert_eq!(delivered.len(), 6, "one message each, nothing of the rolled-back bundle");
+    for (d, m) in delivered.iter().zip(&committed) {
+        assert_eq!(
+            d.properties.message_id().as_ref().unwrap().to_string(),
+            m.meta.message_id.to_string()
+        );
+        assert_eq!(d.routing_key.as_str(), m.routing_key);
+        assert_eq!(
+            d.properties.kind().as_ref().unwrap().to_string(),
+            m.message_type
+        );
+        assert_eq!(
+            d.properties.correlation_id().as_ref().unwrap().to_string(),
+            m.meta.correlation_id
+        );
+        assert_eq!(d.data, m.body, "in the order written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_whose_relay_died_after_publishing_is_published_again_whole() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.bundle-crash");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    let messages: Vec<OutgoingMessage> = (0..4).map(bundled).collect();
+    write_bundled(&pool, 1, &messages, true).await;
+
+    let crashing = Relay::new(pool.clone(), broker.clone(), fast()).crash_after_publish();
+    tokio::time::timeout(WAIT, crashing.run(Shutdown::new()))
+        .await
+        .expect("the relay crashed");
+    assert_eq!(pending(&pool).await, 4, "nothing was marked sent");
+
+    let shutdown = Shutdown::new();
+    let relay = tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
+    assert!(
+        testing::eventually(WAIT, || async { pending(&pool).await == 0 }).await,
+        "the bundle was never published again"
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+    let delivered = testing::drain(&broker, &queue).await.unwrap();
+    let mut times_seen: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &delivered {
+        *times_seen
+            .entry(d.properties.message_id().as_ref().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = messages
+        .iter()
+        .map(|m| (m.meta.message_id.to_string(), 2))
+        .collect();
+    assert_eq!(times_seen, expected, "each by both relays, with the same id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_publish_every_bundled_and_single_entry_exactly_once() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.bundle-replicas");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    let mut written = BTreeSet::new();
+    // Bundles larger than one row holds, and single entries between them.
+    let count = u16::try_from(outbox::BUNDLE_MAX).unwrap() + 1;
+    for round in 0..2_i32 {
+        let messages: Vec<OutgoingMessage> = (0..count).map(bundled).collect();
+        written.extend(messages.iter().map(|m| m.meta.message_id.to_string()));
+        write_bundled(&pool, round, &messages, true).await;
+        let single = message(u8::try_from(round).unwrap());
+        written.insert(single.meta.message_id.to_string());
+        write_thing(&pool, 100 + round, &single, true).await;
+    }
+    let mut conn = pool.get().await.unwrap();
+    let bundles = diesel::sql_query("SELECT id FROM outbox_bundles")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(bundles, 4, "each write split in two bundles");
+    let other_broker = Broker::start(
+        broker.settings().clone(),
+        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
+    );
+    assert!(other_broker.wait_connected(WAIT).await);
+    let settings = RelaySettings {
+        batch_size: 1,
+        claim_ttl_ms: 60_000,
+        ..fast()
+    };
+    let shutdown = Shutdown::new();
+    let relays = [
+        tokio::spawn(
+            Relay::new(pool.clone(), broker.clone(), settings.clone()).run(shutdown.clone()),
+        ),
+        tokio::spawn(Relay::new(pool.clone(), other_broker, settings).run(shutdown.clone())),
+    ];
+    assert!(
+        testing::eventually(Duration::from_secs(60), || async {
+            pending(&pool).await == 0
+        })
+        .await,
+        "the outbox was never drained"
+    );
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+    let delivered = testing::drain(&broker, &queue).await.unwrap();
+    let ids: Vec<String> = delivered
+        .iter()
+        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), written.len(), "nothing published twice");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_bundles_are_deleted_after_the_retention_and_unsent_ones_never() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.bundle-retention");
+    let (broker, _cleanup) = connected_broker(&queue).await;
+    write_bundled(&pool, 1, &[bundled(1), bundled(2)], true).await;
+    let relay = Relay::new(pool.clone(), broker.clone(), fast());
+    assert_eq!(relay.relay_pending().await.unwrap(), 2);
+    write_bundled(&pool, 2, &[bundled(3)], true).await;
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        outbox::delete_sent(&mut conn, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(
+        outbox::delete_sent(&mut conn, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(pending(&pool).await, 1, "the unsent bundle stays");
 }

@@ -197,7 +197,7 @@ async fn main() {
     );
     {
         let mut conn = pool.get().await.unwrap();
-        conn.batch_execute("DELETE FROM outbox; ANALYZE")
+        conn.batch_execute("DELETE FROM outbox; DELETE FROM outbox_bundles; ANALYZE")
             .await
             .unwrap();
     }
@@ -327,7 +327,7 @@ async fn main() {
         pool.get()
             .await
             .unwrap()
-            .batch_execute("ANALYZE outbox")
+            .batch_execute("ANALYZE outbox, outbox_bundles")
             .await
             .unwrap();
         let started = Instant::now();

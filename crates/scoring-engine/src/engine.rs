@@ -306,6 +306,11 @@ impl std::ops::AddAssign for WriteSummary {
     }
 }
 
+/// From how many events a batch's are written to the outbox as bundles (a row per
+/// thousands of events, see `platform::outbox::enqueue_bundle`) rather than a row each: a
+/// whole-org rescore's batches. Each event is still published as its own message.
+const BUNDLE_FROM: usize = 100;
+
 /// Stores what changed in a computed batch, with history, events and alerts, inside the
 /// caller's transaction (which holds the org lock).
 pub async fn persist(
@@ -439,7 +444,11 @@ async fn persist_rows(
         ));
     }
     writes::insert_alerts(conn, org_id, &alerts, now).await?;
-    writes::enqueue_all(conn, &messages).await?;
+    if messages.len() >= BUNDLE_FROM {
+        platform::outbox::enqueue_bundle(conn, &messages).await?;
+    } else {
+        writes::enqueue_all(conn, &messages).await?;
+    }
     Ok(WriteSummary {
         scored: computed.len(),
         changed: changed.len(),
