@@ -168,15 +168,27 @@ pub async fn enqueue_bundle(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind::<Array<SqlUuid>, _>(chunk.iter().map(|m| m.meta.message_id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(chunk.iter().map(|m| m.routing_key.clone()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(chunk.iter().map(|m| m.message_type.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            chunk
+                .iter()
+                .map(|m| m.routing_key.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            chunk
+                .iter()
+                .map(|m| m.message_type.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Text>, _>(
             chunk
                 .iter()
                 .map(|m| m.meta.correlation_id.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<SqlUuid>>, _>(chunk.iter().map(|m| m.meta.org_id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SqlUuid>>, _>(
+            chunk.iter().map(|m| m.meta.org_id).collect::<Vec<_>>(),
+        )
         .bind::<Array<Bytea>, _>(chunk.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(chunk.iter().map(|m| m.created_at).collect::<Vec<_>>())
         .bind::<Int4, _>(count)

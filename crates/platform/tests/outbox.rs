@@ -529,10 +529,15 @@ async fn the_outbox_migrations_revert_cleanly_and_apply_again() {
 /// A message of a bundle: its own routing key (two kinds alternate) and a two-byte body.
 fn bundled(n: u16) -> OutgoingMessage {
     OutgoingMessage {
-        routing_key: if n % 2 == 0 { "test.even" } else { "test.odd" }.to_owned(),
+        routing_key: if n.is_multiple_of(2) {
+            "test.even"
+        } else {
+            "test.odd"
+        }
+        .to_owned(),
         message_type: format!("hubscore.test.Kind{}", n % 2),
         body: n.to_be_bytes().to_vec(),
-        meta: MessageMeta::new(format!("corr-{n}"), (n % 3 == 0).then(Uuid::now_v7)),
+        meta: MessageMeta::new(format!("corr-{n}"), n.is_multiple_of(3).then(Uuid::now_v7)),
         created_at: chrono::Utc::now(),
     }
 }
@@ -576,7 +581,11 @@ async fn each_message_of_a_bundle_arrives_as_if_enqueued_alone_and_a_rolled_back
     assert_eq!(relay.relay_pending().await.unwrap(), 0, "sent once");
 
     let delivered = testing::drain(&broker, &queue).await.unwrap();
-    assert_eq!(delivered.len(), 6, "one message each, nothing of the rolled-back bundle");
+    assert_eq!(
+        delivered.len(),
+        6,
+        "one message each, nothing of the rolled-back bundle"
+    );
     for (d, m) in delivered.iter().zip(&committed) {
         assert_eq!(
             d.properties.message_id().as_ref().unwrap().to_string(),
@@ -611,7 +620,8 @@ async fn a_bundle_whose_relay_died_after_publishing_is_published_again_whole() {
     assert_eq!(pending(&pool).await, 4, "nothing was marked sent");
 
     let shutdown = Shutdown::new();
-    let relay = tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
+    let relay =
+        tokio::spawn(Relay::new(pool.clone(), broker.clone(), fast()).run(shutdown.clone()));
     assert!(
         testing::eventually(WAIT, || async { pending(&pool).await == 0 }).await,
         "the bundle was never published again"
@@ -629,7 +639,10 @@ async fn a_bundle_whose_relay_died_after_publishing_is_published_again_whole() {
         .iter()
         .map(|m| (m.meta.message_id.to_string(), 2))
         .collect();
-    assert_eq!(times_seen, expected, "each by both relays, with the same id");
+    assert_eq!(
+        times_seen, expected,
+        "each by both relays, with the same id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

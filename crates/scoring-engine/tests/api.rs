@@ -484,3 +484,71 @@ async fn two_quick_saves_end_with_the_org_under_the_second_and_nothing_owed() {
         versions(&app).await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescore_of_hundreds_publishes_each_change_once_as_a_message_of_its_own() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Bundles {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        sent: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unsent: i64,
+    }
+    async fn bundles(app: &common::TestApp) -> (i64, i64) {
+        let row: Bundles = diesel::sql_query(
+            "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent, \
+                count(*) FILTER (WHERE sent_at IS NULL) AS unsent FROM outbox_bundles",
+        )
+        .get_result(&mut app.app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+        (row.sent, row.unsent)
+    }
+    /// `score.updated` events until `n` arrived or 20 s passed.
+    async fn updates(app: &common::TestApp, n: usize) -> Vec<contracts::v1::ScoreUpdated> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut updates = Vec::new();
+        while updates.len() < n && tokio::time::Instant::now() < deadline {
+            updates.extend(app.drain().await.into_iter().filter_map(|e| match e {
+                common::Event::Updated(u) => Some(u),
+                common::Event::Alert(_) => None,
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        updates
+    }
+
+    let app = spawn_app().await;
+    // 300 customers in one message: their first scores are one batch of 300 events.
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = (1..=300)
+        .map(|id| busy_customer(id, 2).pop().unwrap())
+        .collect();
+    app.publish(&message).await;
+    let first = updates(&app, 300).await;
+    assert_eq!(first.len(), 300);
+    assert_eq!(bundles(&app).await, (1, 0), "one bundle, sent");
+
+    let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
+    assert_eq!(status, 200, "{saved}");
+    let changed = usize::try_from(saved["rescored"]["changed"].as_i64().unwrap()).unwrap();
+    assert_eq!(changed, 300, "the lifecycle weight moved every score");
+    let rescored = updates(&app, changed).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(app.drain().await.is_empty(), "nothing more arrived");
+    let ids: std::collections::BTreeSet<i64> = rescored.iter().map(|u| u.object_id).collect();
+    assert_eq!(ids, (1..=300).collect(), "every customer once");
+    assert_eq!(rescored.len(), 300, "no customer twice");
+    for u in &rescored {
+        let before = first.iter().find(|f| f.object_id == u.object_id).unwrap();
+        assert_eq!(u.config_version, 1);
+        assert_eq!(u.old_score, before.new_score, "{u:?}");
+        assert!(u.new_score.unwrap() > before.new_score.unwrap(), "{u:?}");
+    }
+    assert_eq!(
+        bundles(&app).await,
+        (2, 0),
+        "the rescore's events went as one bundle"
+    );
+}
