@@ -5,7 +5,10 @@
 //!    seeded with set-based SQL, then scored once.
 //! 2. The preview of a config change over the whole org (nothing stored).
 //! 3. Saving that change: the org rescored with scores, history and outbox entries for
-//!    every change committed; then the time the outbox relay takes to publish them.
+//!    every change committed, with the service's outbox relay publishing beside it to a
+//!    quorum queue bound to `score.updated` and `score.alert`; then the time until every
+//!    event is confirmed, checked against the queue's count (`SCORING_BENCH_PUBLISH=0`:
+//!    the rescore alone, nothing published).
 //! 4. Incremental scoring through the running service: `crm.changed` in, `score.updated`
 //!    out, as throughput (customers/s, a burst of messages) and latency p50/p99 (one
 //!    message at a time).
@@ -101,6 +104,22 @@ fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 a second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -288,7 +307,38 @@ async fn main() {
         report.print();
         return;
     }
+    // With publishing on, the service's outbox relay runs beside the rescore, as it does in
+    // the service, and publishes to a quorum queue bound to both keys (as writeback-worker's
+    // is). The figure is the time until the last event is confirmed, and the queue must
+    // then hold every event committed (the ledger), or the run fails.
+    let events_queue = unique_name("bench.score-events");
+    let _events_cleanup = BrokerCleanup::new(&amqp, &[&events_queue]);
+    let relaying = if publish_events {
+        let broker = Broker::start(
+            settings.amqp.clone(),
+            vec![QueueSpec::new(
+                &events_queue,
+                ["score.updated", "score.alert"],
+            )],
+        );
+        assert!(broker.wait_connected(Duration::from_secs(30)).await);
+        let relay = Relay::new(
+            pool.clone(),
+            broker.clone(),
+            RelaySettings {
+                // The service's default poll: nothing wakes the relay during a rescore.
+                poll_interval_ms: RelaySettings::default().poll_interval_ms,
+                ..settings.outbox.clone()
+            },
+        );
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        Some((broker, shutdown, task))
+    } else {
+        None
+    };
     let started = Instant::now();
+    let cpu_before = cpu_secs();
     {
         let mut conn = pool.get().await.unwrap();
         conn.transaction(async |conn| {
@@ -301,46 +351,67 @@ async fn main() {
     let saved = engine::rescore_org(&pool, org, now, batch, "bench", engine::InputSource::Stored)
         .await
         .unwrap();
+    let events = saved.changed + saved.alerts;
     report.add(
-        "rescore after the config change (stored)",
+        if relaying.is_some() {
+            "rescore after the config change (stored), committed, the relay publishing beside it"
+        } else {
+            "rescore after the config change (stored)"
+        },
         secs(started.elapsed()),
         format!(
-            "{} scored, {} changed: scores, history, {} outbox events",
+            "{} scored, {} changed: scores, history, {events} outbox events; this process {:.1} s of CPU",
             saved.scored,
             saved.changed,
-            saved.changed + saved.alerts
+            cpu_secs() - cpu_before
         ),
     );
-    if publish_events {
-        let broker = Broker::start(settings.amqp.clone(), Vec::new());
-        assert!(broker.wait_connected(Duration::from_secs(30)).await);
-        let relay = Relay::new(
-            pool.clone(),
-            broker.clone(),
-            RelaySettings {
-                batch_size: 1000,
-                ..RelaySettings::default()
-            },
-        );
-        // A million rows arrived in seconds, before autovacuum looked: the relay's claim
-        // query is planned from stats that say the outbox is empty.
-        pool.get()
+    if let Some((broker, shutdown, task)) = relaying {
+        loop {
+            let pending = platform::outbox::pending_count(&mut pool.get().await.unwrap())
+                .await
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let elapsed = started.elapsed();
+        shutdown.cancel();
+        task.await.unwrap();
+        let channel = broker.channel().await.unwrap();
+        let on_queue = channel
+            .queue_declare(
+                events_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
             .await
             .unwrap()
-            .batch_execute("ANALYZE outbox, outbox_bundles")
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let sent = relay.relay_pending().await.unwrap();
-        let elapsed = started.elapsed();
+            .message_count();
+        assert_eq!(
+            usize::try_from(on_queue).unwrap(),
+            events,
+            "the ledger: every event committed is on the queue, once"
+        );
         report.add(
-            "outbox relay publishes them (confirmed)",
+            "the same, until every event is published, confirmed and on a quorum queue",
             secs(elapsed),
             format!(
-                "{sent} messages, {:.0} msgs/s",
-                sent as f64 / elapsed.as_secs_f64()
+                "ledger: {events} committed = {on_queue} on the queue; {:.0} msgs/s over the whole",
+                events as f64 / elapsed.as_secs_f64()
             ),
         );
+        channel
+            .queue_delete(
+                events_queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .unwrap();
         broker.close();
     }
     {
