@@ -328,3 +328,128 @@ async fn a_large_orgs_preview_splits_at_a_sampled_middle_and_counts_what_one_pas
     assert!(whole.score_changes > 0);
     assert_eq!(split, whole);
 }
+
+/// How many of the org's scores were computed at `at`.
+async fn scored_at(
+    conn: &mut diesel_async::AsyncPgConnection,
+    org: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    let count: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM scores WHERE org_id = $1 AND computed_at = $2",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<diesel::sql_types::Timestamptz, _>(at)
+    .get_result(conn)
+    .await
+    .unwrap();
+    count.n
+}
+
+/// `crm.changed` applied while the org is rescored in two halves: each change waits for the
+/// batch in hand (it takes the org lock exclusively, the halves' batches take it shared),
+/// and neither is lost nor overwritten by a batch that read the record before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_overwritten() {
+    const CONTACTS: i64 = 600;
+    let app = spawn_app().await;
+    let t = t0();
+    let mut contacts = app.changed(ObjectType::Contact);
+    for id in 1..=CONTACTS {
+        let mut c = contact(id, t - Duration::days(id % 20));
+        c.lifecycle_stage = Some("customer".into());
+        c.last_activity_at = ts(t - Duration::days(id % 30));
+        contacts.customers.push(c);
+    }
+    app.publish(&contacts).await;
+    wait_rows(&app, "scores", CONTACTS).await;
+    diesel::sql_query(
+        "UPDATE org_state SET next_rescore_at = '9999-01-01T00:00:00Z' WHERE org_id = $1",
+    )
+    .bind::<SqlUuid, _>(app.org)
+    .execute(&mut app.app.pool.get().await.unwrap())
+    .await
+    .unwrap();
+
+    // Two days on (recency moves every score), rescored from the projection in batches of
+    // 2: 300 batches, in two halves side by side.
+    app.shared.clock.advance(Duration::days(2));
+    let later = app.shared.clock.now();
+    let pool = app.app.pool.clone();
+    let org = app.org;
+    let rescore = tokio::spawn(async move {
+        engine::rescore_org_in_turn(&pool, org, later, 2, "split", InputSource::Projection).await
+    });
+    // Once it has written some batches, stop it mid-way: hold the org lock exclusively (it
+    // waits for the batches in hand).
+    let mut conn = app.app.pool.get().await.unwrap();
+    for _ in 0..500 {
+        if scored_at(&mut conn, app.org, later).await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut holder = app.app.pool.get().await.unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut *holder, "BEGIN")
+        .await
+        .unwrap();
+    scoring_engine::db::lock_org(&mut holder, app.org)
+        .await
+        .unwrap();
+    let done = scored_at(&mut conn, app.org, later).await;
+    assert!(
+        done > 0 && done < CONTACTS,
+        "the rescore is mid-way ({done} of {CONTACTS} rescored)"
+    );
+    // Changes to contacts on both sides of the split and on both sides of the rescore's
+    // progress: every tenth becomes a lead that was active just now.
+    let mut changes = app.changed(ObjectType::Contact);
+    for id in (10..=CONTACTS).step_by(10) {
+        let mut c = contact(id, t + Duration::days(1));
+        c.lifecycle_stage = Some("lead".into());
+        c.last_activity_at = ts(later - Duration::hours(1));
+        changes.customers.push(c);
+    }
+    app.publish(&changes).await;
+    // The change waits for the lock too; let it queue behind the rescore's next batches.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut *holder, "ROLLBACK")
+        .await
+        .unwrap();
+    let summary = rescore.await.unwrap().unwrap();
+    assert_eq!(summary.scored, usize::try_from(CONTACTS).unwrap());
+    for _ in 0..300 {
+        let leads: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM contacts WHERE org_id = $1 AND lifecycle_stage = 'lead'",
+        )
+        .bind::<SqlUuid, _>(app.org)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if leads.n == CONTACTS / 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Every stored score is what a recompute from the projection (which holds the changes)
+    // gives now: no change was lost, none overwritten by an older read.
+    let config = configs::current(&mut conn, app.org).await.unwrap();
+    let means = configs::stored_means(&mut conn, app.org, later)
+        .await
+        .unwrap();
+    let recomputed = recompute(&app, &mut conn, &config, means, later).await;
+    assert_eq!(recomputed.len(), usize::try_from(CONTACTS).unwrap());
+    for c in recomputed {
+        assert!(
+            !c.store && !c.changed,
+            "stored differs from a recompute: {c:?}"
+        );
+    }
+    let lead_score = app.contact_score(10).await;
+    let customer_score = app.contact_score(11).await;
+    assert_ne!(lead_score, None);
+    assert_ne!(
+        lead_score, customer_score,
+        "the change moved contact 10's score"
+    );
+}
