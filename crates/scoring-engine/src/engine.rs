@@ -602,33 +602,49 @@ pub async fn pay_owed_rescore(
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        let mut total: Option<WriteSummary> = None;
-        while let Some(owed) = configs::owed_rescore(lock, org_id).await? {
-            let summary = rescore_org(
-                pool,
-                org_id,
-                now,
-                batch_size,
-                correlation_id,
-                InputSource::Stored,
-            )
-            .await?;
-            // Settled at once on another connection (a row lock held here until the end
-            // would stall the next save and this loop's own means update). If the config
-            // changed meanwhile, the newer version stays owed and goes next.
-            let mut conn = pooled(pool).await?;
-            configs::rescore_paid(&mut conn, org_id, owed).await?;
-            *total.get_or_insert_default() += summary;
-        }
-        Ok::<_, RescoreError>(total)
+        pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await
     })
     .await
+}
+
+/// Rescores the org under every config version it is owed until none is (`None`: none
+/// was). The caller holds the org's rescore lock on `lock`'s open transaction: a config
+/// saved while the holder rescored could not take the lock and left the version owed to
+/// it, so every holder pays before it lets go.
+async fn pay_debts(
+    pool: &Pool,
+    lock: &mut AsyncPgConnection,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+) -> Result<Option<WriteSummary>, RescoreError> {
+    let mut total: Option<WriteSummary> = None;
+    while let Some(owed) = configs::owed_rescore(lock, org_id).await? {
+        let summary = rescore_org(
+            pool,
+            org_id,
+            now,
+            batch_size,
+            correlation_id,
+            InputSource::Stored,
+        )
+        .await?;
+        // Settled at once on another connection (a row lock held here until the end
+        // would stall the next save and this loop's own means update). If the config
+        // changed meanwhile, the newer version stays owed and goes next.
+        let mut conn = pooled(pool).await?;
+        configs::rescore_paid(&mut conn, org_id, owed).await?;
+        *total.get_or_insert_default() += summary;
+    }
+    Ok(total)
 }
 
 /// The scheduled rescore of an org that is due at `now`, from the projection, unless
 /// another task or replica holds the org's rescore lock or it is no longer due (`None`).
 /// Only a finished rescore moves the org's next due time to `next`: a process that dies
-/// mid-way leaves it due, and the next scheduler pass of any replica does it.
+/// mid-way leaves it due, and the next scheduler pass of any replica does it. Then pays any
+/// config rescore owed meanwhile (see [`pay_debts`]).
 pub async fn scheduled_rescore(
     pool: &Pool,
     org_id: Uuid,
@@ -656,6 +672,11 @@ pub async fn scheduled_rescore(
         .await?;
         let mut conn = pooled(pool).await?;
         configs::schedule_rescore(&mut conn, org_id, next).await?;
+        drop(conn);
+        let mut summary = summary;
+        if let Some(paid) = pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await? {
+            summary += paid;
+        }
         Ok::<_, RescoreError>(Some(summary))
     })
     .await
@@ -722,7 +743,9 @@ pub async fn rescore_org(
 }
 
 /// [`rescore_org`] once no other whole-org rescore of the org runs: waits for the org's
-/// rescore lock instead of skipping (a sync's fresh data must be scored).
+/// rescore lock instead of skipping (a sync's fresh data must be scored). Then pays any
+/// config rescore owed meanwhile (see [`pay_debts`]): a config saved while this ran cut
+/// it short and could not rescore the org itself.
 pub async fn rescore_org_in_turn(
     pool: &Pool,
     org_id: Uuid,
@@ -734,7 +757,12 @@ pub async fn rescore_org_in_turn(
     let mut lock = pooled(pool).await?;
     lock.transaction(async |lock| {
         rescore_lock(lock, org_id).await?;
-        rescore_org(pool, org_id, now, batch_size, correlation_id, source).await
+        let mut summary =
+            rescore_org(pool, org_id, now, batch_size, correlation_id, source).await?;
+        if let Some(paid) = pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await? {
+            summary += paid;
+        }
+        Ok(summary)
     })
     .await
 }

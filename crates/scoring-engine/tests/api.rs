@@ -552,3 +552,32 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_as_a_message_of_its_ow
         "the rescore's events went as one bundle"
     );
 }
+
+/// A config saved while a sync's whole-org rescore waits for the org's rescore lock leaves
+/// its version owed (its own task cannot take the lock). The sync's rescore pays it as
+/// soon as it has run, before it lets the lock go, not the scheduler's next pass (here an
+/// hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_saved_during_a_post_sync_rescore_is_paid_when_that_rescore_ends() {
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.scoring.schedule_poll_ms = 3_600_000;
+    let replica = shared.spawn_with(settings).await;
+    let app = common::test_app(shared, replica).await;
+    app.seed_three_bands().await;
+    app.drain().await;
+    // Another whole-org rescore holds the lock; the sync's waits for it.
+    let holder = app.hold_rescore_lock().await;
+    app.sync_completed(app.org).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
+    assert_eq!(status, 202, "{saved}");
+    let (_, pending) = versions(&app).await;
+    assert!(pending, "the version is owed");
+    holder.release().await;
+    assert!(
+        wait_rescored(&app, 1).await,
+        "the owed rescore waited for the scheduler: {:?}",
+        versions(&app).await
+    );
+}
