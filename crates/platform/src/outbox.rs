@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -146,6 +148,68 @@ pub async fn enqueue_event<E: contracts::Event>(
     Ok(message.meta.message_id)
 }
 
+/// The outbox columns of many messages, an array each, for set-based writes.
+struct Columns {
+    message_ids: Vec<Uuid>,
+    routing_keys: Vec<String>,
+    message_types: Vec<String>,
+    correlation_ids: Vec<String>,
+    org_ids: Vec<Option<Uuid>>,
+    bodies: Vec<Vec<u8>>,
+    created_ats: Vec<DateTime<Utc>>,
+}
+
+impl Columns {
+    fn of(messages: &[OutgoingMessage]) -> Self {
+        Self {
+            message_ids: messages.iter().map(|m| m.meta.message_id).collect(),
+            routing_keys: messages.iter().map(|m| m.routing_key.clone()).collect(),
+            message_types: messages.iter().map(|m| m.message_type.clone()).collect(),
+            correlation_ids: messages
+                .iter()
+                .map(|m| m.meta.correlation_id.clone())
+                .collect(),
+            org_ids: messages.iter().map(|m| m.meta.org_id).collect(),
+            bodies: messages.iter().map(|m| m.body.clone()).collect(),
+            created_ats: messages.iter().map(|m| m.created_at).collect(),
+        }
+    }
+
+    /// `query` with the columns bound as `$1` to `$7`, in the order above.
+    fn bind(self, query: SqlQuery) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+        query
+            .into_boxed()
+            .bind::<Array<SqlUuid>, _>(self.message_ids)
+            .bind::<Array<Text>, _>(self.routing_keys)
+            .bind::<Array<Text>, _>(self.message_types)
+            .bind::<Array<Text>, _>(self.correlation_ids)
+            .bind::<Array<Nullable<SqlUuid>>, _>(self.org_ids)
+            .bind::<Array<Bytea>, _>(self.bodies)
+            .bind::<Array<Timestamptz>, _>(self.created_ats)
+    }
+}
+
+/// Writes many messages to the outbox in one statement, a row each; see [`enqueue`]. For
+/// thousands, [`enqueue_bundle`] writes far less.
+pub async fn enqueue_all(
+    conn: &mut AsyncPgConnection,
+    messages: &[OutgoingMessage],
+) -> QueryResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    Columns::of(messages)
+        .bind(diesel::sql_query(
+            "INSERT INTO outbox (message_id, routing_key, message_type, correlation_id, org_id, \
+                body, created_at) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+                $6::bytea[], $7::timestamptz[])",
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The most messages one bundle holds; [`enqueue_bundle`] writes more as several bundles.
 pub const BUNDLE_MAX: usize = 2_000;
 
@@ -162,38 +226,15 @@ pub async fn enqueue_bundle(
 ) -> QueryResult<()> {
     for chunk in messages.chunks(BUNDLE_MAX) {
         let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
-        diesel::sql_query(
-            "INSERT INTO outbox_bundles (message_ids, routing_keys, message_types, \
-                correlation_ids, org_ids, bodies, created_ats, messages) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|m| m.meta.message_id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            chunk
-                .iter()
-                .map(|m| m.routing_key.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            chunk
-                .iter()
-                .map(|m| m.message_type.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            chunk
-                .iter()
-                .map(|m| m.meta.correlation_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<SqlUuid>>, _>(
-            chunk.iter().map(|m| m.meta.org_id).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Bytea>, _>(chunk.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(chunk.iter().map(|m| m.created_at).collect::<Vec<_>>())
-        .bind::<Int4, _>(count)
-        .execute(conn)
-        .await?;
+        Columns::of(chunk)
+            .bind(diesel::sql_query(
+                "INSERT INTO outbox_bundles (message_ids, routing_keys, message_types, \
+                    correlation_ids, org_ids, bodies, created_ats, messages) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            ))
+            .bind::<Int4, _>(count)
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }
@@ -513,11 +554,7 @@ impl Relay {
     /// released whole, to be published again (the confirmed ones then reach consumers
     /// twice, with the same message ids), and this fails.
     pub async fn relay_bundle(&self) -> Result<usize, RelayError> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        let mut conn = self.connection().await?;
         let Some(bundle) =
             claim_bundle(&mut conn, Duration::from_millis(self.settings.claim_ttl_ms)).await?
         else {
@@ -526,13 +563,7 @@ impl Relay {
         let id = bundle.id;
         let messages = bundle.into_messages();
         // No transaction and no lock is held while the broker answers.
-        let results = self
-            .publisher
-            .publish_all_within(
-                &messages,
-                Duration::from_millis(self.settings.confirm_timeout_ms),
-            )
-            .await;
+        let results = self.publish(&messages).await;
 
         #[cfg(feature = "testing")]
         if self.crash_after_publish {
@@ -563,11 +594,7 @@ impl Relay {
     /// confirms under one deadline, marks the confirmed entries sent and releases the
     /// others. Returns how many were marked sent.
     pub async fn relay_batch(&self) -> Result<usize, RelayError> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        let mut conn = self.connection().await?;
         let entries = claim(
             &mut conn,
             self.settings.batch_size.max(1),
@@ -580,13 +607,7 @@ impl Relay {
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
         let messages: Vec<OutgoingMessage> = entries.into_iter().map(Entry::into_message).collect();
         // No transaction and no lock is held while the broker answers.
-        let results = self
-            .publisher
-            .publish_all_within(
-                &messages,
-                Duration::from_millis(self.settings.confirm_timeout_ms),
-            )
-            .await;
+        let results = self.publish(&messages).await;
 
         #[cfg(feature = "testing")]
         if self.crash_after_publish {
@@ -629,12 +650,27 @@ impl Relay {
         }
     }
 
-    async fn sweep(&self) -> Result<(), RelayError> {
-        let mut conn = self
-            .pool
+    /// A connection from the relay's pool.
+    async fn connection(&self) -> Result<crate::db::Connection, RelayError> {
+        self.pool
             .get()
             .await
-            .map_err(|e| RelayError::Pool(e.to_string()))?;
+            .map_err(|e| RelayError::Pool(e.to_string()))
+    }
+
+    /// Publishes `messages` and waits for all their confirms under one deadline
+    /// ([`RelaySettings::confirm_timeout_ms`]); no transaction or lock is held meanwhile.
+    async fn publish(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        self.publisher
+            .publish_all_within(
+                messages,
+                Duration::from_millis(self.settings.confirm_timeout_ms),
+            )
+            .await
+    }
+
+    async fn sweep(&self) -> Result<(), RelayError> {
+        let mut conn = self.connection().await?;
         let retention = Duration::from_secs(self.settings.retention_secs);
         let sent = delete_sent(&mut conn, retention).await?;
         let processed = prune_processed(&mut conn, retention).await?;

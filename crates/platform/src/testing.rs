@@ -23,6 +23,24 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/{pid}/stat`
+/// (0 where there is no such file); benchmarks report it beside their figures.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name, in clock
+    // ticks (100 a second on Linux).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A database that exists for one test and is dropped when this value is.
 pub struct TestDatabase {
     /// Connection URL of the new database.

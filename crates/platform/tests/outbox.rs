@@ -281,6 +281,57 @@ async fn pending(pool: &Pool) -> i64 {
         .unwrap()
 }
 
+/// Runs two relays side by side (claiming `batch_size` entries at a time), each with its
+/// own broker connection as two processes would have, until the outbox is drained; asserts
+/// that exactly the `written` message ids arrived on `queue`, each once.
+async fn two_relays_publish_each_once(
+    pool: &Pool,
+    broker: &Broker,
+    queue: &str,
+    batch_size: i64,
+    written: &BTreeSet<String>,
+) {
+    let settings = RelaySettings {
+        batch_size,
+        claim_ttl_ms: 60_000,
+        ..fast()
+    };
+    let other_broker = Broker::start(
+        broker.settings().clone(),
+        vec![QueueSpec::new(queue, ["test.#"])],
+    );
+    assert!(
+        other_broker.wait_connected(WAIT).await,
+        "broker did not connect"
+    );
+    let shutdown = Shutdown::new();
+    let relays = [
+        tokio::spawn(
+            Relay::new(pool.clone(), broker.clone(), settings.clone()).run(shutdown.clone()),
+        ),
+        tokio::spawn(Relay::new(pool.clone(), other_broker, settings).run(shutdown.clone())),
+    ];
+    assert!(
+        testing::eventually(Duration::from_secs(60), || async {
+            pending(pool).await == 0
+        })
+        .await,
+        "the outbox was never drained"
+    );
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+    let ids: Vec<String> = testing::drain(broker, queue)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), written.len(), "nothing was published twice");
+    assert_eq!(&ids.into_iter().collect::<BTreeSet<_>>(), written);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_side_by_side_publish_every_entry_exactly_once() {
     let db = TestDatabase::create().await.unwrap();
@@ -297,46 +348,8 @@ async fn two_relays_side_by_side_publish_every_entry_exactly_once() {
         }
         ids
     };
-    // Small batches, so the two replicas' claims interleave many times. Each relay has its
-    // own broker connection, as two processes would.
-    let settings = RelaySettings {
-        batch_size: 10,
-        claim_ttl_ms: 60_000,
-        ..fast()
-    };
-    let other_broker = Broker::start(
-        broker.settings().clone(),
-        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
-    );
-    assert!(
-        other_broker.wait_connected(WAIT).await,
-        "broker did not connect"
-    );
-    let shutdown = Shutdown::new();
-    let relays = [
-        tokio::spawn(
-            Relay::new(pool.clone(), broker.clone(), settings.clone()).run(shutdown.clone()),
-        ),
-        tokio::spawn(Relay::new(pool.clone(), other_broker, settings).run(shutdown.clone())),
-    ];
-    assert!(
-        testing::eventually(Duration::from_secs(30), || async {
-            pending(&pool).await == 0
-        })
-        .await,
-        "the outbox was never drained"
-    );
-    shutdown.cancel();
-    for relay in relays {
-        relay.await.unwrap();
-    }
-    let delivered = testing::drain(&broker, &queue).await.unwrap();
-    let ids: Vec<String> = delivered
-        .iter()
-        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
-        .collect();
-    assert_eq!(ids.len(), written.len(), "no entry was published twice");
-    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), written);
+    // Small batches, so the two replicas' claims interleave many times.
+    two_relays_publish_each_once(&pool, &broker, &queue, 10, &written).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,41 +681,7 @@ async fn two_relays_publish_every_bundled_and_single_entry_exactly_once() {
         .await
         .unwrap();
     assert_eq!(bundles, 4, "each write split in two bundles");
-    let other_broker = Broker::start(
-        broker.settings().clone(),
-        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
-    );
-    assert!(other_broker.wait_connected(WAIT).await);
-    let settings = RelaySettings {
-        batch_size: 1,
-        claim_ttl_ms: 60_000,
-        ..fast()
-    };
-    let shutdown = Shutdown::new();
-    let relays = [
-        tokio::spawn(
-            Relay::new(pool.clone(), broker.clone(), settings.clone()).run(shutdown.clone()),
-        ),
-        tokio::spawn(Relay::new(pool.clone(), other_broker, settings).run(shutdown.clone())),
-    ];
-    assert!(
-        testing::eventually(Duration::from_secs(60), || async {
-            pending(&pool).await == 0
-        })
-        .await,
-        "the outbox was never drained"
-    );
-    shutdown.cancel();
-    for relay in relays {
-        relay.await.unwrap();
-    }
-    let delivered = testing::drain(&broker, &queue).await.unwrap();
-    let ids: Vec<String> = delivered
-        .iter()
-        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
-        .collect();
-    assert_eq!(ids.len(), written.len(), "nothing published twice");
-    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), written);
+    two_relays_publish_each_once(&pool, &broker, &queue, 1, &written).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,22 +106,6 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
-/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are the
-    // 12th and 13th of them, in clock ticks (100 a second on Linux).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     #[expect(
         clippy::cast_possible_truncation,
@@ -338,7 +322,7 @@ async fn main() {
         None
     };
     let started = Instant::now();
-    let cpu_before = cpu_secs();
+    let cpu_before = platform::testing::cpu_secs(std::process::id());
     {
         let mut conn = pool.get().await.unwrap();
         conn.transaction(async |conn| {
@@ -363,7 +347,7 @@ async fn main() {
             "{} scored, {} changed: scores, history, {events} outbox events; this process {:.1} s of CPU",
             saved.scored,
             saved.changed,
-            cpu_secs() - cpu_before
+            platform::testing::cpu_secs(std::process::id()) - cpu_before
         ),
     );
     if let Some((broker, shutdown, task)) = relaying {

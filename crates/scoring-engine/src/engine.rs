@@ -447,7 +447,7 @@ async fn persist_rows(
     if messages.len() >= BUNDLE_FROM {
         platform::outbox::enqueue_bundle(conn, &messages).await?;
     } else {
-        writes::enqueue_all(conn, &messages).await?;
+        platform::outbox::enqueue_all(conn, &messages).await?;
     }
     Ok(WriteSummary {
         scored: computed.len(),

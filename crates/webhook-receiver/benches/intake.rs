@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use platform::amqp::testing::{BrokerCleanup, amqp_settings, ready_count};
 use platform::amqp::{Broker, QueueSpec};
-use platform::testing::unique_name;
+use platform::testing::{cpu_secs, unique_name};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -41,22 +41,6 @@ fn body(portal: i64, first_id: i64, n: usize) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&events).expect("json")
-}
-
-/// CPU seconds (user + system) of `pid` so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A `/proc/{pid}/status` value in KiB (`VmRSS`, `VmHWM`).

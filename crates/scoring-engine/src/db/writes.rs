@@ -1,14 +1,14 @@
 //! Set-based writes of a batch of computed scores: the current rows, one history row per
-//! change, alerts and their outbox entries, each batch in one statement per table.
+//! change and alerts, each batch in one statement per table (their outbox entries go
+//! through `platform::outbox::{enqueue_all, enqueue_bundle}`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::Uuid as SqlUuid;
-use diesel::sql_types::{Array, BigInt, Bytea, Double, Int2, Int4, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Double, Int2, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use platform::amqp::OutgoingMessage;
 use uuid::Uuid;
 
 /// A computed score ready to store.
@@ -415,53 +415,6 @@ pub async fn insert_alerts(
     .bind::<Array<Int2>, _>(alerts.iter().map(|a| a.new_score).collect::<Vec<_>>())
     .bind::<Array<Nullable<Int2>>, _>(alerts.iter().map(|a| a.reference_score).collect::<Vec<_>>())
     .bind::<Timestamptz, _>(created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Writes many messages to the outbox in one statement (the platform's `enqueue`, set-based,
-/// for the thousands of events of an org rescore). Same table, same columns.
-pub async fn enqueue_all(
-    conn: &mut AsyncPgConnection,
-    messages: &[OutgoingMessage],
-) -> diesel::QueryResult<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    diesel::sql_query(
-        "INSERT INTO outbox (message_id, routing_key, message_type, correlation_id, org_id, body, \
-            created_at) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
-            $6::bytea[], $7::timestamptz[])",
-    )
-    .bind::<Array<SqlUuid>, _>(
-        messages
-            .iter()
-            .map(|m| m.meta.message_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        messages
-            .iter()
-            .map(|m| m.routing_key.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        messages
-            .iter()
-            .map(|m| m.message_type.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        messages
-            .iter()
-            .map(|m| m.meta.correlation_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<SqlUuid>>, _>(messages.iter().map(|m| m.meta.org_id).collect::<Vec<_>>())
-    .bind::<Array<Bytea>, _>(messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
