@@ -403,7 +403,8 @@ async fn main() {
         let mut conn = pool.get().await.unwrap();
         conn.batch_execute(
             "TRUNCATE contacts, companies, deals, contact_companies, deal_contacts, \
-             deal_companies, activity_log, scores, score_history, outbox, alerts, org_state; ANALYZE",
+             deal_companies, activity_log, scores, score_history, outbox, outbox_bundles, alerts, \
+             org_state; ANALYZE",
         )
         .await
         .unwrap();
