@@ -574,19 +574,6 @@ async fn try_rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel:
     Ok(row.locked)
 }
 
-/// Waits for the org's rescore lock (see [`try_rescore_lock`]) on `lock`'s open transaction.
-async fn rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<()> {
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.' || $1::text, 0))",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(org_id),
-        lock,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Does the rescore a config change owes the org, under every version owed until none is,
 /// unless another task or replica holds the org's rescore lock (`None`). A process that
 /// dies mid-way leaves the version owed for the next scheduler pass of any replica.
@@ -691,7 +678,7 @@ pub async fn scheduled_rescore(
 /// batches: reading, scoring and writing one batch kept one core busy. The halves' batches
 /// take the org lock shared ([`crate::db::lock_org_shared`]), so anything else writing the
 /// org's scores still waits for each batch. Callers must hold the org's rescore lock
-/// ([`pay_owed_rescore`], [`scheduled_rescore`], [`rescore_org_in_turn`]): two whole-org
+/// ([`pay_owed_rescore`], [`scheduled_rescore`], [`rescore_org_unless_busy`]): two whole-org
 /// rescores at once would score one customer twice under the shared lock.
 pub async fn rescore_org(
     pool: &Pool,
@@ -742,27 +729,31 @@ pub async fn rescore_org(
     Ok(summary)
 }
 
-/// [`rescore_org`] once no other whole-org rescore of the org runs: waits for the org's
-/// rescore lock instead of skipping (a sync's fresh data must be scored). Then pays any
-/// config rescore owed meanwhile (see [`pay_debts`]): a config saved while this ran cut
-/// it short and could not rescore the org itself.
-pub async fn rescore_org_in_turn(
+/// [`rescore_org`] unless another whole-org rescore of the org runs (`None`: it holds the
+/// org's rescore lock). A caller that must have the org rescored comes back later: waiting
+/// for the lock would hold a pool connection and the caller's consumer meanwhile, and every
+/// other org's changes queued behind it. Then pays any config rescore owed meanwhile (see
+/// [`pay_debts`]): a config saved while this ran cut it short and could not rescore the org
+/// itself.
+pub async fn rescore_org_unless_busy(
     pool: &Pool,
     org_id: Uuid,
     now: DateTime<Utc>,
     batch_size: i64,
     correlation_id: &str,
     source: InputSource,
-) -> Result<WriteSummary, RescoreError> {
+) -> Result<Option<WriteSummary>, RescoreError> {
     let mut lock = pooled(pool).await?;
     lock.transaction(async |lock| {
-        rescore_lock(lock, org_id).await?;
+        if !try_rescore_lock(lock, org_id).await? {
+            return Ok(None);
+        }
         let mut summary =
             rescore_org(pool, org_id, now, batch_size, correlation_id, source).await?;
         if let Some(paid) = pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await? {
             summary += paid;
         }
-        Ok(summary)
+        Ok(Some(summary))
     })
     .await
 }

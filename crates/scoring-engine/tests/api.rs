@@ -553,10 +553,10 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_as_a_message_of_its_ow
     );
 }
 
-/// A config saved while a sync's whole-org rescore waits for the org's rescore lock leaves
-/// its version owed (its own task cannot take the lock). The sync's rescore pays it as
-/// soon as it has run, before it lets the lock go, not the scheduler's next pass (here an
-/// hour away).
+/// A config saved while another whole-org rescore holds the org's rescore lock leaves its
+/// version owed (its own task cannot take the lock). The sync's rescore, retried from its
+/// delay queue until the lock is free, pays it as soon as it has run, before it lets the
+/// lock go, not the scheduler's next pass (here an hour away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_saved_during_a_post_sync_rescore_is_paid_when_that_rescore_ends() {
     let shared = common::Shared::new().await;
@@ -566,7 +566,7 @@ async fn a_config_saved_during_a_post_sync_rescore_is_paid_when_that_rescore_end
     let app = common::test_app(shared, replica).await;
     app.seed_three_bands().await;
     app.drain().await;
-    // Another whole-org rescore holds the lock; the sync's waits for it.
+    // Another whole-org rescore holds the lock; the sync's is retried until it is free.
     let holder = app.hold_rescore_lock().await;
     app.sync_completed(app.org).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

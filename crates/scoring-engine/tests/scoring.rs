@@ -395,3 +395,56 @@ async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass()
         .unwrap();
     assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
 }
+
+/// A `sync.completed` for an org whose whole-org rescore is running (another replica holds
+/// its rescore lock) goes to a delay queue instead of waiting for the lock: the consumer
+/// goes on with the next message, another org's change, at once. Once the lock is free the
+/// sync's rescore runs, from the retried message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_an_org_being_rescored_holds_up_no_other_orgs_change() {
+    use diesel_async::RunQueryDsl;
+    let app = spawn_app().await;
+    customer_active_now_with_a_deal(&app, 0.6).await;
+    assert_eq!(app.contact_score(1).await, Some(71));
+    // A day later (recency moves the score), with the schedule put off: only the sync's
+    // rescore can move it.
+    diesel::sql_query(
+        "UPDATE org_state SET next_rescore_at = '9999-01-01T00:00:00Z' WHERE org_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(app.org)
+    .execute(&mut app.app.pool.get().await.unwrap())
+    .await
+    .unwrap();
+    app.shared
+        .clock
+        .advance(Duration::days(1) + Duration::minutes(1));
+    let holder = app.hold_rescore_lock().await;
+    app.sync_completed(app.org).await;
+    let other = uuid::Uuid::now_v7();
+    let mut change = app.changed_for(other, ObjectType::Contact);
+    change.customers = vec![common::quiet_lead(50)];
+    app.publish(&change).await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), app.next_event())
+        .await
+        .expect("the other org's change waited for this org's rescore")
+        .updated();
+    assert_eq!(first.org_id, other.to_string());
+    assert_eq!(
+        app.contact_score(1).await,
+        Some(71),
+        "rescored under the lock"
+    );
+
+    holder.release().await;
+    let updated = app
+        .events(2)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            common::Event::Updated(u) => Some(u),
+            common::Event::Alert(_) => None,
+        })
+        .unwrap();
+    assert_eq!(updated.org_id, app.org.to_string());
+    assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
+}

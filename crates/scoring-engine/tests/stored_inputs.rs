@@ -252,7 +252,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
         .filter(|c| c.changed)
         .count();
     assert!(moving > 0, "two days move some score");
-    let split = engine::rescore_org_in_turn(
+    let split = engine::rescore_org_unless_busy(
         &app.app.pool,
         app.org,
         later,
@@ -261,7 +261,8 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
         InputSource::Projection,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("no other rescore runs");
     assert_eq!((split.scored, split.changed), (10, moving));
     for c in recompute(&app, &mut conn, &saved_config, means, later).await {
         assert!(
@@ -377,7 +378,8 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
     let pool = app.app.pool.clone();
     let org = app.org;
     let rescore = tokio::spawn(async move {
-        engine::rescore_org_in_turn(&pool, org, later, 2, "split", InputSource::Projection).await
+        engine::rescore_org_unless_busy(&pool, org, later, 2, "split", InputSource::Projection)
+            .await
     });
     // Once it has written some batches, stop it mid-way: hold the org lock exclusively (it
     // waits for the batches in hand).
@@ -415,7 +417,11 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
     diesel_async::SimpleAsyncConnection::batch_execute(&mut *holder, "ROLLBACK")
         .await
         .unwrap();
-    let summary = rescore.await.unwrap().unwrap();
+    let summary = rescore
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("no other rescore ran");
     assert_eq!(summary.scored, usize::try_from(CONTACTS).unwrap());
     for _ in 0..300 {
         let leads: Count = diesel::sql_query(

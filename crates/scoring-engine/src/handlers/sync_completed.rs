@@ -24,9 +24,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
         return Outcome::Ack;
     }
     let now = state.clock.now();
-    // In turn with any other whole-org rescore of the org (a config change's, the
-    // schedule's), which this one waits for.
-    match engine::rescore_org_in_turn(
+    match engine::rescore_org_unless_busy(
         &state.pool,
         org_id,
         now,
@@ -36,7 +34,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
     )
     .await
     {
-        Ok(summary) => {
+        Ok(Some(summary)) => {
             state.relay_waker.wake();
             state.metrics.record("org_rescore", summary);
             tracing::info!(
@@ -46,6 +44,12 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
             );
             Outcome::Ack
         }
+        // Another whole-org rescore of the org (a config change's, the schedule's) runs:
+        // the sync's fresh data is scored after it, from a delay queue, instead of this
+        // consumer (and every other org's changes behind it) waiting for it.
+        Ok(None) => Outcome::Retry(
+            "another whole-org rescore of the org is running; rescoring after it".to_owned(),
+        ),
         Err(error @ (RescoreError::Pool(_) | RescoreError::Database(_))) => {
             Outcome::Retry(format!("rescoring after sync.completed failed: {error}"))
         }
