@@ -39,14 +39,23 @@ async fn migrated(db: &TestDatabase) -> Pool {
     pool
 }
 
-/// Writes a business row and its message in one transaction, committed or rolled back.
-async fn write_thing(pool: &Pool, id: i32, message: &OutgoingMessage, commit: bool) {
+/// What a test transaction writes to the outbox.
+enum Enqueue<'a> {
+    One(&'a OutgoingMessage),
+    Bundle(&'a [OutgoingMessage]),
+}
+
+/// Writes a business row and its messages in one transaction, committed or rolled back.
+async fn write(pool: &Pool, id: i32, what: Enqueue<'_>, commit: bool) {
     let mut conn = pool.get().await.unwrap();
     let result = (*conn)
         .transaction::<(), DieselError, _>(async |conn: &mut AsyncPgConnection| {
             conn.batch_execute(&format!("INSERT INTO things VALUES ({id})"))
                 .await?;
-            outbox::enqueue(conn, message).await?;
+            match what {
+                Enqueue::One(message) => outbox::enqueue(conn, message).await?,
+                Enqueue::Bundle(messages) => outbox::enqueue_bundle(conn, messages).await?,
+            }
             if commit {
                 Ok(())
             } else {
@@ -55,6 +64,11 @@ async fn write_thing(pool: &Pool, id: i32, message: &OutgoingMessage, commit: bo
         })
         .await;
     assert_eq!(result.is_ok(), commit);
+}
+
+/// Writes a business row and its message in one transaction, committed or rolled back.
+async fn write_thing(pool: &Pool, id: i32, message: &OutgoingMessage, commit: bool) {
+    write(pool, id, Enqueue::One(message), commit).await;
 }
 
 async fn connected_broker(queue: &str) -> (Broker, BrokerCleanup) {
@@ -213,15 +227,17 @@ async fn a_woken_relay_publishes_without_waiting_for_its_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sent_entries_are_deleted_after_the_retention_and_unsent_ones_never() {
+async fn sent_entries_and_bundles_are_deleted_after_the_retention_and_unsent_ones_never() {
     let db = TestDatabase::create().await.unwrap();
     let pool = migrated(&db).await;
     let queue = testing::unique_name("test.retention");
     let (broker, _cleanup) = connected_broker(&queue).await;
     write_thing(&pool, 1, &message(1), true).await;
+    write_bundled(&pool, 2, &[bundled(1), bundled(2)], true).await;
     let relay = Relay::new(pool.clone(), broker.clone(), fast());
-    assert_eq!(relay.relay_pending().await.unwrap(), 1);
-    write_thing(&pool, 2, &message(2), true).await;
+    assert_eq!(relay.relay_pending().await.unwrap(), 3);
+    write_thing(&pool, 3, &message(3), true).await;
+    write_bundled(&pool, 4, &[bundled(3)], true).await;
 
     let mut conn = pool.get().await.unwrap();
     assert_eq!(
@@ -235,12 +251,13 @@ async fn sent_entries_are_deleted_after_the_retention_and_unsent_ones_never() {
         outbox::delete_sent(&mut conn, Duration::ZERO)
             .await
             .unwrap(),
-        1
+        2,
+        "the sent entry and the sent bundle"
     );
     assert_eq!(
         outbox::pending_count(&mut conn).await.unwrap(),
-        1,
-        "the unsent entry stays"
+        2,
+        "the unsent entry and bundle stay"
     );
 }
 
@@ -557,20 +574,7 @@ fn bundled(n: u16) -> OutgoingMessage {
 
 /// Writes a business row and `messages` as bundles in one transaction.
 async fn write_bundled(pool: &Pool, id: i32, messages: &[OutgoingMessage], commit: bool) {
-    let mut conn = pool.get().await.unwrap();
-    let result = (*conn)
-        .transaction::<(), DieselError, _>(async |conn: &mut AsyncPgConnection| {
-            conn.batch_execute(&format!("INSERT INTO things VALUES ({id})"))
-                .await?;
-            outbox::enqueue_bundle(conn, messages).await?;
-            if commit {
-                Ok(())
-            } else {
-                Err(DieselError::RollbackTransaction)
-            }
-        })
-        .await;
-    assert_eq!(result.is_ok(), commit);
+    write(pool, id, Enqueue::Bundle(messages), commit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,31 +686,4 @@ async fn two_relays_publish_every_bundled_and_single_entry_exactly_once() {
         .unwrap();
     assert_eq!(bundles, 4, "each write split in two bundles");
     two_relays_publish_each_once(&pool, &broker, &queue, 1, &written).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sent_bundles_are_deleted_after_the_retention_and_unsent_ones_never() {
-    let db = TestDatabase::create().await.unwrap();
-    let pool = migrated(&db).await;
-    let queue = testing::unique_name("test.bundle-retention");
-    let (broker, _cleanup) = connected_broker(&queue).await;
-    write_bundled(&pool, 1, &[bundled(1), bundled(2)], true).await;
-    let relay = Relay::new(pool.clone(), broker.clone(), fast());
-    assert_eq!(relay.relay_pending().await.unwrap(), 2);
-    write_bundled(&pool, 2, &[bundled(3)], true).await;
-    let mut conn = pool.get().await.unwrap();
-    assert_eq!(
-        outbox::delete_sent(&mut conn, Duration::from_secs(3600))
-            .await
-            .unwrap(),
-        0,
-        "too recent"
-    );
-    assert_eq!(
-        outbox::delete_sent(&mut conn, Duration::ZERO)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(pending(&pool).await, 1, "the unsent bundle stays");
 }

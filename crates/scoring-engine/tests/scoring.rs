@@ -384,15 +384,7 @@ async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass()
     assert!(app.drain().await.is_empty());
     // Its session ends: the org is still due, and the next pass rescores it.
     holder.release().await;
-    let updated = app
-        .events(2)
-        .await
-        .into_iter()
-        .find_map(|e| match e {
-            common::Event::Updated(u) => Some(u),
-            common::Event::Alert(_) => None,
-        })
-        .unwrap();
+    let updated = app.update_among(2).await;
     assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
 }
 
@@ -402,19 +394,12 @@ async fn a_scheduled_rescore_cut_off_with_its_replica_is_done_by_the_next_pass()
 /// sync's rescore runs, from the retried message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_of_an_org_being_rescored_holds_up_no_other_orgs_change() {
-    use diesel_async::RunQueryDsl;
     let app = spawn_app().await;
     customer_active_now_with_a_deal(&app, 0.6).await;
     assert_eq!(app.contact_score(1).await, Some(71));
     // A day later (recency moves the score), with the schedule put off: only the sync's
     // rescore can move it.
-    diesel::sql_query(
-        "UPDATE org_state SET next_rescore_at = '9999-01-01T00:00:00Z' WHERE org_id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(app.org)
-    .execute(&mut app.app.pool.get().await.unwrap())
-    .await
-    .unwrap();
+    app.put_off_the_schedule().await;
     app.shared
         .clock
         .advance(Duration::days(1) + Duration::minutes(1));
@@ -436,15 +421,7 @@ async fn a_sync_of_an_org_being_rescored_holds_up_no_other_orgs_change() {
     );
 
     holder.release().await;
-    let updated = app
-        .events(2)
-        .await
-        .into_iter()
-        .find_map(|e| match e {
-            common::Event::Updated(u) => Some(u),
-            common::Event::Alert(_) => None,
-        })
-        .unwrap();
+    let updated = app.update_among(2).await;
     assert_eq!(updated.org_id, app.org.to_string());
     assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
 }

@@ -44,18 +44,6 @@ async fn wait_rows(app: &common::TestApp, table: &str, n: i64) {
     panic!("{table} never reached {n} rows");
 }
 
-/// Puts the org's scheduled rescore off for good: a clock jump would make it due, and a
-/// rescore racing with a test's own (under load it did) would move the scores it compares.
-async fn put_off_the_schedule(app: &common::TestApp) {
-    diesel::sql_query(
-        "UPDATE org_state SET next_rescore_at = '9999-01-01T00:00:00Z' WHERE org_id = $1",
-    )
-    .bind::<SqlUuid, _>(app.org)
-    .execute(&mut app.app.pool.get().await.unwrap())
-    .await
-    .unwrap();
-}
-
 /// Every customer of the org recomputed from the projection under `config` at `now`,
 /// compared with what is stored.
 async fn recompute(
@@ -169,7 +157,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
 
     // Six days later, under a config that changes everything, the daily scheduled rescore
     // put off first.
-    put_off_the_schedule(&app).await;
+    app.put_off_the_schedule().await;
     app.shared.clock.advance(Duration::days(6));
     let now = app.shared.clock.now();
     let proposed = proposed();
@@ -369,7 +357,7 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
     }
     app.publish(&contacts).await;
     wait_rows(&app, "scores", CONTACTS).await;
-    put_off_the_schedule(&app).await;
+    app.put_off_the_schedule().await;
 
     // Two days on (recency moves every score), rescored from the projection in batches of
     // 2: 300 batches, in two halves side by side.

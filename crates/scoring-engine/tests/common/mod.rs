@@ -321,6 +321,31 @@ impl TestApp {
     }
 
     /// A bearer token for the test org.
+    /// Puts the org's scheduled rescore off for good: a clock jump would make it due, and a
+    /// rescore racing with a test's own would move the scores it checks.
+    pub async fn put_off_the_schedule(&self) {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE org_state SET next_rescore_at = '9999-01-01T00:00:00Z' WHERE org_id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(self.org)
+        .execute(&mut self.app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    }
+
+    /// The next `score.updated` among the next `n` events (the others are alerts).
+    pub async fn update_among(&self, n: usize) -> ScoreUpdated {
+        self.events(n)
+            .await
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Updated(u) => Some(u),
+                Event::Alert(_) => None,
+            })
+            .unwrap()
+    }
+
     /// Takes the org's rescore lock as a replica rescoring it would, on a connection of its
     /// own in an open transaction; [`LockHolder::release`] lets it go, as that replica's
     /// session ending would.
