@@ -23,6 +23,11 @@
 //!   Other relays (other replicas) skip claimed entries; only a relay that stalls past its
 //!   claim can lead to a second publish. No row lock is held while waiting on the broker.
 //!
+//! - **Bundles** ([`enqueue_bundle`]): a transaction that writes thousands of messages
+//!   writes them as rows of up to [`BUNDLE_MAX`] in `outbox_bundles`; the relay publishes
+//!   each as its own message, under the same guarantees, and a bundle is sent or published
+//!   again whole.
+//!
 //! The tables are created by [`MIGRATIONS`], applied by each service's `migrate` step into
 //! its own schema next to its own migrations. This module never touches another schema.
 
@@ -497,7 +502,8 @@ impl Relay {
         }
     }
 
-    /// Publishes batches until none is left; returns how many entries were marked sent.
+    /// Publishes batches and bundles until none is left; returns how many messages were
+    /// marked sent.
     /// Stops at the first failure, keeping what was sent before it.
     pub async fn relay_pending(&self) -> Result<usize, RelayError> {
         self.relay_pending_until(&Shutdown::new()).await
