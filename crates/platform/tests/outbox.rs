@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use platform::amqp::{Broker, MessageMeta, OutgoingMessage, QueueSpec};
+use platform::amqp::{AmqpSettings, Broker, MessageMeta, OutgoingMessage, QueueSpec};
 use platform::db::{self, Pool};
 use platform::outbox::{self, Relay, RelaySettings};
 use platform::shutdown::Shutdown;
@@ -686,4 +686,87 @@ async fn two_relays_publish_every_bundled_and_single_entry_exactly_once() {
         .unwrap();
     assert_eq!(bundles, 4, "each write split in two bundles");
     two_relays_publish_each_once(&pool, &broker, &queue, 1, &written).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_not_confirmed_in_time_is_released_at_once_and_published_again_whole() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.bundle-unconfirmed");
+    let upstream: std::net::SocketAddr = testing::amqp_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = testing::TcpProxy::start(upstream).await.unwrap();
+    let mut settings = testing::amqp_settings();
+    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    let _cleanup = BrokerCleanup::new(&settings, &[&queue]);
+    let stalling = Broker::start(
+        settings.clone(),
+        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
+    );
+    assert!(
+        stalling.wait_connected(WAIT).await,
+        "broker did not connect"
+    );
+    let messages: Vec<OutgoingMessage> = (0..5).map(bundled).collect();
+    write_bundled(&pool, 1, &messages, true).await;
+
+    // The broker takes the messages but never confirms them.
+    proxy.stall();
+    let relay = Relay::new(
+        pool.clone(),
+        stalling.clone(),
+        RelaySettings {
+            confirm_timeout_ms: 500,
+            claim_ttl_ms: 600_000,
+            ..fast()
+        },
+    );
+    // Within its deadline, even though the stalled broker never opened a channel either.
+    let failed = tokio::time::timeout(Duration::from_secs(5), relay.relay_bundle())
+        .await
+        .expect("the relay waited past its confirm deadline");
+    assert!(failed.is_err(), "an unconfirmed bundle is a failure");
+    assert_eq!(pending(&pool).await, 5, "nothing was marked sent");
+    let mut conn = pool.get().await.unwrap();
+    let released = diesel::sql_query(
+        "SELECT 1 FROM outbox_bundles WHERE sent_at IS NULL AND claimed_until IS NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        released, 1,
+        "released now, not when its long claim runs out"
+    );
+
+    // Another relay, on a working connection to the same broker, publishes it whole.
+    proxy.resume();
+    stalling.close();
+    let working = Broker::start(
+        AmqpSettings {
+            url: testing::amqp_url(),
+            ..settings
+        },
+        vec![QueueSpec::new(queue.as_str(), ["test.#"])],
+    );
+    assert!(working.wait_connected(WAIT).await, "broker did not connect");
+    let again = Relay::new(pool.clone(), working.clone(), fast());
+    assert_eq!(again.relay_bundle().await.unwrap(), 5);
+    assert_eq!(pending(&pool).await, 0);
+    let arrived: BTreeSet<String> = testing::drain(&working, &queue)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = messages
+        .iter()
+        .map(|m| m.meta.message_id.to_string())
+        .collect();
+    assert_eq!(arrived, expected, "every message, under its own id");
 }

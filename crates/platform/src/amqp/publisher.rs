@@ -21,6 +21,9 @@ use super::message::OutgoingMessage;
 /// may still arrive; callers retry and consumers dedupe.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a failed publish waits for the broker to acknowledge closing its channel.
+const DISCARD_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// A message was not confirmed; whether to retry is the caller's decision.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -90,32 +93,40 @@ impl Publisher {
         self.publish_all_within(messages, CONFIRM_TIMEOUT).await
     }
 
-    /// [`Publisher::publish_all`] with one deadline, `timeout` from now, for all the
-    /// confirms together: a message not confirmed by then is
-    /// [`PublishError::ConfirmTimeout`].
+    /// [`Publisher::publish_all`] with one deadline, `timeout` from now, for all of it:
+    /// opening a channel, sending and the confirms. A message not confirmed by then is
+    /// [`PublishError::ConfirmTimeout`], also when a broker that stopped answering never
+    /// opened the channel or took the message.
     pub async fn publish_all_within(
         &self,
         messages: &[OutgoingMessage],
         timeout: Duration,
     ) -> Vec<Result<(), PublishError>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let channel = match self.channel().await {
-            Ok(channel) => channel,
-            Err(error) => return messages.iter().map(|_| Err(clone_error(&error))).collect(),
+        let channel = match tokio::time::timeout_at(deadline, self.channel()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(error)) => return messages.iter().map(|_| Err(clone_error(&error))).collect(),
+            Err(_) => {
+                return messages
+                    .iter()
+                    .map(|_| Err(PublishError::ConfirmTimeout))
+                    .collect();
+            }
         };
         let exchange = self.broker.settings().exchange.clone();
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
-            let sent = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    message.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &message.body,
-                    message.properties(),
-                )
-                .await
-                .map_err(PublishError::ChannelLost);
+            let send = channel.basic_publish(
+                exchange.as_str().into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                message.properties(),
+            );
+            let sent = match tokio::time::timeout_at(deadline, send).await {
+                Ok(sent) => sent.map_err(PublishError::ChannelLost),
+                Err(_) => Err(PublishError::ConfirmTimeout),
+            };
             pending.push(sent);
         }
         let mut results = Vec::with_capacity(messages.len());
@@ -195,10 +206,13 @@ impl Publisher {
             *slot = None;
         }
         drop(slot);
+        // Bounded: a broker that stopped answering never acknowledges the close either.
         if channel.status().connected() {
-            let _ = channel
-                .close(200, "discarded after a failed publish".into())
-                .await;
+            let _ = tokio::time::timeout(
+                DISCARD_CLOSE_WAIT,
+                channel.close(200, "discarded after a failed publish".into()),
+            )
+            .await;
         }
     }
 }
