@@ -369,11 +369,8 @@ async fn two_relays_side_by_side_publish_every_entry_exactly_once() {
     two_relays_publish_each_once(&pool, &broker, &queue, 10, &written).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_waiting_on_a_hung_broker_holds_no_row_lock_and_stops_promptly() {
-    let db = TestDatabase::create().await.unwrap();
-    let pool = migrated(&db).await;
-    let queue = testing::unique_name("test.hung");
+/// Broker settings that reach the test broker through a TCP proxy the test can stall.
+async fn through_a_proxy() -> (testing::TcpProxy, AmqpSettings) {
     let upstream: std::net::SocketAddr = testing::amqp_url()
         .split('@')
         .nth(1)
@@ -384,6 +381,15 @@ async fn a_relay_waiting_on_a_hung_broker_holds_no_row_lock_and_stops_promptly()
     let proxy = testing::TcpProxy::start(upstream).await.unwrap();
     let mut settings = testing::amqp_settings();
     settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    (proxy, settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_waiting_on_a_hung_broker_holds_no_row_lock_and_stops_promptly() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = migrated(&db).await;
+    let queue = testing::unique_name("test.hung");
+    let (proxy, settings) = through_a_proxy().await;
     let _cleanup = BrokerCleanup::new(&settings, &[&queue]);
     let broker = Broker::start(settings, vec![QueueSpec::new(queue.as_str(), ["test.#"])]);
     assert!(broker.wait_connected(WAIT).await, "broker did not connect");
@@ -693,16 +699,7 @@ async fn a_bundle_not_confirmed_in_time_is_released_at_once_and_published_again_
     let db = TestDatabase::create().await.unwrap();
     let pool = migrated(&db).await;
     let queue = testing::unique_name("test.bundle-unconfirmed");
-    let upstream: std::net::SocketAddr = testing::amqp_url()
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = testing::TcpProxy::start(upstream).await.unwrap();
-    let mut settings = testing::amqp_settings();
-    settings.url = format!("amqp://guest:guest@{}/%2f", proxy.address());
+    let (proxy, settings) = through_a_proxy().await;
     let _cleanup = BrokerCleanup::new(&settings, &[&queue]);
     let stalling = Broker::start(
         settings.clone(),
