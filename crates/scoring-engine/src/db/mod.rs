@@ -21,13 +21,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// until the transaction ends, so two replicas never compute the same customer from
 /// different moments, and a score can never be overwritten by an older computation.
 pub async fn lock_org(conn: &mut AsyncPgConnection, org_id: Uuid) -> diesel::QueryResult<()> {
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org.' || $1::text, 0))",
-    )
-    .bind::<SqlUuid, _>(org_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    org_lock(conn, org_id, "pg_advisory_xact_lock").await
 }
 
 /// [`lock_org`] shared: the batches of one whole-org rescore, read and written in two
@@ -38,9 +32,18 @@ pub async fn lock_org_shared(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
 ) -> diesel::QueryResult<()> {
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended('scoring.org.' || $1::text, 0))",
-    )
+    org_lock(conn, org_id, "pg_advisory_xact_lock_shared").await
+}
+
+/// The org lock taken with `function` (exclusive or shared), until the transaction ends.
+async fn org_lock(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    function: &str,
+) -> diesel::QueryResult<()> {
+    diesel::sql_query(format!(
+        "SELECT {function}(hashtextextended('scoring.org.' || $1::text, 0))"
+    ))
     .bind::<SqlUuid, _>(org_id)
     .execute(conn)
     .await?;
