@@ -411,19 +411,26 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
         .unwrap()
         .expect("no other rescore ran");
     assert_eq!(summary.scored, usize::try_from(CONTACTS).unwrap());
+    let mut leads = 0;
     for _ in 0..300 {
-        let leads: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM contacts WHERE org_id = $1 AND lifecycle_stage = 'lead'",
+        let count: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM scores WHERE org_id = $1 AND lifecycle_stage = 'lead'",
         )
         .bind::<SqlUuid, _>(app.org)
         .get_result(&mut conn)
         .await
         .unwrap();
-        if leads.n == CONTACTS / 10 {
+        leads = count.n;
+        if leads == CONTACTS / 10 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        leads,
+        CONTACTS / 10,
+        "every change reached its stored score"
+    );
     // Every stored score is what a recompute from the projection (which holds the changes)
     // gives now: no change was lost, none overwritten by an older read.
     let config = configs::current(&mut conn, app.org).await.unwrap();
@@ -438,11 +445,4 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
             "stored differs from a recompute: {c:?}"
         );
     }
-    let lead_score = app.contact_score(10).await;
-    let customer_score = app.contact_score(11).await;
-    assert_ne!(lead_score, None);
-    assert_ne!(
-        lead_score, customer_score,
-        "the change moved contact 10's score"
-    );
 }
