@@ -11,6 +11,8 @@ use diesel::sql_types::{Array, BigInt, Double, Int2, Int4, Nullable, Text, Times
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::model::FACTOR_NAMES;
+
 /// A computed score ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreRow {
@@ -71,9 +73,43 @@ pub struct RawInputs {
     pub activity_at: Vec<DateTime<Utc>>,
 }
 
-fn pg_array(values: &[f64]) -> String {
-    let items: Vec<String> = values.iter().map(f64::to_string).collect();
-    format!("{{{}}}", items.join(","))
+/// Every row's factor array (five values, or none for N/A) as five binary `float8[]`
+/// parameters, the i-th holding each row's i-th factor (NULL for N/A). Formatting the
+/// arrays as text literals for the server to parse back cost more CPU than the rest of a
+/// whole-org rescore's writes; [`factor_array`] puts a row's five back together.
+fn factor_columns<'a>(arrays: impl Iterator<Item = &'a [f64]>) -> [Vec<Option<f64>>; 5] {
+    let mut columns: [Vec<Option<f64>>; 5] = Default::default();
+    for values in arrays {
+        debug_assert!(values.is_empty() || values.len() == FACTOR_NAMES.len());
+        for (i, column) in columns.iter_mut().enumerate() {
+            column.push(values.get(i).copied());
+        }
+    }
+    columns
+}
+
+/// The SQL that rebuilds a row's factor array from the five columns `{prefix}0`..`{prefix}4`
+/// of [`factor_columns`]: empty where they are NULL (N/A).
+fn factor_array(prefix: &str) -> String {
+    let items: Vec<String> = (0..FACTOR_NAMES.len())
+        .map(|i| format!("u.{prefix}{i}"))
+        .collect();
+    format!(
+        "CASE WHEN u.{prefix}0 IS NULL THEN '{{}}'::float8[] ELSE ARRAY[{}] END",
+        items.join(", ")
+    )
+}
+
+/// The `unnest` parameter list and column names of [`factor_columns`] from parameter
+/// `$first` on.
+fn factor_params(prefix: &str, first: usize) -> (String, String) {
+    let params: Vec<String> = (0..FACTOR_NAMES.len())
+        .map(|i| format!("${}::float8[]", first + i))
+        .collect();
+    let names: Vec<String> = (0..FACTOR_NAMES.len())
+        .map(|i| format!("{prefix}{i}"))
+        .collect();
+    (params.join(", "), names.join(", "))
 }
 
 /// A `timestamptz[]` literal (microseconds, as stored).
@@ -112,7 +148,11 @@ pub async fn upsert_scores(
     } else {
         weights.to_vec()
     };
-    diesel::sql_query(
+    let [v0, v1, v2, v3, v4] = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
+    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let (values, value_names) = factor_params("fv", 27);
+    let (contributions, contribution_names) = factor_params("fc", 32);
+    diesel::sql_query(format!(
         "INSERT INTO scores (score_id, org_id, portal_id, connection_id, object_type, object_id, \
             contact_id, company_id, display_name, score, risk_level, recency_days, deal_probability, \
             lifecycle_stage, update_count, deal_amount_cents, factor_values, weights, contributions, \
@@ -121,20 +161,21 @@ pub async fn upsert_scores(
             input_open_won_count) \
          SELECT u.score_id, $1, u.portal_id, u.connection_id, u.object_type, u.object_id, u.contact_id, \
             u.company_id, u.display_name, u.score, u.risk_level, u.recency_days, u.deal_probability, \
-            u.lifecycle_stage, u.update_count, u.deal_amount_cents, u.factor_values::float8[], \
-            CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $18 END, \
-            u.contributions::float8[], $19, $20, u.last_activity_at, u.deal_count, \
+            u.lifecycle_stage, u.update_count, u.deal_amount_cents, {value_array}, \
+            CASE WHEN u.fv0 IS NULL THEN '{{}}'::float8[] ELSE $17 END, \
+            {contribution_array}, $18, $19, u.last_activity_at, u.deal_count, \
             u.open_probability, u.amount_cents, u.stages::text[], u.activity_at::timestamptz[], \
             u.open_won_count \
          FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::int2[], $6::bigint[], $7::bigint[], \
             $8::bigint[], $9::text[], $10::int2[], $11::int2[], $12::float8[], $13::float8[], \
-            $14::text[], $15::int4[], $16::bigint[], $17::text[], $21::text[], \
-            $22::timestamptz[], $23::bigint[], $24::float8[], $25::bigint[], $26::text[], $27::text[], \
-            $28::bigint[]) \
+            $14::text[], $15::int4[], $16::bigint[], \
+            $20::timestamptz[], $21::bigint[], $22::float8[], $23::bigint[], $24::text[], $25::text[], \
+            $26::bigint[], {values}, {contributions}) \
             AS u(score_id, portal_id, connection_id, object_type, object_id, contact_id, company_id, \
                  display_name, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
-                 update_count, deal_amount_cents, factor_values, contributions, last_activity_at, \
-                 deal_count, open_probability, amount_cents, stages, activity_at, open_won_count) \
+                 update_count, deal_amount_cents, last_activity_at, \
+                 deal_count, open_probability, amount_cents, stages, activity_at, open_won_count, \
+                 {value_names}, {contribution_names}) \
          ON CONFLICT (score_id) DO UPDATE SET connection_id = excluded.connection_id, \
             contact_id = excluded.contact_id, company_id = excluded.company_id, \
             display_name = excluded.display_name, score = excluded.score, \
@@ -151,7 +192,9 @@ pub async fn upsert_scores(
             input_activity_at = excluded.input_activity_at, \
             input_open_won_count = excluded.input_open_won_count \
          WHERE scores.computed_at <= excluded.computed_at",
-    )
+        value_array = factor_array("fv"),
+        contribution_array = factor_array("fc"),
+    ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.portal_id).collect::<Vec<_>>())
@@ -174,19 +217,9 @@ pub async fn upsert_scores(
     .bind::<Array<Nullable<BigInt>>, _>(
         rows.iter().map(|r| r.deal_amount_cents).collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|r| pg_array(&r.factor_values))
-            .collect::<Vec<_>>(),
-    )
     .bind::<Array<Double>, _>(weights)
     .bind::<BigInt, _>(config_version)
     .bind::<Timestamptz, _>(computed_at)
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|r| pg_array(&r.contributions))
-            .collect::<Vec<_>>(),
-    )
     .bind::<Array<Nullable<Timestamptz>>, _>(
         rows.iter()
             .map(|r| r.inputs.last_activity_at)
@@ -214,6 +247,16 @@ pub async fn upsert_scores(
             .map(|r| r.inputs.open_won_count)
             .collect::<Vec<_>>(),
     )
+    .bind::<Array<Nullable<Double>>, _>(v0)
+    .bind::<Array<Nullable<Double>>, _>(v1)
+    .bind::<Array<Nullable<Double>>, _>(v2)
+    .bind::<Array<Nullable<Double>>, _>(v3)
+    .bind::<Array<Nullable<Double>>, _>(v4)
+    .bind::<Array<Nullable<Double>>, _>(c0)
+    .bind::<Array<Nullable<Double>>, _>(c1)
+    .bind::<Array<Nullable<Double>>, _>(c2)
+    .bind::<Array<Nullable<Double>>, _>(c3)
+    .bind::<Array<Nullable<Double>>, _>(c4)
     .execute(conn)
     .await
 }
@@ -232,19 +275,25 @@ pub async fn update_score_columns(
     if rows.is_empty() {
         return Ok(0);
     }
-    diesel::sql_query(
+    let [v0, v1, v2, v3, v4] = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
+    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let (values, value_names) = factor_params("fv", 13);
+    let (contributions, contribution_names) = factor_params("fc", 18);
+    diesel::sql_query(format!(
         "UPDATE scores s SET score = u.score, risk_level = u.risk_level, \
             recency_days = u.recency_days, deal_probability = u.deal_probability, \
             lifecycle_stage = u.lifecycle_stage, update_count = u.update_count, \
-            deal_amount_cents = u.deal_amount_cents, factor_values = u.factor_values::float8[], \
-            weights = CASE WHEN u.factor_values = '{}' THEN '{}'::float8[] ELSE $11 END, \
-            contributions = u.contributions::float8[], config_version = $12, computed_at = $13 \
+            deal_amount_cents = u.deal_amount_cents, factor_values = {value_array}, \
+            weights = CASE WHEN u.fv0 IS NULL THEN '{{}}'::float8[] ELSE $10 END, \
+            contributions = {contribution_array}, config_version = $11, computed_at = $12 \
          FROM unnest($2::uuid[], $3::int2[], $4::int2[], $5::float8[], $6::float8[], \
-            $7::text[], $8::int4[], $9::bigint[], $10::text[], $14::text[]) \
+            $7::text[], $8::int4[], $9::bigint[], {values}, {contributions}) \
             AS u(score_id, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
-                 update_count, deal_amount_cents, factor_values, contributions) \
-         WHERE s.score_id = u.score_id AND s.org_id = $1 AND s.computed_at <= $13",
-    )
+                 update_count, deal_amount_cents, {value_names}, {contribution_names}) \
+         WHERE s.score_id = u.score_id AND s.org_id = $1 AND s.computed_at <= $12",
+        value_array = factor_array("fv"),
+        contribution_array = factor_array("fc"),
+    ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
@@ -260,19 +309,19 @@ pub async fn update_score_columns(
     .bind::<Array<Nullable<BigInt>>, _>(
         rows.iter().map(|r| r.deal_amount_cents).collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|r| pg_array(&r.factor_values))
-            .collect::<Vec<_>>(),
-    )
     .bind::<Array<Double>, _>(weights.to_vec())
     .bind::<BigInt, _>(config_version)
     .bind::<Timestamptz, _>(computed_at)
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|r| pg_array(&r.contributions))
-            .collect::<Vec<_>>(),
-    )
+    .bind::<Array<Nullable<Double>>, _>(v0)
+    .bind::<Array<Nullable<Double>>, _>(v1)
+    .bind::<Array<Nullable<Double>>, _>(v2)
+    .bind::<Array<Nullable<Double>>, _>(v3)
+    .bind::<Array<Nullable<Double>>, _>(v4)
+    .bind::<Array<Nullable<Double>>, _>(c0)
+    .bind::<Array<Nullable<Double>>, _>(c1)
+    .bind::<Array<Nullable<Double>>, _>(c2)
+    .bind::<Array<Nullable<Double>>, _>(c3)
+    .bind::<Array<Nullable<Double>>, _>(c4)
     .execute(conn)
     .await
 }
@@ -295,25 +344,28 @@ pub async fn insert_history(
         #[diesel(sql_type = SqlUuid)]
         score_id: Uuid,
     }
-    let inserted: Vec<Inserted> = diesel::sql_query(
+    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let (contributions, contribution_names) = factor_params("fc", 7);
+    let inserted: Vec<Inserted> = diesel::sql_query(format!(
         "INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
             config_version, computed_at) \
-         SELECT u.score_id, $1, u.score, u.risk_level, u.contributions::float8[], $5, $6 \
-         FROM unnest($2::uuid[], $3::int2[], $4::int2[], $7::text[]) \
-            AS u(score_id, score, risk_level, contributions) \
+         SELECT u.score_id, $1, u.score, u.risk_level, {contribution_array}, $5, $6 \
+         FROM unnest($2::uuid[], $3::int2[], $4::int2[], {contributions}) \
+            AS u(score_id, score, risk_level, {contribution_names}) \
          RETURNING id, score_id",
-    )
+        contribution_array = factor_array("fc"),
+    ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
     .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
     .bind::<BigInt, _>(config_version)
     .bind::<Timestamptz, _>(computed_at)
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|r| pg_array(&r.contributions))
-            .collect::<Vec<_>>(),
-    )
+    .bind::<Array<Nullable<Double>>, _>(c0)
+    .bind::<Array<Nullable<Double>>, _>(c1)
+    .bind::<Array<Nullable<Double>>, _>(c2)
+    .bind::<Array<Nullable<Double>>, _>(c3)
+    .bind::<Array<Nullable<Double>>, _>(c4)
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|r| (r.score_id, r.id)).collect())
