@@ -17,6 +17,7 @@
 //! | `SyncProgress` | `sync.progress` |
 //! | `SyncCompleted` | `sync.completed` |
 //! | `ScoreUpdated` | `score.updated` |
+//! | `ScoreUpdatedBatch` | `score.updated` (shared with `ScoreUpdated`) |
 //! | `ScoreAlert` | `score.alert` |
 //! | `WritebackCompleted` | `writeback.completed` |
 //!
@@ -27,6 +28,11 @@
 //! `CrmChanged` whose object type is unset or unknown goes to
 //! `crm.changed.unspecified`, which no service binds and [`ALL_ROUTING_KEYS`]
 //! omits: that is a producer bug, for the publisher's unroutable handling to see.
+//!
+//! One key carries two kinds: `score.updated` carries a change alone
+//! (`ScoreUpdated`) or changes computed together (`ScoreUpdatedBatch`, a whole-org
+//! rescore's), so that a queue bound to the key sees every change; its consumers
+//! dispatch on the AMQP `type`. Every other key carries exactly one kind.
 
 pub mod time;
 pub mod webhook;
@@ -38,6 +44,23 @@ pub mod v1 {
         reason = "generated code; the .proto files carry the docs"
     )]
     include!(concat!(env!("OUT_DIR"), "/hubscore.v1.rs"));
+}
+
+/// The score changes a `score.updated` message carries, by its AMQP `type`: the one of a
+/// `ScoreUpdated`, every entry of a `ScoreUpdatedBatch`. `None` when the type is neither
+/// (not a message of that key); `Some(Err(_))` when the body does not decode as the type.
+pub fn score_changes(
+    message_type: &str,
+    body: &[u8],
+) -> Option<Result<Vec<v1::ScoreUpdated>, prost::DecodeError>> {
+    use prost::Message as _;
+    if message_type == <v1::ScoreUpdated as Event>::TYPE_NAME {
+        Some(v1::ScoreUpdated::decode(body).map(|update| vec![update]))
+    } else if message_type == <v1::ScoreUpdatedBatch as Event>::TYPE_NAME {
+        Some(v1::ScoreUpdatedBatch::decode(body).map(|batch| batch.updates))
+    } else {
+        None
+    }
 }
 
 /// The name of the one durable topic exchange every event is published to.
@@ -64,6 +87,7 @@ macro_rules! events {
         by_object_type: $(
             $routed:ident => { $( $variant:ident => $rkey:literal ),+ $(,)? } else $fallback:literal
         ),+ ;
+        sharing: $( $sharing:ident => $owner:ident ),+ ;
     ) => {
         $(
             impl Event for v1::$fixed {
@@ -90,6 +114,17 @@ macro_rules! events {
             }
         )+
 
+        $(
+            impl Event for v1::$sharing {
+                const TYPE_NAME: &'static str = concat!("hubscore.v1.", stringify!($sharing));
+                const ROUTING_KEYS: &'static [&'static str] = <v1::$owner as Event>::ROUTING_KEYS;
+
+                fn routing_key(&self) -> String {
+                    Self::ROUTING_KEYS[0].to_owned()
+                }
+            }
+        )+
+
         /// Every routing key any hubscore event is published with (fallback keys
         /// of malformed messages excluded), for binding queues and for tests.
         pub const ALL_ROUTING_KEYS: &[&str] = &[$($key,)+ $($($rkey,)+)+];
@@ -98,6 +133,7 @@ macro_rules! events {
         pub const ALL_TYPE_NAMES: &[&str] = &[
             $(concat!("hubscore.v1.", stringify!($fixed)),)+
             $(concat!("hubscore.v1.", stringify!($routed)),)+
+            $(concat!("hubscore.v1.", stringify!($sharing)),)+
         ];
     };
 }
@@ -122,4 +158,6 @@ events! {
             Owner => "crm.changed.owner",
             Pipeline => "crm.changed.pipeline",
         } else "crm.changed.unspecified";
+    sharing:
+        ScoreUpdatedBatch => ScoreUpdated;
 }

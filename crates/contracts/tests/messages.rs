@@ -12,10 +12,10 @@ use contracts::v1::{
     Actor, AttributeValue, AuthKind, CloseReason, Company, ConnectionClosed, ConnectionEstablished,
     CrmChanged, Customer, Deal, DealStatus, FullScope, Merge, ObjectCounts, ObjectType, Owner,
     OwnerKind, Pipeline, PipelineStage, PortalInfo, RecordIds, RiskLevel, ScoreAlert,
-    ScoreAlertReason, ScoreFactor, ScoreUpdated, SkipReason, SkippedRecord, SyncCompleted,
-    SyncFailed, SyncMode, SyncProgress, SyncReason, SyncRequested, SyncSucceeded, WebhookBatch,
-    WebhookChangeKind, WebhookEvent, WritebackCompleted, WritebackFailure, actor, attribute_value,
-    crm_changed, score_factor, sync_completed, sync_requested,
+    ScoreAlertReason, ScoreFactor, ScoreUpdated, ScoreUpdatedBatch, SkipReason, SkippedRecord,
+    SyncCompleted, SyncFailed, SyncMode, SyncProgress, SyncReason, SyncRequested, SyncSucceeded,
+    WebhookBatch, WebhookChangeKind, WebhookEvent, WritebackCompleted, WritebackFailure, actor,
+    attribute_value, crm_changed, score_factor, sync_completed, sync_requested,
 };
 use contracts::{ALL_ROUTING_KEYS, ALL_TYPE_NAMES, Event};
 use prost::{Message, Name};
@@ -312,6 +312,18 @@ fn sync_completed(outcome: sync_completed::Outcome) -> SyncCompleted {
     }
 }
 
+/// Two changes of one org, as a whole-org rescore publishes them.
+fn score_updated_batch() -> ScoreUpdatedBatch {
+    let mut second = score_updated();
+    second.customer_id = "0190a6d2-0000-7000-8000-000000000099".into();
+    second.contact_id = 501;
+    second.object_id = 501;
+    ScoreUpdatedBatch {
+        org_id: ORG.into(),
+        updates: vec![score_updated(), second],
+    }
+}
+
 fn score_updated() -> ScoreUpdated {
     ScoreUpdated {
         org_id: ORG.into(),
@@ -434,6 +446,7 @@ fn round_tripped_samples() -> Vec<(&'static str, Vec<u8>)> {
             },
         ))),
         assert_round_trip(&score_updated()),
+        assert_round_trip(&score_updated_batch()),
         assert_round_trip(&score_alert()),
         assert_round_trip(&writeback_completed()),
     ]
@@ -573,12 +586,13 @@ fn every_amqp_type_is_the_protobuf_full_name() {
     assert_type_name::<SyncProgress>();
     assert_type_name::<SyncCompleted>();
     assert_type_name::<ScoreUpdated>();
+    assert_type_name::<ScoreUpdatedBatch>();
     assert_type_name::<ScoreAlert>();
     assert_type_name::<WritebackCompleted>();
     assert_eq!(ScoreUpdated::TYPE_NAME, "hubscore.v1.ScoreUpdated");
     let unique: BTreeSet<_> = ALL_TYPE_NAMES.iter().collect();
-    assert_eq!(unique.len(), 10);
-    assert_eq!(ALL_TYPE_NAMES.len(), 10);
+    assert_eq!(unique.len(), 11);
+    assert_eq!(ALL_TYPE_NAMES.len(), 11);
 }
 
 #[test]
@@ -600,6 +614,7 @@ fn fixed_routing_keys_are_the_ones_design_lists() {
             "sync.completed",
         ),
         (score_updated().routing_key(), "score.updated"),
+        (score_updated_batch().routing_key(), "score.updated"),
         (score_alert().routing_key(), "score.alert"),
         (writeback_completed().routing_key(), "writeback.completed"),
     ];
@@ -647,6 +662,9 @@ fn every_routing_key_belongs_to_exactly_one_message_kind() {
         .collect();
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "a key is shared: {listed:?}");
+    // The one kind that shares its key on purpose: a batch of score changes travels
+    // where a single change does, so that a queue bound to score.updated sees them all.
+    assert_eq!(ScoreUpdatedBatch::ROUTING_KEYS, ScoreUpdated::ROUTING_KEYS);
     assert_eq!(unique, ALL_ROUTING_KEYS.iter().copied().collect());
     let expected: BTreeSet<&str> = [
         "connection.established",
@@ -678,4 +696,30 @@ fn routing_key_of_each_sample_is_among_its_kinds_declared_keys() {
     assert!(declared(&score_updated()));
     assert!(declared(&crm_changed(ObjectType::Pipeline)));
     assert!(declared(&crm_changed(ObjectType::Owner)));
+}
+
+#[test]
+fn score_changes_reads_a_change_alone_or_every_change_of_a_batch() {
+    let one = score_updated();
+    let batch = score_updated_batch();
+    assert_eq!(
+        contracts::score_changes(ScoreUpdated::TYPE_NAME, &one.encode_to_vec())
+            .unwrap()
+            .unwrap(),
+        vec![one]
+    );
+    assert_eq!(
+        contracts::score_changes(ScoreUpdatedBatch::TYPE_NAME, &batch.encode_to_vec())
+            .unwrap()
+            .unwrap(),
+        batch.updates
+    );
+    assert!(
+        contracts::score_changes(ScoreAlert::TYPE_NAME, &score_alert().encode_to_vec()).is_none()
+    );
+    assert!(
+        contracts::score_changes(ScoreUpdatedBatch::TYPE_NAME, &[0xff, 0xff])
+            .unwrap()
+            .is_err()
+    );
 }

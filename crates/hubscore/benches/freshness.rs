@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use prost::Message as _;
 use serde_json::json;
 use stack::{Stack, other_stage};
 
@@ -186,27 +185,30 @@ async fn main() {
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = deliveries.next().await {
                 let at = Instant::now();
-                let Ok(event) = contracts::v1::ScoreUpdated::decode(delivery.data.as_slice())
-                else {
-                    continue;
-                };
-                let index = by_contact
-                    .lock()
-                    .expect("lock")
-                    .get(&event.object_id)
-                    .copied();
-                let mut changes = changes.lock().expect("lock");
-                match index.and_then(|i| changes.get_mut(i)) {
-                    Some(change)
-                        if change.event.is_none()
-                            && event.object_type == contracts::v1::ObjectType::Contact as i32 =>
-                    {
-                        change.event = Some((at, event.new_score.unwrap_or(0)));
-                    }
-                    _ => {
-                        other.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if event.old_score.is_none() {
-                            first.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+                let events = contracts::score_changes(kind.unwrap_or_default(), &delivery.data)
+                    .expect("a score.updated message type")
+                    .expect("a score.updated body");
+                for event in events {
+                    let index = by_contact
+                        .lock()
+                        .expect("lock")
+                        .get(&event.object_id)
+                        .copied();
+                    let mut changes = changes.lock().expect("lock");
+                    match index.and_then(|i| changes.get_mut(i)) {
+                        Some(change)
+                            if change.event.is_none()
+                                && event.object_type
+                                    == contracts::v1::ObjectType::Contact as i32 =>
+                        {
+                            change.event = Some((at, event.new_score.unwrap_or(0)));
+                        }
+                        _ => {
+                            other.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if event.old_score.is_none() {
+                                first.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
                     }
                 }

@@ -1,9 +1,11 @@
 //! How an internal service outside this repository consumes hubscore's score events.
 //!
 //! It declares its own durable quorum queue, binds it to `score.updated` on the
-//! `hubscore.events` exchange, decodes each message as `hubscore.v1.ScoreUpdated`, and acks
-//! only after handling it (here: printing one line). Redelivery is normal, so a real
-//! consumer dedupes on the AMQP `message_id`.
+//! `hubscore.events` exchange, and decodes each message by its AMQP `type`: a
+//! `hubscore.v1.ScoreUpdated` is one change, a `hubscore.v1.ScoreUpdatedBatch` (a whole-org
+//! rescore's) up to a thousand, each handled the same way. It acks only after handling the
+//! message (here: printing one line per change). Redelivery is normal, so a real consumer
+//! dedupes on the AMQP `message_id`, or makes its effect idempotent.
 //!
 //! ```sh
 //! cargo run -p hubscore --example score_consumer -- amqp://guest:guest@127.0.0.1:5672/%2f
@@ -14,7 +16,6 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use prost::Message as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -63,18 +64,27 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
-        let score = contracts::v1::ScoreUpdated::decode(delivery.data.as_slice())?;
+        // One change (`hubscore.v1.ScoreUpdated`) or up to a thousand
+        // (`hubscore.v1.ScoreUpdatedBatch`), by the AMQP type.
+        let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+        let Some(changes) = contracts::score_changes(kind.unwrap_or_default(), &delivery.data)
+        else {
+            anyhow::bail!("unexpected message type {kind:?} on score.updated");
+        };
+        let changes = changes?;
         let show = |score: Option<u32>| score.map_or("N/A".to_owned(), |s| s.to_string());
-        let line = format!(
-            "org {} customer {}: {} -> {} (config v{})",
-            score.org_id,
-            score.customer_id,
-            show(score.old_score),
-            show(score.new_score),
-            score.config_version
-        );
-        // Stand-in for your own handling; commit your effect, then ack.
-        print_line(&line);
+        for score in changes {
+            let line = format!(
+                "org {} customer {}: {} -> {} (config v{})",
+                score.org_id,
+                score.customer_id,
+                show(score.old_score),
+                show(score.new_score),
+                score.config_version
+            );
+            // Stand-in for your own handling; commit your effect, then ack.
+            print_line(&line);
+        }
         delivery.ack(BasicAckOptions::default()).await?;
     }
     Ok(())

@@ -449,6 +449,15 @@ pub fn describe_event(kind: &str, body: &[u8]) -> Value {
             "config_version": score.config_version,
         });
     }
+    if kind == "hubscore.v1.ScoreUpdatedBatch"
+        && let Ok(batch) = contracts::v1::ScoreUpdatedBatch::decode(body)
+    {
+        return json!({
+            "type": kind,
+            "org_id": batch.org_id,
+            "changes": batch.updates.len(),
+        });
+    }
     json!({"type": kind, "bytes": body.len()})
 }
 
@@ -469,6 +478,11 @@ fn event_line(routing_key: &str, event: &Value) -> String {
                 .filter(|f| !f.is_empty())
                 .map(|f| format!(", mostly {f}"))
                 .unwrap_or_default(),
+        )
+    } else if let Some(changes) = event.get("changes") {
+        format!(
+            "{routing_key} a batch of {changes} changes of org {}",
+            event["org_id"].as_str().unwrap_or("")
         )
     } else {
         format!(
@@ -513,6 +527,19 @@ mod tests {
         assert_eq!(
             shown,
             "score.updated contact 51 c1: 72 (healthy) -> N/A (none)"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_score_changes_is_shown_with_its_size() {
+        let batch = contracts::v1::ScoreUpdatedBatch {
+            org_id: "o1".into(),
+            updates: vec![contracts::v1::ScoreUpdated::default(); 3],
+        };
+        let described = describe_event("hubscore.v1.ScoreUpdatedBatch", &batch.encode_to_vec());
+        assert_eq!(
+            event_line("score.updated", &described),
+            "score.updated a batch of 3 changes of org o1"
         );
     }
 }

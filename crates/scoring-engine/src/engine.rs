@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use contracts::v1::{
     ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated,
-    score_factor,
+    ScoreUpdatedBatch, score_factor,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use domain::outbound::RiskLevel;
@@ -292,7 +292,8 @@ fn score_updated(
 pub struct WriteSummary {
     /// Records scored.
     pub scored: usize,
-    /// Scores or risk levels that changed (one `score.updated` each).
+    /// Scores or risk levels that changed (one `score.updated` entry each, alone or in a
+    /// batch).
     pub changed: usize,
     /// `score.alert` events raised.
     pub alerts: usize,
@@ -310,6 +311,15 @@ impl std::ops::AddAssign for WriteSummary {
 /// thousands of events, see `platform::outbox::enqueue_bundle`) rather than a row each: a
 /// whole-org rescore's batches. Each event is still published as its own message.
 const BUNDLE_FROM: usize = 100;
+
+/// From how many changed scores one write publishes them as `ScoreUpdatedBatch` messages
+/// rather than a `ScoreUpdated` each: a whole-org rescore's writes. A million changes
+/// cost the broker a thousand messages on every bound queue, not a million; a CRM change
+/// to a few records still sends one message per change.
+const BATCH_UPDATES_FROM: usize = 100;
+
+/// Most changes in one `ScoreUpdatedBatch` (about 0.3-0.4 MB encoded).
+const UPDATES_PER_BATCH: usize = 1_000;
 
 /// Stores what changed in a computed batch, with history, events and alerts, inside the
 /// caller's transaction (which holds the org lock).
@@ -365,7 +375,9 @@ async fn persist_rows(
     let history_rows: Vec<&ScoreRow> = changed.iter().map(|c| &c.row).collect();
     let history_ids =
         writes::insert_history(conn, org_id, &history_rows, config.version, now).await?;
-    let mut messages = Vec::with_capacity(changed.len());
+    let batched = changed.len() >= BATCH_UPDATES_FROM;
+    let mut messages = Vec::with_capacity(if batched { 0 } else { changed.len() });
+    let mut updates = Vec::with_capacity(if batched { changed.len() } else { 0 });
     let mut alerts = Vec::new();
     for c in &changed {
         let event = score_updated(org_id, c, config.version, now);
@@ -438,8 +450,23 @@ async fn persist_rows(
                 MessageMeta::new(correlation_id, Some(org_id)),
             ));
         }
+        if batched {
+            updates.push(event);
+        } else {
+            messages.push(OutgoingMessage::from_event(
+                &event,
+                MessageMeta::new(correlation_id, Some(org_id)),
+            ));
+        }
+    }
+    let mut updates = updates.into_iter().peekable();
+    while updates.peek().is_some() {
+        let batch = ScoreUpdatedBatch {
+            org_id: org_id.to_string(),
+            updates: updates.by_ref().take(UPDATES_PER_BATCH).collect(),
+        };
         messages.push(OutgoingMessage::from_event(
-            &event,
+            &batch,
             MessageMeta::new(correlation_id, Some(org_id)),
         ));
     }

@@ -485,27 +485,13 @@ async fn two_quick_saves_end_with_the_org_under_the_second_and_nothing_owed() {
     );
 }
 
+/// A write that changes hundreds of scores publishes them as `ScoreUpdatedBatch` messages
+/// of up to 1,000 changes, each change once and complete; a change to a few records is a
+/// `ScoreUpdated` of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rescore_of_hundreds_publishes_each_change_once_as_a_message_of_its_own() {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Bundles {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        sent: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        unsent: i64,
-    }
-    async fn bundles(app: &common::TestApp) -> (i64, i64) {
-        let row: Bundles = diesel::sql_query(
-            "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent, \
-                count(*) FILTER (WHERE sent_at IS NULL) AS unsent FROM outbox_bundles",
-        )
-        .get_result(&mut app.app.pool.get().await.unwrap())
-        .await
-        .unwrap();
-        (row.sent, row.unsent)
-    }
-    /// `score.updated` events until `n` arrived or 20 s passed.
+async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
+    use std::sync::atomic::Ordering;
+    /// `score.updated` changes until `n` arrived or 20 s passed.
     async fn updates(app: &common::TestApp, n: usize) -> Vec<contracts::v1::ScoreUpdated> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut updates = Vec::new();
@@ -520,37 +506,56 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_as_a_message_of_its_ow
     }
 
     let app = spawn_app().await;
-    // 300 customers in one message: their first scores are one batch of 300 events.
+    // 1,200 customers in one message: their first scores are one write of 1,200 changes.
     let mut message = app.changed(ObjectType::Contact);
-    message.customers = (1..=300)
+    message.customers = (1..=1_200)
         .map(|id| busy_customer(id, 2).pop().unwrap())
         .collect();
     app.publish(&message).await;
-    let first = updates(&app, 300).await;
-    assert_eq!(first.len(), 300);
-    assert_eq!(bundles(&app).await, (1, 0), "one bundle, sent");
+    let first = updates(&app, 1_200).await;
+    assert_eq!(first.len(), 1_200);
+    assert_eq!(
+        app.batches_seen.load(Ordering::SeqCst),
+        2,
+        "1,200 changes in batches of at most 1,000"
+    );
 
     let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
     assert_eq!(status, 200, "{saved}");
     let changed = usize::try_from(saved["rescored"]["changed"].as_i64().unwrap()).unwrap();
-    assert_eq!(changed, 300, "the lifecycle weight moved every score");
+    assert_eq!(changed, 1_200, "the lifecycle weight moved every score");
     let rescored = updates(&app, changed).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(app.drain().await.is_empty(), "nothing more arrived");
     let ids: std::collections::BTreeSet<i64> = rescored.iter().map(|u| u.object_id).collect();
-    assert_eq!(ids, (1..=300).collect(), "every customer once");
-    assert_eq!(rescored.len(), 300, "no customer twice");
+    assert_eq!(ids, (1..=1_200).collect(), "every customer once");
+    assert_eq!(rescored.len(), 1_200, "no customer twice");
+    assert_eq!(
+        app.batches_seen.load(Ordering::SeqCst),
+        4,
+        "again two batches"
+    );
     for u in &rescored {
         let before = first.iter().find(|f| f.object_id == u.object_id).unwrap();
+        assert_eq!(u.org_id, app.org.to_string());
         assert_eq!(u.config_version, 1);
         assert_eq!(u.old_score, before.new_score, "{u:?}");
         assert!(u.new_score.unwrap() > before.new_score.unwrap(), "{u:?}");
+        assert_eq!(u.factors.len(), 5, "{u:?}");
+        assert_eq!(u.contribution_deltas.len(), 5, "{u:?}");
     }
-    assert_eq!(
-        bundles(&app).await,
-        (2, 0),
-        "the rescore's events went as one bundle"
-    );
+
+    // One record's change is a message of its own.
+    let mut one = app.changed(ObjectType::Contact);
+    let mut customer = busy_customer(7, 2).pop().unwrap();
+    customer.lifecycle_stage = Some("lead".into());
+    customer.source_updated_at = common::ts(common::t0());
+    one.customers = vec![customer];
+    app.publish(&one).await;
+    // The drop to `lead` is also an alert: two messages.
+    let single = app.update_among(2).await;
+    assert_eq!(single.object_id, 7);
+    assert_eq!(app.batches_seen.load(Ordering::SeqCst), 4, "not batched");
 }
 
 /// A config saved while another whole-org rescore holds the org's rescore lock leaves its

@@ -12,6 +12,7 @@ use common::World;
 use contracts::v1::ObjectType;
 use futures::future::BoxFuture;
 use hubspot_client::{AccessToken, HubSpotError, TokenSource};
+use platform::amqp::{MessageMeta, OutgoingMessage};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -288,6 +289,66 @@ async fn a_backfill_writes_every_score_once() {
         requests(&world.stats().await) - before,
         3,
         "three batch updates: 100 + 100 + 50"
+    );
+    app.stop().await;
+}
+
+/// A whole-org rescore's changes arrive as `ScoreUpdatedBatch` messages on `score.updated`:
+/// every entry is written back as a `ScoreUpdated` of its own would be; an entry that can
+/// never be stored is left out alone; the batch delivered again writes nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_score_changes_is_written_back_entry_by_entry() {
+    let world = World::new().await;
+    world.seed_contacts(150).await;
+    let app = world.start().await;
+    world.connect(Vec::new()).await;
+    world.wait_prepared(&app).await;
+    let mut updates: Vec<_> = (0..150)
+        .map(|i| {
+            let score = u32::try_from(i % 100).unwrap();
+            world.score(ObjectType::Contact, 1001 + i, Some(score), T0)
+        })
+        .collect();
+    // A malformed entry in the middle: no record id.
+    updates.insert(75, world.score(ObjectType::Contact, 0, Some(10), T0));
+    let batch = contracts::v1::ScoreUpdatedBatch {
+        org_id: world.org_id.to_string(),
+        updates,
+    };
+    let message = OutgoingMessage::from_event(&batch, MessageMeta::start_trace(Some(world.org_id)));
+    assert_eq!(message.routing_key, "score.updated");
+    for result in world
+        .publisher
+        .publish_all(std::slice::from_ref(&message))
+        .await
+    {
+        result.unwrap();
+    }
+    let status = world
+        .wait_status(&app, "written", |s| {
+            s["written"] == 150 && s["pending"] == 0
+        })
+        .await;
+    assert_eq!(
+        status["requests"], 2,
+        "100 + 50 in two batch updates: {status:#}"
+    );
+    assert_scores(&world, 1001, 150, |id| ((id - 1001) % 100).to_string()).await;
+
+    // The same message again (a redelivery, or the producer publishing it twice).
+    for result in world.publisher.publish_all(&[message]).await {
+        result.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = world.status(&app).await;
+    assert_eq!(
+        (
+            status["written"].as_i64(),
+            status["pending"].as_i64(),
+            status["requests"].as_i64()
+        ),
+        (Some(150), Some(0), Some(2)),
+        "nothing written twice: {status:#}"
     );
     app.stop().await;
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use contracts::v1::{
     Company, CrmChanged, Customer, Deal, DealStatus, ObjectType, ScoreAlert, ScoreUpdated,
-    SyncCompleted, SyncMode, SyncSucceeded, crm_changed, sync_completed,
+    ScoreUpdatedBatch, SyncCompleted, SyncMode, SyncSucceeded, crm_changed, sync_completed,
 };
 use platform::amqp::{AmqpSettings, Broker, MessageMeta, Publisher, QueueSpec};
 use platform::shutdown::Shutdown;
@@ -161,6 +161,10 @@ pub struct TestApp {
     pub connection: Uuid,
     /// HTTP client.
     pub http: reqwest::Client,
+    /// Changes of a `ScoreUpdatedBatch` received but not yet returned, in order.
+    pending: std::sync::Mutex<std::collections::VecDeque<Event>>,
+    /// `ScoreUpdatedBatch` messages received so far.
+    pub batches_seen: std::sync::atomic::AtomicUsize,
 }
 
 /// The HubSpot portal tests use.
@@ -194,6 +198,8 @@ pub async fn test_app(shared: Shared, app: Replica) -> TestApp {
         org: Uuid::now_v7(),
         connection: Uuid::now_v7(),
         http: reqwest::Client::new(),
+        pending: std::sync::Mutex::default(),
+        batches_seen: std::sync::atomic::AtomicUsize::new(0),
     }
 }
 
@@ -292,23 +298,45 @@ impl TestApp {
             .unwrap();
     }
 
-    /// The next `score.updated` (skipping alerts, which are returned by `next_alert`).
+    /// The next change or alert seen by the observer: each entry of a `ScoreUpdatedBatch`
+    /// is returned as a change of its own, as consumers are to treat it.
     pub async fn next_event(&self) -> Event {
-        let delivery =
-            platform::testing::wait_for_message(&self.broker, &self.shared.observer_queue, WAIT)
-                .await
-                .unwrap();
-        decode(&delivery)
+        loop {
+            if let Some(event) = self.pending.lock().unwrap().pop_front() {
+                return event;
+            }
+            let delivery = platform::testing::wait_for_message(
+                &self.broker,
+                &self.shared.observer_queue,
+                WAIT,
+            )
+            .await
+            .unwrap();
+            let events = self.decode(&delivery);
+            self.pending.lock().unwrap().extend(events);
+        }
     }
 
-    /// Every message on the observer queue right now.
+    /// Every change and alert on the observer queue right now (and any not yet returned).
     pub async fn drain(&self) -> Vec<Event> {
-        platform::testing::drain(&self.broker, &self.shared.observer_queue)
+        let deliveries = platform::testing::drain(&self.broker, &self.shared.observer_queue)
             .await
-            .unwrap()
-            .iter()
-            .map(decode)
-            .collect()
+            .unwrap();
+        let mut events: Vec<Event> = self.pending.lock().unwrap().drain(..).collect();
+        for delivery in &deliveries {
+            events.extend(self.decode(delivery));
+        }
+        events
+    }
+
+    /// A message's changes or alert; counts batches.
+    fn decode(&self, delivery: &lapin_delivery::Delivery) -> Vec<Event> {
+        let events = decode(delivery);
+        if events.batched {
+            self.batches_seen
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        events.events
     }
 
     /// Waits until `n` events arrived; returns them.
@@ -448,21 +476,41 @@ impl Event {
     }
 }
 
-fn decode(delivery: &lapin_delivery::Delivery) -> Event {
+/// What one message carried.
+struct Decoded {
+    events: Vec<Event>,
+    batched: bool,
+}
+
+fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
     let kind = delivery
         .properties
         .kind()
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    match kind.as_str() {
-        "hubscore.v1.ScoreUpdated" => {
-            Event::Updated(ScoreUpdated::decode(delivery.data.as_slice()).unwrap())
-        }
-        "hubscore.v1.ScoreAlert" => {
-            Event::Alert(ScoreAlert::decode(delivery.data.as_slice()).unwrap())
-        }
-        other => panic!("unexpected message type {other}"),
+    let body = delivery.data.as_slice();
+    if kind == "hubscore.v1.ScoreAlert" {
+        return Decoded {
+            events: vec![Event::Alert(ScoreAlert::decode(body).unwrap())],
+            batched: false,
+        };
+    }
+    let batched = kind == "hubscore.v1.ScoreUpdatedBatch";
+    if batched {
+        let batch = ScoreUpdatedBatch::decode(body).unwrap();
+        assert!(!batch.updates.is_empty(), "an empty batch was published");
+        assert!(
+            batch.updates.iter().all(|u| u.org_id == batch.org_id),
+            "a batch mixes orgs"
+        );
+    }
+    let changes = contracts::score_changes(&kind, body)
+        .unwrap_or_else(|| panic!("unexpected message type {kind}"))
+        .unwrap();
+    Decoded {
+        events: changes.into_iter().map(Event::Updated).collect(),
+        batched,
     }
 }
 

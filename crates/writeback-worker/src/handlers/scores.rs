@@ -1,5 +1,7 @@
-//! `score.updated`: each message becomes its record's latest score, waiting to be written,
-//! and is acked once that is stored. Nothing is sent to HubSpot here; the flusher batches.
+//! `score.updated`: each change becomes its record's latest score, waiting to be written,
+//! and its message is acked once that is stored. A message carries one change
+//! (`ScoreUpdated`) or, from a whole-org rescore, up to a thousand (`ScoreUpdatedBatch`),
+//! acked once all of them are stored. Nothing is sent to HubSpot here; the flusher batches.
 //!
 //! Several messages are in hand at once (`writeback.score_consumers`, one subscription);
 //! what is in hand at one moment is stored together in one statement by a single writer
@@ -11,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use contracts::v1::{ObjectType, ScoreUpdated};
+use contracts::Event as _;
+use contracts::v1::{ObjectType, ScoreUpdated, ScoreUpdatedBatch};
 use diesel_async::AsyncConnection as _;
 use platform::amqp::{Delivery, Outcome};
 use platform::db::Pool;
@@ -40,9 +43,43 @@ fn malformed(reason: impl Into<String>) -> Outcome {
     Outcome::DeadLetter(reason.into())
 }
 
+/// What a `score.updated` message carries: one change, or a batch of them.
+enum Carried {
+    One(IncomingScore),
+    Many(Vec<IncomingScore>),
+}
+
+/// Reads a `score.updated` message of either kind. A batch's entries that cannot be
+/// stored are reported (logged at error level, with the reason) and left out: they can
+/// never be stored, and dead-lettering the batch would hold back all the others with them.
+fn carried(delivery: &Delivery) -> Result<Carried, Outcome> {
+    if delivery.message_type == ScoreUpdatedBatch::TYPE_NAME {
+        let batch: ScoreUpdatedBatch = delivery.decode().map_err(|e| malformed(e.to_string()))?;
+        let mut scores = Vec::with_capacity(batch.updates.len());
+        for event in &batch.updates {
+            match incoming_score(event, delivery.message_id) {
+                Ok(score) => scores.push(score),
+                Err(outcome) => tracing::error!(
+                    message_id = %delivery.message_id,
+                    customer_id = %event.customer_id,
+                    outcome = ?outcome,
+                    "a change in a score.updated batch cannot be stored; the others are"
+                ),
+            }
+        }
+        return Ok(Carried::Many(scores));
+    }
+    incoming(delivery).map(Carried::One)
+}
+
 /// Reads the record and values of a `score.updated`.
 pub fn incoming(delivery: &Delivery) -> Result<IncomingScore, Outcome> {
     let event: ScoreUpdated = delivery.decode().map_err(|e| malformed(e.to_string()))?;
+    incoming_score(&event, delivery.message_id)
+}
+
+/// Reads the record and values of one change, carried by message `message_id`.
+fn incoming_score(event: &ScoreUpdated, message_id: Uuid) -> Result<IncomingScore, Outcome> {
     let uuid = |field: &str, value: &str| {
         Uuid::parse_str(value).map_err(|_| malformed(format!("{field} {value:?} is not a UUID")))
     };
@@ -97,7 +134,7 @@ pub fn incoming(delivery: &Delivery) -> Result<IncomingScore, Outcome> {
         top_factor: event.top_factor.clone(),
         computed_at,
         config_version: event.config_version,
-        message_id: delivery.message_id,
+        message_id,
         level_change,
     })
 }
@@ -109,21 +146,30 @@ impl ScoreSink {
         (Self { sender }, receiver)
     }
 
-    /// Stores one message's score; acks once it is committed.
+    /// Stores one message's score, or every score of a batch; acks once all are committed
+    /// (a batch that failed in part is retried whole: storing is idempotent).
     pub async fn handle(&self, delivery: Delivery) -> Outcome {
-        let score = match incoming(&delivery) {
-            Ok(score) => score,
+        let scores = match carried(&delivery) {
+            Ok(Carried::One(score)) => vec![score],
+            Ok(Carried::Many(scores)) => scores,
             Err(outcome) => return outcome,
         };
-        let (reply, stored) = oneshot::channel();
-        if self.sender.send((score, reply)).await.is_err() {
-            return Outcome::Retry("the score writer stopped".to_owned());
+        let mut replies = Vec::with_capacity(scores.len());
+        for score in scores {
+            let (reply, stored) = oneshot::channel();
+            if self.sender.send((score, reply)).await.is_err() {
+                return Outcome::Retry("the score writer stopped".to_owned());
+            }
+            replies.push(stored);
         }
-        match stored.await {
-            Ok(Ok(())) => Outcome::Ack,
-            Ok(Err(reason)) => Outcome::Retry(reason),
-            Err(_) => Outcome::Retry("the score writer stopped".to_owned()),
+        for stored in replies {
+            match stored.await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Outcome::Retry(reason),
+                Err(_) => return Outcome::Retry("the score writer stopped".to_owned()),
+            }
         }
+        Outcome::Ack
     }
 }
 
