@@ -260,7 +260,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     }
 }
 
-/// A large org's preview splits where a 1 % sample of the table's pages puts the middle
+/// A large org's preview splits where a sample of the table's pages puts the middle
 /// (counting and skipping half of a million keys took most of a second), and still counts
 /// exactly what one pass does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

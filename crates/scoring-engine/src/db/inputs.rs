@@ -375,9 +375,23 @@ pub async fn middle_key(
         (_, super::object_type::COMPANY) => ("companies", "company_id", "$2 = $2"),
         _ => ("contacts", "contact_id", "$2 = $2"),
     };
-    // A large org: the middle of a 1 % sample of the table's pages, about 20 ms where
-    // counting and skipping half of a million index entries took most of a second. Any
-    // key splits correctly; the sample only has to split about evenly.
+    // A large org: the middle of a sample of the table's pages (1 %, or about 300 pages
+    // where that is more), about 20 ms where counting and skipping half of a million index
+    // entries took most of a second. Any key splits correctly; the sample only has to
+    // split about evenly, which 1 % of a table of a few thousand pages did not (a
+    // 60,000-row org split 68/32 once its pages were kept half free).
+    #[derive(QueryableByName)]
+    struct Percent {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        percent: f64,
+    }
+    let percent: Percent = diesel::sql_query(format!(
+        "SELECT CASE WHEN relpages = 0 THEN 1 \
+            ELSE least(100, greatest(1, 30000.0 / relpages)) END::float8 AS percent \
+         FROM pg_class WHERE oid = '{table}'::regclass"
+    ))
+    .get_result(conn)
+    .await?;
     #[derive(QueryableByName)]
     struct Sampled {
         #[diesel(sql_type = BigInt)]
@@ -391,18 +405,19 @@ pub async fn middle_key(
         "SELECT portal_id, object_id, n FROM ( \
             SELECT portal_id, {id} AS object_id, \
                 row_number() OVER (ORDER BY portal_id, {id}) AS rn, count(*) OVER () AS n \
-            FROM {table} TABLESAMPLE SYSTEM (1) REPEATABLE (0) WHERE org_id = $1 AND {filter}) x \
+            FROM {table} TABLESAMPLE SYSTEM ($3) REPEATABLE (0) WHERE org_id = $1 AND {filter}) x \
          WHERE rn = n / 2 + 1"
     ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Int2, _>(kind)
+    .bind::<diesel::sql_types::Double, _>(percent.percent)
     .get_result(conn)
     .await
     .optional()?;
-    // A 1 % sample of rows this many: about a hundred times as many in the org.
+    // A sample of rows this many: about 100 / percent times as many in the org.
     if let Some(sampled) = sampled
         && sampled.n >= SAMPLED_ENOUGH
-        && sampled.n.saturating_mul(100) >= 2 * batch_size
+        && sampled.n as f64 * 100.0 / percent.percent >= 2.0 * batch_size as f64
     {
         return Ok(Some((sampled.portal_id, sampled.object_id)));
     }

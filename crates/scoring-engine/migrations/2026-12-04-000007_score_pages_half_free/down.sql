@@ -1,0 +1,1 @@
+ALTER TABLE scores SET (fillfactor = 60);
