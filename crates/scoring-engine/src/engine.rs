@@ -287,6 +287,14 @@ fn score_updated(
     event
 }
 
+/// Why a change raises a `score.alert` (no reasons: it does not).
+#[derive(Default)]
+struct Alerting {
+    reasons: Vec<ScoreAlertReason>,
+    reference_score: Option<i16>,
+    drop_points: i16,
+}
+
 /// What a write of a batch did.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -372,32 +380,50 @@ async fn persist_rows(
     } else {
         HashMap::new()
     };
+    // Which changes raise an alert: entering a worse band, or falling far enough below the
+    // window's best. Decided before the history rows are written, so that only the ids of
+    // the alerting ones (an alert refers to its history row) come back from the database.
+    let alerting: Vec<Alerting> = changed
+        .iter()
+        .map(|c| {
+            let mut alerting = Alerting::default();
+            let worse_band = (1..=3).contains(&c.old_risk_level)
+                && (1..=3).contains(&c.row.risk_level)
+                && c.row.risk_level > c.old_risk_level;
+            if worse_band {
+                alerting.reasons.push(ScoreAlertReason::WorseRiskLevel);
+            }
+            if let (Some(reference), Some(new)) = (references.get(&c.row.score_id), c.row.score) {
+                let drop = reference - new;
+                if drop > 0 && drop >= i16::from(alerts_config.drop_points) {
+                    alerting.reasons.push(ScoreAlertReason::ScoreDrop);
+                    alerting.reference_score = Some(*reference);
+                    alerting.drop_points = drop;
+                }
+            }
+            alerting
+        })
+        .collect();
     let history_rows: Vec<&ScoreRow> = changed.iter().map(|c| &c.row).collect();
+    let wanted: Vec<Uuid> = changed
+        .iter()
+        .zip(&alerting)
+        .filter(|(_, a)| !a.reasons.is_empty())
+        .map(|(c, _)| c.row.score_id)
+        .collect();
     let history_ids =
-        writes::insert_history(conn, org_id, &history_rows, config.version, now).await?;
+        writes::insert_history(conn, org_id, &history_rows, &wanted, config.version, now).await?;
     let batched = changed.len() >= BATCH_UPDATES_FROM;
     let mut messages = Vec::with_capacity(if batched { 0 } else { changed.len() });
     let mut updates = Vec::with_capacity(if batched { changed.len() } else { 0 });
     let mut alerts = Vec::new();
-    for c in &changed {
+    for (c, alerting) in changed.iter().zip(alerting) {
         let event = score_updated(org_id, c, config.version, now);
-        let mut reasons = Vec::new();
-        let worse_band = (1..=3).contains(&c.old_risk_level)
-            && (1..=3).contains(&c.row.risk_level)
-            && c.row.risk_level > c.old_risk_level;
-        if worse_band {
-            reasons.push(ScoreAlertReason::WorseRiskLevel);
-        }
-        let mut reference_score = None;
-        let mut drop_points = 0;
-        if let (Some(reference), Some(new)) = (references.get(&c.row.score_id), c.row.score) {
-            let drop = reference - new;
-            if drop > 0 && drop >= i16::from(alerts_config.drop_points) {
-                reasons.push(ScoreAlertReason::ScoreDrop);
-                reference_score = Some(*reference);
-                drop_points = drop;
-            }
-        }
+        let Alerting {
+            reasons,
+            reference_score,
+            drop_points,
+        } = alerting;
         if let (false, Some(new_score), Some(history_id)) = (
             reasons.is_empty(),
             c.row.score,

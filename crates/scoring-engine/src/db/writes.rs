@@ -326,11 +326,14 @@ pub async fn update_score_columns(
     .await
 }
 
-/// Appends one history row per changed score; returns each score's new history row id.
+/// Appends one history row per changed score; returns the new history row ids of the
+/// scores in `wanted` (returning all of a million-row rescore's cost a second of its
+/// time, and only alerts refer to them).
 pub async fn insert_history(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     rows: &[&ScoreRow],
+    wanted: &[Uuid],
     config_version: i64,
     computed_at: DateTime<Utc>,
 ) -> diesel::QueryResult<HashMap<Uuid, i64>> {
@@ -347,12 +350,14 @@ pub async fn insert_history(
     let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
     let (contributions, contribution_names) = factor_params("fc", 7);
     let inserted: Vec<Inserted> = diesel::sql_query(format!(
-        "INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
-            config_version, computed_at) \
-         SELECT u.score_id, $1, u.score, u.risk_level, {contribution_array}, $5, $6 \
-         FROM unnest($2::uuid[], $3::int2[], $4::int2[], {contributions}) \
-            AS u(score_id, score, risk_level, {contribution_names}) \
-         RETURNING id, score_id",
+        "WITH inserted AS ( \
+            INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
+                config_version, computed_at) \
+            SELECT u.score_id, $1, u.score, u.risk_level, {contribution_array}, $5, $6 \
+            FROM unnest($2::uuid[], $3::int2[], $4::int2[], {contributions}) \
+                AS u(score_id, score, risk_level, {contribution_names}) \
+            RETURNING id, score_id) \
+         SELECT id, score_id FROM inserted WHERE score_id = ANY($12)",
         contribution_array = factor_array("fc"),
     ))
     .bind::<SqlUuid, _>(org_id)
@@ -366,6 +371,7 @@ pub async fn insert_history(
     .bind::<Array<Nullable<Double>>, _>(c2)
     .bind::<Array<Nullable<Double>>, _>(c3)
     .bind::<Array<Nullable<Double>>, _>(c4)
+    .bind::<Array<SqlUuid>, _>(wanted)
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|r| (r.score_id, r.id)).collect())
