@@ -326,7 +326,7 @@ const BUNDLE_FROM: usize = 100;
 /// to a few records still sends one message per change.
 const BATCH_UPDATES_FROM: usize = 100;
 
-/// Most changes in one `ScoreUpdatedBatch` (about 0.3-0.4 MB encoded).
+/// Most changes in one `ScoreUpdatedBatch` (hundreds of kilobytes encoded).
 const UPDATES_PER_BATCH: usize = 1_000;
 
 /// Stores what changed in a computed batch, with history, events and alerts, inside the

@@ -43,33 +43,28 @@ fn malformed(reason: impl Into<String>) -> Outcome {
     Outcome::DeadLetter(reason.into())
 }
 
-/// What a `score.updated` message carries: one change, or a batch of them.
-enum Carried {
-    One(IncomingScore),
-    Many(Vec<IncomingScore>),
-}
-
-/// Reads a `score.updated` message of either kind. A batch's entries that cannot be
-/// stored are reported (logged at error level, with the reason) and left out: they can
-/// never be stored, and dead-lettering the batch would hold back all the others with them.
-fn carried(delivery: &Delivery) -> Result<Carried, Outcome> {
-    if delivery.message_type == ScoreUpdatedBatch::TYPE_NAME {
-        let batch: ScoreUpdatedBatch = delivery.decode().map_err(|e| malformed(e.to_string()))?;
-        let mut scores = Vec::with_capacity(batch.updates.len());
-        for event in &batch.updates {
-            match incoming_score(event, delivery.message_id) {
-                Ok(score) => scores.push(score),
-                Err(outcome) => tracing::error!(
-                    message_id = %delivery.message_id,
-                    customer_id = %event.customer_id,
-                    outcome = ?outcome,
-                    "a change in a score.updated batch cannot be stored; the others are"
-                ),
-            }
-        }
-        return Ok(Carried::Many(scores));
+/// The changes a `score.updated` message carries: its one change, or a batch's. A batch's
+/// entries that cannot be stored are reported (logged at error level, with the reason) and
+/// left out: they can never be stored, and dead-lettering the batch would hold back all
+/// the others with them.
+fn carried(delivery: &Delivery) -> Result<Vec<IncomingScore>, Outcome> {
+    if delivery.message_type != ScoreUpdatedBatch::TYPE_NAME {
+        return incoming(delivery).map(|score| vec![score]);
     }
-    incoming(delivery).map(Carried::One)
+    let batch: ScoreUpdatedBatch = delivery.decode().map_err(|e| malformed(e.to_string()))?;
+    let mut scores = Vec::with_capacity(batch.updates.len());
+    for event in &batch.updates {
+        match incoming_score(event, delivery.message_id) {
+            Ok(score) => scores.push(score),
+            Err(outcome) => tracing::error!(
+                message_id = %delivery.message_id,
+                customer_id = %event.customer_id,
+                outcome = ?outcome,
+                "a change in a score.updated batch cannot be stored; the others are"
+            ),
+        }
+    }
+    Ok(scores)
 }
 
 /// Reads the record and values of a `score.updated`.
@@ -150,8 +145,7 @@ impl ScoreSink {
     /// (a batch that failed in part is retried whole: storing is idempotent).
     pub async fn handle(&self, delivery: Delivery) -> Outcome {
         let scores = match carried(&delivery) {
-            Ok(Carried::One(score)) => vec![score],
-            Ok(Carried::Many(scores)) => scores,
+            Ok(scores) => scores,
             Err(outcome) => return outcome,
         };
         let mut replies = Vec::with_capacity(scores.len());
