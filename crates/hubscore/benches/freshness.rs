@@ -185,10 +185,12 @@ async fn main() {
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = deliveries.next().await {
                 let at = Instant::now();
-                let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
-                let events = contracts::score_changes(kind.unwrap_or_default(), &delivery.data)
-                    .expect("a score.updated message type")
-                    .expect("a score.updated body");
+                let events = contracts::score_changes(
+                    platform::testing::message_type(&delivery),
+                    &delivery.data,
+                )
+                .expect("a score.updated message type")
+                .expect("a score.updated body");
                 for event in events {
                     let index = by_contact
                         .lock()

@@ -281,10 +281,12 @@ async fn a_change_in_hubspot_reaches_a_score_consumer_and_the_record() {
     let event = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(delivery) = deliveries.next().await {
             let delivery = delivery.expect("delivery");
-            let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
-            let changes = contracts::score_changes(kind.unwrap_or_default(), &delivery.data)
-                .expect("a score.updated message type")
-                .expect("a score.updated body");
+            let changes = contracts::score_changes(
+                platform::testing::message_type(&delivery),
+                &delivery.data,
+            )
+            .expect("a score.updated message type")
+            .expect("a score.updated body");
             if let Some(event) = changes.into_iter().find(|event| {
                 event.object_type == contracts::v1::ObjectType::Contact as i32
                     && event.object_id == contact_id

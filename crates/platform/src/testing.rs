@@ -18,6 +18,15 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
+/// A received message's AMQP `type` (empty when it has none).
+pub fn message_type(delivery: &lapin::message::Delivery) -> &str {
+    delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map_or("", |kind| kind.as_str())
+}
+
 /// `prefix` followed by a random suffix, safe as a database, exchange or queue name.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

@@ -483,9 +483,9 @@ async fn main() {
                 .unwrap()
                 .unwrap();
             delivery.ack(BasicAckOptions::default()).await.unwrap();
-            let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+            let kind = platform::testing::message_type(&delivery);
             pending.extend(
-                contracts::score_changes(kind.unwrap_or_default(), &delivery.data)
+                contracts::score_changes(kind, &delivery.data)
                     .unwrap()
                     .unwrap(),
             );
@@ -598,12 +598,7 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
             .unwrap()
             .unwrap()
             .unwrap();
-        let kind = delivery
-            .properties
-            .kind()
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let kind = platform::testing::message_type(&delivery);
         if kind == "hubscore.v1.ScoreAlert" {
             ledger.alerts += 1;
             continue;
@@ -611,7 +606,7 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
         if kind == "hubscore.v1.ScoreUpdatedBatch" {
             ledger.batches += 1;
         }
-        let changes = contracts::score_changes(&kind, &delivery.data)
+        let changes = contracts::score_changes(kind, &delivery.data)
             .unwrap_or_else(|| panic!("unexpected message type {kind}"))
             .unwrap();
         ledger.entries += changes.len();

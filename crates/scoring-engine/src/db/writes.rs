@@ -130,6 +130,19 @@ fn pg_texts(values: &[String]) -> String {
     format!("{{{}}}", items.join(","))
 }
 
+/// Binds the five columns of [`factor_columns`] to `query`, in order.
+macro_rules! bind_factor_columns {
+    ($query:expr, $columns:expr) => {{
+        let [c0, c1, c2, c3, c4] = $columns;
+        $query
+            .bind::<Array<Nullable<Double>>, _>(c0)
+            .bind::<Array<Nullable<Double>>, _>(c1)
+            .bind::<Array<Nullable<Double>>, _>(c2)
+            .bind::<Array<Nullable<Double>>, _>(c3)
+            .bind::<Array<Nullable<Double>>, _>(c4)
+    }};
+}
+
 /// Upserts the current score rows; a row computed earlier than the stored one is not
 /// written (the stored one is newer).
 pub async fn upsert_scores(
@@ -148,11 +161,11 @@ pub async fn upsert_scores(
     } else {
         weights.to_vec()
     };
-    let [v0, v1, v2, v3, v4] = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
-    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let value_columns = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
+    let contribution_columns = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
     let (values, value_names) = factor_params("fv", 27);
     let (contributions, contribution_names) = factor_params("fc", 32);
-    diesel::sql_query(format!(
+    let query = diesel::sql_query(format!(
         "INSERT INTO scores (score_id, org_id, portal_id, connection_id, object_type, object_id, \
             contact_id, company_id, display_name, score, risk_level, recency_days, deal_probability, \
             lifecycle_stage, update_count, deal_amount_cents, factor_values, weights, contributions, \
@@ -246,19 +259,11 @@ pub async fn upsert_scores(
         rows.iter()
             .map(|r| r.inputs.open_won_count)
             .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<Double>>, _>(v0)
-    .bind::<Array<Nullable<Double>>, _>(v1)
-    .bind::<Array<Nullable<Double>>, _>(v2)
-    .bind::<Array<Nullable<Double>>, _>(v3)
-    .bind::<Array<Nullable<Double>>, _>(v4)
-    .bind::<Array<Nullable<Double>>, _>(c0)
-    .bind::<Array<Nullable<Double>>, _>(c1)
-    .bind::<Array<Nullable<Double>>, _>(c2)
-    .bind::<Array<Nullable<Double>>, _>(c3)
-    .bind::<Array<Nullable<Double>>, _>(c4)
-    .execute(conn)
-    .await
+    );
+    let query = bind_factor_columns!(query, value_columns);
+    bind_factor_columns!(query, contribution_columns)
+        .execute(conn)
+        .await
 }
 
 /// Writes only the score columns of existing rows (a config change re-weighing the inputs
@@ -275,11 +280,11 @@ pub async fn update_score_columns(
     if rows.is_empty() {
         return Ok(0);
     }
-    let [v0, v1, v2, v3, v4] = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
-    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let value_columns = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
+    let contribution_columns = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
     let (values, value_names) = factor_params("fv", 13);
     let (contributions, contribution_names) = factor_params("fc", 18);
-    diesel::sql_query(format!(
+    let query = diesel::sql_query(format!(
         "UPDATE scores s SET score = u.score, risk_level = u.risk_level, \
             recency_days = u.recency_days, deal_probability = u.deal_probability, \
             lifecycle_stage = u.lifecycle_stage, update_count = u.update_count, \
@@ -311,19 +316,11 @@ pub async fn update_score_columns(
     )
     .bind::<Array<Double>, _>(weights.to_vec())
     .bind::<BigInt, _>(config_version)
-    .bind::<Timestamptz, _>(computed_at)
-    .bind::<Array<Nullable<Double>>, _>(v0)
-    .bind::<Array<Nullable<Double>>, _>(v1)
-    .bind::<Array<Nullable<Double>>, _>(v2)
-    .bind::<Array<Nullable<Double>>, _>(v3)
-    .bind::<Array<Nullable<Double>>, _>(v4)
-    .bind::<Array<Nullable<Double>>, _>(c0)
-    .bind::<Array<Nullable<Double>>, _>(c1)
-    .bind::<Array<Nullable<Double>>, _>(c2)
-    .bind::<Array<Nullable<Double>>, _>(c3)
-    .bind::<Array<Nullable<Double>>, _>(c4)
-    .execute(conn)
-    .await
+    .bind::<Timestamptz, _>(computed_at);
+    let query = bind_factor_columns!(query, value_columns);
+    bind_factor_columns!(query, contribution_columns)
+        .execute(conn)
+        .await
 }
 
 /// Appends one history row per changed score; returns the new history row ids of the
@@ -347,9 +344,9 @@ pub async fn insert_history(
         #[diesel(sql_type = SqlUuid)]
         score_id: Uuid,
     }
-    let [c0, c1, c2, c3, c4] = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
+    let contribution_columns = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
     let (contributions, contribution_names) = factor_params("fc", 7);
-    let inserted: Vec<Inserted> = diesel::sql_query(format!(
+    let query = diesel::sql_query(format!(
         "WITH inserted AS ( \
             INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
                 config_version, computed_at) \
@@ -365,15 +362,11 @@ pub async fn insert_history(
     .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
     .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
     .bind::<BigInt, _>(config_version)
-    .bind::<Timestamptz, _>(computed_at)
-    .bind::<Array<Nullable<Double>>, _>(c0)
-    .bind::<Array<Nullable<Double>>, _>(c1)
-    .bind::<Array<Nullable<Double>>, _>(c2)
-    .bind::<Array<Nullable<Double>>, _>(c3)
-    .bind::<Array<Nullable<Double>>, _>(c4)
-    .bind::<Array<SqlUuid>, _>(wanted)
-    .load(conn)
-    .await?;
+    .bind::<Timestamptz, _>(computed_at);
+    let inserted: Vec<Inserted> = bind_factor_columns!(query, contribution_columns)
+        .bind::<Array<SqlUuid>, _>(wanted)
+        .load(conn)
+        .await?;
     Ok(inserted.into_iter().map(|r| (r.score_id, r.id)).collect())
 }
 

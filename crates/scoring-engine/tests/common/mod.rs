@@ -483,12 +483,7 @@ struct Decoded {
 }
 
 fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
-    let kind = delivery
-        .properties
-        .kind()
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let kind = platform::testing::message_type(delivery);
     let body = delivery.data.as_slice();
     if kind == "hubscore.v1.ScoreAlert" {
         return Decoded {
@@ -505,7 +500,7 @@ fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
             "a batch mixes orgs"
         );
     }
-    let changes = contracts::score_changes(&kind, body)
+    let changes = contracts::score_changes(kind, body)
         .unwrap_or_else(|| panic!("unexpected message type {kind}"))
         .unwrap();
     Decoded {
