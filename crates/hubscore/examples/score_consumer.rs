@@ -3,7 +3,7 @@
 //! It declares its own durable quorum queue, binds it to `score.updated` on the
 //! `hubscore.events` exchange, and decodes each message by its AMQP `type`: a
 //! `hubscore.v1.ScoreUpdated` is one change, a `hubscore.v1.ScoreUpdatedBatch` (a whole-org
-//! rescore's) up to a thousand, each handled the same way. It acks only after handling the
+//! rescore's) up to 100, each handled the same way. It acks only after handling the
 //! message (here: printing one line per change). Redelivery is normal, so a real consumer
 //! dedupes on the AMQP `message_id`, or makes its effect idempotent.
 //!
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
-        // One change (`hubscore.v1.ScoreUpdated`) or up to a thousand
+        // One change (`hubscore.v1.ScoreUpdated`) or up to 100
         // (`hubscore.v1.ScoreUpdatedBatch`), by the AMQP type.
         let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
         let Some(changes) = contracts::score_changes(kind.unwrap_or_default(), &delivery.data)

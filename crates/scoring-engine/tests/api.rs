@@ -486,7 +486,7 @@ async fn two_quick_saves_end_with_the_org_under_the_second_and_nothing_owed() {
 }
 
 /// A write that changes hundreds of scores publishes them as `ScoreUpdatedBatch` messages
-/// of up to 1,000 changes, each change once and complete; a change to a few records is a
+/// of up to 100 changes, each change once and complete; a change to a few records is a
 /// `ScoreUpdated` of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
@@ -506,34 +506,34 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
     }
 
     let app = spawn_app().await;
-    // 1,200 customers in one message: their first scores are one write of 1,200 changes.
+    // 250 customers in one message: their first scores are one write of 250 changes.
     let mut message = app.changed(ObjectType::Contact);
-    message.customers = (1..=1_200)
+    message.customers = (1..=250)
         .map(|id| busy_customer(id, 2).pop().unwrap())
         .collect();
     app.publish(&message).await;
-    let first = updates(&app, 1_200).await;
-    assert_eq!(first.len(), 1_200);
+    let first = updates(&app, 250).await;
+    assert_eq!(first.len(), 250);
     assert_eq!(
         app.batches_seen.load(Ordering::SeqCst),
-        2,
-        "1,200 changes in batches of at most 1,000"
+        3,
+        "250 changes in batches of at most 100"
     );
 
     let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
     assert_eq!(status, 200, "{saved}");
     let changed = usize::try_from(saved["rescored"]["changed"].as_i64().unwrap()).unwrap();
-    assert_eq!(changed, 1_200, "the lifecycle weight moved every score");
+    assert_eq!(changed, 250, "the lifecycle weight moved every score");
     let rescored = updates(&app, changed).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(app.drain().await.is_empty(), "nothing more arrived");
     let ids: std::collections::BTreeSet<i64> = rescored.iter().map(|u| u.object_id).collect();
-    assert_eq!(ids, (1..=1_200).collect(), "every customer once");
-    assert_eq!(rescored.len(), 1_200, "no customer twice");
+    assert_eq!(ids, (1..=250).collect(), "every customer once");
+    assert_eq!(rescored.len(), 250, "no customer twice");
     assert_eq!(
         app.batches_seen.load(Ordering::SeqCst),
-        4,
-        "again two batches"
+        6,
+        "again three batches"
     );
     for u in &rescored {
         let before = first.iter().find(|f| f.object_id == u.object_id).unwrap();
@@ -555,7 +555,7 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
     // The drop to `lead` is also an alert: two messages.
     let single = app.update_among(2).await;
     assert_eq!(single.object_id, 7);
-    assert_eq!(app.batches_seen.load(Ordering::SeqCst), 4, "not batched");
+    assert_eq!(app.batches_seen.load(Ordering::SeqCst), 6, "not batched");
 }
 
 /// A config saved while another whole-org rescore holds the org's rescore lock leaves its

@@ -8,8 +8,9 @@
 //!    simulator's count of requests, 429s and its busiest 10-second window;
 //! 2. the same burst as 1,000,000 messages, ten changes per contact published back to back:
 //!    the batch requests it cost (target: 1,000, the same);
-//! 3. the 100,000 changes of 1. as 100 `ScoreUpdatedBatch` messages of 1,000 changes, as
-//!    scoring-engine publishes a whole-org rescore: the same figures as 1.
+//! 3. the 100,000 changes of 1. as 100 `ScoreUpdatedBatch` messages of 1,000 changes (ten
+//!    times the batches scoring-engine publishes for a whole-org rescore): the same figures
+//!    as 1.
 //!
 //! Each run waits 11 s after the worker prepared the portal's properties, so the burst starts
 //! with the portal's whole budget. Run with `cargo bench -p writeback-worker --bench burst`;
@@ -401,7 +402,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "writeback burst: the same 100,000 changes as 100 ScoreUpdatedBatch messages of 1,000 \
-         (as scoring-engine publishes a whole-org rescore)"
+         (ten times scoring-engine's batches)"
     );
     let batched = burst(1, 1_000).await?;
     println!(

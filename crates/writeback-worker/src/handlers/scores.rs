@@ -1,6 +1,6 @@
 //! `score.updated`: each change becomes its record's latest score, waiting to be written,
 //! and its message is acked once that is stored. A message carries one change
-//! (`ScoreUpdated`) or, from a whole-org rescore, up to a thousand (`ScoreUpdatedBatch`),
+//! (`ScoreUpdated`) or, from a whole-org rescore, up to 100 (`ScoreUpdatedBatch`),
 //! acked once all of them are stored. Nothing is sent to HubSpot here; the flusher batches.
 //!
 //! Several messages are in hand at once (`writeback.score_consumers`, one subscription);
