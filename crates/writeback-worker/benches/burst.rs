@@ -8,13 +8,14 @@
 //!    simulator's count of requests, 429s and its busiest 10-second window;
 //! 2. the same burst as 1,000,000 messages, ten changes per contact published back to back:
 //!    the batch requests it cost (target: 1,000, the same);
-//! 3. the 100,000 changes of 1. as 100 `ScoreUpdatedBatch` messages of 1,000 changes (ten
-//!    times the batches scoring-engine publishes for a whole-org rescore): the same figures
+//! 3. the 100,000 changes of 1. as 1,000 `ScoreUpdatedBatch` messages of 100 changes with
+//!    their five factors, as scoring-engine publishes a whole-org rescore: the same figures
 //!    as 1.
 //!
 //! Each run waits 11 s after the worker prepared the portal's properties, so the burst starts
 //! with the portal's whole budget. Run with `cargo bench -p writeback-worker --bench burst`;
-//! `BURST_LOG=warn` prints the worker's log.
+//! `BURST_LOG=warn` prints the worker's log; `BURST_ONLY=single` or `BURST_ONLY=batched` runs
+//! only the first or the third case, so that the peak memory printed is that case's.
 
 #![expect(
     clippy::print_stdout,
@@ -26,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use contracts::v1::{
-    AuthKind, ConnectionEstablished, ObjectType, RiskLevel, ScoreUpdated, ScoreUpdatedBatch,
+    AuthKind, ConnectionEstablished, ObjectType, RiskLevel, ScoreFactor, ScoreUpdated,
+    ScoreUpdatedBatch, score_factor,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -139,6 +141,50 @@ fn score(org: Uuid, connection: Uuid, portal: i64, id: i64, change: i64) -> Scor
         top_factor: "engagement_recency".to_owned(),
         contribution_deltas: Vec::new(),
     }
+}
+
+/// The five factors and their deltas, as scoring-engine fills every change (the single
+/// changes of the first two runs leave them out).
+fn with_factors(mut event: ScoreUpdated) -> ScoreUpdated {
+    let names = [
+        ("engagement_recency", "days", "last activity 12 days ago"),
+        (
+            "deal_momentum",
+            "probability",
+            "mean open-deal probability 0.60",
+        ),
+        ("lifecycle_stage", "", "lifecycle stage customer"),
+        ("activity_frequency", "updates", "8 updates in 30 days"),
+        ("deal_value", "cents", "open and won deals 1,250,000 cents"),
+    ];
+    event.customer_id = Uuid::now_v7().to_string();
+    event.factors = names
+        .iter()
+        .map(|(name, unit, description)| ScoreFactor {
+            name: (*name).to_owned(),
+            raw_input: Some(score_factor::RawInput::InputNumber(12.0)),
+            input_unit: (*unit).to_owned(),
+            input_description: (*description).to_owned(),
+            value: 0.55,
+            weight: 20.0,
+            contribution: 11.0,
+        })
+        .collect();
+    event.contribution_deltas = vec![-1.5, 0.0, 2.25, 0.5, -0.75];
+    event
+}
+
+/// Peak resident memory of this process so far (worker, simulator and bench), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// One burst of `changes` changes per contact through a fresh worker, simulator and
@@ -256,7 +302,7 @@ async fn burst(changes: i64, per_message: usize) -> anyhow::Result<Outcome> {
                 ));
                 continue;
             }
-            updates.push(event);
+            updates.push(with_factors(event));
             if updates.len() == per_message
                 || (id + 1 == FIRST_ID + CONTACTS && change + 1 == changes)
             {
@@ -368,6 +414,37 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(filter) = std::env::var("BURST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
+    // `BURST_ONLY=single` runs the first case alone, `BURST_ONLY=batched` the third, so
+    // that the peak memory printed is that case's.
+    let only = std::env::var("BURST_ONLY").unwrap_or_default();
+    if only != "batched" {
+        single_and_repeated(only == "single").await?;
+    }
+    if only == "single" {
+        return Ok(());
+    }
+    println!(
+        "writeback burst: the same 100,000 changes as 1,000 ScoreUpdatedBatch messages of 100 \
+         (as scoring-engine publishes a whole-org rescore), each change with its five factors"
+    );
+    let batched = burst(1, 100).await?;
+    print_against_the_rate_limit(&batched);
+    println!(
+        "bench: writeback-worker, 100,000 changed scores in 1,000 batches, time / what the rate limit requires | <= 1.05 x | {:.3} x ({} requests, {} x 429)",
+        batched.elapsed.as_secs_f64() / REQUIRED_SECS,
+        batched.requests,
+        batched.rate_limited
+    );
+    println!(
+        "  peak resident memory of this process so far (worker, simulator, bench): {:.0} MiB",
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// The first two cases: a change a message, once and ten times per contact (the first
+/// alone if `first_only`).
+async fn single_and_repeated(first_only: bool) -> anyhow::Result<()> {
     println!(
         "writeback burst: 100,000 changed scores, professional-tier portal (190 requests / 10 s)"
     );
@@ -388,6 +465,13 @@ async fn main() -> anyhow::Result<()> {
         one.rate_limited
     );
     println!(
+        "  peak resident memory of this process so far (worker, simulator, bench): {:.0} MiB",
+        peak_rss_mib()
+    );
+    if first_only {
+        return Ok(());
+    }
+    println!(
         "writeback burst: the same as 1,000,000 score.updated messages (10 changes per contact)"
     );
     let ten = burst(10, 1).await?;
@@ -404,18 +488,6 @@ async fn main() -> anyhow::Result<()> {
         "bench: writeback-worker, 1,000,000 score.updated (10 per contact) | 1,000 requests | {} requests in {:.1} s",
         ten.requests,
         ten.elapsed.as_secs_f64()
-    );
-    println!(
-        "writeback burst: the same 100,000 changes as 100 ScoreUpdatedBatch messages of 1,000 \
-         (ten times scoring-engine's batches)"
-    );
-    let batched = burst(1, 1_000).await?;
-    print_against_the_rate_limit(&batched);
-    println!(
-        "bench: writeback-worker, 100,000 changed scores in 100 batches, time / what the rate limit requires | <= 1.05 x | {:.3} x ({} requests, {} x 429)",
-        batched.elapsed.as_secs_f64() / REQUIRED_SECS,
-        batched.requests,
-        batched.rate_limited
     );
     Ok(())
 }
