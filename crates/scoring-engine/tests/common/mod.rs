@@ -492,17 +492,19 @@ fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
         };
     }
     let batched = kind == "hubscore.v1.ScoreUpdatedBatch";
-    if batched {
+    let changes = if batched {
         let batch = ScoreUpdatedBatch::decode(body).unwrap();
         assert!(!batch.updates.is_empty(), "an empty batch was published");
         assert!(
             batch.updates.iter().all(|u| u.org_id == batch.org_id),
             "a batch mixes orgs"
         );
-    }
-    let changes = contracts::score_changes(kind, body)
-        .unwrap_or_else(|| panic!("unexpected message type {kind}"))
-        .unwrap();
+        batch.updates
+    } else {
+        contracts::score_changes(kind, body)
+            .unwrap_or_else(|| panic!("unexpected message type {kind}"))
+            .unwrap()
+    };
     Decoded {
         events: changes.into_iter().map(Event::Updated).collect(),
         batched,
