@@ -13,7 +13,9 @@
 //!    out, as throughput (customers/s, a burst of messages) and latency p50/p99 (one
 //!    message at a time).
 //!
-//! `SCORING_BENCH_PREVIEW_ONLY=1` stops after step 2 (to measure the preview alone).
+//! `SCORING_BENCH_PREVIEW_ONLY=1` stops after step 2 (to measure the preview alone),
+//! `SCORING_BENCH_RESCORE_ONLY=1` after step 3; `SCORING_BENCH_RESCORES=N` saves a config
+//! N times (the proposed one and the default in turn), each rescore measured.
 //!
 //! Needs PostgreSQL and RabbitMQ (`scripts/services`).
 
@@ -293,48 +295,61 @@ async fn main() {
     // With publishing on, the service's outbox relay runs beside the rescore, as it does in
     // the service, and publishes to a quorum queue bound to both keys (as writeback-worker's
     // is). The figure is the time until the last event is confirmed, and the queue must
-    // then hold every event committed (the ledger), or the run fails.
-    let events_queue = unique_name("bench.score-events");
-    let _events_cleanup = BrokerCleanup::new(&amqp, &[&events_queue]);
-    let relaying = if publish_events {
-        let broker = Broker::start(
-            settings.amqp.clone(),
-            vec![QueueSpec::new(
-                &events_queue,
-                ["score.updated", "score.alert"],
-            )],
-        );
-        assert!(broker.wait_connected(Duration::from_secs(30)).await);
-        let relay = Relay::new(
-            pool.clone(),
-            broker.clone(),
-            RelaySettings {
-                // The service's default poll: nothing wakes the relay during a rescore.
-                poll_interval_ms: RelaySettings::default().poll_interval_ms,
-                ..settings.outbox.clone()
-            },
-        );
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(relay.run(shutdown.clone()));
-        Some((broker, shutdown, task))
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let cpu_before = platform::testing::cpu_secs(std::process::id());
-    {
-        let mut conn = pool.get().await.unwrap();
-        conn.transaction(async |conn| {
-            scoring_engine::db::lock_org(conn, org).await?;
-            scoring_engine::db::configs::save(conn, org, &proposed, "bench", now).await
-        })
-        .await
-        .unwrap();
-    }
-    let saved = engine::rescore_org(&pool, org, now, batch, "bench", engine::InputSource::Stored)
-        .await
-        .unwrap();
-    report.add(
+    // then hold every event committed (the ledger), or the run fails. Further rounds
+    // (`SCORING_BENCH_RESCORES`) save the default config and the proposed one in turn.
+    let rounds: usize = std::env::var("SCORING_BENCH_RESCORES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for round in 0..rounds {
+        let config = if round % 2 == 0 {
+            proposed.clone()
+        } else {
+            ModelConfig::default()
+        };
+        let events_queue = unique_name("bench.score-events");
+        let _events_cleanup = BrokerCleanup::new(&amqp, &[&events_queue]);
+        let relaying = if publish_events {
+            let broker = Broker::start(
+                settings.amqp.clone(),
+                vec![QueueSpec::new(
+                    &events_queue,
+                    ["score.updated", "score.alert"],
+                )],
+            );
+            assert!(broker.wait_connected(Duration::from_secs(30)).await);
+            let relay = Relay::new(
+                pool.clone(),
+                broker.clone(),
+                RelaySettings {
+                    // The service's default poll: nothing wakes the relay during a rescore.
+                    poll_interval_ms: RelaySettings::default().poll_interval_ms,
+                    ..settings.outbox.clone()
+                },
+            );
+            let shutdown = Shutdown::new();
+            let task = tokio::spawn(relay.run(shutdown.clone()));
+            Some((broker, shutdown, task))
+        } else {
+            None
+        };
+            let wal_before = wal_stats(&pool).await;
+        let started = Instant::now();
+        let cpu_before = platform::testing::cpu_secs(std::process::id());
+        {
+            let mut conn = pool.get().await.unwrap();
+            conn.transaction(async |conn| {
+                scoring_engine::db::lock_org(conn, org).await?;
+                scoring_engine::db::configs::save(conn, org, &config, "bench", now).await
+            })
+            .await
+            .unwrap();
+        }
+        let saved =
+            engine::rescore_org(&pool, org, now, batch, "bench", engine::InputSource::Stored)
+                .await
+                .unwrap();
+        report.add(
         if relaying.is_some() {
             "rescore after the config change (stored), committed, the relay publishing beside it"
         } else {
@@ -351,63 +366,85 @@ async fn main() {
             platform::testing::cpu_secs(std::process::id()) - cpu_before
         ),
     );
-    if let Some((broker, shutdown, task)) = relaying {
-        loop {
-            let pending = platform::outbox::pending_count(&mut pool.get().await.unwrap())
-                .await
-                .unwrap();
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let elapsed = started.elapsed();
-        shutdown.cancel();
-        task.await.unwrap();
-        let channel = broker.channel().await.unwrap();
-        let on_queue = channel
-            .queue_declare(
-                events_queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count();
-        let ledger = read_ledger(&channel, &events_queue, on_queue).await;
-        assert_eq!(
-            ledger.changes.len(),
-            saved.changed,
-            "the ledger: every change committed is on the queue"
-        );
-        assert_eq!(
-            ledger.entries, saved.changed,
-            "the ledger: no change is on the queue twice"
-        );
-        assert_eq!(ledger.alerts, saved.alerts, "the ledger: every alert");
+            let wal = wal_stats(&pool).await.since(&wal_before);
         report.add(
+            "  WAL the rescore wrote (pg_stat_wal)",
+            format!("{:.2} GB", wal.bytes as f64 / 1e9),
+            format!(
+                "{} records, {} full-page images, {} checkpoints meanwhile",
+                wal.records, wal.fpi, wal.checkpoints
+            ),
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (updated, hot) = hot_updates(&pool).await;
+        report.add(
+            "  score rows rewritten in place (HOT updates)",
+            format!("{hot} of {updated}"),
+            "the rest moved, with an entry in every index of scores".to_owned(),
+        );
+        if let Some((broker, shutdown, task)) = relaying {
+            loop {
+                let pending = platform::outbox::pending_count(&mut pool.get().await.unwrap())
+                    .await
+                    .unwrap();
+                if pending == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let elapsed = started.elapsed();
+            shutdown.cancel();
+            task.await.unwrap();
+            let channel = broker.channel().await.unwrap();
+            let on_queue = channel
+                .queue_declare(
+                    events_queue.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .unwrap()
+                .message_count();
+            let ledger = read_ledger(&channel, &events_queue, on_queue).await;
+            assert_eq!(
+                ledger.changes.len(),
+                saved.changed,
+                "the ledger: every change committed is on the queue"
+            );
+            assert_eq!(
+                ledger.entries, saved.changed,
+                "the ledger: no change is on the queue twice"
+            );
+            assert_eq!(ledger.alerts, saved.alerts, "the ledger: every alert");
+            report.add(
             "the same, until every event is published, confirmed and on a quorum queue",
             secs(elapsed),
             format!(
                 "ledger: {} changes and {} alerts committed = on the queue, in {on_queue} messages \
-                 ({} batches); {:.0} changes/s over the whole",
+                 ({} batches, {:.0} MB of bodies); {:.0} changes/s over the whole",
                 saved.changed,
                 saved.alerts,
                 ledger.batches,
+                ledger.bytes as f64 / 1e6,
                 saved.changed as f64 / elapsed.as_secs_f64()
             ),
         );
-        channel
-            .queue_delete(
-                events_queue.as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await
-            .unwrap();
-        broker.close();
+            channel
+                .queue_delete(
+                    events_queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .unwrap();
+            broker.close();
+        }
+    }
+    if std::env::var("SCORING_BENCH_RESCORE_ONLY").is_ok_and(|v| v == "1") {
+        report.print();
+        return;
     }
     {
         // The big org is done; the incremental run gets a quiet database.
@@ -566,6 +603,74 @@ struct Ledger {
     alerts: usize,
     /// `ScoreUpdatedBatch` messages.
     batches: usize,
+    /// Message bodies, in bytes.
+    bytes: usize,
+}
+
+/// PostgreSQL's WAL counters, server-wide (nothing else writes during the rescore).
+struct WalStats {
+    bytes: i64,
+    records: i64,
+    fpi: i64,
+    checkpoints: i64,
+}
+
+impl WalStats {
+    fn since(&self, before: &WalStats) -> WalStats {
+        WalStats {
+            bytes: self.bytes - before.bytes,
+            records: self.records - before.records,
+            fpi: self.fpi - before.fpi,
+            checkpoints: self.checkpoints - before.checkpoints,
+        }
+    }
+}
+
+/// Updates of `scores` so far, and how many of them were HOT.
+async fn hot_updates(pool: &platform::db::Pool) -> (i64, i64) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        updated: i64,
+        #[diesel(sql_type = BigInt)]
+        hot: i64,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT n_tup_upd AS updated, n_tup_hot_upd AS hot FROM pg_stat_user_tables \
+         WHERE relname = 'scores'",
+    )
+    .get_result(&mut pool.get().await.unwrap())
+    .await
+    .unwrap();
+    (row.updated, row.hot)
+}
+
+async fn wal_stats(pool: &platform::db::Pool) -> WalStats {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+        #[diesel(sql_type = BigInt)]
+        records: i64,
+        #[diesel(sql_type = BigInt)]
+        fpi: i64,
+        #[diesel(sql_type = BigInt)]
+        checkpoints: i64,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT w.wal_bytes::bigint AS bytes, w.wal_records AS records, w.wal_fpi AS fpi, \
+            b.checkpoints_timed + b.checkpoints_req AS checkpoints \
+         FROM pg_stat_wal w, pg_stat_bgwriter b",
+    )
+    .get_result(&mut pool.get().await.unwrap())
+    .await
+    .unwrap();
+    WalStats {
+        bytes: row.bytes,
+        records: row.records,
+        fpi: row.fpi,
+        checkpoints: row.checkpoints,
+    }
 }
 
 /// Consumes the `messages` on `queue` and counts what they carry.
@@ -591,6 +696,7 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
         entries: 0,
         alerts: 0,
         batches: 0,
+        bytes: 0,
     };
     for _ in 0..messages {
         let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
@@ -598,6 +704,7 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
             .unwrap()
             .unwrap()
             .unwrap();
+        ledger.bytes += delivery.data.len();
         let kind = platform::testing::message_type(&delivery);
         if kind == "hubscore.v1.ScoreAlert" {
             ledger.alerts += 1;
