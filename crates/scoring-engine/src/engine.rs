@@ -201,6 +201,7 @@ pub fn compute(
                     stages: row.stages.take(),
                     activity_at: std::mem::take(&mut row.activity_at),
                 },
+                row_tid: row.old_row_tid.take(),
             };
             Computed {
                 row: score_row,

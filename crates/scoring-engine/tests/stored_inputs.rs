@@ -446,3 +446,152 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
         );
     }
 }
+
+/// A config change rewrites each score row where its batch read it (`ctid`). A row that is
+/// not there (moved, or another row in its place) must still get its own score, and no
+/// other row its values: the batch is then written by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_row_not_where_its_batch_read_it_is_still_rewritten_by_its_key() {
+    let app = spawn_app().await;
+    let t = t0();
+    let mut contacts = app.changed(ObjectType::Contact);
+    for id in 1..=6_i64 {
+        let mut c = contact(id, t - Duration::days(id));
+        c.lifecycle_stage = Some(if id % 2 == 0 { "lead" } else { "customer" }.into());
+        c.last_activity_at = ts(t - Duration::days(3 * id));
+        contacts.customers.push(c);
+    }
+    app.publish(&contacts).await;
+    wait_rows(&app, "scores", 6).await;
+    app.put_off_the_schedule().await;
+
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Stored {
+        #[diesel(sql_type = SqlUuid)]
+        score_id: uuid::Uuid,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int2>)]
+        score: Option<i16>,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Double>)]
+        contributions: Vec<f64>,
+        #[diesel(sql_type = BigInt)]
+        config_version: i64,
+    }
+    let stored = async |conn: &mut diesel_async::AsyncPgConnection| -> Vec<Stored> {
+        diesel::sql_query(
+            "SELECT score_id, score, contributions, config_version FROM scores \
+             WHERE org_id = $1 ORDER BY score_id",
+        )
+        .bind::<SqlUuid, _>(app.org)
+        .load(conn)
+        .await
+        .unwrap()
+    };
+    let mut conn = app.app.pool.get().await.unwrap();
+    let now = app.shared.clock.now() + Duration::days(1);
+    let means = inputs::stored_input_means(&mut conn, app.org)
+        .await
+        .unwrap();
+    let config = configs::VersionedConfig {
+        version: 7,
+        config: proposed(),
+        created_at: None,
+    };
+    let weights = config.config.weights.as_array();
+    let read = engine::load_batch(
+        &mut conn,
+        app.org,
+        object_type::CONTACT,
+        InputSource::Stored,
+        None,
+        100,
+        Olds::All,
+    )
+    .await
+    .unwrap();
+    let mut rows: Vec<_> =
+        engine::compute(app.org, object_type::CONTACT, read, &config, means, now)
+            .into_iter()
+            .map(|c| c.row)
+            .collect();
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.iter().all(|r| r.row_tid.is_some()),
+        "read with its place"
+    );
+    let expected = |rows: &[scoring_engine::db::writes::ScoreRow], version: i64| {
+        let mut expected: Vec<Stored> = rows
+            .iter()
+            .map(|r| Stored {
+                score_id: r.score_id,
+                score: r.score,
+                contributions: r.contributions.clone(),
+                config_version: version,
+            })
+            .collect();
+        expected.sort_by_key(|s| s.score_id);
+        expected
+    };
+    assert_ne!(
+        stored(&mut conn).await,
+        expected(&rows, config.version),
+        "the config moves scores"
+    );
+
+    // Where each was read: every row written, each with its own score.
+    let written = scoring_engine::db::writes::update_score_columns(
+        &mut conn,
+        app.org,
+        &rows,
+        &weights,
+        config.version,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 6);
+    assert_eq!(stored(&mut conn).await, expected(&rows, config.version));
+
+    // Two more configs: first the first two rows' places swapped (each names the other
+    // row), then the third's naming no row at all. Every row still gets its own values.
+    for (version, config) in [(8, ModelConfig::default()), (9, proposed())] {
+        let read = engine::load_batch(
+            &mut conn,
+            app.org,
+            object_type::CONTACT,
+            InputSource::Stored,
+            None,
+            100,
+            Olds::All,
+        )
+        .await
+        .unwrap();
+        let config = configs::VersionedConfig {
+            version,
+            config,
+            created_at: None,
+        };
+        rows = engine::compute(app.org, object_type::CONTACT, read, &config, means, now)
+            .into_iter()
+            .map(|c| c.row)
+            .collect();
+        if version == 8 {
+            let first = rows[0].row_tid.clone();
+            rows[0].row_tid = rows[1].row_tid.clone();
+            rows[1].row_tid = first;
+        } else {
+            rows[2].row_tid = Some("(99999,1)".to_owned());
+        }
+        let written = scoring_engine::db::writes::update_score_columns(
+            &mut conn,
+            app.org,
+            &rows,
+            &config.config.weights.as_array(),
+            config.version,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(written, 6, "each row written once, by its key");
+        assert_eq!(stored(&mut conn).await, expected(&rows, config.version));
+    }
+}

@@ -89,6 +89,10 @@ pub struct InputRow {
     /// The stored company id.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub old_company_id: Option<i64>,
+    /// Where the stored score row is (its `ctid`, as text), so that rewriting it in the
+    /// same transaction goes straight to it; `None` without a row (or in a preview).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_row_tid: Option<String>,
     /// The stored inputs (`None` without a row, or a row from before they were stored).
     #[diesel(embed)]
     pub old_inputs: StoredInputs,
@@ -137,6 +141,7 @@ impl InputRow {
 const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
     s.contributions AS old_contributions, s.config_version AS old_config_version, \
     s.display_name AS old_display_name, s.company_id AS old_company_id, \
+    s.ctid::text AS old_row_tid, \
     s.input_last_activity_at AS old_last_activity_at, s.input_deal_count AS old_deal_count, \
     s.input_open_probability AS old_open_probability, s.input_amount_cents AS old_amount_cents, \
     s.input_open_won_count AS old_open_won_count, s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
@@ -144,7 +149,7 @@ const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level,
 /// What a preview compares (score and level); the rest of the stored row is left unread.
 const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
     NULL::float8[] AS old_contributions, NULL::int8 AS old_config_version, \
-    NULL::text AS old_display_name, NULL::int8 AS old_company_id, \
+    NULL::text AS old_display_name, NULL::int8 AS old_company_id, NULL::text AS old_row_tid, \
     NULL::timestamptz AS old_last_activity_at, NULL::int8 AS old_deal_count, \
     NULL::float8 AS old_open_probability, NULL::int8 AS old_amount_cents, \
     NULL::int8 AS old_open_won_count, NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at";
@@ -197,7 +202,7 @@ CROSS JOIN LATERAL (
       AND a.object_type = 3 AND a.object_id = x.deal_id
 ) dact
 LEFT JOIN LATERAL (
-    SELECT * FROM scores s WHERE s.org_id = $1 AND s.object_type = 1
+    SELECT s.*, s.ctid FROM scores s WHERE s.org_id = $1 AND s.object_type = 1
       AND s.portal_id = t.portal_id AND s.object_id = t.contact_id LIMIT 1
 ) s ON true
 ORDER BY t.portal_id, t.contact_id";
@@ -252,7 +257,7 @@ CROSS JOIN LATERAL (
       AND a.object_type = 3 AND a.object_id = x.deal_id
 ) dact
 LEFT JOIN LATERAL (
-    SELECT * FROM scores s WHERE s.org_id = $1 AND s.object_type = 2
+    SELECT s.*, s.ctid FROM scores s WHERE s.org_id = $1 AND s.object_type = 2
       AND s.portal_id = t.portal_id AND s.object_id = t.company_id LIMIT 1
 ) s ON true
 ORDER BY t.portal_id, t.company_id";

@@ -52,6 +52,8 @@ pub struct ScoreRow {
     pub contributions: Vec<f64>,
     /// The raw inputs, stored for re-weighing (see `inputs::StoredInputs`).
     pub inputs: RawInputs,
+    /// Where the stored row was read, in this transaction (`ctid`), if it was.
+    pub row_tid: Option<String>,
 }
 
 /// A score's raw inputs as stored (`scores.input_*`).
@@ -269,6 +271,11 @@ pub async fn upsert_scores(
 /// Writes only the score columns of existing rows (a config change re-weighing the inputs
 /// stored in them: the inputs, name and ids stay as they are); a row computed earlier than
 /// the stored one is not written.
+///
+/// Rows read in this transaction are rewritten where they were read (`ctid`): finding each
+/// by its random key again cost more than rewriting it. Nothing else writes the org's
+/// scores while the caller holds the org lock, so they are still there; any row that is
+/// not (or that a later score kept) sends the batch the way of the key.
 pub async fn update_score_columns(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
@@ -280,10 +287,58 @@ pub async fn update_score_columns(
     if rows.is_empty() {
         return Ok(0);
     }
+    let tids: Option<Vec<String>> = rows.iter().map(|r| r.row_tid.clone()).collect();
+    if let Some(tids) = tids {
+        let written = rewrite_score_columns(
+            conn,
+            org_id,
+            rows,
+            weights,
+            config_version,
+            computed_at,
+            Some(tids),
+        )
+        .await?;
+        if written == rows.len() {
+            return Ok(written);
+        }
+    }
+    rewrite_score_columns(
+        conn,
+        org_id,
+        rows,
+        weights,
+        config_version,
+        computed_at,
+        None,
+    )
+    .await
+}
+
+/// [`update_score_columns`]' statement, each row found by `tids` (its `ctid` and key) or,
+/// without, by key alone.
+async fn rewrite_score_columns(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    rows: &[ScoreRow],
+    weights: &[f64],
+    config_version: i64,
+    computed_at: DateTime<Utc>,
+    tids: Option<Vec<String>>,
+) -> diesel::QueryResult<usize> {
     let value_columns = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
     let contribution_columns = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
     let (values, value_names) = factor_params("fv", 13);
     let (contributions, contribution_names) = factor_params("fc", 18);
+    let (tid_param, tid_name, tid_match) = if tids.is_some() {
+        (
+            ", $23::text[]::tid[]",
+            ", row_tid",
+            "s.ctid = u.row_tid AND ",
+        )
+    } else {
+        ("", "", "")
+    };
     let query = diesel::sql_query(format!(
         "UPDATE scores s SET score = u.score, risk_level = u.risk_level, \
             recency_days = u.recency_days, deal_probability = u.deal_probability, \
@@ -292,13 +347,14 @@ pub async fn update_score_columns(
             weights = CASE WHEN u.fv0 IS NULL THEN '{{}}'::float8[] ELSE $10 END, \
             contributions = {contribution_array}, config_version = $11, computed_at = $12 \
          FROM unnest($2::uuid[], $3::int2[], $4::int2[], $5::float8[], $6::float8[], \
-            $7::text[], $8::int4[], $9::bigint[], {values}, {contributions}) \
+            $7::text[], $8::int4[], $9::bigint[], {values}, {contributions}{tid_param}) \
             AS u(score_id, score, risk_level, recency_days, deal_probability, lifecycle_stage, \
-                 update_count, deal_amount_cents, {value_names}, {contribution_names}) \
-         WHERE s.score_id = u.score_id AND s.org_id = $1 AND s.computed_at <= $12",
+                 update_count, deal_amount_cents, {value_names}, {contribution_names}{tid_name}) \
+         WHERE {tid_match}s.score_id = u.score_id AND s.org_id = $1 AND s.computed_at <= $12",
         value_array = factor_array("fv"),
         contribution_array = factor_array("fc"),
     ))
+    .into_boxed::<diesel::pg::Pg>()
     .bind::<SqlUuid, _>(org_id)
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.score_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
@@ -318,9 +374,11 @@ pub async fn update_score_columns(
     .bind::<BigInt, _>(config_version)
     .bind::<Timestamptz, _>(computed_at);
     let query = bind_factor_columns!(query, value_columns);
-    bind_factor_columns!(query, contribution_columns)
-        .execute(conn)
-        .await
+    let query = bind_factor_columns!(query, contribution_columns);
+    match tids {
+        Some(tids) => query.bind::<Array<Text>, _>(tids).execute(conn).await,
+        None => query.execute(conn).await,
+    }
 }
 
 /// Appends one history row per changed score; returns the new history row ids of the
