@@ -373,10 +373,10 @@ async fn persist_rows(
     let changed: Vec<&Computed> = computed.iter().filter(|c| c.changed).collect();
     // Alerts: entering a worse band, or falling far enough below the window's best.
     let alerts_config = config.config.alerts;
-    let candidates: Vec<Uuid> = changed
+    let candidates: Vec<&ScoreRow> = changed
         .iter()
         .filter(|c| matches!((c.old_score, c.row.score), (Some(o), Some(n)) if n < o))
-        .map(|c| c.row.score_id)
+        .map(|c| &c.row)
         .collect();
     let window_start = now - Duration::days(i64::from(alerts_config.drop_window_days));
     let references = if alerts_config.drop_points > 0 {

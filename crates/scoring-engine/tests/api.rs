@@ -91,6 +91,62 @@ async fn one_customer_shows_its_factors_history_and_what_changed_since_the_previ
     assert!((momentum["delta"].as_f64().unwrap() - 12.0).abs() < 1e-9);
 }
 
+/// History is found by the customer's key since `2026-12-05-000002_history_in_key_order`:
+/// rows written before it get their key from the score row, and so do rows the previous
+/// release appends, without one, during a rolling upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_written_before_and_during_the_upgrade_to_keyed_history_is_still_shown() {
+    use diesel_async::SimpleAsyncConnection as _;
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let id = scoring_engine::engine::customer_id(app.org, PORTAL, 1, 3);
+    let history = async || -> Vec<i64> {
+        let (status, body) = app.get(app.org, &format!("/api/v1/customers/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["score"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(history().await, [78, 54]);
+    // As the previous release: its schema, and a history row appended its way.
+    let old_release_row = format!(
+        "INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
+            config_version, computed_at) \
+         VALUES ('{id}', '{}', {{score}}, 1, '{{1,2,3,4,5}}', 0, now())",
+        app.org
+    );
+    let mut conn = app.app.pool.get().await.unwrap();
+    conn.batch_execute(include_str!(
+        "../migrations/2026-12-05-000002_history_in_key_order/down.sql"
+    ))
+    .await
+    .unwrap();
+    conn.batch_execute(&old_release_row.replace("{score}", "90"))
+        .await
+        .unwrap();
+    conn.batch_execute(include_str!(
+        "../migrations/2026-12-05-000002_history_in_key_order/up.sql"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        history().await,
+        [90, 78, 54],
+        "the row from before is keyed"
+    );
+    conn.batch_execute(&old_release_row.replace("{score}", "91"))
+        .await
+        .unwrap();
+    assert_eq!(
+        history().await,
+        [91, 90, 78, 54],
+        "the previous release's row, appended after the upgrade, is keyed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_org_never_sees_another_orgs_scores() {
     let app = spawn_app().await;

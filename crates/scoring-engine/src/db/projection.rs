@@ -504,8 +504,9 @@ pub async fn delete_records(
     if kind == object_type::CONTACT || kind == object_type::COMPANY {
         diesel::sql_query(
             "WITH gone AS (DELETE FROM scores WHERE org_id = $1 AND portal_id = $2 \
-                AND object_id = ANY($3) AND object_type = $4 RETURNING score_id) \
-             DELETE FROM score_history WHERE score_id IN (SELECT score_id FROM gone)",
+                AND object_id = ANY($3) AND object_type = $4) \
+             DELETE FROM score_history WHERE org_id = $1 AND object_type = $4 \
+                AND portal_id = $2 AND object_id = ANY($3)",
         )
         .bind::<SqlUuid, _>(source.org_id)
         .bind::<BigInt, _>(portal)

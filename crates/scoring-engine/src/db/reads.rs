@@ -259,19 +259,22 @@ pub struct HistoryRow {
     pub computed_at: DateTime<Utc>,
 }
 
-/// The latest `limit` history rows of a customer, newest first.
+/// The latest `limit` history rows of a customer (`row`'s), newest first.
 pub async fn history(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-    score_id: Uuid,
+    row: &DetailRow,
     limit: i64,
 ) -> diesel::QueryResult<Vec<HistoryRow>> {
     diesel::sql_query(
         "SELECT score, risk_level, contributions, config_version, computed_at FROM score_history \
-         WHERE org_id = $1 AND score_id = $2 ORDER BY computed_at DESC, id DESC LIMIT $3",
+         WHERE org_id = $1 AND object_type = $2 AND portal_id = $3 AND object_id = $4 \
+         ORDER BY computed_at DESC, id DESC LIMIT $5",
     )
     .bind::<SqlUuid, _>(org_id)
-    .bind::<SqlUuid, _>(score_id)
+    .bind::<Int2, _>(row.object_type)
+    .bind::<BigInt, _>(row.portal_id)
+    .bind::<BigInt, _>(row.object_id)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await

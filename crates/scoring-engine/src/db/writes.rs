@@ -407,12 +407,15 @@ pub async fn insert_history(
     let query = diesel::sql_query(format!(
         "WITH inserted AS ( \
             INSERT INTO score_history (score_id, org_id, score, risk_level, contributions, \
-                config_version, computed_at) \
-            SELECT u.score_id, $1, u.score, u.risk_level, {contribution_array}, $5, $6 \
-            FROM unnest($2::uuid[], $3::int2[], $4::int2[], {contributions}) \
-                AS u(score_id, score, risk_level, {contribution_names}) \
+                config_version, computed_at, object_type, portal_id, object_id) \
+            SELECT u.score_id, $1, u.score, u.risk_level, {contribution_array}, $5, $6, \
+                u.object_type, u.portal_id, u.object_id \
+            FROM unnest($2::uuid[], $3::int2[], $4::int2[], {contributions}, $12::int2[], \
+                $13::bigint[], $14::bigint[]) \
+                AS u(score_id, score, risk_level, {contribution_names}, object_type, portal_id, \
+                    object_id) \
             RETURNING id, score_id) \
-         SELECT id, score_id FROM inserted WHERE score_id = ANY($12)",
+         SELECT id, score_id FROM inserted WHERE score_id = ANY($15)",
         contribution_array = factor_array("fc"),
     ))
     .bind::<SqlUuid, _>(org_id)
@@ -422,22 +425,25 @@ pub async fn insert_history(
     .bind::<BigInt, _>(config_version)
     .bind::<Timestamptz, _>(computed_at);
     let inserted: Vec<Inserted> = bind_factor_columns!(query, contribution_columns)
+        .bind::<Array<Int2>, _>(rows.iter().map(|r| r.object_type).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.portal_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.object_id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(wanted)
         .load(conn)
         .await?;
     Ok(inserted.into_iter().map(|r| (r.score_id, r.id)).collect())
 }
 
-/// The highest score each of `score_ids` had within the drop window: history rows
+/// The highest score each of `candidates` had within the drop window: history rows
 /// computed after `window_start`, the row in force at `window_start`, but nothing before
 /// the history row of the score's last drop alert (so one drop alerts once).
 pub async fn drop_references(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-    score_ids: &[Uuid],
+    candidates: &[&ScoreRow],
     window_start: DateTime<Utc>,
 ) -> diesel::QueryResult<HashMap<Uuid, i16>> {
-    if score_ids.is_empty() {
+    if candidates.is_empty() {
         return Ok(HashMap::new());
     }
     #[derive(QueryableByName)]
@@ -449,22 +455,28 @@ pub async fn drop_references(
     }
     let rows: Vec<Reference> = diesel::sql_query(
         "SELECT s.score_id, max(h.score) AS reference \
-         FROM unnest($2::uuid[]) AS s(score_id) \
+         FROM unnest($2::uuid[], $4::int2[], $5::bigint[], $6::bigint[]) \
+            AS s(score_id, object_type, portal_id, object_id) \
          CROSS JOIN LATERAL ( \
             SELECT coalesce(max(a.history_id), 0) AS since FROM alerts a \
             WHERE a.org_id = $1 AND a.score_id = s.score_id AND 2 = ANY(a.reasons)) la \
          CROSS JOIN LATERAL ( \
             SELECT coalesce(( \
                 SELECT h0.id FROM score_history h0 WHERE h0.org_id = $1 \
-                AND h0.score_id = s.score_id AND h0.computed_at <= $3 \
+                AND h0.object_type = s.object_type AND h0.portal_id = s.portal_id \
+                AND h0.object_id = s.object_id AND h0.computed_at <= $3 \
                 ORDER BY h0.computed_at DESC, h0.id DESC LIMIT 1), 0) AS start_id) ws \
-         JOIN score_history h ON h.org_id = $1 AND h.score_id = s.score_id \
+         JOIN score_history h ON h.org_id = $1 AND h.object_type = s.object_type \
+            AND h.portal_id = s.portal_id AND h.object_id = s.object_id \
             AND h.id >= la.since AND (h.computed_at > $3 OR h.id = ws.start_id) \
          GROUP BY s.score_id",
     )
     .bind::<SqlUuid, _>(org_id)
-    .bind::<Array<SqlUuid>, _>(score_ids.to_vec())
+    .bind::<Array<SqlUuid>, _>(candidates.iter().map(|r| r.score_id).collect::<Vec<_>>())
     .bind::<Timestamptz, _>(window_start)
+    .bind::<Array<Int2>, _>(candidates.iter().map(|r| r.object_type).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(candidates.iter().map(|r| r.portal_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(candidates.iter().map(|r| r.object_id).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(rows

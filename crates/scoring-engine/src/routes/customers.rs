@@ -227,7 +227,7 @@ pub async fn get(
     let row = reads::detail(&mut conn, caller.org_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let history = reads::history(&mut conn, caller.org_id, id, HISTORY_ROWS).await?;
+    let history = reads::history(&mut conn, caller.org_id, &row, HISTORY_ROWS).await?;
     let config = crate::db::configs::current(&mut conn, caller.org_id).await?;
     let window = config.config.activity_frequency.window_days;
     let inputs = [
