@@ -165,9 +165,10 @@ pub fn compute(
                 || changed
                 || contributions_moved
                 || row.old_config_version != Some(config.version)
-                || row.old_display_name.as_deref() != Some(row.display_name.as_str())
-                || row.old_company_id != company_id
-                || !row.inputs_unchanged();
+                || (!row.olds_are_inputs
+                    && (row.old_display_name.as_deref() != Some(row.display_name.as_str())
+                        || row.old_company_id != company_id
+                        || !row.inputs_unchanged()));
             let score_row = ScoreRow {
                 score_id: customer_id(org_id, row.portal_id, kind, row.object_id),
                 portal_id: row.portal_id,

@@ -96,6 +96,10 @@ pub struct InputRow {
     /// The stored inputs (`None` without a row, or a row from before they were stored).
     #[diesel(embed)]
     pub old_inputs: StoredInputs,
+    /// The row was read from its score row: its name, company and inputs are the stored
+    /// ones (and `old_display_name`, `old_company_id` and `old_inputs` are left unread).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub olds_are_inputs: bool,
 }
 
 /// The raw inputs stored with a score (`scores.input_*`).
@@ -144,7 +148,18 @@ const OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level,
     s.ctid::text AS old_row_tid, \
     s.input_last_activity_at AS old_last_activity_at, s.input_deal_count AS old_deal_count, \
     s.input_open_probability AS old_open_probability, s.input_amount_cents AS old_amount_cents, \
-    s.input_open_won_count AS old_open_won_count, s.input_stages AS old_stages, s.input_activity_at AS old_activity_at";
+    s.input_open_won_count AS old_open_won_count, s.input_stages AS old_stages, s.input_activity_at AS old_activity_at, \
+    false AS olds_are_inputs";
+
+/// A batch read from the score rows themselves: their name, company and inputs are the
+/// ones read, so they are not read twice (`olds_are_inputs`).
+const STORED_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
+    s.contributions AS old_contributions, s.config_version AS old_config_version, \
+    NULL::text AS old_display_name, NULL::int8 AS old_company_id, s.ctid::text AS old_row_tid, \
+    NULL::timestamptz AS old_last_activity_at, NULL::int8 AS old_deal_count, \
+    NULL::float8 AS old_open_probability, NULL::int8 AS old_amount_cents, \
+    NULL::int8 AS old_open_won_count, NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at, \
+    true AS olds_are_inputs";
 
 /// What a preview compares (score and level); the rest of the stored row is left unread.
 const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_risk_level, \
@@ -152,7 +167,8 @@ const PREVIEW_OLD_COLUMNS: &str = "s.score AS old_score, s.risk_level AS old_ris
     NULL::text AS old_display_name, NULL::int8 AS old_company_id, NULL::text AS old_row_tid, \
     NULL::timestamptz AS old_last_activity_at, NULL::int8 AS old_deal_count, \
     NULL::float8 AS old_open_probability, NULL::int8 AS old_amount_cents, \
-    NULL::int8 AS old_open_won_count, NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at";
+    NULL::int8 AS old_open_won_count, NULL::text[] AS old_stages, NULL::timestamptz[] AS old_activity_at, \
+    true AS olds_are_inputs";
 
 // Each record's aggregates are LATERAL subqueries over the indexes (one index probe per
 // record and association), which stays linear in the batch size whatever the planner
@@ -343,7 +359,7 @@ pub async fn load_stored(
         .replace(
             "{old}",
             match olds {
-                Olds::All => OLD_COLUMNS,
+                Olds::All => STORED_OLD_COLUMNS,
                 Olds::ScoreAndLevel => PREVIEW_OLD_COLUMNS,
             },
         )
