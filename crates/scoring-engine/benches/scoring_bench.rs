@@ -186,6 +186,7 @@ async fn main() {
     let started = Instant::now();
     let first = engine::rescore_org(
         &pool,
+        &platform::outbox::RelayWaker::default(),
         org,
         now,
         batch,
@@ -322,14 +323,19 @@ async fn main() {
                 pool.clone(),
                 broker.clone(),
                 RelaySettings {
-                    // The service's default poll: nothing wakes the relay during a rescore.
-                    poll_interval_ms: RelaySettings::default().poll_interval_ms,
+                    // The service's poll; the rescore wakes the relay after each batch, as
+                    // the service's does.
+                    poll_interval_ms: settings
+                        .outbox
+                        .poll_interval_ms
+                        .max(RelaySettings::default().poll_interval_ms),
                     ..settings.outbox.clone()
                 },
             );
+            let waker = relay.waker();
             let shutdown = Shutdown::new();
             let task = tokio::spawn(relay.run(shutdown.clone()));
-            Some((broker, shutdown, task))
+            Some((broker, shutdown, task, waker))
         } else {
             None
         };
@@ -345,10 +351,20 @@ async fn main() {
             .await
             .unwrap();
         }
-        let saved =
-            engine::rescore_org(&pool, org, now, batch, "bench", engine::InputSource::Stored)
-                .await
-                .unwrap();
+        let saved = engine::rescore_org(
+            &pool,
+            &relaying
+                .as_ref()
+                .map(|(_, _, _, waker)| waker.clone())
+                .unwrap_or_default(),
+            org,
+            now,
+            batch,
+            "bench",
+            engine::InputSource::Stored,
+        )
+        .await
+        .unwrap();
         report.add(
         if relaying.is_some() {
             "rescore after the config change (stored), committed, the relay publishing beside it"
@@ -382,7 +398,7 @@ async fn main() {
             format!("{hot} of {updated}"),
             "the rest moved, with an entry in every index of scores".to_owned(),
         );
-        if let Some((broker, shutdown, task)) = relaying {
+        if let Some((broker, shutdown, task, _)) = relaying {
             loop {
                 let pending = platform::outbox::pending_count(&mut pool.get().await.unwrap())
                     .await

@@ -17,6 +17,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use domain::outbound::RiskLevel;
 use platform::amqp::{MessageMeta, OutgoingMessage};
 use platform::db::Pool;
+use platform::outbox::RelayWaker;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -637,6 +638,7 @@ async fn try_rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel:
 /// dies mid-way leaves the version owed for the next scheduler pass of any replica.
 pub async fn pay_owed_rescore(
     pool: &Pool,
+    relay: &RelayWaker,
     org_id: Uuid,
     now: DateTime<Utc>,
     batch_size: i64,
@@ -647,7 +649,7 @@ pub async fn pay_owed_rescore(
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await
+        pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await
     })
     .await
 }
@@ -658,6 +660,7 @@ pub async fn pay_owed_rescore(
 /// it, so every holder pays before it lets go.
 async fn pay_debts(
     pool: &Pool,
+    relay: &RelayWaker,
     lock: &mut AsyncPgConnection,
     org_id: Uuid,
     now: DateTime<Utc>,
@@ -668,6 +671,7 @@ async fn pay_debts(
     while let Some(owed) = configs::owed_rescore(lock, org_id).await? {
         let summary = rescore_org(
             pool,
+            relay,
             org_id,
             now,
             batch_size,
@@ -692,6 +696,7 @@ async fn pay_debts(
 /// config rescore owed meanwhile (see [`pay_debts`]).
 pub async fn scheduled_rescore(
     pool: &Pool,
+    relay: &RelayWaker,
     org_id: Uuid,
     now: DateTime<Utc>,
     next: DateTime<Utc>,
@@ -708,6 +713,7 @@ pub async fn scheduled_rescore(
         drop(conn);
         let summary = rescore_org(
             pool,
+            relay,
             org_id,
             now,
             batch_size,
@@ -719,7 +725,9 @@ pub async fn scheduled_rescore(
         configs::schedule_rescore(&mut conn, org_id, next).await?;
         drop(conn);
         let mut summary = summary;
-        if let Some(paid) = pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await? {
+        if let Some(paid) =
+            pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await?
+        {
             summary += paid;
         }
         Ok::<_, RescoreError>(Some(summary))
@@ -740,6 +748,7 @@ pub async fn scheduled_rescore(
 /// rescores at once would score one customer twice under the shared lock.
 pub async fn rescore_org(
     pool: &Pool,
+    relay: &RelayWaker,
     org_id: Uuid,
     now: DateTime<Utc>,
     batch_size: i64,
@@ -764,6 +773,7 @@ pub async fn rescore_org(
         })
         .await?;
     let pass = Rewrite {
+        relay: relay.clone(),
         org_id,
         config: std::sync::Arc::new(config),
         means,
@@ -795,6 +805,7 @@ pub async fn rescore_org(
 /// itself.
 pub async fn rescore_org_unless_busy(
     pool: &Pool,
+    relay: &RelayWaker,
     org_id: Uuid,
     now: DateTime<Utc>,
     batch_size: i64,
@@ -807,8 +818,10 @@ pub async fn rescore_org_unless_busy(
             return Ok(None);
         }
         let mut summary =
-            rescore_org(pool, org_id, now, batch_size, correlation_id, source).await?;
-        if let Some(paid) = pay_debts(pool, lock, org_id, now, batch_size, correlation_id).await? {
+            rescore_org(pool, relay, org_id, now, batch_size, correlation_id, source).await?;
+        if let Some(paid) =
+            pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await?
+        {
             summary += paid;
         }
         Ok(Some(summary))
@@ -847,6 +860,9 @@ async fn halves(
 /// What one half of a whole-org rescore writes with.
 #[derive(Clone)]
 struct Rewrite {
+    /// Woken after each batch commits, so that its events go out while the rest is
+    /// rescored.
+    relay: RelayWaker,
     org_id: Uuid,
     config: std::sync::Arc<VersionedConfig>,
     means: OrgMeans,
@@ -906,6 +922,7 @@ impl Rewrite {
                 let Some((written, last, last_batch)) = batch else {
                     return Ok(summary);
                 };
+                self.relay.wake();
                 summary += written;
                 after = last;
                 if last_batch || after.is_none() {

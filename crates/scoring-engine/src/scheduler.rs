@@ -38,6 +38,7 @@ pub async fn pay_owed_rescore(state: AppState, org_id: uuid::Uuid) -> Option<eng
     let trace = MessageMeta::start_trace(Some(org_id));
     let paid = engine::pay_owed_rescore(
         &state.pool,
+        &state.relay_waker,
         org_id,
         state.clock.now(),
         state.settings.batch_size,
@@ -91,6 +92,7 @@ async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
             let trace = MessageMeta::start_trace(Some(org_id));
             let Some(summary) = engine::scheduled_rescore(
                 &state.pool,
+                &state.relay_waker,
                 org_id,
                 now,
                 now + interval,

@@ -425,3 +425,116 @@ async fn a_sync_of_an_org_being_rescored_holds_up_no_other_orgs_change() {
     assert_eq!(updated.org_id, app.org.to_string());
     assert_eq!((updated.old_score, updated.new_score), (Some(71), Some(69)));
 }
+
+/// A whole-org rescore publishes each batch's changes as the batch commits, not once the
+/// whole org is done: with the relay's own poll put off for an hour, the changes of the
+/// batches committed so far arrive while the rescore is held up mid-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_rescore_publishes_each_batch_as_it_commits() {
+    use diesel::QueryableByName;
+    use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    const CONTACTS: i64 = 400;
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.outbox.poll_interval_ms = 3_600_000;
+    settings.scoring.batch_size = 10;
+    let replica = shared.spawn_with(settings).await;
+    let app = common::test_app(shared, replica).await;
+    let t = t0();
+    let mut contacts = app.changed(ObjectType::Contact);
+    for id in 1..=CONTACTS {
+        let mut c = common::contact(id, t - Duration::days(id % 20));
+        c.lifecycle_stage = Some("customer".into());
+        c.last_activity_at = ts(t - Duration::days(id % 45));
+        contacts.customers.push(c);
+    }
+    app.publish(&contacts).await;
+    // First scores: the consumer wakes the relay once the message is written.
+    assert_eq!(
+        app.events(usize::try_from(CONTACTS).unwrap()).await.len(),
+        400
+    );
+    app.put_off_the_schedule().await;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rescored = async |conn: &mut diesel_async::AsyncPgConnection| -> i64 {
+        let count: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM scores WHERE org_id = $1 AND config_version = 1",
+        )
+        .bind::<SqlUuid, _>(app.org)
+        .get_result(conn)
+        .await
+        .unwrap();
+        count.n
+    };
+    let mut config = scoring_engine::model::ModelConfig::default();
+    config.weights.engagement_recency = 45.0;
+    config.weights.deal_momentum = 10.0;
+    config.weights.lifecycle_stage = 15.0;
+    config.weights.activity_frequency = 20.0;
+    config.weights.deal_value = 10.0;
+    let body = serde_json::to_value(&config).unwrap();
+    let held = async {
+        let mut conn = app.app.pool.get().await.unwrap();
+        for _ in 0..1000 {
+            if rescored(&mut conn).await > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Hold the rescore up: its next batch waits for the org lock.
+        let mut holder = app.app.pool.get().await.unwrap();
+        holder.batch_execute("BEGIN").await.unwrap();
+        scoring_engine::db::lock_org(&mut holder, app.org)
+            .await
+            .unwrap();
+        let done = rescored(&mut conn).await;
+        assert!(
+            done > 0 && done < CONTACTS,
+            "the rescore is mid-way ({done} of {CONTACTS} rescored)"
+        );
+        // What the committed batches changed is published meanwhile.
+        let first = app.next_event().await.updated();
+        assert_eq!(first.config_version, 1);
+        holder.batch_execute("ROLLBACK").await.unwrap();
+    };
+    // The rescore is the request's or, if the scheduler's pass took the owed version
+    // first, the scheduler's (202): either way it ends with every customer rescored.
+    let ((status, saved), ()) = tokio::join!(app.save_config(&body), held);
+    assert!(status == 200 || status == 202, "{saved}");
+    let mut conn = app.app.pool.get().await.unwrap();
+    for _ in 0..3000 {
+        if rescored(&mut conn).await == CONTACTS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(rescored(&mut conn).await, CONTACTS);
+    // One history row per change.
+    let changed: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM score_history WHERE org_id = $1 AND config_version = 1",
+    )
+    .bind::<SqlUuid, _>(app.org)
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    let changed = changed.n;
+    assert!(changed > 0, "the config moves scores");
+    // Every change arrives, once.
+    let mut seen = 1;
+    let mut customers = std::collections::HashSet::new();
+    while seen < changed {
+        let update = app.next_event().await.updated();
+        assert_eq!(update.config_version, 1);
+        assert!(
+            customers.insert(update.customer_id),
+            "a change arrived twice"
+        );
+        seen += 1;
+    }
+}

@@ -242,6 +242,7 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     assert!(moving > 0, "two days move some score");
     let split = engine::rescore_org_unless_busy(
         &app.app.pool,
+        &platform::outbox::RelayWaker::default(),
         app.org,
         later,
         2,
@@ -366,8 +367,16 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
     let pool = app.app.pool.clone();
     let org = app.org;
     let rescore = tokio::spawn(async move {
-        engine::rescore_org_unless_busy(&pool, org, later, 2, "split", InputSource::Projection)
-            .await
+        engine::rescore_org_unless_busy(
+            &pool,
+            &platform::outbox::RelayWaker::default(),
+            org,
+            later,
+            2,
+            "split",
+            InputSource::Projection,
+        )
+        .await
     });
     // Once it has written some batches, stop it mid-way: hold the org lock exclusively (it
     // waits for the batches in hand).

@@ -26,6 +26,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
     let now = state.clock.now();
     match engine::rescore_org_unless_busy(
         &state.pool,
+        &state.relay_waker,
         org_id,
         now,
         state.settings.batch_size,
