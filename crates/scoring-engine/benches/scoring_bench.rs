@@ -339,7 +339,7 @@ async fn main() {
         } else {
             None
         };
-            let wal_before = wal_stats(&pool).await;
+        let wal_before = wal_stats(&pool).await;
         let started = Instant::now();
         let cpu_before = platform::testing::cpu_secs(std::process::id());
         {
@@ -382,7 +382,7 @@ async fn main() {
             platform::testing::cpu_secs(std::process::id()) - cpu_before
         ),
     );
-            let wal = wal_stats(&pool).await.since(&wal_before);
+        let wal = wal_stats(&pool).await.since(&wal_before);
         report.add(
             "  WAL the rescore wrote (pg_stat_wal)",
             format!("{:.2} GB", wal.bytes as f64 / 1e9),
