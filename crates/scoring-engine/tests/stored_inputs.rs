@@ -506,22 +506,26 @@ async fn a_score_row_not_where_its_batch_read_it_is_still_rewritten_by_its_key()
         created_at: None,
     };
     let weights = config.config.weights.as_array();
-    let read = engine::load_batch(
-        &mut conn,
-        app.org,
-        object_type::CONTACT,
-        InputSource::Stored,
-        None,
-        100,
-        Olds::All,
-    )
-    .await
-    .unwrap();
-    let mut rows: Vec<_> =
-        engine::compute(app.org, object_type::CONTACT, read, &config, means, now)
+    // The org's contacts read as a config change's batch reads them, scored under `config`.
+    let rescored = async |conn: &mut diesel_async::AsyncPgConnection,
+                          config: &configs::VersionedConfig| {
+        let read = engine::load_batch(
+            conn,
+            app.org,
+            object_type::CONTACT,
+            InputSource::Stored,
+            None,
+            100,
+            Olds::All,
+        )
+        .await
+        .unwrap();
+        engine::compute(app.org, object_type::CONTACT, read, config, means, now)
             .into_iter()
             .map(|c| c.row)
-            .collect();
+            .collect::<Vec<_>>()
+    };
+    let mut rows = rescored(&mut conn, &config).await;
     assert_eq!(rows.len(), 6);
     assert!(
         rows.iter().all(|r| r.row_tid.is_some()),
@@ -563,26 +567,12 @@ async fn a_score_row_not_where_its_batch_read_it_is_still_rewritten_by_its_key()
     // Two more configs: first the first two rows' places swapped (each names the other
     // row), then the third's naming no row at all. Every row still gets its own values.
     for (version, config) in [(8, ModelConfig::default()), (9, proposed())] {
-        let read = engine::load_batch(
-            &mut conn,
-            app.org,
-            object_type::CONTACT,
-            InputSource::Stored,
-            None,
-            100,
-            Olds::All,
-        )
-        .await
-        .unwrap();
         let config = configs::VersionedConfig {
             version,
             config,
             created_at: None,
         };
-        rows = engine::compute(app.org, object_type::CONTACT, read, &config, means, now)
-            .into_iter()
-            .map(|c| c.row)
-            .collect();
+        rows = rescored(&mut conn, &config).await;
         if version == 8 {
             let first = rows[0].row_tid.clone();
             rows[0].row_tid = rows[1].row_tid.clone();

@@ -287,8 +287,10 @@ pub async fn update_score_columns(
     if rows.is_empty() {
         return Ok(0);
     }
-    let tids: Option<Vec<String>> = rows.iter().map(|r| r.row_tid.clone()).collect();
-    if let Some(tids) = tids {
+    // By place first, where every row has one; then, if any was not there, by key.
+    let mut tids: Option<Vec<String>> = rows.iter().map(|r| r.row_tid.clone()).collect();
+    loop {
+        let by_place = tids.is_some();
         let written = rewrite_score_columns(
             conn,
             org_id,
@@ -296,23 +298,13 @@ pub async fn update_score_columns(
             weights,
             config_version,
             computed_at,
-            Some(tids),
+            tids.take(),
         )
         .await?;
-        if written == rows.len() {
+        if written == rows.len() || !by_place {
             return Ok(written);
         }
     }
-    rewrite_score_columns(
-        conn,
-        org_id,
-        rows,
-        weights,
-        config_version,
-        computed_at,
-        None,
-    )
-    .await
 }
 
 /// [`update_score_columns`]' statement, each row found by `tids` (its `ctid` and key) or,
