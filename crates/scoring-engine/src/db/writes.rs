@@ -375,7 +375,8 @@ async fn rewrite_score_columns(
 
 /// Appends one history row per changed score; returns the new history row ids of the
 /// scores in `wanted` (returning all of a million-row rescore's cost a second of its
-/// time, and only alerts refer to them).
+/// time, and only alerts refer to them). `wanted` is joined, not searched: `= ANY` of a
+/// batch's few hundred alerting ids, row by row over its 10,000 rows, took 24 ms a batch.
 pub async fn insert_history(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
@@ -407,7 +408,8 @@ pub async fn insert_history(
                 AS u(score_id, score, risk_level, {contribution_names}, object_type, portal_id, \
                     object_id) \
             RETURNING id, score_id) \
-         SELECT id, score_id FROM inserted WHERE score_id = ANY($15)",
+         SELECT i.id, i.score_id FROM inserted i \
+         JOIN unnest($15::uuid[]) AS w(score_id) ON w.score_id = i.score_id",
         contribution_array = factor_array("fc"),
     ))
     .bind::<SqlUuid, _>(org_id)
