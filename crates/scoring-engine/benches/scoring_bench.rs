@@ -323,12 +323,9 @@ async fn main() {
                 pool.clone(),
                 broker.clone(),
                 RelaySettings {
-                    // The service's poll; the rescore wakes the relay after each batch, as
-                    // the service's does.
-                    poll_interval_ms: settings
-                        .outbox
-                        .poll_interval_ms
-                        .max(RelaySettings::default().poll_interval_ms),
+                    // The service's poll (the settings above poll fast for step 4); the
+                    // rescore wakes the relay after each batch, as the service's does.
+                    poll_interval_ms: RelaySettings::default().poll_interval_ms,
                     ..settings.outbox.clone()
                 },
             );

@@ -502,10 +502,11 @@ async fn a_long_rescore_publishes_each_batch_as_it_commits() {
         let first = app.next_event().await.updated();
         assert_eq!(first.config_version, 1);
         holder.batch_execute("ROLLBACK").await.unwrap();
+        first.customer_id
     };
     // The rescore is the request's or, if the scheduler's pass took the owed version
     // first, the scheduler's (202): either way it ends with every customer rescored.
-    let ((status, saved), ()) = tokio::join!(app.save_config(&body), held);
+    let ((status, saved), first) = tokio::join!(app.save_config(&body), held);
     assert!(status == 200 || status == 202, "{saved}");
     let mut conn = app.app.pool.get().await.unwrap();
     for _ in 0..3000 {
@@ -526,15 +527,17 @@ async fn a_long_rescore_publishes_each_batch_as_it_commits() {
     let changed = changed.n;
     assert!(changed > 0, "the config moves scores");
     // Every change arrives, once.
-    let mut seen = 1;
-    let mut customers = std::collections::HashSet::new();
-    while seen < changed {
+    let mut customers = std::collections::HashSet::from([first]);
+    while i64::try_from(customers.len()).unwrap() < changed {
         let update = app.next_event().await.updated();
         assert_eq!(update.config_version, 1);
         assert!(
             customers.insert(update.customer_id),
             "a change arrived twice"
         );
-        seen += 1;
     }
+    assert!(
+        app.drain().await.is_empty(),
+        "nothing beyond the changes arrived"
+    );
 }
