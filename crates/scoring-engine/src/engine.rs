@@ -654,6 +654,59 @@ pub async fn pay_owed_rescore(
     .await
 }
 
+/// A config version to save and pay the rescore of (see [`save_config_and_pay`]).
+pub struct ConfigSave {
+    /// The config.
+    pub config: ModelConfig,
+    /// Who saves it.
+    pub author: String,
+    /// When the org's scheduled rescore is due next if it has no schedule yet.
+    pub next_scheduled: DateTime<Utc>,
+    /// Taken and told the version as soon as it is saved, before the rescore: still here
+    /// after [`save_config_and_pay`] returns an error if nothing was saved.
+    pub saved: Option<tokio::sync::oneshot::Sender<i64>>,
+}
+
+/// Saves a new config version, owed a rescore of the org in the same transaction, and
+/// pays that rescore (with any other version owed) unless another task or replica holds
+/// the org's rescore lock (`None`; the holder pays it before it lets go). The lock is
+/// tried before the version is saved: a scheduler pass of any replica that sees the new
+/// debt finds the lock already taken, so the rescore is this call's whenever the lock was
+/// free. The version goes to `save.saved` once it commits, before the rescore runs.
+pub async fn save_config_and_pay(
+    pool: &Pool,
+    relay: &RelayWaker,
+    org_id: Uuid,
+    save: &mut ConfigSave,
+    now: DateTime<Utc>,
+    batch_size: i64,
+    correlation_id: &str,
+) -> Result<Option<WriteSummary>, RescoreError> {
+    let mut lock = pooled(pool).await?;
+    lock.transaction(async |lock| {
+        let locked = try_rescore_lock(lock, org_id).await?;
+        let mut conn = pooled(pool).await?;
+        let version = conn
+            .transaction(async |conn| {
+                crate::db::lock_org(conn, org_id).await?;
+                let version = configs::save(conn, org_id, &save.config, &save.author, now).await?;
+                configs::owe_rescore(conn, org_id, version, save.next_scheduled).await?;
+                Ok::<_, diesel::result::Error>(version)
+            })
+            .await?;
+        drop(conn);
+        if let Some(saved) = save.saved.take() {
+            // The caller may have stopped waiting; the rescore is owed either way.
+            let _ = saved.send(version);
+        }
+        if !locked {
+            return Ok(None);
+        }
+        pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await
+    })
+    .await
+}
+
 /// Rescores the org under every config version it is owed until none is (`None`: none
 /// was). The caller holds the org's rescore lock on `lock`'s open transaction: a config
 /// saved while the holder rescored could not take the lock and left the version owed to

@@ -32,9 +32,9 @@ pub async fn run(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
     }
 }
 
-/// Pays the org's owed rescore (see [`engine::pay_owed_rescore`]), then wakes the relay
-/// and counts it; `None` if another holds it or it failed (logged; still owed).
-pub async fn pay_owed_rescore(state: AppState, org_id: uuid::Uuid) -> Option<engine::WriteSummary> {
+/// Pays the org's owed rescore (see [`engine::pay_owed_rescore`]); `None` if another
+/// holds it or it failed (logged; still owed).
+async fn pay_owed_rescore(state: &AppState, org_id: uuid::Uuid) -> Option<engine::WriteSummary> {
     let trace = MessageMeta::start_trace(Some(org_id));
     let paid = engine::pay_owed_rescore(
         &state.pool,
@@ -45,6 +45,41 @@ pub async fn pay_owed_rescore(state: AppState, org_id: uuid::Uuid) -> Option<eng
         &trace.correlation_id,
     )
     .await;
+    config_rescored(state, org_id, paid)
+}
+
+/// Saves a new config version and pays its rescore (see
+/// [`engine::save_config_and_pay`]); `Ok(None)` if another task or replica holds the
+/// org's rescore (it pays this version too) or the rescore failed (logged; the version
+/// stays owed and the scheduler retries it). An error means nothing was saved.
+pub async fn save_config_and_pay(
+    state: AppState,
+    org_id: uuid::Uuid,
+    mut save: engine::ConfigSave,
+) -> Result<Option<engine::WriteSummary>, engine::RescoreError> {
+    let trace = MessageMeta::start_trace(Some(org_id));
+    let paid = engine::save_config_and_pay(
+        &state.pool,
+        &state.relay_waker,
+        org_id,
+        &mut save,
+        state.clock.now(),
+        state.settings.batch_size,
+        &trace.correlation_id,
+    )
+    .await;
+    match paid {
+        Err(error) if save.saved.is_some() => Err(error),
+        paid => Ok(config_rescored(&state, org_id, paid)),
+    }
+}
+
+/// Wakes the relay and counts a config change's rescore; logs one that failed.
+fn config_rescored(
+    state: &AppState,
+    org_id: uuid::Uuid,
+    paid: Result<Option<engine::WriteSummary>, engine::RescoreError>,
+) -> Option<engine::WriteSummary> {
     match paid {
         Ok(Some(summary)) => {
             state.relay_waker.wake();
@@ -69,7 +104,7 @@ pub async fn rescore_due(state: &AppState) -> anyhow::Result<usize> {
     };
     let mut paid = 0;
     for org_id in owed {
-        if pay_owed_rescore(state.clone(), org_id).await.is_some() {
+        if pay_owed_rescore(state, org_id).await.is_some() {
             paid += 1;
         }
     }

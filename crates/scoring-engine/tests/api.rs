@@ -496,6 +496,108 @@ async fn a_rescore_owed_by_a_dead_replica_is_paid_by_the_scheduler_once_the_lock
     );
 }
 
+/// The rescore a config save owes is the saving request's own: another replica's scheduler
+/// that looks for owed rescores without pause never takes it first, so every save answers
+/// 200 with what its rescore did. It used to be able to, in the moment between the save
+/// committing and the request's task taking the org's rescore lock (the answer was then
+/// 202 though the lock had been free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_polling_without_pause_never_takes_a_saves_own_rescore() {
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    let org = app.org;
+    let clock = app.shared.clock.clone();
+    // Another replica's scheduler, owed rescores looked for and paid as its passes do,
+    // with no pause between passes.
+    let other = platform::db::connect_pool(&app.shared.settings().database, "scoring").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other_scheduler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let relay = platform::outbox::RelayWaker::default();
+            let (mut passes, mut taken) = (0_u32, 0_u32);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut conn = other.get().await.unwrap();
+                let owed = scoring_engine::db::configs::orgs_owed_rescore(&mut conn)
+                    .await
+                    .unwrap();
+                drop(conn);
+                if owed.contains(&org) {
+                    let paid = scoring_engine::engine::pay_owed_rescore(
+                        &other,
+                        &relay,
+                        org,
+                        clock.now(),
+                        1000,
+                        "other-replica",
+                    )
+                    .await
+                    .unwrap();
+                    taken += u32::from(paid.is_some());
+                }
+                passes += 1;
+            }
+            (passes, taken)
+        })
+    };
+    for round in 1..=10_i64 {
+        let lifecycle = if round % 2 == 0 { 35 } else { 30 };
+        let (status, saved) = app
+            .save_config(&config_with(|c| {
+                c["weights"]["lifecycle_stage"] = json!(lifecycle);
+                c["weights"]["deal_value"] = json!(35 - lifecycle);
+            }))
+            .await;
+        assert_eq!(status, 200, "save {round}: {saved}");
+        assert_eq!(saved["version"], round);
+        assert_eq!(saved["rescored"]["scored"], 3, "save {round}: {saved}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (passes, taken) = other_scheduler.await.unwrap();
+    assert!(
+        passes > 10,
+        "the other scheduler hardly ran: {passes} passes"
+    );
+    assert_eq!(taken, 0, "the other scheduler took a save's rescore");
+    assert!(wait_rescored(&app, 10).await, "{:?}", versions(&app).await);
+}
+
+/// A save the database refuses answers 500 without its cause, and leaves nothing behind:
+/// no new version, no rescore owed, no event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_save_the_database_refuses_answers_500_and_leaves_nothing_owed() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    app.seed_three_bands().await;
+    app.drain().await;
+    let mut conn = app.app.pool.get().await.unwrap();
+    conn.batch_execute(
+        "CREATE FUNCTION refuse_configs() RETURNS trigger LANGUAGE plpgsql AS \
+            $$ BEGIN RAISE EXCEPTION 'configs refused secret-cause'; END $$; \
+         CREATE TRIGGER refuse_configs BEFORE INSERT ON configs \
+            FOR EACH ROW EXECUTE FUNCTION refuse_configs();",
+    )
+    .await
+    .unwrap();
+    let (status, body) = app.save_config(&lifecycle_over_deal_value()).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "internal");
+    assert!(!body.to_string().contains("secret-cause"), "{body}");
+    let (_, config) = app.get(app.org, "/api/v1/scoring/config").await;
+    assert_eq!(config["version"], 0, "{config}");
+    assert_eq!(config["rescore_pending"], false, "{config}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.drain().await.is_empty(), "an event went out");
+
+    // Once the database takes it again, the same save goes through.
+    conn.batch_execute("DROP TRIGGER refuse_configs ON configs")
+        .await
+        .unwrap();
+    let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 1);
+}
+
 /// A pool too small for a rescore's two connections plus the consumer's is refused at
 /// start, naming the setting, instead of timing out on the first config change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

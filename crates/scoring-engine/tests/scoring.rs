@@ -504,10 +504,10 @@ async fn a_long_rescore_publishes_each_batch_as_it_commits() {
         holder.batch_execute("ROLLBACK").await.unwrap();
         first.customer_id
     };
-    // The rescore is the request's or, if the scheduler's pass took the owed version
-    // first, the scheduler's (202): either way it ends with every customer rescored.
+    // The rescore is the request's, held up well inside its wait.
     let ((status, saved), first) = tokio::join!(app.save_config(&body), held);
-    assert!(status == 200 || status == 202, "{saved}");
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["rescored"]["scored"], CONTACTS, "{saved}");
     let mut conn = app.app.pool.get().await.unwrap();
     for _ in 0..3000 {
         if rescored(&mut conn).await == CONTACTS {
@@ -526,6 +526,7 @@ async fn a_long_rescore_publishes_each_batch_as_it_commits() {
     .unwrap();
     let changed = changed.n;
     assert!(changed > 0, "the config moves scores");
+    assert_eq!(saved["rescored"]["changed"], changed, "{saved}");
     // Every change arrives, once.
     let mut customers = std::collections::HashSet::from([first]);
     while i64::try_from(customers.len()).unwrap() < changed {

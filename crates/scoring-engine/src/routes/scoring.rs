@@ -3,7 +3,6 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::Duration;
-use diesel_async::AsyncConnection;
 use platform::caller::Caller;
 use serde_json::json;
 
@@ -94,10 +93,13 @@ pub async fn get_config(
 }
 
 /// `PUT /api/v1/scoring/config` (owner or admin): stores a new version, owed a rescore of
-/// the org in the same transaction, and rescores the org on a task of its own. Answers 200
-/// with what the rescore did if it ends within `scoring.config_rescore_wait_ms`, else 202
-/// with the rescore still running: it goes on after the answer, and if this process dies
-/// the scheduler of any replica finishes it (the version stays owed until then).
+/// the org in the same transaction, and rescores the org on a task of its own, which takes
+/// the org's rescore lock before the version is saved (so no scheduler pass can take the
+/// rescore from it). Answers 200 with what the rescore did if it ends within
+/// `scoring.config_rescore_wait_ms`, else 202 with the rescore still running: it goes on
+/// after the answer, and if this process dies the scheduler of any replica finishes it
+/// (the version stays owed until then). Also 202 if another whole-org rescore of the org
+/// was running: it rescores under the new version before it ends.
 pub async fn put_config(
     caller: Caller,
     state: web::Data<AppState>,
@@ -107,31 +109,33 @@ pub async fn put_config(
     let config = parse_config(&body)?;
     let now = state.clock.now();
     let org_id = caller.org_id;
-    let next_scheduled = now + state.settings.rescore_interval();
-    let mut conn = state
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let version = conn
-        .transaction(async |conn| {
-            crate::db::lock_org(conn, org_id).await?;
-            let version = configs::save(conn, org_id, &config, &caller.subject, now).await?;
-            configs::owe_rescore(conn, org_id, version, next_scheduled).await?;
-            Ok::<_, diesel::result::Error>(version)
-        })
-        .await?;
-    drop(conn);
-    let task = tokio::spawn(crate::scheduler::pay_owed_rescore(
+    let (saved, version) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(crate::scheduler::save_config_and_pay(
         state.get_ref().clone(),
         org_id,
+        engine::ConfigSave {
+            config: config.clone(),
+            author: caller.subject.clone(),
+            next_scheduled: now + state.settings.rescore_interval(),
+            saved: Some(saved),
+        },
     ));
+    let Ok(version) = version.await else {
+        // Nothing was saved; the task ended with why.
+        return Err(match task.await {
+            Ok(Err(error)) => error.into(),
+            Ok(Ok(_)) => ApiError::Internal(anyhow::anyhow!(
+                "the config save task ended with no version and no error"
+            )),
+            Err(error) => ApiError::Internal(error.into()),
+        });
+    };
     let wait = std::time::Duration::from_millis(state.settings.config_rescore_wait_ms);
     let rescored = match tokio::time::timeout(wait, task).await {
-        Ok(Ok(Some(summary))) => Some(summary),
+        Ok(Ok(Ok(Some(summary)))) => Some(summary),
         // Another task or replica holds the org's rescore (it goes on to this version),
         // or it failed and the scheduler retries it, or it is still running.
-        Ok(Ok(None) | Err(_)) | Err(_) => None,
+        Ok(Ok(Ok(None) | Err(_)) | Err(_)) | Err(_) => None,
     };
     tracing::info!(%org_id, version, rescored = rescored.is_some(), "scoring config saved");
     Ok(match rescored {
