@@ -171,7 +171,9 @@ pub fn compute(
                         || row.old_company_id != company_id
                         || !row.inputs_unchanged()));
             let score_row = ScoreRow {
-                score_id: customer_id(org_id, row.portal_id, kind, row.object_id),
+                score_id: row
+                    .old_score_id
+                    .unwrap_or_else(|| customer_id(org_id, row.portal_id, kind, row.object_id)),
                 portal_id: row.portal_id,
                 connection_id: row.connection_id,
                 object_type: kind,
@@ -360,10 +362,10 @@ async fn persist_rows(
     correlation_id: &str,
     from_stored_rows: bool,
 ) -> diesel::QueryResult<WriteSummary> {
-    let to_store: Vec<ScoreRow> = computed
+    let to_store: Vec<&ScoreRow> = computed
         .iter()
         .filter(|c| c.store)
-        .map(|c| c.row.clone())
+        .map(|c| &c.row)
         .collect();
     let weights = config.config.weights.as_array();
     if from_stored_rows {

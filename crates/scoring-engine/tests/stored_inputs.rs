@@ -554,7 +554,7 @@ async fn a_score_row_not_where_its_batch_read_it_is_still_rewritten_by_its_key()
     let written = scoring_engine::db::writes::update_score_columns(
         &mut conn,
         app.org,
-        &rows,
+        &rows.iter().collect::<Vec<_>>(),
         &weights,
         config.version,
         now,
@@ -583,7 +583,7 @@ async fn a_score_row_not_where_its_batch_read_it_is_still_rewritten_by_its_key()
         let written = scoring_engine::db::writes::update_score_columns(
             &mut conn,
             app.org,
-            &rows,
+            &rows.iter().collect::<Vec<_>>(),
             &config.config.weights.as_array(),
             config.version,
             now,

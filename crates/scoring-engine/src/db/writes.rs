@@ -150,7 +150,7 @@ macro_rules! bind_factor_columns {
 pub async fn upsert_scores(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-    rows: &[ScoreRow],
+    rows: &[&ScoreRow],
     weights: &[f64],
     config_version: i64,
     computed_at: DateTime<Utc>,
@@ -218,14 +218,14 @@ pub async fn upsert_scores(
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.object_id).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.contact_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.company_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.display_name.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.display_name.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Int2>>, _>(rows.iter().map(|r| r.score).collect::<Vec<_>>())
     .bind::<Array<Int2>, _>(rows.iter().map(|r| r.risk_level).collect::<Vec<_>>())
     .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.recency_days).collect::<Vec<_>>())
     .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.deal_probability).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(
         rows.iter()
-            .map(|r| r.lifecycle_stage.clone())
+            .map(|r| r.lifecycle_stage.as_deref())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.update_count).collect::<Vec<_>>())
@@ -279,7 +279,7 @@ pub async fn upsert_scores(
 pub async fn update_score_columns(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-    rows: &[ScoreRow],
+    rows: &[&ScoreRow],
     weights: &[f64],
     config_version: i64,
     computed_at: DateTime<Utc>,
@@ -288,7 +288,7 @@ pub async fn update_score_columns(
         return Ok(0);
     }
     // By place first, where every row has one; then, if any was not there, by key.
-    let mut tids: Option<Vec<String>> = rows.iter().map(|r| r.row_tid.clone()).collect();
+    let mut tids: Option<Vec<&str>> = rows.iter().map(|r| r.row_tid.as_deref()).collect();
     loop {
         let by_place = tids.is_some();
         let written = rewrite_score_columns(
@@ -312,11 +312,11 @@ pub async fn update_score_columns(
 async fn rewrite_score_columns(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-    rows: &[ScoreRow],
+    rows: &[&ScoreRow],
     weights: &[f64],
     config_version: i64,
     computed_at: DateTime<Utc>,
-    tids: Option<Vec<String>>,
+    tids: Option<Vec<&str>>,
 ) -> diesel::QueryResult<usize> {
     let value_columns = factor_columns(rows.iter().map(|r| r.factor_values.as_slice()));
     let contribution_columns = factor_columns(rows.iter().map(|r| r.contributions.as_slice()));
@@ -355,7 +355,7 @@ async fn rewrite_score_columns(
     .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.deal_probability).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(
         rows.iter()
-            .map(|r| r.lifecycle_stage.clone())
+            .map(|r| r.lifecycle_stage.as_deref())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.update_count).collect::<Vec<_>>())
