@@ -185,12 +185,14 @@ async fn main() {
     );
     let started = Instant::now();
     let first = engine::rescore_org(
-        &pool,
-        &platform::outbox::RelayWaker::default(),
+        engine::Rescorer {
+            pool: &pool,
+            relay: &platform::outbox::RelayWaker::default(),
+            batch_size: batch,
+            correlation_id: "bench",
+        },
         org,
         now,
-        batch,
-        "bench",
         engine::InputSource::Projection,
     )
     .await
@@ -349,15 +351,17 @@ async fn main() {
             .unwrap();
         }
         let saved = engine::rescore_org(
-            &pool,
-            &relaying
-                .as_ref()
-                .map(|(_, _, _, waker)| waker.clone())
-                .unwrap_or_default(),
+            engine::Rescorer {
+                pool: &pool,
+                relay: &relaying
+                    .as_ref()
+                    .map(|(_, _, _, waker)| waker.clone())
+                    .unwrap_or_default(),
+                batch_size: batch,
+                correlation_id: "bench",
+            },
             org,
             now,
-            batch,
-            "bench",
             engine::InputSource::Stored,
         )
         .await

@@ -635,23 +635,36 @@ async fn try_rescore_lock(lock: &mut AsyncPgConnection, org_id: Uuid) -> diesel:
     Ok(row.locked)
 }
 
+/// What whole-org rescores run with beside the org and the time: the pool their
+/// connections come from, the relay woken as each batch commits, customers per batch and
+/// the correlation id their events carry.
+#[derive(Clone, Copy)]
+pub struct Rescorer<'a> {
+    /// Where the lock, batch and helper connections come from.
+    pub pool: &'a Pool,
+    /// Woken after each batch commits, so that its events go out while the rest is
+    /// rescored.
+    pub relay: &'a RelayWaker,
+    /// Customers per transaction (`scoring.batch_size`).
+    pub batch_size: i64,
+    /// Carried by every event the rescore publishes.
+    pub correlation_id: &'a str,
+}
+
 /// Does the rescore a config change owes the org, under every version owed until none is,
 /// unless another task or replica holds the org's rescore lock (`None`). A process that
 /// dies mid-way leaves the version owed for the next scheduler pass of any replica.
 pub async fn pay_owed_rescore(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     org_id: Uuid,
     now: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(pool).await?;
+    let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await
+        pay_debts(run, lock, org_id, now).await
     })
     .await
 }
@@ -676,18 +689,15 @@ pub struct ConfigSave {
 /// debt finds the lock already taken, so the rescore is this call's whenever the lock was
 /// free. The version goes to `save.saved` once it commits, before the rescore runs.
 pub async fn save_config_and_pay(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     org_id: Uuid,
     save: &mut ConfigSave,
     now: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(pool).await?;
+    let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         let locked = try_rescore_lock(lock, org_id).await?;
-        let mut conn = pooled(pool).await?;
+        let mut conn = pooled(run.pool).await?;
         let version = conn
             .transaction(async |conn| {
                 crate::db::lock_org(conn, org_id).await?;
@@ -704,7 +714,7 @@ pub async fn save_config_and_pay(
         if !locked {
             return Ok(None);
         }
-        pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await
+        pay_debts(run, lock, org_id, now).await
     })
     .await
 }
@@ -714,30 +724,18 @@ pub async fn save_config_and_pay(
 /// saved while the holder rescored could not take the lock and left the version owed to
 /// it, so every holder pays before it lets go.
 async fn pay_debts(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     lock: &mut AsyncPgConnection,
     org_id: Uuid,
     now: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
     let mut total: Option<WriteSummary> = None;
     while let Some(owed) = configs::owed_rescore(lock, org_id).await? {
-        let summary = rescore_org(
-            pool,
-            relay,
-            org_id,
-            now,
-            batch_size,
-            correlation_id,
-            InputSource::Stored,
-        )
-        .await?;
+        let summary = rescore_org(run, org_id, now, InputSource::Stored).await?;
         // Settled at once on another connection (a row lock held here until the end
         // would stall the next save and this loop's own means update). If the config
         // changed meanwhile, the newer version stays owed and goes next.
-        let mut conn = pooled(pool).await?;
+        let mut conn = pooled(run.pool).await?;
         configs::rescore_paid(&mut conn, org_id, owed).await?;
         *total.get_or_insert_default() += summary;
     }
@@ -750,39 +748,24 @@ async fn pay_debts(
 /// mid-way leaves it due, and the next scheduler pass of any replica does it. Then pays any
 /// config rescore owed meanwhile (see [`pay_debts`]).
 pub async fn scheduled_rescore(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     org_id: Uuid,
     now: DateTime<Utc>,
     next: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(pool).await?;
+    let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? || !configs::is_due(lock, org_id, now).await? {
             return Ok(None);
         }
-        let mut conn = pooled(pool).await?;
+        let mut conn = pooled(run.pool).await?;
         crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
         drop(conn);
-        let summary = rescore_org(
-            pool,
-            relay,
-            org_id,
-            now,
-            batch_size,
-            correlation_id,
-            InputSource::Projection,
-        )
-        .await?;
-        let mut conn = pooled(pool).await?;
+        let mut summary = rescore_org(run, org_id, now, InputSource::Projection).await?;
+        let mut conn = pooled(run.pool).await?;
         configs::schedule_rescore(&mut conn, org_id, next).await?;
         drop(conn);
-        let mut summary = summary;
-        if let Some(paid) =
-            pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await?
-        {
+        if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
             summary += paid;
         }
         Ok::<_, RescoreError>(Some(summary))
@@ -790,7 +773,7 @@ pub async fn scheduled_rescore(
     .await
 }
 
-/// Rescores every contact and company of an org in batches of `batch_size` (each batch its
+/// Rescores every contact and company of an org in batches of `run.batch_size` (each batch its
 /// own transaction under the org lock, reading its inputs inside it), refreshing the org
 /// means first. Stops early, with what it did so far, if the org's config changes meanwhile
 /// (that change's own rescore covers the rest).
@@ -802,14 +785,17 @@ pub async fn scheduled_rescore(
 /// ([`pay_owed_rescore`], [`scheduled_rescore`], [`rescore_org_unless_busy`]): two whole-org
 /// rescores at once would score one customer twice under the shared lock.
 pub async fn rescore_org(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     org_id: Uuid,
     now: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
     source: InputSource,
 ) -> Result<WriteSummary, RescoreError> {
+    let Rescorer {
+        pool,
+        relay,
+        batch_size,
+        correlation_id,
+    } = run;
     let mut conn = pooled(pool).await?;
     let (config, means, source, (first, second)) = conn
         .transaction(async |conn| {
@@ -859,24 +845,18 @@ pub async fn rescore_org(
 /// [`pay_debts`]): a config saved while this ran cut it short and could not rescore the org
 /// itself.
 pub async fn rescore_org_unless_busy(
-    pool: &Pool,
-    relay: &RelayWaker,
+    run: Rescorer<'_>,
     org_id: Uuid,
     now: DateTime<Utc>,
-    batch_size: i64,
-    correlation_id: &str,
     source: InputSource,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(pool).await?;
+    let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        let mut summary =
-            rescore_org(pool, relay, org_id, now, batch_size, correlation_id, source).await?;
-        if let Some(paid) =
-            pay_debts(pool, relay, lock, org_id, now, batch_size, correlation_id).await?
-        {
+        let mut summary = rescore_org(run, org_id, now, source).await?;
+        if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
             summary += paid;
         }
         Ok(Some(summary))

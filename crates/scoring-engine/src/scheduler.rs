@@ -37,12 +37,9 @@ pub async fn run(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
 async fn pay_owed_rescore(state: &AppState, org_id: uuid::Uuid) -> Option<engine::WriteSummary> {
     let trace = MessageMeta::start_trace(Some(org_id));
     let paid = engine::pay_owed_rescore(
-        &state.pool,
-        &state.relay_waker,
+        state.rescorer(&trace.correlation_id),
         org_id,
         state.clock.now(),
-        state.settings.batch_size,
-        &trace.correlation_id,
     )
     .await;
     config_rescored(state, org_id, paid)
@@ -59,13 +56,10 @@ pub async fn save_config_and_pay(
 ) -> Result<Option<engine::WriteSummary>, engine::RescoreError> {
     let trace = MessageMeta::start_trace(Some(org_id));
     let paid = engine::save_config_and_pay(
-        &state.pool,
-        &state.relay_waker,
+        state.rescorer(&trace.correlation_id),
         org_id,
         &mut save,
         state.clock.now(),
-        state.settings.batch_size,
-        &trace.correlation_id,
     )
     .await;
     match paid {
@@ -126,13 +120,10 @@ async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
         for org_id in due {
             let trace = MessageMeta::start_trace(Some(org_id));
             let Some(summary) = engine::scheduled_rescore(
-                &state.pool,
-                &state.relay_waker,
+                state.rescorer(&trace.correlation_id),
                 org_id,
                 now,
                 now + interval,
-                state.settings.batch_size,
-                &trace.correlation_id,
             )
             .await?
             else {

@@ -22,6 +22,19 @@ pub struct AppState {
     pub metrics: ScoringMetrics,
 }
 
+impl AppState {
+    /// What this replica's whole-org rescores run with; their events carry
+    /// `correlation_id`.
+    pub fn rescorer<'a>(&'a self, correlation_id: &'a str) -> crate::engine::Rescorer<'a> {
+        crate::engine::Rescorer {
+            pool: &self.pool,
+            relay: &self.relay_waker,
+            batch_size: self.settings.batch_size,
+            correlation_id,
+        }
+    }
+}
+
 /// The scoring-engine's own Prometheus series.
 #[derive(Clone)]
 pub struct ScoringMetrics {

@@ -524,12 +524,14 @@ async fn a_scheduler_polling_without_pause_never_takes_a_saves_own_rescore() {
                 drop(conn);
                 if owed.contains(&org) {
                     let paid = scoring_engine::engine::pay_owed_rescore(
-                        &other,
-                        &relay,
+                        scoring_engine::engine::Rescorer {
+                            pool: &other,
+                            relay: &relay,
+                            batch_size: 1000,
+                            correlation_id: "other-replica",
+                        },
                         org,
                         clock.now(),
-                        1000,
-                        "other-replica",
                     )
                     .await
                     .unwrap();

@@ -241,12 +241,14 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
         .count();
     assert!(moving > 0, "two days move some score");
     let split = engine::rescore_org_unless_busy(
-        &app.app.pool,
-        &platform::outbox::RelayWaker::default(),
+        engine::Rescorer {
+            pool: &app.app.pool,
+            relay: &platform::outbox::RelayWaker::default(),
+            batch_size: 2,
+            correlation_id: "halves",
+        },
         app.org,
         later,
-        2,
-        "halves",
         InputSource::Projection,
     )
     .await
@@ -368,12 +370,14 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
     let org = app.org;
     let rescore = tokio::spawn(async move {
         engine::rescore_org_unless_busy(
-            &pool,
-            &platform::outbox::RelayWaker::default(),
+            engine::Rescorer {
+                pool: &pool,
+                relay: &platform::outbox::RelayWaker::default(),
+                batch_size: 2,
+                correlation_id: "split",
+            },
             org,
             later,
-            2,
-            "split",
             InputSource::Projection,
         )
         .await

@@ -25,12 +25,9 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
     }
     let now = state.clock.now();
     match engine::rescore_org_unless_busy(
-        &state.pool,
-        &state.relay_waker,
+        state.rescorer(&delivery.correlation_id),
         org_id,
         now,
-        state.settings.batch_size,
-        &delivery.correlation_id,
         engine::InputSource::Projection,
     )
     .await
