@@ -70,7 +70,7 @@ pub fn risk_name(level: i16) -> &'static str {
 pub struct Computed {
     /// The row to store.
     pub row: ScoreRow,
-    /// The card (with descriptions, for events).
+    /// The card.
     pub card: ScoreCard,
     /// Whether a row was stored before.
     pub had_row: bool,
@@ -221,11 +221,13 @@ pub fn compute(
         .collect()
 }
 
-/// Builds the contract's factor list from a card.
-pub fn proto_factors(card: &ScoreCard) -> Vec<ScoreFactor> {
+/// Builds the contract's factor list from a card, each factor described for people
+/// (`window_days`: the config's activity window, which the frequency factor names).
+pub fn proto_factors(card: &ScoreCard, window_days: u32) -> Vec<ScoreFactor> {
     card.factors
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             let (raw_input, unit) = match &f.input {
                 FactorInput::Number(n, unit) => (
                     Some(score_factor::RawInput::InputNumber(*n)),
@@ -241,7 +243,7 @@ pub fn proto_factors(card: &ScoreCard) -> Vec<ScoreFactor> {
                 name: f.name.to_owned(),
                 raw_input,
                 input_unit: unit,
-                input_description: f.description.clone(),
+                input_description: model::describe(i, &f.input, window_days),
                 value: f.value,
                 weight: f.weight,
                 contribution: f.contribution,
@@ -261,7 +263,7 @@ fn proto_object_type(kind: i16) -> ObjectType {
 fn score_updated(
     org_id: Uuid,
     c: &Computed,
-    config_version: i64,
+    config: &VersionedConfig,
     now: DateTime<Utc>,
 ) -> ScoreUpdated {
     let deltas = if c.card.factors.is_empty() {
@@ -280,8 +282,8 @@ fn score_updated(
         new_score: c.row.score.and_then(|s| u32::try_from(s).ok()),
         old_risk_level: i32::from(c.old_risk_level),
         new_risk_level: i32::from(c.row.risk_level),
-        factors: proto_factors(&c.card),
-        config_version,
+        factors: proto_factors(&c.card, config.config.activity_frequency.window_days),
+        config_version: config.version,
         computed_at: Some(contracts::time::to_timestamp(now)),
         object_type: 0,
         object_id: c.row.object_id,
@@ -426,7 +428,7 @@ async fn persist_rows(
     let mut updates = Vec::with_capacity(if batched { changed.len() } else { 0 });
     let mut alerts = Vec::new();
     for (c, alerting) in changed.iter().zip(alerting) {
-        let event = score_updated(org_id, c, config.version, now);
+        let event = score_updated(org_id, c, config, now);
         let Alerting {
             reasons,
             reference_score,

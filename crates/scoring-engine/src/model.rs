@@ -356,10 +356,9 @@ pub enum FactorInput {
 pub struct Factor {
     /// One of [`FACTOR_NAMES`].
     pub name: &'static str,
-    /// What was measured.
+    /// What was measured (a sentence for people: [`describe`], written only where one is
+    /// shown: most cards a rescore or a preview computes never are).
     pub input: FactorInput,
-    /// A sentence for people.
-    pub description: String,
     /// Normalised, 0-1.
     pub value: f64,
     /// The configured weight.
@@ -428,8 +427,7 @@ pub fn score_customer(config: &ModelConfig, inputs: &ScoreInputs, now: DateTime<
         _ => 0.0,
     };
     let values = [recency, momentum, lifecycle, frequency, deal_value];
-    let window_days = config.activity_frequency.window_days;
-    let inputs_described = [
+    let inputs = [
         days.map_or(FactorInput::Missing, |d| FactorInput::Number(d, "days")),
         inputs
             .open_deal_probability
@@ -442,22 +440,15 @@ pub fn score_customer(config: &ModelConfig, inputs: &ScoreInputs, now: DateTime<
             .map_or(FactorInput::Missing, FactorInput::Text),
         FactorInput::Number(f64::from(inputs.updates_in_window), "updates"),
         FactorInput::Number(amount, "cents"),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, input)| {
-        let description = describe(i, &input, window_days);
-        (input, description)
-    });
+    ];
     let factors: Vec<Factor> = FACTOR_NAMES
         .iter()
         .zip(values)
         .zip(weights)
-        .zip(inputs_described)
-        .map(|(((name, value), weight), (input, description))| Factor {
+        .zip(inputs)
+        .map(|(((name, value), weight), input)| Factor {
             name,
             input,
-            description,
             value,
             weight,
             contribution: weight * value,
