@@ -68,7 +68,8 @@ pub async fn save_config_and_pay(
     }
 }
 
-/// Wakes the relay and counts a config change's rescore; logs one that failed.
+/// Counts a config change's rescore; logs one that failed. (The rescore woke the relay
+/// after each batch it committed.)
 fn config_rescored(
     state: &AppState,
     org_id: uuid::Uuid,
@@ -76,7 +77,6 @@ fn config_rescored(
 ) -> Option<engine::WriteSummary> {
     match paid {
         Ok(Some(summary)) => {
-            state.relay_waker.wake();
             state.metrics.record("config_change", summary);
             tracing::info!(%org_id, scored = summary.scored, changed = summary.changed, "org rescored under its new config");
             Some(summary)
@@ -131,9 +131,6 @@ async fn rescore_scheduled(state: &AppState) -> anyhow::Result<usize> {
                 continue;
             };
             any = true;
-            if summary.changed > 0 {
-                state.relay_waker.wake();
-            }
             state.metrics.record("scheduled", summary);
             tracing::info!(%org_id, scored = summary.scored, changed = summary.changed, "scheduled rescore");
             done += 1;

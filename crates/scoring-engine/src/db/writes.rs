@@ -288,23 +288,26 @@ pub async fn update_score_columns(
         return Ok(0);
     }
     // By place first, where every row has one; then, if any was not there, by key.
-    let mut tids: Option<Vec<&str>> = rows.iter().map(|r| r.row_tid.as_deref()).collect();
-    loop {
-        let by_place = tids.is_some();
-        let written = rewrite_score_columns(
+    let mut rewrite = async |tids: Option<Vec<&str>>| {
+        rewrite_score_columns(
             conn,
             org_id,
             rows,
             weights,
             config_version,
             computed_at,
-            tids.take(),
+            tids,
         )
-        .await?;
-        if written == rows.len() || !by_place {
+        .await
+    };
+    let tids: Option<Vec<&str>> = rows.iter().map(|r| r.row_tid.as_deref()).collect();
+    if tids.is_some() {
+        let written = rewrite(tids).await?;
+        if written == rows.len() {
             return Ok(written);
         }
     }
+    rewrite(None).await
 }
 
 /// [`update_score_columns`]' statement, each row found by `tids` (its `ctid` and key) or,

@@ -33,7 +33,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Outcome {
     .await
     {
         Ok(Some(summary)) => {
-            state.relay_waker.wake();
+            // Its batches woke the relay as each committed.
             state.metrics.record("org_rescore", summary);
             tracing::info!(
                 scored = summary.scored,
