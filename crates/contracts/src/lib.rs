@@ -19,6 +19,7 @@
 //! | `ScoreUpdated` | `score.updated` |
 //! | `ScoreUpdatedBatch` | `score.updated` (shared with `ScoreUpdated`) |
 //! | `ScoreAlert` | `score.alert` |
+//! | `ScoreAlertBatch` | `score.alert` (shared with `ScoreAlert`) |
 //! | `WritebackCompleted` | `writeback.completed` |
 //!
 //! DESIGN.md lists `crm.changed.{contact,company,deal}`; owners and deal pipelines
@@ -29,10 +30,12 @@
 //! `crm.changed.unspecified`, which no service binds and [`ALL_ROUTING_KEYS`]
 //! omits: that is a producer bug, for the publisher's unroutable handling to see.
 //!
-//! One key carries two kinds: `score.updated` carries a change alone
+//! Two keys carry two kinds each: `score.updated` carries a change alone
 //! (`ScoreUpdated`) or changes computed together (`ScoreUpdatedBatch`, a whole-org
-//! rescore's), so that a queue bound to the key sees every change; its consumers
-//! dispatch on the AMQP `type`. Every other key carries exactly one kind.
+//! rescore's), and `score.alert` an alert alone (`ScoreAlert`) or the alerts of such a
+//! rescore (`ScoreAlertBatch`), so that a queue bound to the key sees every change or
+//! alert; their consumers dispatch on the AMQP `type`. Every other key carries exactly
+//! one kind.
 
 pub mod time;
 pub mod webhook;
@@ -58,6 +61,23 @@ pub fn score_changes(
         Some(v1::ScoreUpdated::decode(body).map(|update| vec![update]))
     } else if message_type == <v1::ScoreUpdatedBatch as Event>::TYPE_NAME {
         Some(v1::ScoreUpdatedBatch::decode(body).map(|batch| batch.updates))
+    } else {
+        None
+    }
+}
+
+/// The alerts a `score.alert` message carries, by its AMQP `type`: the one of a
+/// `ScoreAlert`, every entry of a `ScoreAlertBatch`. `None` when the type is neither (not
+/// a message of that key); `Some(Err(_))` when the body does not decode as the type.
+pub fn score_alerts(
+    message_type: &str,
+    body: &[u8],
+) -> Option<Result<Vec<v1::ScoreAlert>, prost::DecodeError>> {
+    use prost::Message as _;
+    if message_type == <v1::ScoreAlert as Event>::TYPE_NAME {
+        Some(v1::ScoreAlert::decode(body).map(|alert| vec![alert]))
+    } else if message_type == <v1::ScoreAlertBatch as Event>::TYPE_NAME {
+        Some(v1::ScoreAlertBatch::decode(body).map(|batch| batch.alerts))
     } else {
         None
     }
@@ -159,5 +179,6 @@ events! {
             Pipeline => "crm.changed.pipeline",
         } else "crm.changed.unspecified";
     sharing:
-        ScoreUpdatedBatch => ScoreUpdated;
+        ScoreUpdatedBatch => ScoreUpdated,
+        ScoreAlertBatch => ScoreAlert;
 }

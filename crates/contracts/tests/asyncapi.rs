@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use contracts::v1::{
-    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreAlert, ScoreUpdated,
+    ConnectionClosed, ConnectionEstablished, CrmChanged, ScoreAlert, ScoreAlertBatch, ScoreUpdated,
     ScoreUpdatedBatch, SyncCompleted, SyncProgress, SyncRequested, WebhookBatch,
     WritebackCompleted,
 };
@@ -208,7 +208,8 @@ fn each_channel_carries_the_event_type_published_under_its_key() {
     carried_under_its_own_keys::<SyncCompleted>(&channels, &[]);
     carried_under_its_own_keys::<ScoreUpdated>(&channels, &[ScoreUpdatedBatch::TYPE_NAME]);
     carried_under_its_own_keys::<ScoreUpdatedBatch>(&channels, &[ScoreUpdated::TYPE_NAME]);
-    carried_under_its_own_keys::<ScoreAlert>(&channels, &[]);
+    carried_under_its_own_keys::<ScoreAlert>(&channels, &[ScoreAlertBatch::TYPE_NAME]);
+    carried_under_its_own_keys::<ScoreAlertBatch>(&channels, &[ScoreAlert::TYPE_NAME]);
     carried_under_its_own_keys::<WritebackCompleted>(&channels, &[]);
 }
 

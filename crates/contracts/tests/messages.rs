@@ -12,10 +12,11 @@ use contracts::v1::{
     Actor, AttributeValue, AuthKind, CloseReason, Company, ConnectionClosed, ConnectionEstablished,
     CrmChanged, Customer, Deal, DealStatus, FullScope, Merge, ObjectCounts, ObjectType, Owner,
     OwnerKind, Pipeline, PipelineStage, PortalInfo, RecordIds, RiskLevel, ScoreAlert,
-    ScoreAlertReason, ScoreFactor, ScoreUpdated, ScoreUpdatedBatch, SkipReason, SkippedRecord,
-    SyncCompleted, SyncFailed, SyncMode, SyncProgress, SyncReason, SyncRequested, SyncSucceeded,
-    WebhookBatch, WebhookChangeKind, WebhookEvent, WritebackCompleted, WritebackFailure, actor,
-    attribute_value, crm_changed, score_factor, sync_completed, sync_requested,
+    ScoreAlertBatch, ScoreAlertReason, ScoreFactor, ScoreUpdated, ScoreUpdatedBatch, SkipReason,
+    SkippedRecord, SyncCompleted, SyncFailed, SyncMode, SyncProgress, SyncReason, SyncRequested,
+    SyncSucceeded, WebhookBatch, WebhookChangeKind, WebhookEvent, WritebackCompleted,
+    WritebackFailure, actor, attribute_value, crm_changed, score_factor, sync_completed,
+    sync_requested,
 };
 use contracts::{ALL_ROUTING_KEYS, ALL_TYPE_NAMES, Event};
 use prost::{Message, Name};
@@ -391,6 +392,18 @@ fn score_alert() -> ScoreAlert {
     }
 }
 
+/// Two alerts of one org, as a whole-org rescore publishes them.
+fn score_alert_batch() -> ScoreAlertBatch {
+    let mut second = score_alert();
+    second.alert_id = "0190a6d2-0000-7000-8000-0000000000de".into();
+    second.customer_id = "0190a6d2-0000-7000-8000-000000000099".into();
+    second.object_id = 501;
+    ScoreAlertBatch {
+        org_id: ORG.into(),
+        alerts: vec![score_alert(), second],
+    }
+}
+
 fn writeback_completed() -> WritebackCompleted {
     WritebackCompleted {
         org_id: ORG.into(),
@@ -448,6 +461,7 @@ fn round_tripped_samples() -> Vec<(&'static str, Vec<u8>)> {
         assert_round_trip(&score_updated()),
         assert_round_trip(&score_updated_batch()),
         assert_round_trip(&score_alert()),
+        assert_round_trip(&score_alert_batch()),
         assert_round_trip(&writeback_completed()),
     ]
 }
@@ -588,11 +602,13 @@ fn every_amqp_type_is_the_protobuf_full_name() {
     assert_type_name::<ScoreUpdated>();
     assert_type_name::<ScoreUpdatedBatch>();
     assert_type_name::<ScoreAlert>();
+    assert_type_name::<ScoreAlertBatch>();
     assert_type_name::<WritebackCompleted>();
     assert_eq!(ScoreUpdated::TYPE_NAME, "hubscore.v1.ScoreUpdated");
+    assert_eq!(ScoreAlertBatch::TYPE_NAME, "hubscore.v1.ScoreAlertBatch");
     let unique: BTreeSet<_> = ALL_TYPE_NAMES.iter().collect();
-    assert_eq!(unique.len(), 11);
-    assert_eq!(ALL_TYPE_NAMES.len(), 11);
+    assert_eq!(unique.len(), 12);
+    assert_eq!(ALL_TYPE_NAMES.len(), 12);
 }
 
 #[test]
@@ -662,9 +678,11 @@ fn every_routing_key_belongs_to_exactly_one_message_kind() {
         .collect();
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "a key is shared: {listed:?}");
-    // The one kind that shares its key on purpose: a batch of score changes travels
-    // where a single change does, so that a queue bound to score.updated sees them all.
+    // The two kinds that share a key on purpose: a batch of score changes (of alerts)
+    // travels where a single change (alert) does, so that a queue bound to score.updated
+    // (score.alert) sees them all.
     assert_eq!(ScoreUpdatedBatch::ROUTING_KEYS, ScoreUpdated::ROUTING_KEYS);
+    assert_eq!(ScoreAlertBatch::ROUTING_KEYS, ScoreAlert::ROUTING_KEYS);
     assert_eq!(unique, ALL_ROUTING_KEYS.iter().copied().collect());
     let expected: BTreeSet<&str> = [
         "connection.established",
@@ -719,6 +737,38 @@ fn score_changes_reads_a_change_alone_or_every_change_of_a_batch() {
     );
     assert!(
         contracts::score_changes(ScoreUpdatedBatch::TYPE_NAME, &[0xff, 0xff])
+            .unwrap()
+            .is_err()
+    );
+}
+
+#[test]
+fn score_alerts_reads_an_alert_alone_or_every_alert_of_a_batch() {
+    let one = score_alert();
+    let batch = score_alert_batch();
+    assert_eq!(
+        contracts::score_alerts(ScoreAlert::TYPE_NAME, &one.encode_to_vec())
+            .unwrap()
+            .unwrap(),
+        vec![one]
+    );
+    assert_eq!(
+        contracts::score_alerts(ScoreAlertBatch::TYPE_NAME, &batch.encode_to_vec())
+            .unwrap()
+            .unwrap(),
+        batch.alerts
+    );
+    assert_eq!(
+        score_alert_batch().routing_key(),
+        "score.alert",
+        "a batch of alerts travels where one alert does"
+    );
+    assert!(
+        contracts::score_alerts(ScoreUpdated::TYPE_NAME, &score_updated().encode_to_vec())
+            .is_none()
+    );
+    assert!(
+        contracts::score_alerts(ScoreAlertBatch::TYPE_NAME, &[0xff, 0xff])
             .unwrap()
             .is_err()
     );

@@ -458,6 +458,15 @@ pub fn describe_event(kind: &str, body: &[u8]) -> Value {
             "changes": batch.updates.len(),
         });
     }
+    if kind == "hubscore.v1.ScoreAlertBatch"
+        && let Ok(batch) = contracts::v1::ScoreAlertBatch::decode(body)
+    {
+        return json!({
+            "type": kind,
+            "org_id": batch.org_id,
+            "alerts": batch.alerts.len(),
+        });
+    }
     json!({"type": kind, "bytes": body.len()})
 }
 
@@ -482,6 +491,11 @@ fn event_line(routing_key: &str, event: &Value) -> String {
     } else if let Some(changes) = event.get("changes") {
         format!(
             "{routing_key} a batch of {changes} changes of org {}",
+            event["org_id"].as_str().unwrap_or("")
+        )
+    } else if let Some(alerts) = event.get("alerts") {
+        format!(
+            "{routing_key} a batch of {alerts} alerts of org {}",
             event["org_id"].as_str().unwrap_or("")
         )
     } else {
@@ -540,6 +554,19 @@ mod tests {
         assert_eq!(
             event_line("score.updated", &described),
             "score.updated a batch of 3 changes of org o1"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_alerts_is_shown_with_its_size() {
+        let batch = contracts::v1::ScoreAlertBatch {
+            org_id: "o1".into(),
+            alerts: vec![contracts::v1::ScoreAlert::default(); 4],
+        };
+        let described = describe_event("hubscore.v1.ScoreAlertBatch", &batch.encode_to_vec());
+        assert_eq!(
+            event_line("score.alert", &described),
+            "score.alert a batch of 4 alerts of org o1"
         );
     }
 }
