@@ -13,6 +13,8 @@
 //!    out, as throughput (customers/s, a burst of messages) and latency p50/p99 (one
 //!    message at a time).
 //!
+//! The service's settings apply, with any `HUBSCORE__*` variables of the environment (say
+//! `HUBSCORE__SCORING__RESCORE_LANES=4` or `HUBSCORE__SCORING__BATCH_SIZE=5000`).
 //! `SCORING_BENCH_PREVIEW_ONLY=1` stops after step 2 (to measure the preview alone),
 //! `SCORING_BENCH_RESCORE_ONLY=1` after step 3; `SCORING_BENCH_RESCORES=N` saves a config
 //! N times (the proposed one and the default in turn), each rescore measured.
@@ -130,10 +132,12 @@ async fn main() {
     let queue = unique_name("scoring-engine.crm");
     let observer = unique_name("bench.scores");
     let _cleanup = BrokerCleanup::new(&amqp, &[&queue, &observer]);
+    // The service's settings, with any `HUBSCORE__*` of the environment (to try others, as
+    // `HUBSCORE__SCORING__RESCORE_LANES=4`), then the bench's own database and queue.
     let mut settings: scoring_engine::Settings = platform::config::load_with_env(
         scoring_engine::config::DEFAULTS,
         None,
-        vec![
+        std::env::vars().chain([
             ("HUBSCORE__HTTP__PORT".to_owned(), "0".to_owned()),
             ("HUBSCORE__DATABASE__URL".to_owned(), db.url.clone()),
             ("HUBSCORE__SCORING__QUEUE".to_owned(), queue.clone()),
@@ -141,7 +145,7 @@ async fn main() {
                 "HUBSCORE__OUTBOX__POLL_INTERVAL_MS".to_owned(),
                 "20".to_owned(),
             ),
-        ],
+        ]),
     )
     .unwrap();
     settings.amqp = amqp.clone();
@@ -149,6 +153,7 @@ async fn main() {
     scoring_engine::startup::migrate(&settings).await.unwrap();
     let pool = platform::db::connect_pool(&settings.database, "scoring").unwrap();
     let batch = settings.scoring.batch_size;
+    let lanes = settings.scoring.rescore_lanes;
     println!(
         "== scoring-engine: org of {customers} contacts, {} companies, {} deals (load average {})",
         customers / 10,
@@ -189,6 +194,7 @@ async fn main() {
             pool: &pool,
             relay: &platform::outbox::RelayWaker::default(),
             batch_size: batch,
+            lanes,
             correlation_id: "bench",
         },
         org,
@@ -215,7 +221,7 @@ async fn main() {
     proposed.weights.deal_value = 0.0;
     proposed.thresholds.healthy_min = 60;
     let started = Instant::now();
-    let preview = engine::preview(&pool, org, &proposed, now, batch)
+    let preview = engine::preview(&pool, org, &proposed, now, batch, lanes)
         .await
         .unwrap();
     report.add(
@@ -229,7 +235,7 @@ async fn main() {
     if std::env::var("SCORING_BENCH_PREVIEW_ONLY").is_ok_and(|v| v == "1") {
         // Where a preview's time goes: again as it is, then its parts one by one.
         let started = Instant::now();
-        let again = engine::preview(&pool, org, &proposed, now, batch)
+        let again = engine::preview(&pool, org, &proposed, now, batch, lanes)
             .await
             .unwrap();
         assert_eq!(again, preview, "a second preview counts the same");
@@ -358,6 +364,7 @@ async fn main() {
                     .map(|(_, _, _, waker)| waker.clone())
                     .unwrap_or_default(),
                 batch_size: batch,
+                lanes,
                 correlation_id: "bench",
             },
             org,
@@ -435,16 +442,26 @@ async fn main() {
                 ledger.entries, saved.changed,
                 "the ledger: no change is on the queue twice"
             );
-            assert_eq!(ledger.alerts, saved.alerts, "the ledger: every alert");
+            assert_eq!(
+                ledger.alert_ids.len(),
+                saved.alerts,
+                "the ledger: every alert"
+            );
+            assert_eq!(
+                ledger.alerts, saved.alerts,
+                "the ledger: no alert is on the queue twice"
+            );
             report.add(
             "the same, until every event is published, confirmed and on a quorum queue",
             secs(elapsed),
             format!(
                 "ledger: {} changes and {} alerts committed = on the queue, in {on_queue} messages \
-                 ({} batches, {:.0} MB of bodies); {:.0} changes/s over the whole",
+                 ({} batches of changes, {} of alerts, {:.0} MB of bodies); {:.0} changes/s \
+                 over the whole",
                 saved.changed,
                 saved.alerts,
                 ledger.batches,
+                ledger.alert_batches,
                 ledger.bytes as f64 / 1e6,
                 saved.changed as f64 / elapsed.as_secs_f64()
             ),
@@ -616,8 +633,12 @@ struct Ledger {
     changes: std::collections::HashSet<String>,
     /// Changes arrived (a repeat counts twice).
     entries: usize,
-    /// `score.alert` messages.
+    /// Alerts arrived (a repeat counts twice), alone or in a `ScoreAlertBatch`.
     alerts: usize,
+    /// Distinct alert ids arrived.
+    alert_ids: std::collections::HashSet<String>,
+    /// `ScoreAlertBatch` messages.
+    alert_batches: usize,
     /// `ScoreUpdatedBatch` messages.
     batches: usize,
     /// Message bodies, in bytes.
@@ -712,6 +733,8 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
         changes: std::collections::HashSet::new(),
         entries: 0,
         alerts: 0,
+        alert_ids: std::collections::HashSet::new(),
+        alert_batches: 0,
         batches: 0,
         bytes: 0,
     };
@@ -723,8 +746,15 @@ async fn read_ledger(channel: &lapin::Channel, queue: &str, messages: u32) -> Le
             .unwrap();
         ledger.bytes += delivery.data.len();
         let kind = platform::testing::message_type(&delivery);
-        if kind == "hubscore.v1.ScoreAlert" {
-            ledger.alerts += 1;
+        if let Some(alerts) = contracts::score_alerts(kind, &delivery.data) {
+            let alerts = alerts.unwrap();
+            if kind == "hubscore.v1.ScoreAlertBatch" {
+                ledger.alert_batches += 1;
+            }
+            ledger.alerts += alerts.len();
+            ledger
+                .alert_ids
+                .extend(alerts.into_iter().map(|a| a.alert_id));
             continue;
         }
         if kind == "hubscore.v1.ScoreUpdatedBatch" {

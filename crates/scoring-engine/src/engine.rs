@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use contracts::v1::{
-    ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertReason, ScoreFactor, ScoreUpdated,
-    ScoreUpdatedBatch, score_factor,
+    ObjectType, RiskLevel as ProtoRisk, ScoreAlert, ScoreAlertBatch, ScoreAlertReason, ScoreFactor,
+    ScoreUpdated, ScoreUpdatedBatch, score_factor,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use domain::outbound::RiskLevel;
@@ -323,17 +323,22 @@ impl std::ops::AddAssign for WriteSummary {
 }
 
 /// From how many events a batch's are written to the outbox as bundles (a row per
-/// thousands of events, see `platform::outbox::enqueue_bundle`) rather than a row each: a
-/// whole-org rescore's batches. Each event is still published as its own message.
+/// thousands of events, see `platform::outbox::enqueue_bundle`) rather than a row each; a
+/// write that batches its changes (a whole-org rescore's) bundles its events whatever their
+/// number: a batch of 10,000 customers makes about 90 messages of 65 kB, and as rows of
+/// their own they took the relay 6-7 s longer to publish than as bundles. Each event is
+/// still published as its own message.
 const BUNDLE_FROM: usize = 100;
 
 /// From how many changed scores one write publishes them as `ScoreUpdatedBatch` messages
-/// rather than a `ScoreUpdated` each: a whole-org rescore's writes. A million changes
+/// rather than a `ScoreUpdated` each, and its alerts as `ScoreAlertBatch` messages rather
+/// than a `ScoreAlert` each: a whole-org rescore's writes. A million changes
 /// cost the broker about ten thousand messages on every bound queue, not a million; a CRM change
 /// to a few records still sends one message per change.
 const BATCH_UPDATES_FROM: usize = 100;
 
-/// Most changes in one `ScoreUpdatedBatch`: one HubSpot batch write's worth. A consumer
+/// Most changes in one `ScoreUpdatedBatch` (and alerts in one `ScoreAlertBatch`): one
+/// HubSpot batch write's worth. A consumer
 /// holds as many messages as its prefetch allows (writeback-worker: 256), so this bounds
 /// the changes in its memory at once; with 1,000 a million-customer rescore was 31.3 s
 /// as the service runs it, with 100 34.8 s on a slower run (see the docs' Benchmarks).
@@ -427,6 +432,7 @@ async fn persist_rows(
     let mut messages = Vec::with_capacity(if batched { 0 } else { changed.len() });
     let mut updates = Vec::with_capacity(if batched { changed.len() } else { 0 });
     let mut alerts = Vec::new();
+    let mut alert_events = Vec::new();
     for (c, alerting) in changed.iter().zip(alerting) {
         let event = score_updated(org_id, c, config, now);
         let Alerting {
@@ -481,10 +487,14 @@ async fn persist_rows(
                 new_score,
                 reference_score,
             });
-            messages.push(OutgoingMessage::from_event(
-                &alert,
-                MessageMeta::new(correlation_id, Some(org_id)),
-            ));
+            if batched {
+                alert_events.push(alert);
+            } else {
+                messages.push(OutgoingMessage::from_event(
+                    &alert,
+                    MessageMeta::new(correlation_id, Some(org_id)),
+                ));
+            }
         }
         if batched {
             updates.push(event);
@@ -506,8 +516,21 @@ async fn persist_rows(
             MessageMeta::new(correlation_id, Some(org_id)),
         ));
     }
+    // The alerts of a batched write go out batched too: one message per alert cost the
+    // broker and the relay more than the bodies did (346,083 alerts of one rescore).
+    let mut alert_events = alert_events.into_iter().peekable();
+    while alert_events.peek().is_some() {
+        let batch = ScoreAlertBatch {
+            org_id: org_id.to_string(),
+            alerts: alert_events.by_ref().take(UPDATES_PER_BATCH).collect(),
+        };
+        messages.push(OutgoingMessage::from_event(
+            &batch,
+            MessageMeta::new(correlation_id, Some(org_id)),
+        ));
+    }
     writes::insert_alerts(conn, org_id, &alerts, now).await?;
-    if messages.len() >= BUNDLE_FROM {
+    if batched || messages.len() >= BUNDLE_FROM {
         platform::outbox::enqueue_bundle(conn, &messages).await?;
     } else {
         platform::outbox::enqueue_all(conn, &messages).await?;
@@ -649,6 +672,8 @@ pub struct Rescorer<'a> {
     pub relay: &'a RelayWaker,
     /// Customers per transaction (`scoring.batch_size`).
     pub batch_size: i64,
+    /// Connections rescoring side by side (`scoring.rescore_lanes`).
+    pub lanes: usize,
     /// Carried by every event the rescore publishes.
     pub correlation_id: &'a str,
 }
@@ -661,14 +686,55 @@ pub async fn pay_owed_rescore(
     org_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<WriteSummary>, RescoreError> {
+    match pay_if_free(run, org_id, now).await? {
+        None => Ok(None),
+        Some(paid) => pay_left(run, org_id, now, paid).await,
+    }
+}
+
+/// Takes the org's rescore lock if it is free and pays what is owed under it (see
+/// [`pay_debts`]); `None`: another task or replica holds it.
+async fn pay_if_free(
+    run: Rescorer<'_>,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Option<WriteSummary>>, RescoreError> {
     let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        pay_debts(run, lock, org_id, now).await
+        Ok(Some(pay_debts(run, lock, org_id, now).await?))
     })
     .await
+}
+
+/// Pays, once the caller has let go of the org's rescore lock, what the org was owed
+/// meanwhile, adding it to `paid`. A config saved while a holder ran finds the lock taken
+/// and leaves its rescore to the holder; the holder's last look for debts may come just
+/// before that save commits. So every holder looks again after it lets go, and a save that
+/// found the lock taken tries it again once its version is committed: whichever comes
+/// last sees the debt, and pays it unless yet another holder has the lock (which looks
+/// again in turn).
+async fn pay_left(
+    run: Rescorer<'_>,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    mut paid: Option<WriteSummary>,
+) -> Result<Option<WriteSummary>, RescoreError> {
+    loop {
+        let mut conn = pooled(run.pool).await?;
+        let owed = configs::owed_rescore(&mut conn, org_id).await?;
+        drop(conn);
+        if owed.is_none() {
+            return Ok(paid);
+        }
+        match pay_if_free(run, org_id, now).await? {
+            None => return Ok(paid),
+            Some(Some(summary)) => *paid.get_or_insert_default() += summary,
+            Some(None) => {}
+        }
+    }
 }
 
 /// A config version to save and pay the rescore of (see [`save_config_and_pay`]).
@@ -686,7 +752,7 @@ pub struct ConfigSave {
 
 /// Saves a new config version, owed a rescore of the org in the same transaction, and
 /// pays that rescore (with any other version owed) unless another task or replica holds
-/// the org's rescore lock (`None`; the holder pays it before it lets go). The lock is
+/// the org's rescore lock (`None`; the holder pays it, see [`pay_left`]). The lock is
 /// tried before the version is saved: a scheduler pass of any replica that sees the new
 /// debt finds the lock already taken, so the rescore is this call's whenever the lock was
 /// free. The version goes to `save.saved` once it commits, before the rescore runs.
@@ -697,28 +763,31 @@ pub async fn save_config_and_pay(
     now: DateTime<Utc>,
 ) -> Result<Option<WriteSummary>, RescoreError> {
     let mut lock = pooled(run.pool).await?;
-    lock.transaction(async |lock| {
-        let locked = try_rescore_lock(lock, org_id).await?;
-        let mut conn = pooled(run.pool).await?;
-        let version = conn
-            .transaction(async |conn| {
-                crate::db::lock_org(conn, org_id).await?;
-                let version = configs::save(conn, org_id, &save.config, &save.author, now).await?;
-                configs::owe_rescore(conn, org_id, version, save.next_scheduled).await?;
-                Ok::<_, diesel::result::Error>(version)
-            })
-            .await?;
-        drop(conn);
-        if let Some(saved) = save.saved.take() {
-            // The caller may have stopped waiting; the rescore is owed either way.
-            let _ = saved.send(version);
-        }
-        if !locked {
-            return Ok(None);
-        }
-        pay_debts(run, lock, org_id, now).await
-    })
-    .await
+    let paid = lock
+        .transaction(async |lock| {
+            let locked = try_rescore_lock(lock, org_id).await?;
+            let mut conn = pooled(run.pool).await?;
+            let version = conn
+                .transaction(async |conn| {
+                    crate::db::lock_org(conn, org_id).await?;
+                    let version =
+                        configs::save(conn, org_id, &save.config, &save.author, now).await?;
+                    configs::owe_rescore(conn, org_id, version, save.next_scheduled).await?;
+                    Ok::<_, diesel::result::Error>(version)
+                })
+                .await?;
+            drop(conn);
+            if let Some(saved) = save.saved.take() {
+                // The caller may have stopped waiting; the rescore is owed either way.
+                let _ = saved.send(version);
+            }
+            if !locked {
+                return Ok(None);
+            }
+            pay_debts(run, lock, org_id, now).await
+        })
+        .await?;
+    pay_left(run, org_id, now, paid).await
 }
 
 /// Rescores the org under every config version it is owed until none is (`None`: none
@@ -748,7 +817,7 @@ async fn pay_debts(
 /// another task or replica holds the org's rescore lock or it is no longer due (`None`).
 /// Only a finished rescore moves the org's next due time to `next`: a process that dies
 /// mid-way leaves it due, and the next scheduler pass of any replica does it. Then pays any
-/// config rescore owed meanwhile (see [`pay_debts`]).
+/// config rescore owed meanwhile (see [`pay_debts`] and [`pay_left`]).
 pub async fn scheduled_rescore(
     run: Rescorer<'_>,
     org_id: Uuid,
@@ -756,23 +825,38 @@ pub async fn scheduled_rescore(
     next: DateTime<Utc>,
 ) -> Result<Option<WriteSummary>, RescoreError> {
     let mut lock = pooled(run.pool).await?;
-    lock.transaction(async |lock| {
-        if !try_rescore_lock(lock, org_id).await? || !configs::is_due(lock, org_id, now).await? {
-            return Ok(None);
+    let done = lock
+        .transaction(async |lock| {
+            if !try_rescore_lock(lock, org_id).await? {
+                return Ok(None);
+            }
+            if !configs::is_due(lock, org_id, now).await? {
+                return Ok(Some(None));
+            }
+            let mut conn = pooled(run.pool).await?;
+            crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
+            drop(conn);
+            let mut summary = rescore_org(run, org_id, now, InputSource::Projection).await?;
+            let mut conn = pooled(run.pool).await?;
+            configs::schedule_rescore(&mut conn, org_id, next).await?;
+            drop(conn);
+            if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
+                summary += paid;
+            }
+            Ok::<_, RescoreError>(Some(Some(summary)))
+        })
+        .await?;
+    match done {
+        // Another holds the lock; it looks for debts after it lets go.
+        None => Ok(None),
+        // Not due (another replica did it): what was owed meanwhile is still paid, though
+        // not reported as a scheduled rescore.
+        Some(None) => {
+            pay_left(run, org_id, now, None).await?;
+            Ok(None)
         }
-        let mut conn = pooled(run.pool).await?;
-        crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
-        drop(conn);
-        let mut summary = rescore_org(run, org_id, now, InputSource::Projection).await?;
-        let mut conn = pooled(run.pool).await?;
-        configs::schedule_rescore(&mut conn, org_id, next).await?;
-        drop(conn);
-        if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
-            summary += paid;
-        }
-        Ok::<_, RescoreError>(Some(summary))
-    })
-    .await
+        Some(Some(summary)) => pay_left(run, org_id, now, Some(summary)).await,
+    }
 }
 
 /// Rescores every contact and company of an org in batches of `run.batch_size` (each batch its
@@ -780,8 +864,9 @@ pub async fn scheduled_rescore(
 /// means first. Stops early, with what it did so far, if the org's config changes meanwhile
 /// (that change's own rescore covers the rest).
 ///
-/// The org is rescored in two halves side by side, on two connections, once a kind has two
-/// batches: reading, scoring and writing one batch kept one core busy. The halves' batches
+/// The org is rescored in `run.lanes` key ranges side by side, on as many connections, once
+/// a kind has two batches: reading, scoring and writing one batch kept one core busy, and
+/// with three lanes one can score while the others wait on PostgreSQL. The lanes' batches
 /// take the org lock shared ([`crate::db::lock_org_shared`]), so anything else writing the
 /// org's scores still waits for each batch. Callers must hold the org's rescore lock
 /// ([`pay_owed_rescore`], [`scheduled_rescore`], [`rescore_org_unless_busy`]): two whole-org
@@ -796,10 +881,11 @@ pub async fn rescore_org(
         pool,
         relay,
         batch_size,
+        lanes,
         correlation_id,
     } = run;
     let mut conn = pooled(pool).await?;
-    let (config, means, source, (first, second)) = conn
+    let (config, means, source, lanes) = conn
         .transaction(async |conn| {
             crate::db::lock_org(conn, org_id).await?;
             let config = configs::current(conn, org_id).await?;
@@ -811,8 +897,8 @@ pub async fn rescore_org(
                 };
             let means = org_means(conn, org_id, source).await?;
             configs::store_means(conn, org_id, means, now).await?;
-            let halves = halves(conn, org_id, source, batch_size).await?;
-            Ok::<_, diesel::result::Error>((config, means, source, halves))
+            let lanes = lanes_of(conn, org_id, source, batch_size, lanes).await?;
+            Ok::<_, diesel::result::Error>((config, means, source, lanes))
         })
         .await?;
     let pass = Rewrite {
@@ -825,27 +911,45 @@ pub async fn rescore_org(
         correlation_id: correlation_id.to_owned(),
         source,
     };
-    if second.is_empty() {
-        return pass.run(&mut conn, &first).await;
+    let mut lanes = lanes.into_iter();
+    let first = lanes.next().unwrap_or_default();
+    let mut helpers = Vec::new();
+    for _ in 0..lanes.len() {
+        helpers.push(pooled(pool).await?);
     }
-    let mut helper = pooled(pool).await?;
-    // The other half on a task of its own, so that it has a thread of its own.
-    let other_pass = pass.clone();
-    let other_half = tokio::spawn(async move { other_pass.run(&mut helper, &second).await });
+    // The other lanes on tasks of their own, so that each has a thread of its own.
+    let mut others = Vec::new();
+    for (ranges, mut helper) in lanes.zip(helpers) {
+        let other_pass = pass.clone();
+        others.push(tokio::spawn(async move {
+            other_pass.run(&mut helper, &ranges).await
+        }));
+    }
     let mine = pass.run(&mut conn, &first).await;
-    // Both halves end before the rescore does: each batch is whole or not at all.
-    let other = joined(other_half).await?;
-    let mut summary = mine?;
-    summary += other?;
-    Ok(summary)
+    // Every lane ends before the rescore does: each batch is whole or not at all.
+    let mut summary = WriteSummary::default();
+    let mut failed = None;
+    for other in others {
+        match joined(other).await? {
+            Ok(done) => summary += done,
+            Err(error) => {
+                failed.get_or_insert(error);
+            }
+        }
+    }
+    summary += mine?;
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(summary),
+    }
 }
 
 /// [`rescore_org`] unless another whole-org rescore of the org runs (`None`: it holds the
 /// org's rescore lock). A caller that must have the org rescored comes back later: waiting
 /// for the lock would hold a pool connection and the caller's consumer meanwhile, and every
 /// other org's changes queued behind it. Then pays any config rescore owed meanwhile (see
-/// [`pay_debts`]): a config saved while this ran cut it short and could not rescore the org
-/// itself.
+/// [`pay_debts`] and [`pay_left`]): a config saved while this ran cut it short and could not
+/// rescore the org itself.
 pub async fn rescore_org_unless_busy(
     run: Rescorer<'_>,
     org_id: Uuid,
@@ -853,45 +957,47 @@ pub async fn rescore_org_unless_busy(
     source: InputSource,
 ) -> Result<Option<WriteSummary>, RescoreError> {
     let mut lock = pooled(run.pool).await?;
-    lock.transaction(async |lock| {
-        if !try_rescore_lock(lock, org_id).await? {
-            return Ok(None);
-        }
-        let mut summary = rescore_org(run, org_id, now, source).await?;
-        if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
-            summary += paid;
-        }
-        Ok(Some(summary))
-    })
-    .await
+    let done = lock
+        .transaction(async |lock| {
+            if !try_rescore_lock(lock, org_id).await? {
+                return Ok(None);
+            }
+            let mut summary = rescore_org(run, org_id, now, source).await?;
+            if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
+                summary += paid;
+            }
+            Ok::<_, RescoreError>(Some(summary))
+        })
+        .await?;
+    match done {
+        None => Ok(None),
+        Some(summary) => pay_left(run, org_id, now, Some(summary)).await,
+    }
 }
 
-/// The two halves of an org's contacts and companies, in key order, split where
-/// [`inputs::middle_key`] says (the second is empty when neither kind has two batches).
-async fn halves(
+/// An org's contacts and companies in key order, split into up to `lanes` parts of about
+/// equal size where [`inputs::split_keys`] says: each part holds a range of each kind
+/// large enough to split (one part when neither kind has two batches).
+async fn lanes_of(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     source: InputSource,
     batch_size: i64,
-) -> diesel::QueryResult<(Vec<KeyRange>, Vec<KeyRange>)> {
-    let mut first = Vec::new();
-    let mut second = Vec::new();
+    lanes: usize,
+) -> diesel::QueryResult<Vec<Vec<KeyRange>>> {
+    let mut parts: Vec<Vec<KeyRange>> = Vec::new();
     for kind in [object_type::CONTACT, object_type::COMPANY] {
-        let middle = inputs::middle_key(conn, org_id, kind, source, batch_size).await?;
-        first.push(KeyRange {
-            kind,
-            after: None,
-            until: middle,
-        });
-        if let Some(middle) = middle {
-            second.push(KeyRange {
-                kind,
-                after: Some(middle),
-                until: None,
-            });
+        let keys = inputs::split_keys(conn, org_id, kind, source, batch_size, lanes).await?;
+        let bounds = std::iter::once(None).chain(keys.into_iter().map(Some));
+        let ends = bounds.clone().skip(1).chain(std::iter::once(None));
+        for (lane, (after, until)) in bounds.zip(ends).enumerate() {
+            if parts.len() <= lane {
+                parts.push(Vec::new());
+            }
+            parts[lane].push(KeyRange { kind, after, until });
         }
     }
-    Ok((first, second))
+    Ok(parts)
 }
 
 /// What one half of a whole-org rescore writes with.
@@ -1031,11 +1137,15 @@ pub async fn preview(
     proposed: &ModelConfig,
     now: DateTime<Utc>,
     batch_size: i64,
+    lanes: usize,
 ) -> Result<Preview, RescoreError> {
     let mut conn = pooled(pool).await?;
-    // The org is read in two halves on two connections that share one snapshot: reading
-    // is most of a preview's time, and one connection kept one core busy.
-    let mut helper = pooled(pool).await?;
+    // The org is read in lanes on connections that share one snapshot: reading is most of
+    // a preview's time, and one connection kept one core busy.
+    let mut helpers = Vec::new();
+    for _ in 1..lanes {
+        helpers.push(pooled(pool).await?);
+    }
     let preview = conn
         .build_transaction()
         .repeatable_read()
@@ -1054,7 +1164,10 @@ pub async fn preview(
                 config: proposed.clone(),
                 created_at: None,
             });
-            let (first, second) = halves(conn, org_id, source, batch_size).await?;
+            let mut lanes = lanes_of(conn, org_id, source, batch_size, lanes)
+                .await?
+                .into_iter();
+            let first = lanes.next().unwrap_or_default();
             let snapshot = export_snapshot(conn).await?;
             let pass = Pass {
                 org_id,
@@ -1064,27 +1177,46 @@ pub async fn preview(
                 now,
                 batch_size,
             };
-            // The other half on a task of its own: decoding rows is work on this side
-            // too, and two futures of one task would share one thread.
-            let other_pass = pass.clone();
-            let other_half = tokio::spawn(async move {
-                helper
-                    .build_transaction()
-                    .repeatable_read()
-                    .read_only()
-                    .run(async |helper| {
+            // The other lanes on tasks of their own: decoding rows is work on this side
+            // too, and futures of one task would share one thread.
+            let others: Vec<_> = lanes
+                .zip(helpers)
+                .map(|(ranges, mut helper)| {
+                    let other_pass = pass.clone();
+                    let snapshot = snapshot.clone();
+                    tokio::spawn(async move {
                         helper
-                            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
-                            .await?;
-                        no_jit(helper).await?;
-                        other_pass.tally(helper, &second).await
+                            .build_transaction()
+                            .repeatable_read()
+                            .read_only()
+                            .run(async |helper| {
+                                helper
+                                    .batch_execute(&format!(
+                                        "SET TRANSACTION SNAPSHOT '{snapshot}'"
+                                    ))
+                                    .await?;
+                                no_jit(helper).await?;
+                                other_pass.tally(helper, &ranges).await
+                            })
+                            .await
                     })
-                    .await
-            });
+                })
+                .collect();
             let mine = pass.tally(conn, &first).await;
-            let other = joined(other_half).await.and_then(|other| other);
-            let mut tally = mine?;
-            tally.merge(other?);
+            let mut tally = Tally::default();
+            let mut failed = None;
+            for other in others {
+                match joined(other).await.and_then(|other| other) {
+                    Ok(other) => tally.merge(other),
+                    Err(error) => {
+                        failed.get_or_insert(error);
+                    }
+                }
+            }
+            tally.merge(mine?);
+            if let Some(error) = failed {
+                return Err(error);
+            }
             Ok::<_, diesel::result::Error>(tally.finish(current.version))
         })
         .await?;

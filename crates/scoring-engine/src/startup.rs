@@ -27,8 +27,12 @@ pub struct Application {
     state: AppState,
 }
 
-/// The fewest connections the service works with (see [`Application::build_with_clock`]).
-pub const MIN_CONNECTIONS: usize = 5;
+/// The fewest connections the service works with when a whole-org rescore runs in `lanes`
+/// lanes: those, the rescore's lock, the consumer and the relay (see
+/// [`Application::build_with_clock`]).
+pub fn min_connections(lanes: usize) -> usize {
+    lanes.saturating_add(3)
+}
 
 impl Application {
     /// Connects, binds the HTTP port (0 picks a free one) and starts serving.
@@ -38,13 +42,21 @@ impl Application {
 
     /// Like [`Application::build`], reading "now" from `clock` (tests move time with it).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        // A whole-org rescore holds three connections at once (its lock and its two halves),
-        // a preview two, and the consumer and the relay need theirs meanwhile.
+        // A whole-org rescore holds a connection per lane and one for its lock, a preview
+        // one per lane, and the consumer and the relay need theirs meanwhile.
+        let lanes = settings.scoring.rescore_lanes;
         anyhow::ensure!(
-            settings.database.max_connections >= MIN_CONNECTIONS,
-            "database.max_connections is {}: scoring-engine needs at least {MIN_CONNECTIONS} \
-             (a whole-org rescore holds three connections at once)",
-            settings.database.max_connections
+            lanes >= 1,
+            "scoring.rescore_lanes is 0: a rescore needs at least one lane"
+        );
+        let needed = min_connections(lanes);
+        anyhow::ensure!(
+            settings.database.max_connections >= needed,
+            "database.max_connections is {}: scoring-engine needs at least {needed} \
+             (a whole-org rescore holds {} connections at once: one per lane, \
+             scoring.rescore_lanes = {lanes}, and its lock)",
+            settings.database.max_connections,
+            lanes + 1
         );
         let queue = QueueSpec::new(
             settings.scoring.queue.clone(),

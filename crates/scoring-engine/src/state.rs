@@ -30,6 +30,7 @@ impl AppState {
             pool: &self.pool,
             relay: &self.relay_waker,
             batch_size: self.settings.batch_size,
+            lanes: self.settings.rescore_lanes,
             correlation_id,
         }
     }

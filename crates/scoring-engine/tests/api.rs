@@ -528,6 +528,7 @@ async fn a_scheduler_polling_without_pause_never_takes_a_saves_own_rescore() {
                             pool: &other,
                             relay: &relay,
                             batch_size: 1000,
+                            lanes: 2,
                             correlation_id: "other-replica",
                         },
                         org,
@@ -600,21 +601,38 @@ async fn a_config_save_the_database_refuses_answers_500_and_leaves_nothing_owed(
     assert_eq!(saved["version"], 1);
 }
 
-/// A pool too small for a rescore's two connections plus the consumer's is refused at
-/// start, naming the setting, instead of timing out on the first config change.
+/// A pool too small for a rescore's lanes and lock plus the consumer's and the relay's
+/// connections is refused at start, naming the settings, instead of timing out on the
+/// first config change; so is a rescore without a lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_too_small_for_a_rescore_is_refused_at_start_naming_the_setting() {
     let shared = common::Shared::new().await;
-    let mut settings = shared.settings();
-    settings.database.max_connections = 2;
-    let Err(error) =
-        scoring_engine::startup::Application::build_with_clock(settings, shared.clock.clock())
+    let refused = async |max_connections: usize, lanes: usize| {
+        let mut settings = shared.settings();
+        settings.database.max_connections = max_connections;
+        settings.scoring.rescore_lanes = lanes;
+        match scoring_engine::startup::Application::build_with_clock(settings, shared.clock.clock())
             .await
-    else {
-        panic!("a pool of 2 was taken");
+        {
+            Ok(_) => None,
+            Err(error) => Some(format!("{error:#}")),
+        }
     };
-    let error = format!("{error:#}");
-    assert!(error.contains("database.max_connections is 2"), "{error}");
+    let error = refused(2, 3).await.expect("a pool of 2 was taken");
+    assert!(
+        error.contains("database.max_connections is 2")
+            && error.contains("needs at least 6")
+            && error.contains("scoring.rescore_lanes = 3"),
+        "{error}"
+    );
+    // Enough for two lanes is too few for eight.
+    let error = refused(5, 8)
+        .await
+        .expect("a pool of 5 was taken for 8 lanes");
+    assert!(error.contains("needs at least 11"), "{error}");
+    let error = refused(10, 0).await.expect("no lane was taken");
+    assert!(error.contains("scoring.rescore_lanes is 0"), "{error}");
+    assert_eq!(scoring_engine::startup::min_connections(2), 5);
 }
 
 /// Two saves in quick succession, each answered before its rescore ends. Whichever task
@@ -716,6 +734,126 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
     let single = app.update_among(2).await;
     assert_eq!(single.object_id, 7);
     assert_eq!(app.batches_seen.load(Ordering::SeqCst), 6, "not batched");
+}
+
+/// A rescore that moves hundreds of customers into a worse band raises an alert for each,
+/// published as `ScoreAlertBatch` messages of at most 100 under `score.alert` (one message
+/// per alert cost the broker and the relay more than the bodies did): every alert once,
+/// complete, with its own id. A single record's alert is still a message of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescore_alerting_hundreds_publishes_each_alert_once_in_a_batch() {
+    use contracts::v1::RiskLevel;
+    use std::sync::atomic::Ordering;
+    let app = spawn_app().await;
+    // 250 customers of one score, first scored in one write.
+    let mut message = app.changed(ObjectType::Contact);
+    message.customers = (1..=250)
+        .map(|id| busy_customer(id, 2).pop().unwrap())
+        .collect();
+    app.publish(&message).await;
+    assert_eq!(app.events(250).await.len(), 250);
+    // Lifecycle counts for more: every score rises (no alert), to one score.
+    let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["rescored"]["changed"], 250, "{saved}");
+    assert_eq!(saved["rescored"]["alerts"], 0, "{saved}");
+    let risen: Vec<_> = app
+        .events(250)
+        .await
+        .into_iter()
+        .map(common::Event::updated)
+        .collect();
+    let score = risen[0].new_score.unwrap();
+    assert!(risen.iter().all(|u| u.new_score == Some(score)));
+    assert!((40..100).contains(&score), "{score}");
+    assert_eq!(app.alert_batches_seen.load(Ordering::SeqCst), 0);
+
+    // The band they are in now starts one point above them: every one of them enters the
+    // band below.
+    let healthy_min = lifecycle_over_deal_value()["thresholds"]["healthy_min"]
+        .as_u64()
+        .unwrap();
+    let (edge, from, to) = if u64::from(score) >= healthy_min {
+        ("healthy_min", RiskLevel::Healthy, RiskLevel::AtRisk)
+    } else {
+        ("at_risk_min", RiskLevel::AtRisk, RiskLevel::Critical)
+    };
+    let mut moved = lifecycle_over_deal_value();
+    moved["thresholds"][edge] = json!(score + 1);
+    if edge == "at_risk_min" && u64::from(score) + 1 >= healthy_min {
+        moved["thresholds"]["healthy_min"] = json!(score + 2);
+    }
+    let (status, saved) = app.save_config(&moved).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["rescored"]["changed"], 250, "{saved}");
+    assert_eq!(saved["rescored"]["alerts"], 250, "{saved}");
+    let events = app.events(500).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(app.drain().await.is_empty(), "nothing more arrived");
+    let alerts: Vec<contracts::v1::ScoreAlert> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            common::Event::Alert(a) => Some(a),
+            common::Event::Updated(_) => None,
+        })
+        .collect();
+    assert_eq!(alerts.len(), 250, "an alert per customer, none twice");
+    let customers: std::collections::BTreeSet<i64> = alerts.iter().map(|a| a.object_id).collect();
+    assert_eq!(customers, (1..=250).collect(), "every customer's alert");
+    let ids: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a.alert_id.as_str()).collect();
+    assert_eq!(ids.len(), 250, "each alert its own id");
+    assert_eq!(
+        app.alert_batches_seen.load(Ordering::SeqCst),
+        3,
+        "250 alerts in batches of at most 100"
+    );
+    for a in &alerts {
+        assert_eq!(a.org_id, app.org.to_string());
+        assert_eq!(a.config_version, 2);
+        assert_eq!(
+            a.reasons,
+            vec![i32::from(contracts::v1::ScoreAlertReason::WorseRiskLevel)],
+            "{a:?}"
+        );
+        assert_eq!((a.old_score, a.new_score), (Some(score), score), "{a:?}");
+        assert_eq!(
+            (a.old_risk_level, a.new_risk_level),
+            (i32::from(from), i32::from(to)),
+            "{a:?}"
+        );
+    }
+    let stored: i64 = {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = app.app.pool.get().await.unwrap();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM alerts)",
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap()
+    };
+    assert_eq!(stored, 250, "each alert stored once");
+
+    // One record's drop to `lead` alerts alone.
+    let mut one = app.changed(ObjectType::Contact);
+    let mut customer = busy_customer(7, 2).pop().unwrap();
+    customer.lifecycle_stage = Some("lead".into());
+    customer.source_updated_at = common::ts(common::t0());
+    one.customers = vec![customer];
+    app.publish(&one).await;
+    let single = app.events(2).await;
+    assert!(
+        single
+            .iter()
+            .any(|e| matches!(e, common::Event::Alert(a) if a.object_id == 7)),
+        "{single:?}"
+    );
+    assert_eq!(
+        app.alert_batches_seen.load(Ordering::SeqCst),
+        3,
+        "a single alert is not batched"
+    );
 }
 
 /// A config saved while another whole-org rescore holds the org's rescore lock leaves its

@@ -196,18 +196,20 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     }
     assert!(moved > 0, "the proposed config moves some score");
 
-    // The preview reads the org in two halves, on two connections sharing one snapshot,
-    // once there are two batches of a kind: whatever the split, it counts the same.
-    let whole = engine::preview(&app.app.pool, app.org, &proposed, now, 1000)
+    // The preview reads the org in lanes, on connections sharing one snapshot, once there
+    // are two batches of a kind: whatever the split, it counts the same.
+    let whole = engine::preview(&app.app.pool, app.org, &proposed, now, 1000, 3)
         .await
         .unwrap();
     assert_eq!(whole.customers, 10);
     assert!(!whole.largest_movers.is_empty());
     for batch in [1, 2, 3] {
-        let split = engine::preview(&app.app.pool, app.org, &proposed, now, batch)
-            .await
-            .unwrap();
-        assert_eq!(split, whole, "batches of {batch}");
+        for lanes in [1, 2, 3, 5] {
+            let split = engine::preview(&app.app.pool, app.org, &proposed, now, batch, lanes)
+                .await
+                .unwrap();
+            assert_eq!(split, whole, "batches of {batch} in {lanes} lanes");
+        }
     }
 
     // Saving it (a rescore from the stored inputs) leaves nothing that a recompute from the
@@ -229,8 +231,9 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
         );
     }
 
-    // Two days on, a rescore in batches of 2 splits both kinds into halves rescored side by
-    // side: it scores every customer once and stores what one pass computes.
+    // Two days on, a rescore in batches of 2 splits the contacts into three lanes and the
+    // companies into one, rescored side by side: it scores every customer once and stores
+    // what one pass computes.
     app.shared.clock.advance(Duration::days(2));
     let later = app.shared.clock.now();
     let means = inputs::compute_means(&mut conn, app.org).await.unwrap();
@@ -245,7 +248,8 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
             pool: &app.app.pool,
             relay: &platform::outbox::RelayWaker::default(),
             batch_size: 2,
-            correlation_id: "halves",
+            lanes: 3,
+            correlation_id: "lanes",
         },
         app.org,
         later,
@@ -256,18 +260,15 @@ async fn rescoring_from_stored_inputs_equals_recomputing_from_the_projection() {
     .expect("no other rescore runs");
     assert_eq!((split.scored, split.changed), (10, moving));
     for c in recompute(&app, &mut conn, &saved_config, means, later).await {
-        assert!(
-            !c.store && !c.changed,
-            "a customer the halves missed: {c:?}"
-        );
+        assert!(!c.store && !c.changed, "a customer the lanes missed: {c:?}");
     }
 }
 
-/// A large org's preview splits where a sample of the table's pages puts the middle
+/// A large org's preview splits where a sample of the table's pages puts the split points
 /// (counting and skipping half of a million keys took most of a second), and still counts
 /// exactly what one pass does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_orgs_preview_splits_at_a_sampled_middle_and_counts_what_one_pass_does() {
+async fn a_large_orgs_preview_splits_at_sampled_keys_and_counts_what_one_pass_does() {
     let app = spawn_app().await;
     let now = app.shared.clock.now();
     let mut conn = app.app.pool.get().await.unwrap();
@@ -294,16 +295,21 @@ async fn a_large_orgs_preview_splits_at_a_sampled_middle_and_counts_what_one_pas
         .execute(&mut conn)
         .await
         .unwrap();
-    let middle = inputs::middle_key(
-        &mut conn,
-        app.org,
-        object_type::CONTACT,
-        InputSource::Stored,
-        5000,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let split_keys = async |conn: &mut _, batch_size, parts| {
+        inputs::split_keys(
+            conn,
+            app.org,
+            object_type::CONTACT,
+            InputSource::Stored,
+            batch_size,
+            parts,
+        )
+        .await
+        .unwrap()
+    };
+    let [middle] = split_keys(&mut conn, 5000, 2).await[..] else {
+        panic!("not one middle key");
+    };
     assert_ne!(
         middle,
         (4242, 30_001),
@@ -313,17 +319,35 @@ async fn a_large_orgs_preview_splits_at_a_sampled_middle_and_counts_what_one_pas
         (4242, 20_000) < middle && middle < (4242, 40_000),
         "a lopsided split: {middle:?}"
     );
+    let [third, two_thirds] = split_keys(&mut conn, 5000, 3).await[..] else {
+        panic!("not two keys for three parts");
+    };
+    assert!(
+        (4242, 12_000) < third
+            && third < (4242, 28_000)
+            && (4242, 32_000) < two_thirds
+            && two_thirds < (4242, 48_000),
+        "a lopsided split: {third:?} {two_thirds:?}"
+    );
+    // Twenty parts of a batch or more are more than the org's 60,000 hold: as many as fit
+    // (twelve, counted exactly), or none where not even two batches do.
+    let keys = split_keys(&mut conn, 5000, 20).await;
+    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert!(keys.is_sorted(), "{keys:?}");
+    assert!(split_keys(&mut conn, 40_000, 3).await.is_empty());
     let proposed = proposed();
-    let split = engine::preview(&app.app.pool, app.org, &proposed, now, 5000)
-        .await
-        .unwrap();
     // Batches of 100,000: no split.
-    let whole = engine::preview(&app.app.pool, app.org, &proposed, now, 100_000)
+    let whole = engine::preview(&app.app.pool, app.org, &proposed, now, 100_000, 3)
         .await
         .unwrap();
     assert_eq!(whole.customers, 60_000);
     assert!(whole.score_changes > 0);
-    assert_eq!(split, whole);
+    for lanes in [2, 3, 4] {
+        let split = engine::preview(&app.app.pool, app.org, &proposed, now, 5000, lanes)
+            .await
+            .unwrap();
+        assert_eq!(split, whole, "{lanes} lanes");
+    }
 }
 
 /// How many of the org's scores were computed at `at`.
@@ -374,6 +398,7 @@ async fn changes_applied_mid_way_through_a_split_rescore_are_neither_lost_nor_ov
                 pool: &pool,
                 relay: &platform::outbox::RelayWaker::default(),
                 batch_size: 2,
+                lanes: 2,
                 correlation_id: "split",
             },
             org,

@@ -381,16 +381,18 @@ pub async fn load_stored(
         .await
 }
 
-/// The key halfway through an org's contacts (`kind` CONTACT) or companies, in key order,
-/// where it reads them from; `None` when there are fewer than two batches of them (not
-/// worth splitting).
-pub async fn middle_key(
+/// The keys that split an org's contacts (`kind` CONTACT) or companies, in key order where
+/// it reads them from, into up to `parts` about equal ranges: none when there are fewer
+/// than two batches of them (not worth splitting), and never so many that a range holds
+/// less than a batch. Any key splits correctly; the parts only have to be about even.
+pub async fn split_keys(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     kind: i16,
     source: crate::engine::InputSource,
     batch_size: i64,
-) -> diesel::QueryResult<Option<(i64, i64)>> {
+    parts: usize,
+) -> diesel::QueryResult<Vec<(i64, i64)>> {
     #[derive(QueryableByName)]
     struct Key {
         #[diesel(sql_type = BigInt)]
@@ -398,16 +400,20 @@ pub async fn middle_key(
         #[diesel(sql_type = BigInt)]
         object_id: i64,
     }
+    let parts = i64::try_from(parts).unwrap_or(i64::MAX);
+    if parts < 2 {
+        return Ok(Vec::new());
+    }
     let (table, id, filter) = match (source, kind) {
         (crate::engine::InputSource::Stored, _) => ("scores", "object_id", "object_type = $2"),
         (_, super::object_type::COMPANY) => ("companies", "company_id", "$2 = $2"),
         _ => ("contacts", "contact_id", "$2 = $2"),
     };
-    // A large org: the middle of a sample of the table's pages (1 %, or about 300 pages
-    // where that is more), about 20 ms where counting and skipping half of a million index
-    // entries took most of a second. Any key splits correctly; the sample only has to
-    // split about evenly, which 1 % of a table of a few thousand pages did not (a
-    // 60,000-row org split 68/32 once its pages were kept half free).
+    // A large org: split a sample of the table's pages (1 %, or about 300 pages where that
+    // is more), about 20 ms where counting and skipping a million index entries took most
+    // of a second. The sample only has to split about evenly, which 1 % of a table of a few
+    // thousand pages did not (a 60,000-row org split 68/32 once its pages were kept half
+    // free).
     #[derive(QueryableByName)]
     struct Percent {
         #[diesel(sql_type = diesel::sql_types::Double)]
@@ -429,27 +435,31 @@ pub async fn middle_key(
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let sampled: Option<Sampled> = diesel::sql_query(format!(
+    // The first sampled key of each part after the first: the row whose position times
+    // `parts`, divided by the sample's size, steps up.
+    let sampled: Vec<Sampled> = diesel::sql_query(format!(
         "SELECT portal_id, object_id, n FROM ( \
             SELECT portal_id, {id} AS object_id, \
-                row_number() OVER (ORDER BY portal_id, {id}) AS rn, count(*) OVER () AS n \
+                row_number() OVER (ORDER BY portal_id, {id}) - 1 AS rn, count(*) OVER () AS n \
             FROM {table} TABLESAMPLE SYSTEM ($3) REPEATABLE (0) WHERE org_id = $1 AND {filter}) x \
-         WHERE rn = n / 2 + 1"
+         WHERE rn > 0 AND rn * $4 / n > (rn - 1) * $4 / n \
+         ORDER BY rn"
     ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Int2, _>(kind)
     .bind::<diesel::sql_types::Double, _>(percent.percent)
-    .get_result(conn)
-    .await
-    .optional()?;
+    .bind::<BigInt, _>(parts)
+    .load(conn)
+    .await?;
     // A sample of rows this many: about 100 / percent times as many in the org.
-    if let Some(sampled) = sampled
-        && sampled.n >= SAMPLED_ENOUGH
-        && sampled.n as f64 * 100.0 / percent.percent >= 2.0 * batch_size as f64
+    if let Some(n) = <[Sampled]>::first(&sampled).map(|s| s.n)
+        && n >= SAMPLED_ENOUGH
+        && sampled.len() == usize::try_from(parts - 1).unwrap_or(0)
+        && n as f64 * 100.0 / percent.percent >= (parts * batch_size) as f64
     {
-        return Ok(Some((sampled.portal_id, sampled.object_id)));
+        return Ok(sampled.iter().map(|s| (s.portal_id, s.object_id)).collect());
     }
-    // A small one (or a small part of a large table): count and skip half exactly.
+    // A small one (or a small part of a large table): count and skip exactly.
     let count: Count = diesel::sql_query(format!(
         "SELECT count(*) AS n FROM {table} WHERE org_id = $1 AND {filter}"
     ))
@@ -457,20 +467,22 @@ pub async fn middle_key(
     .bind::<Int2, _>(kind)
     .get_result(conn)
     .await?;
-    if count.n < 2 * batch_size {
-        return Ok(None);
+    let fit = (count.n / batch_size.max(1)).min(parts);
+    let mut keys = Vec::new();
+    for part in 1..fit {
+        let key: Option<Key> = diesel::sql_query(format!(
+            "SELECT portal_id, {id} AS object_id FROM {table} WHERE org_id = $1 AND {filter} \
+             ORDER BY portal_id, {id} OFFSET $3 LIMIT 1"
+        ))
+        .bind::<SqlUuid, _>(org_id)
+        .bind::<Int2, _>(kind)
+        .bind::<BigInt, _>(count.n * part / fit)
+        .get_result(conn)
+        .await
+        .optional()?;
+        keys.extend(key.map(|k| (k.portal_id, k.object_id)));
     }
-    let key: Option<Key> = diesel::sql_query(format!(
-        "SELECT portal_id, {id} AS object_id FROM {table} WHERE org_id = $1 AND {filter} \
-         ORDER BY portal_id, {id} OFFSET $3 LIMIT 1"
-    ))
-    .bind::<SqlUuid, _>(org_id)
-    .bind::<Int2, _>(kind)
-    .bind::<BigInt, _>(count.n / 2)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(key.map(|k| (k.portal_id, k.object_id)))
+    Ok(keys)
 }
 
 #[derive(QueryableByName)]

@@ -24,10 +24,10 @@ pub async fn lock_org(conn: &mut AsyncPgConnection, org_id: Uuid) -> diesel::Que
     org_lock(conn, org_id, "pg_advisory_xact_lock").await
 }
 
-/// [`lock_org`] shared: the batches of one whole-org rescore, read and written in two
-/// halves side by side, take it so; everything else that writes the org's scores waits for
-/// them, and they for it. Two whole-org rescores of one org never run at once (the engine's
-/// rescore lock), so the halves never score one customer twice.
+/// [`lock_org`] shared: the batches of one whole-org rescore, read and written in lanes
+/// side by side, take it so; everything else that writes the org's scores waits for them,
+/// and they for it. Two whole-org rescores of one org never run at once (the engine's
+/// rescore lock), so the lanes never score one customer twice.
 pub async fn lock_org_shared(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,

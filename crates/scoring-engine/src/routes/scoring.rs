@@ -166,6 +166,7 @@ pub async fn preview(
         &config,
         now,
         state.settings.batch_size,
+        state.settings.rescore_lanes,
     )
     .await?;
     Ok(HttpResponse::Ok().json(preview))

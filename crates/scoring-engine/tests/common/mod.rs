@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contracts::v1::{
-    Company, CrmChanged, Customer, Deal, DealStatus, ObjectType, ScoreAlert, ScoreUpdated,
-    ScoreUpdatedBatch, SyncCompleted, SyncMode, SyncSucceeded, crm_changed, sync_completed,
+    Company, CrmChanged, Customer, Deal, DealStatus, ObjectType, ScoreAlert, ScoreAlertBatch,
+    ScoreUpdated, ScoreUpdatedBatch, SyncCompleted, SyncMode, SyncSucceeded, crm_changed,
+    sync_completed,
 };
 use platform::amqp::{AmqpSettings, Broker, MessageMeta, Publisher, QueueSpec};
 use platform::shutdown::Shutdown;
@@ -165,6 +166,8 @@ pub struct TestApp {
     pending: std::sync::Mutex<std::collections::VecDeque<Event>>,
     /// `ScoreUpdatedBatch` messages received so far.
     pub batches_seen: std::sync::atomic::AtomicUsize,
+    /// `ScoreAlertBatch` messages received so far.
+    pub alert_batches_seen: std::sync::atomic::AtomicUsize,
 }
 
 /// The HubSpot portal tests use.
@@ -200,6 +203,7 @@ pub async fn test_app(shared: Shared, app: Replica) -> TestApp {
         http: reqwest::Client::new(),
         pending: std::sync::Mutex::default(),
         batches_seen: std::sync::atomic::AtomicUsize::new(0),
+        alert_batches_seen: std::sync::atomic::AtomicUsize::new(0),
     }
 }
 
@@ -334,6 +338,10 @@ impl TestApp {
         let events = decode(delivery);
         if events.batched {
             self.batches_seen
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if events.alert_batch {
+            self.alert_batches_seen
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         events.events
@@ -480,15 +488,30 @@ impl Event {
 struct Decoded {
     events: Vec<Event>,
     batched: bool,
+    alert_batch: bool,
 }
 
 fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
     let kind = platform::testing::message_type(delivery);
     let body = delivery.data.as_slice();
-    if kind == "hubscore.v1.ScoreAlert" {
+    if let Some(alerts) = contracts::score_alerts(kind, body) {
+        let alerts = alerts.unwrap();
+        let alert_batch = kind == "hubscore.v1.ScoreAlertBatch";
+        if alert_batch {
+            let batch = ScoreAlertBatch::decode(body).unwrap();
+            assert!(
+                !batch.alerts.is_empty(),
+                "an empty batch of alerts was published"
+            );
+            assert!(
+                batch.alerts.iter().all(|a| a.org_id == batch.org_id),
+                "a batch of alerts mixes orgs"
+            );
+        }
         return Decoded {
-            events: vec![Event::Alert(ScoreAlert::decode(body).unwrap())],
+            events: alerts.into_iter().map(Event::Alert).collect(),
             batched: false,
+            alert_batch,
         };
     }
     let batched = kind == "hubscore.v1.ScoreUpdatedBatch";
@@ -508,6 +531,7 @@ fn decode(delivery: &lapin_delivery::Delivery) -> Decoded {
     Decoded {
         events: changes.into_iter().map(Event::Updated).collect(),
         batched,
+        alert_batch: false,
     }
 }
 
