@@ -399,14 +399,10 @@ async fn main() {
                 wal.records, wal.fpi, wal.checkpoints
             ),
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (updated, hot) = hot_updates(&pool).await;
-        report.add(
-            "  score rows rewritten in place (HOT updates)",
-            format!("{hot} of {updated}"),
-            "the rest moved, with an entry in every index of scores".to_owned(),
-        );
-        if let Some((broker, shutdown, task, _)) = relaying {
+        // Timed before the pause the statistics below need (until 2026-12-05, third
+        // session, the pause was inside this figure and added up to 1.5 s to it).
+        let mut published = None;
+        if relaying.is_some() {
             loop {
                 let pending = platform::outbox::pending_count(&mut pool.get().await.unwrap())
                     .await
@@ -414,9 +410,19 @@ async fn main() {
                 if pending == 0 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let elapsed = started.elapsed();
+            published = Some(started.elapsed());
+        }
+        // Backends report their table counts when idle, at most once a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (updated, hot) = hot_updates(&pool).await;
+        report.add(
+            "  score rows rewritten in place (HOT updates)",
+            format!("{hot} of {updated}"),
+            "the rest moved, with an entry in every index of scores".to_owned(),
+        );
+        if let (Some((broker, shutdown, task, _)), Some(elapsed)) = (relaying, published) {
             shutdown.cancel();
             task.await.unwrap();
             let channel = broker.channel().await.unwrap();
