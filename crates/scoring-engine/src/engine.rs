@@ -505,29 +505,22 @@ async fn persist_rows(
             ));
         }
     }
-    let mut updates = updates.into_iter().peekable();
-    while updates.peek().is_some() {
+    let meta = || MessageMeta::new(correlation_id, Some(org_id));
+    for updates in in_batches(updates) {
         let batch = ScoreUpdatedBatch {
             org_id: org_id.to_string(),
-            updates: updates.by_ref().take(UPDATES_PER_BATCH).collect(),
+            updates,
         };
-        messages.push(OutgoingMessage::from_event(
-            &batch,
-            MessageMeta::new(correlation_id, Some(org_id)),
-        ));
+        messages.push(OutgoingMessage::from_event(&batch, meta()));
     }
     // The alerts of a batched write go out batched too: one message per alert cost the
     // broker and the relay more than the bodies did (346,083 alerts of one rescore).
-    let mut alert_events = alert_events.into_iter().peekable();
-    while alert_events.peek().is_some() {
+    for alerts in in_batches(alert_events) {
         let batch = ScoreAlertBatch {
             org_id: org_id.to_string(),
-            alerts: alert_events.by_ref().take(UPDATES_PER_BATCH).collect(),
+            alerts,
         };
-        messages.push(OutgoingMessage::from_event(
-            &batch,
-            MessageMeta::new(correlation_id, Some(org_id)),
-        ));
+        messages.push(OutgoingMessage::from_event(&batch, meta()));
     }
     writes::insert_alerts(conn, org_id, &alerts, now).await?;
     if batched || messages.len() >= BUNDLE_FROM {
@@ -539,6 +532,17 @@ async fn persist_rows(
         scored: computed.len(),
         changed: changed.len(),
         alerts: alerts.len(),
+    })
+}
+
+/// `items` in groups of up to [`UPDATES_PER_BATCH`], in order.
+fn in_batches<T>(items: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    let mut items = items.into_iter().peekable();
+    std::iter::from_fn(move || {
+        items
+            .peek()
+            .is_some()
+            .then(|| items.by_ref().take(UPDATES_PER_BATCH).collect())
     })
 }
 

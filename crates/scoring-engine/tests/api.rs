@@ -685,11 +685,7 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
 
     let app = spawn_app().await;
     // 250 customers in one message: their first scores are one write of 250 changes.
-    let mut message = app.changed(ObjectType::Contact);
-    message.customers = (1..=250)
-        .map(|id| busy_customer(id, 2).pop().unwrap())
-        .collect();
-    app.publish(&message).await;
+    app.publish_busy_contacts(250).await;
     let first = updates(&app, 250).await;
     assert_eq!(first.len(), 250);
     assert_eq!(
@@ -724,12 +720,7 @@ async fn a_rescore_of_hundreds_publishes_each_change_once_in_a_batch() {
     }
 
     // One record's change is a message of its own.
-    let mut one = app.changed(ObjectType::Contact);
-    let mut customer = busy_customer(7, 2).pop().unwrap();
-    customer.lifecycle_stage = Some("lead".into());
-    customer.source_updated_at = common::ts(common::t0());
-    one.customers = vec![customer];
-    app.publish(&one).await;
+    app.publish_drop_to_lead(7).await;
     // The drop to `lead` is also an alert: two messages.
     let single = app.update_among(2).await;
     assert_eq!(single.object_id, 7);
@@ -746,11 +737,7 @@ async fn a_rescore_alerting_hundreds_publishes_each_alert_once_in_a_batch() {
     use std::sync::atomic::Ordering;
     let app = spawn_app().await;
     // 250 customers of one score, first scored in one write.
-    let mut message = app.changed(ObjectType::Contact);
-    message.customers = (1..=250)
-        .map(|id| busy_customer(id, 2).pop().unwrap())
-        .collect();
-    app.publish(&message).await;
+    app.publish_busy_contacts(250).await;
     assert_eq!(app.events(250).await.len(), 250);
     // Lifecycle counts for more: every score rises (no alert), to one score.
     let (status, saved) = app.save_config(&lifecycle_over_deal_value()).await;
@@ -836,12 +823,7 @@ async fn a_rescore_alerting_hundreds_publishes_each_alert_once_in_a_batch() {
     assert_eq!(stored, 250, "each alert stored once");
 
     // One record's drop to `lead` alerts alone.
-    let mut one = app.changed(ObjectType::Contact);
-    let mut customer = busy_customer(7, 2).pop().unwrap();
-    customer.lifecycle_stage = Some("lead".into());
-    customer.source_updated_at = common::ts(common::t0());
-    one.customers = vec![customer];
-    app.publish(&one).await;
+    app.publish_drop_to_lead(7).await;
     let single = app.events(2).await;
     assert!(
         single

@@ -562,6 +562,32 @@ pub fn quiet_lead(id: i64) -> Customer {
 }
 
 impl TestApp {
+    /// Contacts 1 to `n`, each the latest version of a [`busy_customer`] active 2 days
+    /// ago, in one `crm.changed`: their first scores are one write of `n` changes.
+    pub async fn publish_busy_contacts(&self, n: i64) {
+        let mut message = self.changed(ObjectType::Contact);
+        message.customers = (1..=n)
+            .filter_map(|id| busy_customer(id, 2).pop())
+            .collect();
+        self.publish(&message).await;
+    }
+
+    /// A newer version of busy contact `id` whose lifecycle stage fell to `lead`, alone in
+    /// one `crm.changed`: one record's change, and a drop.
+    pub async fn publish_drop_to_lead(&self, id: i64) {
+        let mut one = self.changed(ObjectType::Contact);
+        one.customers = busy_customer(id, 2)
+            .pop()
+            .map(|mut customer| {
+                customer.lifecycle_stage = Some("lead".into());
+                customer.source_updated_at = ts(t0());
+                customer
+            })
+            .into_iter()
+            .collect();
+        self.publish(&one).await;
+    }
+
     /// Three contacts of the test org, one per band: 1 critical (4), 2 at risk (54),
     /// 3 healthy (78). Returns once their events arrived (drained).
     pub async fn seed_three_bands(&self) {
