@@ -934,10 +934,14 @@ pub async fn rescore_org(
     let mut summary = WriteSummary::default();
     let mut failed = None;
     for other in others {
-        match joined(other).await? {
-            Ok(done) => summary += done,
-            Err(error) => {
+        match joined(other).await {
+            Ok(Ok(done)) => summary += done,
+            Ok(Err(error)) => {
                 failed.get_or_insert(error);
+            }
+            // A lane that panicked; the others are still waited for.
+            Err(error) => {
+                failed.get_or_insert(error.into());
             }
         }
     }

@@ -838,6 +838,46 @@ async fn a_rescore_alerting_hundreds_publishes_each_alert_once_in_a_batch() {
     );
 }
 
+/// A save that found the org's rescore lock taken tries it again once its version is
+/// committed. Here the holder lets go after its last look for debts but before the save
+/// commits (the org's score lock, held too, keeps the save waiting until then): the save
+/// then pays its own rescore and answers 200, where it used to answer 202 and leave the
+/// debt for the scheduler's next pass (here an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_found_the_rescore_lock_taken_rescores_once_the_holder_lets_go() {
+    let shared = common::Shared::new().await;
+    let mut settings = shared.settings();
+    settings.scoring.schedule_poll_ms = 3_600_000;
+    let replica = shared.spawn_with(settings).await;
+    let app = common::test_app(shared, replica).await;
+    app.seed_three_bands().await;
+    app.drain().await;
+    let rescore_holder = app.hold_rescore_lock().await;
+    let score_holder = app.hold_org_lock().await;
+    let config = lifecycle_over_deal_value();
+    let (saved, ()) = tokio::join!(app.save_config(&config), async {
+        // The save has tried the rescore lock and waits to write its version.
+        app.until_a_session_waits_on_a_lock().await;
+        rescore_holder.release().await;
+        score_holder.release().await;
+    });
+    let (status, saved) = saved;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["rescored"]["scored"], 3, "{saved}");
+    let (versions, pending) = versions(&app).await;
+    assert_eq!(
+        versions,
+        vec![1, 1, 1],
+        "every customer under the new version"
+    );
+    assert!(!pending, "the debt is paid");
+    assert!(
+        !app.drain().await.is_empty(),
+        "the rescore's events went out"
+    );
+}
+
 /// A config saved while another whole-org rescore holds the org's rescore lock leaves its
 /// version owed (its own task cannot take the lock). The sync's rescore, retried from its
 /// delay queue until the lock is free, pays it as soon as it has run, before it lets the

@@ -386,17 +386,51 @@ impl TestApp {
     /// own in an open transaction; [`LockHolder::release`] lets it go, as that replica's
     /// session ending would.
     pub async fn hold_rescore_lock(&self) -> LockHolder {
+        self.hold_lock("scoring.org-rescore.").await
+    }
+
+    /// Takes the org's lock on its scores exclusively, as a `crm.changed` being applied
+    /// would (see [`Self::hold_rescore_lock`]).
+    pub async fn hold_org_lock(&self) -> LockHolder {
+        self.hold_lock("scoring.org.").await
+    }
+
+    async fn hold_lock(&self, prefix: &str) -> LockHolder {
         use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
         let mut conn = self.app.pool.get().await.unwrap();
         conn.batch_execute("BEGIN").await.unwrap();
         diesel::sql_query(format!(
-            "SELECT pg_advisory_xact_lock(hashtextextended('scoring.org-rescore.{}', 0))",
+            "SELECT pg_advisory_xact_lock(hashtextextended('{prefix}{}', 0))",
             self.org
         ))
         .execute(&mut conn)
         .await
         .unwrap();
         LockHolder(conn)
+    }
+
+    /// Waits until a session of the test database waits on an advisory lock.
+    pub async fn until_a_session_waits_on_a_lock(&self) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.app.pool.get().await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND wait_event = 'advisory')",
+            ))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nobody waited on a lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub fn token(&self, org: Uuid, role: &str) -> String {
