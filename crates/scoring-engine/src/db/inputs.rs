@@ -435,8 +435,8 @@ pub async fn split_keys(
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    // The first sampled key of each part after the first: the row whose position times
-    // `parts`, divided by the sample's size, steps up.
+    // The split points: the sampled key at each position where position times `parts`,
+    // divided by the sample's size, steps up (each ends a part, see `KeyRange::until`).
     let sampled: Vec<Sampled> = diesel::sql_query(format!(
         "SELECT portal_id, object_id, n FROM ( \
             SELECT portal_id, {id} AS object_id, \
