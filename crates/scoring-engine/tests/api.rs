@@ -838,13 +838,10 @@ async fn a_rescore_alerting_hundreds_publishes_each_alert_once_in_a_batch() {
     );
 }
 
-/// A save that found the org's rescore lock taken tries it again once its version is
-/// committed. Here the holder lets go after its last look for debts but before the save
-/// commits (the org's score lock, held too, keeps the save waiting until then): the save
-/// then pays its own rescore and answers 200, where it used to answer 202 and leave the
-/// debt for the scheduler's next pass (here an hour away).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_that_found_the_rescore_lock_taken_rescores_once_the_holder_lets_go() {
+/// The test org's three bands (their events drained) on a replica whose scheduler looks
+/// for owed rescores only hourly, so that a debt paid within a test is paid by something
+/// other than the scheduler.
+async fn three_bands_with_the_scheduler_an_hour_away() -> common::TestApp {
     let shared = common::Shared::new().await;
     let mut settings = shared.settings();
     settings.scoring.schedule_poll_ms = 3_600_000;
@@ -852,6 +849,17 @@ async fn a_save_that_found_the_rescore_lock_taken_rescores_once_the_holder_lets_
     let app = common::test_app(shared, replica).await;
     app.seed_three_bands().await;
     app.drain().await;
+    app
+}
+
+/// A save that found the org's rescore lock taken tries it again once its version is
+/// committed. Here the holder lets go after its last look for debts but before the save
+/// commits (the org's score lock, held too, keeps the save waiting until then): the save
+/// then pays its own rescore and answers 200, where it used to answer 202 and leave the
+/// debt for the scheduler's next pass (here an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_found_the_rescore_lock_taken_rescores_once_the_holder_lets_go() {
+    let app = three_bands_with_the_scheduler_an_hour_away().await;
     let rescore_holder = app.hold_rescore_lock().await;
     let score_holder = app.hold_org_lock().await;
     let config = lifecycle_over_deal_value();
@@ -884,13 +892,7 @@ async fn a_save_that_found_the_rescore_lock_taken_rescores_once_the_holder_lets_
 /// lock go, not the scheduler's next pass (here an hour away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_saved_during_a_post_sync_rescore_is_paid_when_that_rescore_ends() {
-    let shared = common::Shared::new().await;
-    let mut settings = shared.settings();
-    settings.scoring.schedule_poll_ms = 3_600_000;
-    let replica = shared.spawn_with(settings).await;
-    let app = common::test_app(shared, replica).await;
-    app.seed_three_bands().await;
-    app.drain().await;
+    let app = three_bands_with_the_scheduler_an_hour_away().await;
     // Another whole-org rescore holds the lock; the sync's is retried until it is free.
     let holder = app.hold_rescore_lock().await;
     app.sync_completed(app.org).await;
