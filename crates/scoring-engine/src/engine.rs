@@ -690,25 +690,63 @@ pub async fn pay_owed_rescore(
     org_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    match pay_if_free(run, org_id, now).await? {
-        None => Ok(None),
-        Some(paid) => pay_left(run, org_id, now, paid).await,
-    }
+    let paid = holding_rescore_lock(run, org_id, now, async |_| Ok(None)).await?;
+    Ok(paid.flatten())
 }
 
-/// Takes the org's rescore lock if it is free and pays what is owed under it (see
-/// [`pay_debts`]); `None`: another task or replica holds it.
-async fn pay_if_free(
+/// Runs `work` holding the org's rescore lock, if it is free (`None`: another task or
+/// replica holds it), pays what the org is owed before letting go ([`pay_debts`]) and
+/// again after ([`pay_left`]); returns what `work` and the debts rescored. Every holder of
+/// the lock but a config save (which saves whether or not it gets the lock) goes through
+/// here.
+async fn holding_rescore_lock(
     run: Rescorer<'_>,
     org_id: Uuid,
     now: DateTime<Utc>,
+    work: impl for<'r> LockedWork<'r> + Send,
+) -> Result<Option<Option<WriteSummary>>, RescoreError> {
+    match if_free(run, org_id, now, work).await? {
+        None => Ok(None),
+        Some(done) => Ok(Some(pay_left(run, org_id, now, done).await?)),
+    }
+}
+
+/// What [`holding_rescore_lock`] runs under the lock: an async closure over the lock's
+/// connection whose future is `Send`, as the transaction it runs in needs (the bound
+/// `AsyncFnOnce` alone cannot state).
+trait LockedWork<'r>:
+    AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<Option<WriteSummary>, RescoreError>
+    + FnOnce(&'r mut AsyncPgConnection) -> <Self as LockedWork<'r>>::Fut
+{
+    type Fut: Future<Output = Result<Option<WriteSummary>, RescoreError>> + Send;
+}
+
+impl<'r, F, Fut> LockedWork<'r> for F
+where
+    F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<Option<WriteSummary>, RescoreError>
+        + FnOnce(&'r mut AsyncPgConnection) -> Fut,
+    Fut: Future<Output = Result<Option<WriteSummary>, RescoreError>> + Send,
+{
+    type Fut = Fut;
+}
+
+/// [`holding_rescore_lock`] until it lets go: `work`, then the debts, under the lock.
+async fn if_free(
+    run: Rescorer<'_>,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+    work: impl for<'r> LockedWork<'r> + Send,
 ) -> Result<Option<Option<WriteSummary>>, RescoreError> {
     let mut lock = pooled(run.pool).await?;
     lock.transaction(async |lock| {
         if !try_rescore_lock(lock, org_id).await? {
             return Ok(None);
         }
-        Ok(Some(pay_debts(run, lock, org_id, now).await?))
+        let mut done = work(lock).await?;
+        if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
+            *done.get_or_insert_default() += paid;
+        }
+        Ok(Some(done))
     })
     .await
 }
@@ -733,7 +771,7 @@ async fn pay_left(
         if owed.is_none() {
             return Ok(paid);
         }
-        match pay_if_free(run, org_id, now).await? {
+        match if_free(run, org_id, now, async |_| Ok(None)).await? {
             None => return Ok(paid),
             Some(Some(summary)) => *paid.get_or_insert_default() += summary,
             Some(None) => {}
@@ -828,39 +866,24 @@ pub async fn scheduled_rescore(
     now: DateTime<Utc>,
     next: DateTime<Utc>,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(run.pool).await?;
-    let done = lock
-        .transaction(async |lock| {
-            if !try_rescore_lock(lock, org_id).await? {
-                return Ok(None);
-            }
-            if !configs::is_due(lock, org_id, now).await? {
-                return Ok(Some(None));
-            }
-            let mut conn = pooled(run.pool).await?;
-            crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
-            drop(conn);
-            let mut summary = rescore_org(run, org_id, now, InputSource::Projection).await?;
-            let mut conn = pooled(run.pool).await?;
-            configs::schedule_rescore(&mut conn, org_id, next).await?;
-            drop(conn);
-            if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
-                summary += paid;
-            }
-            Ok::<_, RescoreError>(Some(Some(summary)))
-        })
-        .await?;
-    match done {
-        // Another holds the lock; it looks for debts after it lets go.
-        None => Ok(None),
-        // Not due (another replica did it): what was owed meanwhile is still paid, though
-        // not reported as a scheduled rescore.
-        Some(None) => {
-            pay_left(run, org_id, now, None).await?;
-            Ok(None)
+    let mut due = false;
+    let done = holding_rescore_lock(run, org_id, now, async |lock| {
+        if !configs::is_due(lock, org_id, now).await? {
+            return Ok(None);
         }
-        Some(Some(summary)) => pay_left(run, org_id, now, Some(summary)).await,
-    }
+        due = true;
+        let mut conn = pooled(run.pool).await?;
+        crate::db::projection::prune_activity(&mut conn, org_id, now).await?;
+        drop(conn);
+        let summary = rescore_org(run, org_id, now, InputSource::Projection).await?;
+        let mut conn = pooled(run.pool).await?;
+        configs::schedule_rescore(&mut conn, org_id, next).await?;
+        Ok(Some(summary))
+    })
+    .await?;
+    // Not due (another replica did it): what was owed meanwhile is still paid, though not
+    // reported as a scheduled rescore.
+    Ok(done.flatten().filter(|_| due))
 }
 
 /// Rescores every contact and company of an org in batches of `run.batch_size` (each batch its
@@ -964,23 +987,11 @@ pub async fn rescore_org_unless_busy(
     now: DateTime<Utc>,
     source: InputSource,
 ) -> Result<Option<WriteSummary>, RescoreError> {
-    let mut lock = pooled(run.pool).await?;
-    let done = lock
-        .transaction(async |lock| {
-            if !try_rescore_lock(lock, org_id).await? {
-                return Ok(None);
-            }
-            let mut summary = rescore_org(run, org_id, now, source).await?;
-            if let Some(paid) = pay_debts(run, lock, org_id, now).await? {
-                summary += paid;
-            }
-            Ok::<_, RescoreError>(Some(summary))
-        })
-        .await?;
-    match done {
-        None => Ok(None),
-        Some(summary) => pay_left(run, org_id, now, Some(summary)).await,
-    }
+    let done = holding_rescore_lock(run, org_id, now, async |_| {
+        Ok(Some(rescore_org(run, org_id, now, source).await?))
+    })
+    .await?;
+    Ok(done.map(Option::unwrap_or_default))
 }
 
 /// An org's contacts and companies in key order, split into up to `lanes` parts of about
